@@ -1,0 +1,1 @@
+# Bindings for the cconv kernels (cpu/cconv.c). Filled in by its issue.

@@ -1,0 +1,1 @@
+# Bindings for the search kernels (cpu/search.c). Filled in by its issue.

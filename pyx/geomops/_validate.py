@@ -1,0 +1,182 @@
+"""Input validation shared by every public op.
+
+All checks happen here, in Python, before any pointer reaches C. Each helper returns an
+array the kernels can use directly (C-contiguous, the expected dtype) or raises a
+``TypeError`` / ``ValueError`` that names the argument and what was expected.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+
+
+def _describe(a):
+    return f"shape {tuple(a.shape)} and dtype {a.dtype}"
+
+
+def as_array(x, name):
+    """``np.asarray`` that reports a useful error for objects that are not array-like."""
+    if x is None:
+        raise TypeError(f"{name} must be an array, got None")
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # pragma: no cover - exotic inputs
+        raise TypeError(f"{name} must be array-like, got {type(x).__name__}: {exc}") from None
+
+
+def is_absent(x):
+    """True for ``None`` or an empty 1-D array (Open3D's "not given" convention)."""
+    if x is None:
+        return True
+    a = np.asarray(x)
+    return a.ndim == 1 and a.shape[0] == 0
+
+
+def float_array(x, name, *, ndim=None, shape=None, dtype=None):
+    """Return ``x`` as a C-contiguous float32/float64 array.
+
+    ``shape`` may contain ``None`` for free dimensions. ``dtype`` (if given) is the dtype the
+    caller requires; otherwise the array keeps its own float dtype.
+    """
+    a = as_array(x, name)
+    if a.dtype not in FLOAT_DTYPES:
+        if dtype is None or not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+            raise TypeError(f"{name} must be float32 or float64, got dtype {a.dtype}")
+    if dtype is not None and a.dtype != dtype:
+        if a.dtype in FLOAT_DTYPES:
+            raise TypeError(f"{name} has dtype {a.dtype} but the op's float inputs are {np.dtype(dtype)}; "
+                            "all float inputs of one call must share a dtype")
+        a = a.astype(dtype)
+    check_shape(a, name, ndim=ndim, shape=shape)
+    return np.ascontiguousarray(a)
+
+
+def check_shape(a, name, *, ndim=None, shape=None):
+    if shape is not None:
+        ndim = len(shape)
+    if ndim is not None and a.ndim != ndim:
+        exp = _shape_text(shape) if shape is not None else f"{ndim} dimensions"
+        raise ValueError(f"{name} must have shape {exp}, got {_describe(a)}")
+    if shape is not None:
+        for got, want in zip(a.shape, shape):
+            if want is not None and got != want:
+                raise ValueError(f"{name} must have shape {_shape_text(shape)}, got {_describe(a)}")
+
+
+def _shape_text(shape):
+    return "[" + ", ".join("N" if s is None else str(s) for s in shape) + "]"
+
+
+def common_float_dtype(**arrays):
+    """The float dtype shared by the given arrays (``None`` values are skipped).
+
+    Raises a TypeError listing each argument's dtype when they disagree or are not float.
+    """
+    dtypes = {}
+    for name, a in arrays.items():
+        if a is None:
+            continue
+        dt = np.asarray(a).dtype
+        dtypes[name] = dt
+    bad = {n: d for n, d in dtypes.items() if d not in FLOAT_DTYPES}
+    if bad:
+        n, d = next(iter(bad.items()))
+        raise TypeError(f"{n} must be float32 or float64, got dtype {d}")
+    kinds = set(dtypes.values())
+    if len(kinds) > 1:
+        listing = ", ".join(f"{n}={d}" for n, d in dtypes.items())
+        raise TypeError(f"all float inputs of one call must share a dtype (float32 or float64); got {listing}")
+    return kinds.pop() if kinds else np.dtype(np.float32)
+
+
+def index_array(x, name, *, num_points=None, allow=INDEX_DTYPES):
+    """A 1-D C-contiguous int32/int64 array; optionally checks 0 <= idx < num_points."""
+    a = as_array(x, name)
+    if a.dtype not in allow:
+        raise TypeError(f"{name} must be " + " or ".join(str(d) for d in allow) + f", got dtype {a.dtype}")
+    check_shape(a, name, ndim=1)
+    a = np.ascontiguousarray(a)
+    if num_points is not None and a.size:
+        lo, hi = a.min(), a.max()
+        if lo < 0 or hi >= num_points:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{name} contains {int(bad)}, outside the valid range [0, {num_points}) "
+                             f"of the point set it indexes")
+    return a
+
+
+def row_splits(x, name, *, num_rows=None, total=None):
+    """Validated int64 row splits: 1-D, starts at 0, non-decreasing, ends at ``total``.
+
+    int32 input is accepted and converted. ``num_rows`` fixes the length to num_rows + 1.
+    """
+    a = as_array(x, name)
+    if a.dtype not in INDEX_DTYPES:
+        raise TypeError(f"{name} must be int64 (int32 is converted), got dtype {a.dtype}")
+    check_shape(a, name, ndim=1)
+    if num_rows is not None and a.shape[0] != num_rows + 1:
+        raise ValueError(f"{name} must have {num_rows + 1} entries (number of rows + 1), got {a.shape[0]}")
+    if a.shape[0] < 1:
+        raise ValueError(f"{name} must have at least one entry (it starts with 0)")
+    a = np.ascontiguousarray(a, dtype=np.int64)
+    if a[0] != 0:
+        raise ValueError(f"{name} must start with 0, got {int(a[0])}")
+    if a.shape[0] > 1 and np.any(a[1:] < a[:-1]):
+        raise ValueError(f"{name} must be non-decreasing (monotone row splits)")
+    if total is not None and a[-1] != total:
+        raise ValueError(f"{name} must end with {total} (the length of the array it splits), got {int(a[-1])}")
+    return a
+
+
+def optional_float(x, name, *, length, dtype):
+    """``None`` for absent inputs (None or shape [0]); else a [length] array of ``dtype``."""
+    if is_absent(x):
+        return None
+    a = float_array(x, name, dtype=dtype)
+    if a.ndim != 1 or a.shape[0] != length:
+        raise ValueError(f"{name} must have shape [{length}] or [0] (absent), got {_describe(a)}")
+    return a
+
+
+def check_option(value, name, valid):
+    """Validate a string option against a tuple of valid values."""
+    if not isinstance(value, str) or value not in valid:
+        raise ValueError(f"{name} must be one of {tuple(valid)} but got {value!r}")
+    return value
+
+
+def check_bool(value, name):
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
+def check_int(value, name, *, minimum=None):
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    return v
+
+
+def check_real(value, name, *, positive=False, nonnegative=False):
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    if positive and not v > 0:
+        raise ValueError(f"{name} must be > 0, got {v}")
+    if nonnegative and v < 0:
+        raise ValueError(f"{name} must be >= 0, got {v}")
+    return v

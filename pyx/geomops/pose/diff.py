@@ -1,0 +1,2 @@
+"""Placeholder: filled in by the pose issue."""
+__all__ = []

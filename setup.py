@@ -1,0 +1,174 @@
+"""Build script for geomops.
+
+Two extension modules:
+
+* ``geomops._cpu``  -- Cython bindings + the OpenMP C kernels in ``cpu/`` (always built).
+* ``geomops._cuda`` -- Cython bindings + nvcc objects from ``cuda/*.cu`` (optional).
+
+Environment switches:
+
+* ``GEOMOPS_CUDA=AUTO|ON|OFF`` (default AUTO): AUTO builds ``_cuda`` when a working nvcc
+  is found, ON fails when it is not, OFF never builds it.
+* ``GEOMOPS_CUDA_ARCHS`` (default ``80;90+PTX``): TORCH_CUDA_ARCH_LIST-style arch list.
+* ``CUDACXX`` / ``CUDA_HOME`` / ``CUDA_PATH``: where to look for nvcc.
+"""
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+os.chdir(HERE)  # relative source paths below
+
+HEADERS = sorted(glob.glob("include/geomops/*.h"))
+CPU_SOURCES = sorted(glob.glob("cpu/*.c"))
+CUDA_SOURCES = sorted(glob.glob("cuda/*.cu"))
+COMMON_CFLAGS = ["-O3", "-g0", "-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wno-unused-function",
+                 "-Wno-unknown-pragmas"]
+COMMON_LDFLAGS = ["-s"]
+
+
+def _log(msg):
+    print(f"[geomops setup] {msg}", file=sys.stderr)
+
+
+def _cuda_mode():
+    mode = os.environ.get("GEOMOPS_CUDA", "AUTO").strip().upper()
+    aliases = {"1": "ON", "TRUE": "ON", "YES": "ON", "0": "OFF", "FALSE": "OFF", "NO": "OFF", "": "AUTO"}
+    mode = aliases.get(mode, mode)
+    if mode not in ("AUTO", "ON", "OFF"):
+        sys.exit(f"GEOMOPS_CUDA must be AUTO, ON or OFF, got {os.environ['GEOMOPS_CUDA']!r}")
+    return mode
+
+
+def _find_nvcc():
+    """Return a working nvcc path or None (checked with ``nvcc --version``)."""
+    candidates = [os.environ.get("CUDACXX"), shutil.which("nvcc")]
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var):
+            candidates.append(os.path.join(os.environ[var], "bin", "nvcc"))
+    candidates.append("/usr/local/cuda/bin/nvcc")
+    for cand in candidates:
+        if not cand or not os.path.exists(cand):
+            continue
+        try:
+            subprocess.run([cand, "--version"], check=True, capture_output=True, timeout=60)
+            return cand
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return None
+
+
+def _cuda_home(nvcc):
+    """Ask nvcc where its toolkit lives (``which nvcc`` may be a wrapper script)."""
+    out = subprocess.run([nvcc, "-dryrun", "-x", "cu", "-c", "/dev/null", "-o", "/dev/null"],
+                         capture_output=True, text=True, timeout=60)
+    for line in (out.stdout + out.stderr).splitlines():
+        line = line.lstrip("#$ ").strip()
+        if line.startswith("TOP="):
+            return line[4:].strip()
+    return os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+
+
+def _gencode_flags():
+    archs = os.environ.get("GEOMOPS_CUDA_ARCHS", "80;90+PTX")
+    flags = []
+    for item in archs.replace(",", ";").replace(" ", ";").split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        ptx = item.endswith("+PTX")
+        num = item[:-4] if ptx else item
+        num = num.replace(".", "")
+        if not num.isdigit():
+            sys.exit(f"GEOMOPS_CUDA_ARCHS: cannot parse {item!r} (expected e.g. '80;90+PTX')")
+        flags += ["-gencode", f"arch=compute_{num},code=sm_{num}"]
+        if ptx:
+            flags += ["-gencode", f"arch=compute_{num},code=compute_{num}"]
+    return flags
+
+
+# cythonize() drops custom Extension attributes, so the .cu list is keyed by module name.
+CUDA_EXTENSION_SOURCES = {}
+
+
+class BuildExt(build_ext):
+    """build_ext that compiles ``.cu`` files with nvcc for the CUDA extension."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
+
+    def build_extension(self, ext):
+        cu_files = CUDA_EXTENSION_SOURCES.get(ext.name)
+        if cu_files:
+            nvcc = CUDA_EXTENSION_SOURCES["__nvcc__"]
+            objdir = os.path.join(self.build_temp, "cuda_objects")
+            os.makedirs(objdir, exist_ok=True)
+            objects = []
+            for cu in cu_files:
+                obj = os.path.join(objdir, os.path.basename(cu) + ".o")
+                newest_input = max(os.path.getmtime(p) for p in [cu] + HEADERS)
+                if not os.path.exists(obj) or os.path.getmtime(obj) < newest_input:
+                    cmd = [nvcc, "-O3", "-std=c++17", "-Xcompiler", "-fPIC,-fvisibility=hidden",
+                           "-Iinclude", *_gencode_flags(), "-c", cu, "-o", obj]
+                    _log(" ".join(cmd))
+                    subprocess.run(cmd, check=True)
+                objects.append(obj)
+            ext.extra_objects = list(ext.extra_objects or []) + objects
+        super().build_extension(ext)
+
+
+def _extensions():
+    cpu = Extension(
+        "geomops._cpu",
+        sources=["pyx/geomops/_cpu.pyx"] + CPU_SOURCES,
+        include_dirs=["include"],
+        depends=HEADERS + sorted(glob.glob("pyx/geomops/*.pxi")) + sorted(glob.glob("pyx/geomops/*.pxd")),
+        extra_compile_args=COMMON_CFLAGS + ["-fopenmp"],
+        extra_link_args=COMMON_LDFLAGS + ["-fopenmp"],
+        libraries=["m"],
+    )
+    exts = [cpu]
+
+    mode = _cuda_mode()
+    if mode != "OFF":
+        nvcc = _find_nvcc()
+        if nvcc is None:
+            if mode == "ON":
+                sys.exit("GEOMOPS_CUDA=ON but no working nvcc was found "
+                         "(looked at $CUDACXX, PATH, $CUDA_HOME, $CUDA_PATH, /usr/local/cuda)")
+            _log("nvcc not found: building the CPU module only")
+        else:
+            home = _cuda_home(nvcc)
+            libdir = next((d for d in (os.path.join(home, "lib64"), os.path.join(home, "lib"))
+                           if os.path.isdir(d)), os.path.join(home, "lib64"))
+            _log(f"building the CUDA module with {nvcc} (toolkit {home})")
+            CUDA_EXTENSION_SOURCES["__nvcc__"] = nvcc
+            CUDA_EXTENSION_SOURCES["geomops._cuda"] = CUDA_SOURCES
+            exts.append(Extension(
+                "geomops._cuda",
+                sources=["pyx/geomops/_cuda.pyx"],
+                include_dirs=["include"],
+                depends=HEADERS + CUDA_SOURCES,
+                extra_compile_args=COMMON_CFLAGS,
+                extra_link_args=COMMON_LDFLAGS,
+                library_dirs=[libdir],
+                libraries=["cudart_static", "stdc++", "rt", "pthread", "dl"],
+            ))
+    else:
+        _log("GEOMOPS_CUDA=OFF: building the CPU module only")
+    return cythonize(exts, language_level=3, include_path=["pyx/geomops", "include"],
+                     compiler_directives={"boundscheck": False, "wraparound": False,
+                                          "initializedcheck": False, "cdivision": True,
+                                          "embedsignature": True})
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})
