@@ -1,2 +1,430 @@
-"""Neighbor search ops (filled in by the search issue)."""
-__all__ = []
+"""Neighbor search on the CPU: Open3D-compatible spatial hash table, fixed-radius, radius and kNN search.
+
+Semantics follow Open3D's ops (``open3d.ml.*.ops``): indices are global (not relative to the batch
+item), queries of batch item ``b`` only see points of item ``b``, L2 distances are squared, L1 and
+Linf distances are plain. ``fixed_radius_search`` includes points at exactly the radius (``<=``),
+``radius_search`` excludes them (``<``). See ``docs/search.md`` for the differences from Open3D.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _cpu
+from ._config import resolve_num_threads
+from ._validate import (check_bool, check_int, check_option, check_real, float_array, index_array,
+                        row_splits)
+
+__all__ = ["NeighborSearchResult", "SpatialHashTable", "build_spatial_hash_table", "fixed_radius_search",
+           "radius_search", "knn_search"]
+
+METRICS = ("L1", "L2", "Linf")
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+class NeighborSearchResult(NamedTuple):
+    """Neighbor lists in compressed-row form.
+
+    Attributes
+    ----------
+    neighbors_index : ndarray, [E] int32 or int64
+        Global indices of the neighbors of all queries, query after query.
+    neighbors_row_splits : ndarray, [Nq + 1] int64
+        Neighbors of query ``i`` are ``neighbors_index[rs[i]:rs[i+1]]``.
+    neighbors_distance : ndarray, [E] or [0], the points' dtype
+        Distances (squared for L2) when requested, else an empty array.
+    """
+
+    neighbors_index: np.ndarray
+    neighbors_row_splits: np.ndarray
+    neighbors_distance: np.ndarray
+
+
+class _HashTableArrays(NamedTuple):
+    hash_table_index: np.ndarray
+    hash_table_cell_splits: np.ndarray
+    hash_table_splits: np.ndarray
+
+
+class SpatialHashTable(_HashTableArrays):
+    """Open3D's spatial hash table, plus what it was built with.
+
+    Unpacks like Open3D's 3-tuple ``(hash_table_index [N] int32, hash_table_cell_splits [T+1] int32,
+    hash_table_splits [B+1] int32)``. The attributes ``radius``, ``num_points``,
+    ``points_row_splits`` and ``dtype`` let :func:`fixed_radius_search` reject a table built for
+    another radius or point set (Open3D silently returns wrong neighbors then). The search index
+    built from it on first use is cached on the table, so reusing a table saves that work.
+    """
+
+    def __getstate__(self):  # the cached index is native memory: rebuilt after unpickling
+        return {k: v for k, v in self.__dict__.items() if k != "_grid"}
+
+
+# ---------------------------------------------------------------------------------------------
+# validation helpers (private)
+
+def _points(x, name, dtype=None):
+    a = float_array(x, name, shape=(None, 3), dtype=dtype)
+    if a.size and not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite (no NaN or inf coordinates)")
+    return a
+
+
+def _batch_splits(points_row_splits, queries_row_splits, num_points, num_queries):
+    ps = (np.array([0, num_points], np.int64) if points_row_splits is None
+          else row_splits(points_row_splits, "points_row_splits", total=num_points))
+    qs = (np.array([0, num_queries], np.int64) if queries_row_splits is None
+          else row_splits(queries_row_splits, "queries_row_splits", total=num_queries))
+    if ps.shape[0] != qs.shape[0]:
+        raise ValueError("points_row_splits and queries_row_splits must have the same length (batch size + 1), "
+                         f"got {ps.shape[0]} and {qs.shape[0]}")
+    return ps, qs
+
+
+def _index_dtype(index_dtype):
+    try:
+        dt = np.dtype(index_dtype)
+    except TypeError:
+        raise TypeError(f"index_dtype must be int32 or int64, got {index_dtype!r}") from None
+    if dt not in (np.dtype(np.int32), np.dtype(np.int64)):
+        raise TypeError(f"index_dtype must be int32 or int64, got {dt}")
+    return dt
+
+
+def _check_index_capacity(num_points, index_dtype):
+    """int32 indices must hold every point index; refuse instead of wrapping around."""
+    if index_dtype == np.dtype(np.int32) and num_points - 1 > _INT32_MAX:
+        raise ValueError(f"index_dtype int32 cannot hold the indices of {num_points} points "
+                         f"(max index {_INT32_MAX}); use index_dtype=np.int64")
+
+
+def _metric(metric):
+    return check_option(metric, "metric", METRICS)
+
+
+def _result(index, row_splits_out, distance, index_dtype, float_dtype):
+    idx = np.asarray(index) if index is not None else np.empty(0, index_dtype)
+    dist = np.asarray(distance) if distance is not None else np.empty(0, float_dtype)
+    return NeighborSearchResult(idx, row_splits_out, dist)
+
+
+def _empty_splits(num_queries):
+    return np.zeros(num_queries + 1, np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# build_spatial_hash_table
+
+def build_spatial_hash_table(points, radius, points_row_splits=None, hash_table_size_factor=1 / 64,
+                             max_hash_table_size=33554432, num_threads=None):
+    """Build Open3D's spatial hash table of a point set for a fixed-radius search.
+
+    The table is identical to Open3D's (same voxel size ``2*radius``, hash function and table sizes
+    ``T_b = min(max(int(factor*n_b), 1), max_hash_table_size)``), except that the points inside a
+    bin are in ascending index order (Open3D's order there is nondeterministic).
+
+    Parameters
+    ----------
+    points : array_like, [N, 3] float32 or float64
+        The point set.
+    radius : float
+        Search radius the table is meant for (>= 0).
+    points_row_splits : array_like, [B+1] int64, optional
+        Batch item ``b`` is ``points[rs[b]:rs[b+1]]``. Default: one item.
+    hash_table_size_factor : float
+        Table size per item relative to its point count (> 0). Default 1/64.
+    max_hash_table_size : int
+        Upper bound of each item's table size. Default 33554432.
+    num_threads : int, optional
+        OpenMP threads (default: :func:`geomops.get_num_threads`).
+
+    Returns
+    -------
+    SpatialHashTable
+        ``(hash_table_index [N] int32, hash_table_cell_splits [sum T_b + 1] int32,
+        hash_table_splits [B+1] int32)`` with attributes ``radius``, ``num_points``,
+        ``points_row_splits`` and ``dtype``.
+    """
+    pts = _points(points, "points")
+    radius = check_real(radius, "radius", nonnegative=True)
+    factor = check_real(hash_table_size_factor, "hash_table_size_factor", positive=True)
+    max_size = check_int(max_hash_table_size, "max_hash_table_size", minimum=1)
+    n = pts.shape[0]
+    ps = (np.array([0, n], np.int64) if points_row_splits is None
+          else row_splits(points_row_splits, "points_row_splits", total=n))
+    nt = resolve_num_threads(num_threads)
+    if n > _INT32_MAX:
+        raise ValueError(f"points: the hash table stores int32 indices and cannot hold {n} points")
+    sizes = [min(max(int(factor * int(c)), 1), max_size) for c in np.diff(ps)]
+    total = sum(sizes)
+    if total > _INT32_MAX - 1:
+        raise ValueError(f"hash_table_size_factor / max_hash_table_size give {total} cells in all, more than an "
+                         "int32 table can hold")
+    table_splits = np.zeros(len(sizes) + 1, np.int64)
+    table_splits[1:] = np.cumsum(sizes, dtype=np.int64)
+    index = np.empty(n, np.int32)
+    cell_splits = np.empty(total + 1, np.int32)
+    _cpu.search_build_hash_table(pts, ps, radius, table_splits, index, cell_splits, nt)
+    table = SpatialHashTable(index, cell_splits, table_splits.astype(np.int32))
+    table.radius = radius
+    table.num_points = n
+    table.points_row_splits = ps
+    table.dtype = pts.dtype
+    table.hash_table_size_factor = factor
+    return table
+
+
+def _int32_vector(x, name):
+    a = np.asarray(x)
+    if a.dtype != np.int32:
+        raise TypeError(f"{name} must be int32 (as build_spatial_hash_table returns it), got dtype {a.dtype}")
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(a.shape)}")
+    return np.ascontiguousarray(a)
+
+
+def _table_arrays(hash_table, num_points, num_items):
+    """Shapes, dtypes and ranges of a raw (index, cell_splits, splits) table."""
+    if not isinstance(hash_table, (tuple, list)) or len(hash_table) != 3:
+        raise TypeError("hash_table must be the 3-tuple (hash_table_index, hash_table_cell_splits, "
+                        f"hash_table_splits) returned by build_spatial_hash_table, got {type(hash_table).__name__}")
+    index = index_array(hash_table[0], "hash_table.hash_table_index", num_points=num_points,
+                        allow=(np.dtype(np.int32),))
+    cells = _int32_vector(hash_table[1], "hash_table.hash_table_cell_splits")
+    splits = _int32_vector(hash_table[2], "hash_table.hash_table_splits")
+    if index.shape[0] != num_points:
+        raise ValueError(f"hash_table.hash_table_index must have shape [{num_points}] (one entry per point), "
+                         f"got {index.shape[0]}: the table was built for another point set")
+    if splits.shape[0] != num_items + 1:
+        raise ValueError(f"hash_table.hash_table_splits must have {num_items + 1} entries (batch size + 1), got "
+                         f"{splits.shape[0]}: the table was built for other row splits")
+    if splits[0] != 0 or np.any(np.diff(splits) < 1) or splits[-1] != cells.shape[0] - 1:
+        raise ValueError("hash_table.hash_table_splits must start at 0, grow by >= 1 per batch item and end at "
+                         "len(hash_table_cell_splits) - 1")
+    if cells[0] != 0 or np.any(np.diff(cells) < 0) or cells[-1] != num_points:
+        raise ValueError(f"hash_table.hash_table_cell_splits must start at 0, be non-decreasing and end at "
+                         f"{num_points}")
+    return index, cells, splits.astype(np.int64)
+
+
+def _grid_for_table(hash_table, pts, ps, radius, nt):
+    """The search grid for a user-supplied hash table, after checking the table fits the call."""
+    if isinstance(hash_table, SpatialHashTable) and hasattr(hash_table, "radius"):
+        if hash_table.dtype != pts.dtype:
+            raise ValueError(f"hash_table was built from {hash_table.dtype} points, but points are {pts.dtype}")
+        if hash_table.num_points != pts.shape[0]:
+            raise ValueError(f"hash_table was built for {hash_table.num_points} points, but points has "
+                             f"{pts.shape[0]}: it belongs to another point set")
+        if not np.array_equal(hash_table.points_row_splits, ps):
+            raise ValueError("hash_table was built with other points_row_splits "
+                             f"({hash_table.points_row_splits.tolist()[:8]} vs {ps.tolist()[:8]})")
+        if pts.dtype.type(hash_table.radius) != pts.dtype.type(radius):
+            raise ValueError(f"hash_table was built for radius={hash_table.radius}, but radius={radius}: build a "
+                             "table for this radius")
+        grid = getattr(hash_table, "_grid", None)
+        if grid is not None:
+            if not grid.matches(pts):
+                raise ValueError("hash_table was built for another point set (same size, other coordinates)")
+            return grid
+    index, cells, splits = _table_arrays(hash_table, pts.shape[0], ps.shape[0] - 1)
+    if not _cpu.search_verify_hash_table(pts, ps, radius, splits, index, cells, nt):
+        raise ValueError(f"hash_table is not the spatial hash table of these points for radius={radius}: it was "
+                         "built for another radius, point set or row splits")
+    grid = _cpu.search_grid_build(pts, ps, radius, nt)
+    if isinstance(hash_table, SpatialHashTable):
+        hash_table._grid = grid
+    return grid
+
+
+# ---------------------------------------------------------------------------------------------
+# fixed_radius_search
+
+def fixed_radius_search(points, queries, radius, points_row_splits=None, queries_row_splits=None,
+                        hash_table=None, hash_table_size_factor=1 / 64, index_dtype=np.int32, metric="L2",
+                        ignore_query_point=False, return_distances=False, sort=False, num_threads=None):
+    """All points within a fixed radius of each query (inclusive: ``dist <= radius``).
+
+    Parameters
+    ----------
+    points : array_like, [Np, 3] float32 or float64
+        The point set searched.
+    queries : array_like, [Nq, 3], same dtype as points
+        The query positions.
+    radius : float
+        Search radius (>= 0, finite). Compared as ``sum(d**2) <= radius**2`` (L2),
+        ``sum(|d|) <= radius`` (L1) or ``max(|d|) <= radius`` (Linf), in the points' precision.
+    points_row_splits, queries_row_splits : array_like, [B+1] int64, optional
+        Batch items; queries of item b only see points of item b. Default: one item.
+    hash_table : SpatialHashTable or 3-tuple, optional
+        A table from :func:`build_spatial_hash_table` for these points and this radius. It is
+        checked (a table for another radius or point set raises ``ValueError``), and the search
+        index derived from it is cached on a :class:`SpatialHashTable` for reuse.
+    hash_table_size_factor : float
+        Accepted for Open3D compatibility and validated (> 0); the search index here does not
+        depend on it.
+    index_dtype : {np.int32, np.int64}
+        Dtype of ``neighbors_index``.
+    metric : {"L2", "L1", "Linf"}
+        Distance metric.
+    ignore_query_point : bool
+        Skip points whose three coordinates equal the query's exactly (so duplicates too).
+    return_distances : bool
+        Also return the distances (squared for L2).
+    sort : bool
+        Give each query's neighbors in ascending index order. Without it the order is fixed by the
+        search (the same for any thread count) but not meaningful.
+    num_threads : int, optional
+        OpenMP threads (default: :func:`geomops.get_num_threads`).
+
+    Returns
+    -------
+    NeighborSearchResult
+        ``(neighbors_index [E], neighbors_row_splits [Nq+1] int64, neighbors_distance [E] or [0])``.
+    """
+    pts = _points(points, "points")
+    qs = _points(queries, "queries", dtype=pts.dtype)
+    radius = check_real(radius, "radius", nonnegative=True)
+    check_real(hash_table_size_factor, "hash_table_size_factor", positive=True)
+    ps, qsp = _batch_splits(points_row_splits, queries_row_splits, pts.shape[0], qs.shape[0])
+    dt = _index_dtype(index_dtype)
+    _check_index_capacity(pts.shape[0], dt)
+    metric = _metric(metric)
+    ignore = check_bool(ignore_query_point, "ignore_query_point")
+    want_dist = check_bool(return_distances, "return_distances")
+    sort = check_bool(sort, "sort")
+    nt = resolve_num_threads(num_threads)
+    if hash_table is None:
+        grid = _cpu.search_grid_build(pts, ps, radius, nt)
+    else:
+        grid = _grid_for_table(hash_table, pts, ps, radius, nt)
+    rs = np.empty(qs.shape[0] + 1, np.int64)
+    idx, dist = _cpu.search_fixed_radius(grid, qs, qsp, rs, metric, ignore, want_dist, sort,
+                                         dt == np.dtype(np.int64), nt)
+    return _result(idx, rs, dist, dt, pts.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# radius_search
+
+def _radii(radii, num_queries, dtype):
+    if isinstance(radii, np.ndarray):
+        r = float_array(radii, "radii", dtype=dtype)
+    else:  # Python floats / lists take the points' dtype
+        r = np.asarray(radii)
+        if not (np.issubdtype(r.dtype, np.floating) or np.issubdtype(r.dtype, np.integer)):
+            raise TypeError(f"radii must be an array of real numbers, got dtype {r.dtype}")
+        r = np.ascontiguousarray(r, dtype=dtype)
+    if r.shape != (num_queries,):
+        raise ValueError(f"radii must have shape [{num_queries}] (one radius per query), got shape {tuple(r.shape)}")
+    if r.size and not (np.isfinite(r).all() and (r >= 0).all()):
+        raise ValueError("radii must be finite and >= 0 (found a negative, NaN or inf radius)")
+    return r
+
+
+def radius_search(points, queries, radii, points_row_splits=None, queries_row_splits=None, index_dtype=np.int32,
+                  metric="L2", ignore_query_point=False, return_distances=False, normalize_distances=False,
+                  sort=False, num_threads=None):
+    """All points strictly within a per-query radius of each query (``dist < radii[i]``).
+
+    Parameters
+    ----------
+    points : array_like, [Np, 3] float32 or float64
+        The point set searched.
+    queries : array_like, [Nq, 3], same dtype as points
+        The query positions.
+    radii : array_like, [Nq], same dtype as points
+        One radius per query (>= 0, finite). A list of Python floats is converted to the points'
+        dtype; an ndarray of the other float dtype is rejected.
+    points_row_splits, queries_row_splits : array_like, [B+1] int64, optional
+        Batch items; queries of item b only see points of item b.
+    index_dtype : {np.int32, np.int64}
+        Dtype of ``neighbors_index``.
+    metric : {"L2", "L1", "Linf"}
+        Distance metric (Open3D offers L1 and L2 only).
+    ignore_query_point : bool
+        Skip points whose three coordinates equal the query's exactly.
+    return_distances : bool
+        Also return the distances (squared for L2).
+    normalize_distances : bool
+        Divide the returned distances by ``r**2`` (L2) or ``r`` (L1, Linf).
+    sort : bool
+        Give each query's neighbors in ascending index order.
+    num_threads : int, optional
+        OpenMP threads.
+
+    Returns
+    -------
+    NeighborSearchResult
+    """
+    pts = _points(points, "points")
+    qs = _points(queries, "queries", dtype=pts.dtype)
+    r = _radii(radii, qs.shape[0], pts.dtype)
+    ps, qsp = _batch_splits(points_row_splits, queries_row_splits, pts.shape[0], qs.shape[0])
+    dt = _index_dtype(index_dtype)
+    _check_index_capacity(pts.shape[0], dt)
+    metric = _metric(metric)
+    ignore = check_bool(ignore_query_point, "ignore_query_point")
+    want_dist = check_bool(return_distances, "return_distances")
+    normalize = check_bool(normalize_distances, "normalize_distances")
+    sort = check_bool(sort, "sort")
+    nt = resolve_num_threads(num_threads)
+    rs = np.empty(qs.shape[0] + 1, np.int64)
+    idx, dist = _cpu.search_tree("radius", pts, ps, qs, qsp, rs, metric, ignore, want_dist,
+                                 dt == np.dtype(np.int64), nt, radii=r, normalize_distances=normalize, sort=sort)
+    return _result(idx, rs, dist, dt, pts.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# knn_search
+
+def knn_search(points, queries, k, points_row_splits=None, queries_row_splits=None, index_dtype=np.int32,
+               metric="L2", ignore_query_point=False, return_distances=False, num_threads=None):
+    """The k nearest points of each query.
+
+    Each query gets ``min(k, n_b)`` neighbors (``n_b``: points in its batch item) sorted by
+    distance, ties broken by the smaller index. ``ignore_query_point`` then removes the found
+    points equal to the query, as Open3D does (so k=1 with queries == points gives no neighbor).
+
+    Parameters
+    ----------
+    points : array_like, [Np, 3] float32 or float64
+        The point set searched.
+    queries : array_like, [Nq, 3], same dtype as points
+        The query positions.
+    k : int
+        Number of neighbors (> 0).
+    points_row_splits, queries_row_splits : array_like, [B+1] int64, optional
+        Batch items; queries of item b only see points of item b.
+    index_dtype : {np.int32, np.int64}
+        Dtype of ``neighbors_index``.
+    metric : {"L2", "L1", "Linf"}
+        Distance metric (Open3D offers L1 and L2 only).
+    ignore_query_point : bool
+        Remove found points whose three coordinates equal the query's exactly.
+    return_distances : bool
+        Also return the distances (squared for L2, plain for L1 / Linf).
+    num_threads : int, optional
+        OpenMP threads.
+
+    Returns
+    -------
+    NeighborSearchResult
+    """
+    pts = _points(points, "points")
+    qs = _points(queries, "queries", dtype=pts.dtype)
+    k = check_int(k, "k")
+    if k < 1:
+        raise ValueError(f"k must be greater than zero, got {k}")
+    ps, qsp = _batch_splits(points_row_splits, queries_row_splits, pts.shape[0], qs.shape[0])
+    dt = _index_dtype(index_dtype)
+    _check_index_capacity(pts.shape[0], dt)
+    metric = _metric(metric)
+    ignore = check_bool(ignore_query_point, "ignore_query_point")
+    want_dist = check_bool(return_distances, "return_distances")
+    nt = resolve_num_threads(num_threads)
+    rs = np.empty(qs.shape[0] + 1, np.int64)
+    idx, dist = _cpu.search_tree("knn", pts, ps, qs, qsp, rs, metric, ignore, want_dist,
+                                 dt == np.dtype(np.int64), nt, k=k)
+    return _result(idx, rs, dist, dt, pts.dtype)
