@@ -29,7 +29,7 @@ int gm_search_radix_sort(uint64_t *keys, int64_t *vals, int64_t n, uint64_t max_
     for (int pass = 0; pass < passes; ++pass) {
         const int shift = pass * RADIX_BITS;
         memset(hist, 0, (size_t)chunks * RADIX_SIZE * sizeof(int64_t));
-#pragma omp parallel for schedule(static, 1) num_threads(chunks)
+#pragma omp parallel for schedule(static, 1) num_threads(chunks) if (chunks > 1)
         for (int c = 0; c < chunks; ++c) {
             const int64_t lo = n * c / chunks, hi = n * (c + 1) / chunks;
             int64_t *h = hist + (size_t)c * RADIX_SIZE;
@@ -57,7 +57,7 @@ int gm_search_radix_sort(uint64_t *keys, int64_t *vals, int64_t n, uint64_t max_
                 *h = offset;
                 offset += cnt;
             }
-#pragma omp parallel for schedule(static, 1) num_threads(chunks)
+#pragma omp parallel for schedule(static, 1) num_threads(chunks) if (chunks > 1)
         for (int c = 0; c < chunks; ++c) {
             const int64_t lo = n * c / chunks, hi = n * (c + 1) / chunks;
             int64_t *h = hist + (size_t)c * RADIX_SIZE;

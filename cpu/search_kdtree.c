@@ -273,9 +273,10 @@ static int FN(kd_build)(const gm_tree_search_params *p, FN(kd_tree) * t)
         const int64_t off = t->node_off[b];
         t->nstart[off] = p->points_row_splits[b];
         t->nend[off] = p->points_row_splits[b + 1];
+        const int64_t s0 = t->nstart[off], e0 = t->nend[off];
         for (int d = 0; d < t->depth[b]; ++d) {
             const int64_t first = ((int64_t)1 << d) - 1, count = (int64_t)1 << d;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (count > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (count > 1 && e0 - s0 > 8192)
             for (int64_t i = first; i < first + count; ++i) {
                 const int64_t s = t->nstart[off + i], e = t->nend[off + i];
                 T mn[3], mx[3];
@@ -523,7 +524,7 @@ static int FN(kd_knn)(const gm_tree_search_params *p)
     }
     volatile int err = GM_OK;
     const int64_t nchunks = (nq + KD_CHUNK - 1) / KD_CHUNK;
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) if (nchunks > 1)
     {
         T *hd = (T *)malloc((size_t)kk * sizeof(T));
         int64_t *hi = (int64_t *)malloc((size_t)kk * sizeof(int64_t));
@@ -724,7 +725,7 @@ static int FN(kd_radius)(const gm_tree_search_params *p)
         return st;
     }
     const int64_t nchunks = (nq + KD_CHUNK - 1) / KD_CHUNK;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nchunks > 1)
     for (int64_t c = 0; c < nchunks; ++c) {
         const int64_t qs = c * KD_CHUNK, qe = qs + KD_CHUNK < nq ? qs + KD_CHUNK : nq;
         FN(kd_radius_chunk)(p, &t, qs, qe, 0, NULL, NULL, 0, NULL);
@@ -734,7 +735,7 @@ static int FN(kd_radius)(const gm_tree_search_params *p)
                    : gm_search_alloc_output(&p->out, total, p->index_is64, p->return_distances, sizeof(T));
     volatile int err = st;
     if (st == GM_OK) {
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) if (nchunks > 1)
         {
             int64_t cap = 0, *jbuf = NULL;
             T *dbuf = NULL;
