@@ -481,7 +481,7 @@ static int FN(frs)(const gm_fixed_radius_params *p)
      * its item's end */
     volatile int err = st;
     if (st == GM_OK) {
-#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) if (nq > 512)
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) if (nq > 1024)
         for (int64_t gi = 0; gi < ngroups; ++gi) {
             const int64_t b = gitem[gi], s = gpos[gi];
             const int64_t e = (gi + 1 < ngroups && gitem[gi + 1] == b) ? gpos[gi + 1] : p->queries_row_splits[b + 1];
@@ -500,7 +500,7 @@ static int FN(frs)(const gm_fixed_radius_params *p)
         err = st;
     }
     if (st == GM_OK) {
-#pragma omp parallel num_threads(nt) if (nq > 512)
+#pragma omp parallel num_threads(nt) if (nq > 1024)
         {
             int64_t cap = 0, *jbuf = NULL;
             T *dbuf = NULL;

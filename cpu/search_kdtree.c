@@ -524,7 +524,7 @@ static int FN(kd_knn)(const gm_tree_search_params *p)
     }
     volatile int err = GM_OK;
     const int64_t nchunks = (nq + KD_CHUNK - 1) / KD_CHUNK;
-#pragma omp parallel num_threads(nt) if (nchunks > 1)
+#pragma omp parallel num_threads(nt) if (nchunks > 16)
     {
         T *hd = (T *)malloc((size_t)kk * sizeof(T));
         int64_t *hi = (int64_t *)malloc((size_t)kk * sizeof(int64_t));
@@ -725,7 +725,7 @@ static int FN(kd_radius)(const gm_tree_search_params *p)
         return st;
     }
     const int64_t nchunks = (nq + KD_CHUNK - 1) / KD_CHUNK;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nchunks > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nchunks > 16)
     for (int64_t c = 0; c < nchunks; ++c) {
         const int64_t qs = c * KD_CHUNK, qe = qs + KD_CHUNK < nq ? qs + KD_CHUNK : nq;
         FN(kd_radius_chunk)(p, &t, qs, qe, 0, NULL, NULL, 0, NULL);
@@ -735,7 +735,7 @@ static int FN(kd_radius)(const gm_tree_search_params *p)
                    : gm_search_alloc_output(&p->out, total, p->index_is64, p->return_distances, sizeof(T));
     volatile int err = st;
     if (st == GM_OK) {
-#pragma omp parallel num_threads(nt) if (nchunks > 1)
+#pragma omp parallel num_threads(nt) if (nchunks > 16)
         {
             int64_t cap = 0, *jbuf = NULL;
             T *dbuf = NULL;
