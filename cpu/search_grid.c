@@ -27,6 +27,11 @@ struct gm_grid {
     int64_t *item_cells;  /* [B+1] ranges into ckey */
     uint64_t *ckey;       /* [C] sorted cell keys */
     int64_t *cstart;      /* [C+1] first sorted position of each cell */
+    /* Dense table for compact items (cells in the bounding box <= 2 * points + 4096): for every
+     * cell, empty or not, the first sorted position at or after it (one extra entry at the end),
+     * so a row lookup is O(1). dense_off[b] < 0: the item uses binary search over ckey. */
+    int64_t *dense_off;   /* [B] */
+    int64_t *dense;       /* [sum of dense sizes] */
 };
 
 /* Cells per axis are capped so that a key (with a 2-cell margin each side for queries)
@@ -72,6 +77,29 @@ static int grid_runs(const gm_grid *g, int64_t b, int64_t cx, int64_t cy, int64_
     int nr = 0;
     if (xlo > xhi)
         return 0;
+    if (g->dense_off[b] >= 0) {
+        const int64_t *d = g->dense + g->dense_off[b];
+        for (int64_t z = cz - 1; z <= cz + 1; ++z) {
+            if (z < 0 || z >= dims[2])
+                continue;
+            for (int64_t y = cy - 1; y <= cy + 1; ++y) {
+                if (y < 0 || y >= dims[1])
+                    continue;
+                const int64_t row = (z * dims[1] + y) * dims[0];
+                const int64_t s = d[row + xlo], e = d[row + xhi + 1];
+                if (s == e)
+                    continue;
+                if (nr > 0 && runs[2 * nr - 1] == s)
+                    runs[2 * nr - 1] = e;
+                else {
+                    runs[2 * nr] = s;
+                    runs[2 * nr + 1] = e;
+                    ++nr;
+                }
+            }
+        }
+        return nr;
+    }
     int64_t from = g->item_cells[b];
     const int64_t end = g->item_cells[b + 1];
     for (int64_t z = cz - 1; z <= cz + 1; ++z) {
@@ -136,6 +164,8 @@ void gm_grid_free(gm_grid *g)
     free(g->item_cells);
     free(g->ckey);
     free(g->cstart);
+    free(g->dense_off);
+    free(g->dense);
     free(g);
 }
 
@@ -143,7 +173,11 @@ int64_t gm_grid_nbytes(const gm_grid *g)
 {
     const int64_t tsize = g->dtype == GM_SEARCH_F32 ? 4 : 8;
     const int64_t ncells = g->item_cells[g->batch_size];
-    return (int64_t)sizeof(*g) + g->n * (3 * tsize + 8) + g->batch_size * (8 * 9 + 16) + 16 * ncells + 16;
+    int64_t dense = 0;
+    for (int64_t b = 0; b < g->batch_size; ++b)
+        if (g->dense_off[b] >= 0)
+            dense += g->dims[3 * b] * g->dims[3 * b + 1] * g->dims[3 * b + 2] + 1;
+    return (int64_t)sizeof(*g) + g->n * (3 * tsize + 8) + g->batch_size * (8 * 10 + 16) + 16 * ncells + 8 * dense;
 }
 
 int gm_grid_build_cpu(const gm_grid_params *p, gm_grid **out)
@@ -298,6 +332,40 @@ static int FN(grid_build)(const gm_grid_params *p, gm_grid *g)
             }
     g->cstart[ncells] = n;
     free(keys);
+    /* dense cell tables for compact items */
+    g->dense_off = (int64_t *)malloc((size_t)nb * sizeof(int64_t));
+    if (!g->dense_off)
+        return GM_ERR_NOMEM;
+    int64_t dense_total = 0;
+    for (int64_t b = 0; b < nb; ++b) {
+        const int64_t *dims = g->dims + 3 * b, nbp = p->points_row_splits[b + 1] - p->points_row_splits[b];
+        const double cells = (double)dims[0] * (double)dims[1] * (double)dims[2];
+        g->dense_off[b] = -1;
+        if (nbp > 0 && cells <= 2.0 * (double)nbp + 4096) {
+            g->dense_off[b] = dense_total;
+            dense_total += (int64_t)cells + 1;
+        }
+    }
+    g->dense = (int64_t *)malloc((size_t)(dense_total > 0 ? dense_total : 1) * sizeof(int64_t));
+    if (!g->dense)
+        return GM_ERR_NOMEM;
+    for (int64_t b = 0; b < nb; ++b) {
+        if (g->dense_off[b] < 0)
+            continue;
+        const int64_t *dims = g->dims + 3 * b;
+        int64_t *d = g->dense + g->dense_off[b];
+        const int64_t ncell = dims[0] * dims[1] * dims[2];
+        int64_t c = g->item_cells[b];
+        const int64_t cend = g->item_cells[b + 1];
+        for (int64_t lin = 0; lin < ncell; ++lin) {
+            const int64_t x = lin % dims[0], y = (lin / dims[0]) % dims[1], z = lin / (dims[0] * dims[1]);
+            const uint64_t key = grid_key(x, y, z, dims);
+            while (c < cend && g->ckey[c] < key)
+                ++c;
+            d[lin] = c < cend ? g->cstart[c] : p->points_row_splits[b + 1];
+        }
+        d[ncell] = p->points_row_splits[b + 1];
+    }
     T *x = (T *)g->x, *y = (T *)g->y, *z = (T *)g->z;
 #pragma omp parallel for schedule(static) num_threads(nt) if (n > 16384)
     for (int64_t j = 0; j < n; ++j) {
@@ -452,12 +520,18 @@ static int FN(frs)(const gm_fixed_radius_params *p)
     int64_t *qord = (int64_t *)malloc((size_t)nq * sizeof(int64_t));
     int64_t *gpos = (int64_t *)malloc((size_t)(nq + 1) * sizeof(int64_t));
     int64_t *gitem = (int64_t *)malloc((size_t)(nq + 1) * sizeof(int64_t));
-    int st = (qkey && qord && gpos && gitem) ? GM_OK : GM_ERR_NOMEM;
+    int64_t *cnt_s = (int64_t *)malloc((size_t)nq * sizeof(int64_t));   /* per sorted position: count */
+    int64_t *start_s = (int64_t *)malloc((size_t)nq * sizeof(int64_t)); /* and first output entry */
+    T *qsrt = (T *)malloc((size_t)nq * 3 * sizeof(T));                  /* queries in sorted order */
+    int st = (qkey && qord && gpos && gitem && cnt_s && start_s && qsrt) ? GM_OK : GM_ERR_NOMEM;
     int64_t ngroups = 0;
     for (int64_t b = 0; b < nb && st == GM_OK; ++b) {
         const int64_t lo = p->queries_row_splits[b], hi = p->queries_row_splits[b + 1];
-        if (hi <= lo || g->pts_splits[b + 1] == g->pts_splits[b])
+        if (hi <= lo || g->pts_splits[b + 1] == g->pts_splits[b]) {
+            for (int64_t i = lo; i < hi; ++i)
+                qord[i] = i; /* no group: count 0 */
             continue;
+        }
         const double *o = g->origin + 3 * b, inv = g->inv_cs[b];
         const int64_t *dims = g->dims + 3 * b;
 #pragma omp parallel for schedule(static) num_threads(nt) if (hi - lo > 16384)
@@ -477,6 +551,19 @@ static int FN(frs)(const gm_fixed_radius_params *p)
                 ++ngroups;
             }
     }
+    /* Sorted positions outside every group (items without points) keep count 0. Gathering the
+     * query coordinates once, in a loop of independent loads, is much cheaper than a cache miss
+     * inside each distance scan. */
+    if (st == GM_OK) {
+#pragma omp parallel for schedule(static) num_threads(nt) if (nq > 16384)
+        for (int64_t t = 0; t < nq; ++t) {
+            const int64_t q = qord[t];
+            qsrt[3 * t] = qs[3 * q];
+            qsrt[3 * t + 1] = qs[3 * q + 1];
+            qsrt[3 * t + 2] = qs[3 * q + 2];
+            cnt_s[t] = 0;
+        }
+    }
     /* group g spans sorted positions [gpos[g], gend(g)) where the end is the next group's start or
      * its item's end */
     volatile int err = st;
@@ -488,14 +575,17 @@ static int FN(frs)(const gm_fixed_radius_params *p)
             int64_t cx, cy, cz, runs[18];
             FN(decode_key)(qkey[s], g->dims + 3 * b, &cx, &cy, &cz);
             const int nr = grid_runs(g, b, cx, cy, cz, runs);
-            for (int64_t t = s; t < e; ++t) {
-                const int64_t q = qord[t];
-                rs[q + 1] = nr ? FN(frs_count)((const T *)g->x, (const T *)g->y, (const T *)g->z, runs, nr,
-                                               qs[3 * q], qs[3 * q + 1], qs[3 * q + 2], thr, metric, ignore)
-                               : 0;
-            }
+            if (nr == 0)
+                continue;
+            for (int64_t t = s; t < e; ++t)
+                cnt_s[t] = FN(frs_count)((const T *)g->x, (const T *)g->y, (const T *)g->z, runs, nr, qsrt[3 * t],
+                                           qsrt[3 * t + 1], qsrt[3 * t + 2], thr, metric, ignore);
         }
+        for (int64_t t = 0; t < nq; ++t)
+            rs[qord[t] + 1] = cnt_s[t];
         const int64_t total = gm_search_prefix_sum(rs, nq);
+        for (int64_t t = 0; t < nq; ++t)
+            start_s[t] = rs[qord[t]];
         st = total < 0 ? GM_ERR_OVERFLOW : gm_search_alloc_output(&p->out, total, p->index_is64, p->return_distances, sizeof(T));
         err = st;
     }
@@ -531,17 +621,17 @@ static int FN(frs)(const gm_fixed_radius_params *p)
                     }
                 }
                 for (int64_t t = s; t < e; ++t) {
-                    const int64_t q = qord[t];
-                    if (rs[q + 1] == rs[q])
+                    const int64_t start = start_s[t], cnt = cnt_s[t];
+                    if (cnt == 0)
                         continue;
                     const int64_t k = FN(frs_collect)((const T *)g->x, (const T *)g->y, (const T *)g->z, runs, nr,
-                                                      qs[3 * q], qs[3 * q + 1], qs[3 * q + 2], thr, jbuf, dbuf,
+                                                      qsrt[3 * t], qsrt[3 * t + 1], qsrt[3 * t + 2], thr, jbuf, dbuf,
                                                       metric, ignore);
-                    if (k != rs[q + 1] - rs[q]) { /* the two passes must agree; never expected */
+                    if (k != cnt) { /* the two passes must agree; never expected */
                         err = GM_ERR_INVALID;
                         continue;
                     }
-                    FN(write_row)(p, g, rs[q], k, jbuf, dbuf);
+                    FN(write_row)(p, g, start, k, jbuf, dbuf);
                 }
             }
             free(jbuf);
@@ -555,6 +645,9 @@ static int FN(frs)(const gm_fixed_radius_params *p)
     free(qord);
     free(gpos);
     free(gitem);
+    free(cnt_s);
+    free(start_s);
+    free(qsrt);
     return st;
 }
 

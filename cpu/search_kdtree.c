@@ -17,9 +17,10 @@
 
 #include "search_internal.h"
 
-#define KD_LEAF 12
+#define KD_LEAF 32
 #define KD_MAX_DEPTH 62
 #define KD_CHUNK 64
+#define KD_SORTED_MAX 48 /* kNN keeps a sorted array up to this k, a heap above */
 
 #define GM_CAT_(a, b) a##_##b
 #define GM_CAT(a, b) GM_CAT_(a, b)
@@ -341,6 +342,42 @@ typedef struct {
     T off[3];
 } FN(kd_frame);
 
+/* Query processing order: by the leaf each query descends to (then by index), so consecutive
+ * queries touch the same part of the tree. Only the speed depends on it. */
+static int FN(kd_query_order)(const gm_tree_search_params *p, const FN(kd_tree) * t, int64_t **out)
+{
+    const int64_t nq = p->num_queries;
+    const int nt = gm_threads(p->num_threads);
+    const T *queries = (const T *)p->queries;
+    uint64_t *keys = (uint64_t *)malloc((size_t)(nq > 0 ? nq : 1) * sizeof(uint64_t));
+    int64_t *ord = (int64_t *)malloc((size_t)(nq > 0 ? nq : 1) * sizeof(int64_t));
+    *out = ord;
+    if (!keys || !ord) {
+        free(keys);
+        return GM_ERR_NOMEM;
+    }
+#pragma omp parallel for schedule(static) num_threads(nt) if (nq > 16384)
+    for (int64_t q = 0; q < nq; ++q) {
+        const int64_t b = kd_item_of(p->queries_row_splits, p->batch_size, q);
+        uint64_t key = 0;
+        if (t->depth[b] >= 0) {
+            const int64_t off = t->node_off[b], first_leaf = ((int64_t)1 << t->depth[b]) - 1;
+            int64_t node = 0;
+            while (node < first_leaf) {
+                const int dim = t->ndim[off + node];
+                const T v = queries[3 * q + dim];
+                node = (v - t->nlo[off + node]) + (v - t->nhi[off + node]) < 0 ? 2 * node + 1 : 2 * node + 2;
+            }
+            key = (uint64_t)(off + node + 1);
+        }
+        keys[q] = key;
+        ord[q] = q;
+    }
+    const int st = gm_search_radix_sort(keys, ord, nq, (uint64_t)t->node_off[p->batch_size] + 1, nt);
+    free(keys);
+    return st;
+}
+
 /* ---- kNN ---- */
 
 /* max-heap of (dist, idx) pairs ordered lexicographically */
@@ -386,9 +423,10 @@ static void FN(kd_heap_up)(T *hd, int64_t *hi, int64_t pos)
 }
 
 /* One kNN query against tree item b; leaves the (dist, idx) pairs in ascending order in
- * hd/hi[0..return). */
+ * hd/hi[0..return). Small k keeps a sorted array (a short, predictable insertion), large k a
+ * max-heap sorted at the end. */
 GM_ALWAYS_INLINE int64_t FN(kd_knn_query)(const FN(kd_tree) * t, int64_t b, const T *q, int64_t kk, T *hd,
-                                          int64_t *hi, const int metric)
+                                          int64_t *hi, const int metric, const int sorted_mode)
 {
     const int64_t off = t->node_off[b];
     const int depth = t->depth[b];
@@ -397,13 +435,14 @@ GM_ALWAYS_INLINE int64_t FN(kd_knn_query)(const FN(kd_tree) * t, int64_t b, cons
     FN(kd_frame) stack[KD_MAX_DEPTH + 2];
     int sp = 0;
     int64_t size = 0;
+    T worst = 0; /* distance of the k-th pair once size == kk */
     T dleaf[KD_LEAF + 1];
     stack[sp].node = 0;
     stack[sp].off[0] = stack[sp].off[1] = stack[sp].off[2] = 0;
     ++sp;
     while (sp > 0) {
         FN(kd_frame) f = stack[--sp];
-        if (size == kk && FN(kd_combine)(f.off[0], f.off[1], f.off[2], metric) > hd[0])
+        if (size == kk && FN(kd_combine)(f.off[0], f.off[1], f.off[2], metric) > worst)
             continue;
         int64_t node = f.node;
         while (node < first_leaf) {
@@ -423,7 +462,7 @@ GM_ALWAYS_INLINE int64_t FN(kd_knn_query)(const FN(kd_tree) * t, int64_t b, cons
             FN(kd_frame) g = f;
             g.node = far;
             g.off[dim] = cut > f.off[dim] ? cut : f.off[dim];
-            if (size < kk || !(FN(kd_combine)(g.off[0], g.off[1], g.off[2], metric) > hd[0]))
+            if (size < kk || !(FN(kd_combine)(g.off[0], g.off[1], g.off[2], metric) > worst))
                 stack[sp++] = g;
             node = near;
         }
@@ -433,52 +472,76 @@ GM_ALWAYS_INLINE int64_t FN(kd_knn_query)(const FN(kd_tree) * t, int64_t b, cons
             dleaf[j] = FN(kd_dist)(x[s + j] - q[0], y[s + j] - q[1], z[s + j] - q[2], metric);
         for (int64_t j = 0; j < m; ++j) {
             const T d = dleaf[j];
+            if (size == kk && d > worst)
+                continue;
             const int64_t id = t->idx[s + j];
-            if (size < kk) {
-                hd[size] = d;
-                hi[size] = id;
-                FN(kd_heap_up)(hd, hi, size);
-                ++size;
-            } else if (FN(kd_pair_less)(d, id, hd[0], hi[0])) {
-                hd[0] = d;
-                hi[0] = id;
-                FN(kd_heap_down)(hd, hi, size, 0);
+            if (sorted_mode) {
+                int64_t pos;
+                if (size < kk)
+                    pos = size++;
+                else if (FN(kd_pair_less)(d, id, hd[kk - 1], hi[kk - 1]))
+                    pos = kk - 1;
+                else
+                    continue;
+                while (pos > 0 && FN(kd_pair_less)(d, id, hd[pos - 1], hi[pos - 1])) {
+                    hd[pos] = hd[pos - 1];
+                    hi[pos] = hi[pos - 1];
+                    --pos;
+                }
+                hd[pos] = d;
+                hi[pos] = id;
+                worst = hd[size - 1];
+            } else {
+                if (size < kk) {
+                    hd[size] = d;
+                    hi[size] = id;
+                    FN(kd_heap_up)(hd, hi, size);
+                    ++size;
+                } else if (FN(kd_pair_less)(d, id, hd[0], hi[0])) {
+                    hd[0] = d;
+                    hi[0] = id;
+                    FN(kd_heap_down)(hd, hi, size, 0);
+                } else
+                    continue;
+                worst = hd[0];
             }
         }
     }
-    /* heap -> ascending */
-    for (int64_t end = size - 1; end > 0; --end) {
-        T td = hd[0];
-        hd[0] = hd[end];
-        hd[end] = td;
-        int64_t ti = hi[0];
-        hi[0] = hi[end];
-        hi[end] = ti;
-        FN(kd_heap_down)(hd, hi, end, 0);
-    }
+    if (!sorted_mode) /* heap -> ascending */
+        for (int64_t end = size - 1; end > 0; --end) {
+            T td = hd[0];
+            hd[0] = hd[end];
+            hd[end] = td;
+            int64_t ti = hi[0];
+            hi[0] = hi[end];
+            hi[end] = ti;
+            FN(kd_heap_down)(hd, hi, end, 0);
+        }
     return size;
 }
 
 /* kNN for queries [qs, qe) writing dense rows of kk entries; counts go to rs[q+1]. */
-static GM_HOT void FN(kd_knn_chunk)(const gm_tree_search_params *p, const FN(kd_tree) * t, int64_t qs, int64_t qe,
-                                    int64_t kk, T *hd, int64_t *hi)
+static GM_HOT void FN(kd_knn_chunk)(const gm_tree_search_params *p, const FN(kd_tree) * t, const int64_t *qord,
+                                    int64_t ps, int64_t pe, int64_t kk, T *hd, int64_t *hi)
 {
     const T *queries = (const T *)p->queries, *pts = (const T *)p->points;
     int64_t *rs = p->out.row_splits;
-    int64_t b = kd_item_of(p->queries_row_splits, p->batch_size, qs);
-    for (int64_t q = qs; q < qe; ++q) {
-        while (p->queries_row_splits[b + 1] <= q)
-            ++b;
+    for (int64_t pos = ps; pos < pe; ++pos) {
+        const int64_t q = qord[pos];
+        const int64_t b = kd_item_of(p->queries_row_splits, p->batch_size, q);
         if (t->depth[b] < 0) {
             rs[q + 1] = 0;
             continue;
         }
         const T *qp = queries + 3 * q;
         int64_t size;
-        switch (p->metric) {
-        case GM_METRIC_L1: size = FN(kd_knn_query)(t, b, qp, kk, hd, hi, GM_METRIC_L1); break;
-        case GM_METRIC_L2: size = FN(kd_knn_query)(t, b, qp, kk, hd, hi, GM_METRIC_L2); break;
-        default: size = FN(kd_knn_query)(t, b, qp, kk, hd, hi, GM_METRIC_LINF); break;
+        switch (p->metric * 2 + (kk <= KD_SORTED_MAX)) {
+        case GM_METRIC_L1 * 2: size = FN(kd_knn_query)(t, b, qp, kk, hd, hi, GM_METRIC_L1, 0); break;
+        case GM_METRIC_L1 * 2 + 1: size = FN(kd_knn_query)(t, b, qp, kk, hd, hi, GM_METRIC_L1, 1); break;
+        case GM_METRIC_L2 * 2: size = FN(kd_knn_query)(t, b, qp, kk, hd, hi, GM_METRIC_L2, 0); break;
+        case GM_METRIC_L2 * 2 + 1: size = FN(kd_knn_query)(t, b, qp, kk, hd, hi, GM_METRIC_L2, 1); break;
+        case GM_METRIC_LINF * 2: size = FN(kd_knn_query)(t, b, qp, kk, hd, hi, GM_METRIC_LINF, 0); break;
+        default: size = FN(kd_knn_query)(t, b, qp, kk, hd, hi, GM_METRIC_LINF, 1); break;
         }
         int64_t cnt = 0;
         const int64_t base = q * kk;
@@ -515,10 +578,14 @@ static int FN(kd_knn)(const gm_tree_search_params *p)
     if (nq > INT64_MAX / 16 / kk)
         return GM_ERR_NOMEM;
     FN(kd_tree) t;
+    int64_t *qord = NULL;
     int st = FN(kd_build)(p, &t);
+    if (st == GM_OK)
+        st = FN(kd_query_order)(p, &t, &qord);
     if (st == GM_OK)
         st = gm_search_alloc_output(&p->out, nq * kk, p->index_is64, p->return_distances, sizeof(T));
     if (st != GM_OK) {
+        free(qord);
         FN(kd_free)(&t);
         return st;
     }
@@ -535,11 +602,12 @@ static int FN(kd_knn)(const gm_tree_search_params *p)
             if (!hd || !hi)
                 continue;
             const int64_t qs = c * KD_CHUNK, qe = qs + KD_CHUNK < nq ? qs + KD_CHUNK : nq;
-            FN(kd_knn_chunk)(p, &t, qs, qe, kk, hd, hi);
+            FN(kd_knn_chunk)(p, &t, qord, qs, qe, kk, hd, hi);
         }
         free(hd);
         free(hi);
     }
+    free(qord);
     FN(kd_free)(&t);
     st = err;
     if (st != GM_OK) {
@@ -648,15 +716,15 @@ GM_ALWAYS_INLINE int64_t FN(kd_radius_query)(const FN(kd_tree) * t, int64_t b, c
 
 /* Count (jbuf == NULL: rs[q+1] = count) or fill pass over queries [qs, qe). Returns the
  * first query whose buffer was too small (then *need is the count it needs), or qe. */
-static GM_HOT int64_t FN(kd_radius_chunk)(const gm_tree_search_params *p, const FN(kd_tree) * t, int64_t qs,
-                                          int64_t qe, int fill, int64_t *jbuf, T *dbuf, int64_t cap, int64_t *need)
+static GM_HOT int64_t FN(kd_radius_chunk)(const gm_tree_search_params *p, const FN(kd_tree) * t,
+                                          const int64_t *qord, int64_t ps, int64_t pe, int fill, int64_t *jbuf,
+                                          T *dbuf, int64_t cap, int64_t *need)
 {
     const T *queries = (const T *)p->queries, *radii = (const T *)p->radii;
     int64_t *rs = p->out.row_splits;
-    int64_t b = kd_item_of(p->queries_row_splits, p->batch_size, qs);
-    for (int64_t q = qs; q < qe; ++q) {
-        while (p->queries_row_splits[b + 1] <= q)
-            ++b;
+    for (int64_t pos = ps; pos < pe; ++pos) {
+        const int64_t q = qord[pos];
+        const int64_t b = kd_item_of(p->queries_row_splits, p->batch_size, q);
         if (t->depth[b] < 0)
             continue;
         const T *qp = queries + 3 * q;
@@ -669,7 +737,7 @@ static GM_HOT int64_t FN(kd_radius_chunk)(const gm_tree_search_params *p, const 
                 continue;
             if (expect + 1 > cap) { /* the branchless collection writes one past the count */
                 *need = expect + 1;
-                return q;
+                return pos;
             }
         }
 #define KD_CALL(M) FN(kd_radius_query)(t, b, qp, thr, p->ignore_query_point, fill ? jbuf : NULL, dbuf, M)
@@ -685,7 +753,7 @@ static GM_HOT int64_t FN(kd_radius_chunk)(const gm_tree_search_params *p, const 
         }
         if (cnt != expect) { /* the two passes must agree; never expected */
             *need = -1;
-            return q;
+            return pos;
         }
         for (int64_t j = 0; j < cnt; ++j)
             jbuf[j] = t->idx[jbuf[j]];
@@ -707,7 +775,7 @@ static GM_HOT int64_t FN(kd_radius_chunk)(const gm_tree_search_params *p, const 
         if (p->return_distances)
             memcpy((T *)*p->out.distance + pos, dbuf, (size_t)cnt * sizeof(T));
     }
-    return qe;
+    return pe;
 }
 
 static int FN(kd_radius)(const gm_tree_search_params *p)
@@ -719,8 +787,12 @@ static int FN(kd_radius)(const gm_tree_search_params *p)
     if (nq == 0 || p->num_points == 0)
         return gm_search_alloc_output(&p->out, 0, p->index_is64, p->return_distances, sizeof(T));
     FN(kd_tree) t;
+    int64_t *qord = NULL;
     int st = FN(kd_build)(p, &t);
+    if (st == GM_OK)
+        st = FN(kd_query_order)(p, &t, &qord);
     if (st != GM_OK) {
+        free(qord);
         FN(kd_free)(&t);
         return st;
     }
@@ -728,7 +800,7 @@ static int FN(kd_radius)(const gm_tree_search_params *p)
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nchunks > 16)
     for (int64_t c = 0; c < nchunks; ++c) {
         const int64_t qs = c * KD_CHUNK, qe = qs + KD_CHUNK < nq ? qs + KD_CHUNK : nq;
-        FN(kd_radius_chunk)(p, &t, qs, qe, 0, NULL, NULL, 0, NULL);
+        FN(kd_radius_chunk)(p, &t, qord, qs, qe, 0, NULL, NULL, 0, NULL);
     }
     const int64_t total = gm_search_prefix_sum(rs, nq);
     st = total < 0 ? GM_ERR_OVERFLOW
@@ -745,7 +817,7 @@ static int FN(kd_radius)(const gm_tree_search_params *p)
                 const int64_t qe = qs + KD_CHUNK < nq ? qs + KD_CHUNK : nq;
                 while (qs < qe && !err) {
                     int64_t need = 0;
-                    qs = FN(kd_radius_chunk)(p, &t, qs, qe, 1, jbuf, dbuf, cap, &need);
+                    qs = FN(kd_radius_chunk)(p, &t, qord, qs, qe, 1, jbuf, dbuf, cap, &need);
                     if (qs < qe && need < 0) {
                         err = GM_ERR_INVALID;
                     } else if (qs < qe) {
@@ -772,6 +844,7 @@ static int FN(kd_radius)(const gm_tree_search_params *p)
         if (st != GM_OK)
             gm_search_free_output(&p->out);
     }
+    free(qord);
     FN(kd_free)(&t);
     return st;
 }
