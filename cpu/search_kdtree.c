@@ -344,7 +344,7 @@ typedef struct {
 
 /* Query processing order: by the leaf each query descends to (then by index), so consecutive
  * queries touch the same part of the tree. Only the speed depends on it. */
-static int FN(kd_query_order)(const gm_tree_search_params *p, const FN(kd_tree) * t, int64_t **out)
+static int FN(kd_query_order)(const gm_tree_search_params *p, const FN(kd_tree) * t, int64_t **out, T **qsorted)
 {
     const int64_t nq = p->num_queries;
     const int nt = gm_threads(p->num_threads);
@@ -375,7 +375,20 @@ static int FN(kd_query_order)(const gm_tree_search_params *p, const FN(kd_tree) 
     }
     const int st = gm_search_radix_sort(keys, ord, nq, (uint64_t)t->node_off[p->batch_size] + 1, nt);
     free(keys);
-    return st;
+    if (st != GM_OK)
+        return st;
+    /* the coordinates in processing order: one gather loop instead of a cache miss per query */
+    T *qsrt = (T *)malloc((size_t)(nq > 0 ? nq : 1) * 3 * sizeof(T));
+    *qsorted = qsrt;
+    if (!qsrt)
+        return GM_ERR_NOMEM;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nq > 16384)
+    for (int64_t i = 0; i < nq; ++i) {
+        qsrt[3 * i] = queries[3 * ord[i]];
+        qsrt[3 * i + 1] = queries[3 * ord[i] + 1];
+        qsrt[3 * i + 2] = queries[3 * ord[i] + 2];
+    }
+    return GM_OK;
 }
 
 /* ---- kNN ---- */
@@ -522,9 +535,9 @@ GM_ALWAYS_INLINE int64_t FN(kd_knn_query)(const FN(kd_tree) * t, int64_t b, cons
 
 /* kNN for queries [qs, qe) writing dense rows of kk entries; counts go to rs[q+1]. */
 static GM_HOT void FN(kd_knn_chunk)(const gm_tree_search_params *p, const FN(kd_tree) * t, const int64_t *qord,
-                                    int64_t ps, int64_t pe, int64_t kk, T *hd, int64_t *hi)
+                                    const T *qsrt, int64_t ps, int64_t pe, int64_t kk, T *hd, int64_t *hi)
 {
-    const T *queries = (const T *)p->queries, *pts = (const T *)p->points;
+    const T *pts = (const T *)p->points;
     int64_t *rs = p->out.row_splits;
     for (int64_t pos = ps; pos < pe; ++pos) {
         const int64_t q = qord[pos];
@@ -533,7 +546,7 @@ static GM_HOT void FN(kd_knn_chunk)(const gm_tree_search_params *p, const FN(kd_
             rs[q + 1] = 0;
             continue;
         }
-        const T *qp = queries + 3 * q;
+        const T *qp = qsrt + 3 * pos;
         int64_t size;
         switch (p->metric * 2 + (kk <= KD_SORTED_MAX)) {
         case GM_METRIC_L1 * 2: size = FN(kd_knn_query)(t, b, qp, kk, hd, hi, GM_METRIC_L1, 0); break;
@@ -579,13 +592,15 @@ static int FN(kd_knn)(const gm_tree_search_params *p)
         return GM_ERR_NOMEM;
     FN(kd_tree) t;
     int64_t *qord = NULL;
+    T *qsrt = NULL;
     int st = FN(kd_build)(p, &t);
     if (st == GM_OK)
-        st = FN(kd_query_order)(p, &t, &qord);
+        st = FN(kd_query_order)(p, &t, &qord, &qsrt);
     if (st == GM_OK)
         st = gm_search_alloc_output(&p->out, nq * kk, p->index_is64, p->return_distances, sizeof(T));
     if (st != GM_OK) {
         free(qord);
+        free(qsrt);
         FN(kd_free)(&t);
         return st;
     }
@@ -602,12 +617,13 @@ static int FN(kd_knn)(const gm_tree_search_params *p)
             if (!hd || !hi)
                 continue;
             const int64_t qs = c * KD_CHUNK, qe = qs + KD_CHUNK < nq ? qs + KD_CHUNK : nq;
-            FN(kd_knn_chunk)(p, &t, qord, qs, qe, kk, hd, hi);
+            FN(kd_knn_chunk)(p, &t, qord, qsrt, qs, qe, kk, hd, hi);
         }
         free(hd);
         free(hi);
     }
     free(qord);
+    free(qsrt);
     FN(kd_free)(&t);
     st = err;
     if (st != GM_OK) {
@@ -717,21 +733,21 @@ GM_ALWAYS_INLINE int64_t FN(kd_radius_query)(const FN(kd_tree) * t, int64_t b, c
 /* Count (jbuf == NULL: rs[q+1] = count) or fill pass over queries [qs, qe). Returns the
  * first query whose buffer was too small (then *need is the count it needs), or qe. */
 static GM_HOT int64_t FN(kd_radius_chunk)(const gm_tree_search_params *p, const FN(kd_tree) * t,
-                                          const int64_t *qord, int64_t ps, int64_t pe, int fill, int64_t *jbuf,
+                                          const int64_t *qord, const T *qsrt, int64_t *cnt_s,
+                                          const int64_t *start_s, int64_t ps, int64_t pe, int fill, int64_t *jbuf,
                                           T *dbuf, int64_t cap, int64_t *need)
 {
-    const T *queries = (const T *)p->queries, *radii = (const T *)p->radii;
-    int64_t *rs = p->out.row_splits;
+    const T *radii = (const T *)p->radii;
     for (int64_t pos = ps; pos < pe; ++pos) {
         const int64_t q = qord[pos];
         const int64_t b = kd_item_of(p->queries_row_splits, p->batch_size, q);
         if (t->depth[b] < 0)
             continue;
-        const T *qp = queries + 3 * q;
+        const T *qp = qsrt + 3 * pos;
         const T r = radii[q];
         const T thr = p->metric == GM_METRIC_L2 ? r * r : r;
         int64_t cnt = 0;
-        const int64_t expect = rs[q + 1] - rs[q];
+        const int64_t expect = cnt_s[pos];
         if (fill) {
             if (expect == 0)
                 continue;
@@ -748,7 +764,7 @@ static GM_HOT int64_t FN(kd_radius_chunk)(const gm_tree_search_params *p, const 
         }
 #undef KD_CALL
         if (!fill) {
-            rs[q + 1] = cnt;
+            cnt_s[pos] = cnt;
             continue;
         }
         if (cnt != expect) { /* the two passes must agree; never expected */
@@ -764,16 +780,16 @@ static GM_HOT int64_t FN(kd_radius_chunk)(const gm_tree_search_params *p, const 
         }
         if (p->sort)
             FN(gm_search_sort_pairs)(jbuf, p->return_distances ? dbuf : NULL, cnt);
-        const int64_t pos = rs[q];
+        const int64_t at = start_s[pos];
         if (p->index_is64)
-            memcpy((int64_t *)*p->out.index + pos, jbuf, (size_t)cnt * sizeof(int64_t));
+            memcpy((int64_t *)*p->out.index + at, jbuf, (size_t)cnt * sizeof(int64_t));
         else {
-            int32_t *o = (int32_t *)*p->out.index + pos;
+            int32_t *o = (int32_t *)*p->out.index + at;
             for (int64_t j = 0; j < cnt; ++j)
                 o[j] = (int32_t)jbuf[j];
         }
         if (p->return_distances)
-            memcpy((T *)*p->out.distance + pos, dbuf, (size_t)cnt * sizeof(T));
+            memcpy((T *)*p->out.distance + at, dbuf, (size_t)cnt * sizeof(T));
     }
     return pe;
 }
@@ -788,24 +804,32 @@ static int FN(kd_radius)(const gm_tree_search_params *p)
         return gm_search_alloc_output(&p->out, 0, p->index_is64, p->return_distances, sizeof(T));
     FN(kd_tree) t;
     int64_t *qord = NULL;
+    T *qsrt = NULL;
+    /* per processing position: neighbor count and first output entry */
+    int64_t *cnt_s = (int64_t *)calloc((size_t)nq, sizeof(int64_t));
+    int64_t *start_s = (int64_t *)malloc((size_t)nq * sizeof(int64_t));
     int st = FN(kd_build)(p, &t);
     if (st == GM_OK)
-        st = FN(kd_query_order)(p, &t, &qord);
-    if (st != GM_OK) {
-        free(qord);
-        FN(kd_free)(&t);
-        return st;
-    }
-    const int64_t nchunks = (nq + KD_CHUNK - 1) / KD_CHUNK;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nchunks > 16)
-    for (int64_t c = 0; c < nchunks; ++c) {
-        const int64_t qs = c * KD_CHUNK, qe = qs + KD_CHUNK < nq ? qs + KD_CHUNK : nq;
-        FN(kd_radius_chunk)(p, &t, qord, qs, qe, 0, NULL, NULL, 0, NULL);
-    }
-    const int64_t total = gm_search_prefix_sum(rs, nq);
-    st = total < 0 ? GM_ERR_OVERFLOW
-                   : gm_search_alloc_output(&p->out, total, p->index_is64, p->return_distances, sizeof(T));
+        st = FN(kd_query_order)(p, &t, &qord, &qsrt);
+    if (st == GM_OK && (!cnt_s || !start_s))
+        st = GM_ERR_NOMEM;
     volatile int err = st;
+    const int64_t nchunks = (nq + KD_CHUNK - 1) / KD_CHUNK;
+    if (st == GM_OK) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nchunks > 16)
+        for (int64_t c = 0; c < nchunks; ++c) {
+            const int64_t qs = c * KD_CHUNK, qe = qs + KD_CHUNK < nq ? qs + KD_CHUNK : nq;
+            FN(kd_radius_chunk)(p, &t, qord, qsrt, cnt_s, start_s, qs, qe, 0, NULL, NULL, 0, NULL);
+        }
+        for (int64_t i = 0; i < nq; ++i)
+            rs[qord[i] + 1] = cnt_s[i];
+        const int64_t total = gm_search_prefix_sum(rs, nq);
+        for (int64_t i = 0; i < nq; ++i)
+            start_s[i] = rs[qord[i]];
+        st = total < 0 ? GM_ERR_OVERFLOW
+                       : gm_search_alloc_output(&p->out, total, p->index_is64, p->return_distances, sizeof(T));
+        err = st;
+    }
     if (st == GM_OK) {
 #pragma omp parallel num_threads(nt) if (nchunks > 16)
         {
@@ -817,7 +841,7 @@ static int FN(kd_radius)(const gm_tree_search_params *p)
                 const int64_t qe = qs + KD_CHUNK < nq ? qs + KD_CHUNK : nq;
                 while (qs < qe && !err) {
                     int64_t need = 0;
-                    qs = FN(kd_radius_chunk)(p, &t, qord, qs, qe, 1, jbuf, dbuf, cap, &need);
+                    qs = FN(kd_radius_chunk)(p, &t, qord, qsrt, cnt_s, start_s, qs, qe, 1, jbuf, dbuf, cap, &need);
                     if (qs < qe && need < 0) {
                         err = GM_ERR_INVALID;
                     } else if (qs < qe) {
@@ -844,7 +868,10 @@ static int FN(kd_radius)(const gm_tree_search_params *p)
         if (st != GM_OK)
             gm_search_free_output(&p->out);
     }
+    free(cnt_s);
+    free(start_s);
     free(qord);
+    free(qsrt);
     FN(kd_free)(&t);
     return st;
 }
