@@ -129,6 +129,32 @@ int64_t gm_search_prefix_sum(int64_t *row_splits, int64_t num_queries)
 /* In-place sort of parallel (index, distance) arrays by index: insertion sort for short rows,
  * heapsort otherwise (no allocation; indices are distinct, so the order is unique). */
 #define DEFINE_SORT_PAIRS(SUFFIX, T)                                                        \
+    /* Short rows with 32-bit indices: insertion sort of one array of (index << 32 | slot)    \
+     * keys, then the distances follow their slots. Returns 0 if an index needs > 32 bits. */ \
+    static int sort_packed_##SUFFIX(int64_t *a, T *d, int64_t n)                            \
+    {                                                                                       \
+        uint64_t key[64];                                                                   \
+        for (int64_t i = 0; i < n; ++i) {                                                   \
+            if ((uint64_t)a[i] > 0xFFFFFFFFu)                                               \
+                return 0;                                                                   \
+            const uint64_t ki = ((uint64_t)a[i] << 32) | (uint64_t)i;                       \
+            int64_t j = i;                                                                  \
+            while (j > 0 && key[j - 1] > ki) {                                              \
+                key[j] = key[j - 1];                                                        \
+                --j;                                                                        \
+            }                                                                               \
+            key[j] = ki;                                                                    \
+        }                                                                                   \
+        if (d) {                                                                            \
+            T tmp[64];                                                                      \
+            memcpy(tmp, d, (size_t)n * sizeof(T));                                          \
+            for (int64_t i = 0; i < n; ++i)                                                 \
+                d[i] = tmp[key[i] & 0xFFFFFFFFu];                                           \
+        }                                                                                   \
+        for (int64_t i = 0; i < n; ++i)                                                     \
+            a[i] = (int64_t)(key[i] >> 32);                                                 \
+        return 1;                                                                           \
+    }                                                                                       \
     static void sift_##SUFFIX(int64_t *a, T *d, int64_t root, int64_t n)                    \
     {                                                                                       \
         for (;;) {                                                                          \
@@ -152,6 +178,8 @@ int64_t gm_search_prefix_sum(int64_t *row_splits, int64_t num_queries)
     }                                                                                       \
     void gm_search_sort_pairs_##SUFFIX(int64_t *a, T *d, int64_t n)                         \
     {                                                                                       \
+        if (n <= 64 && sort_packed_##SUFFIX(a, d, n))                                       \
+            return;                                                                         \
         if (n <= 32) {                                                                      \
             for (int64_t i = 1; i < n; ++i) {                                               \
                 const int64_t ai = a[i];                                                    \
