@@ -5,7 +5,8 @@ Workload (spec continuous_conv.md §7): 100k points and 100k queries uniform in 
 kNN with k = 16 and radius search with every radius r, all with 2 threads.
 Each timing is the median of --repeat runs (default 7) and includes building the index
 (grid / hash table / k-d tree), as the ops do. Peak RSS of a 1M-point search (r scaled to keep
-~28.6 neighbors) is measured in a fresh subprocess per library with resource.getrusage.
+~28.6 neighbors) is measured in a fresh subprocess per library (VmHWM of /proc/self/status:
+resource.getrusage's ru_maxrss is inherited across fork, so it would report the parent's peak).
 
 Run: PYTHONPATH=pyx /tmp/o3d/bin/python benchmarks/bench_search.py   (Open3D venv), or with the
 system python (no Open3D column then).
@@ -15,7 +16,6 @@ import argparse
 import datetime
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -44,14 +44,18 @@ def cloud(n, seed):
     return np.random.default_rng(seed).random((n, 3)).astype(np.float32)
 
 
-def timed(fn, repeat):
-    fn()  # warm-up (page faults, thread pool)
-    times = []
+def timed(fns, repeat):
+    """Median wall time of each callable; the libraries take turns so that load drifts on a shared
+    machine hit all of them alike."""
+    for fn in fns.values():
+        fn()  # warm-up (page faults, thread pools)
+    times = {lib: [] for lib in fns}
     for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for lib, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[lib].append(time.perf_counter() - t)
+    return {lib: statistics.median(ts) for lib, ts in times.items()}
 
 
 def cases(points, queries, o3d):
@@ -100,7 +104,10 @@ def cases(points, queries, o3d):
 
 
 RSS_SNIPPET = r"""
-import resource, sys, numpy as np
+import sys, numpy as np
+def hwm():  # peak RSS of this process in KiB (ru_maxrss would include the parent's peak: it survives fork)
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM"))
 n, lib, op = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 rng = np.random.default_rng(0)
 points = rng.random((n, 3)).astype(np.float32)
@@ -114,7 +121,7 @@ elif lib == "cKDTree":
     from scipy.spatial import cKDTree
 else:
     import geomops
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm()
 if lib == "geomops":
     res = (geomops.fixed_radius_search(points, queries, r, num_threads=2) if op == "frs"
            else geomops.knn_search(points, queries, 16, num_threads=2))
@@ -126,7 +133,7 @@ else:
     tree = cKDTree(points)
     res = tree.query_ball_point(queries, r, workers=2) if op == "frs" else tree.query(queries, 16, workers=2)
     count = sum(map(len, res)) if op == "frs" else res[1].size
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = hwm()
 print(base, peak, count)
 """
 
@@ -180,7 +187,7 @@ def main():
     print("| case | " + " | ".join(f"{lib} [s]" for lib in libs) + " | Open3D / geomops | cKDTree / geomops |")
     print("|---|" + "---|" * (len(libs) + 2))
     for name, fns in cases(points, queries, o3d).items():
-        t = {lib: timed(fn, args.repeat) for lib, fn in fns.items()}
+        t = timed(fns, args.repeat)
         cells = [f"{t[lib]:.4f}" if lib in t else "-" for lib in libs]
         ratios = [f"{t[peer] / t['geomops']:.1f}x" if peer in t else "-" for peer in ("Open3D", "cKDTree")]
         print(f"| {name} | " + " | ".join(cells + ratios) + " |", flush=True)

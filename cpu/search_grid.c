@@ -551,6 +551,27 @@ static int FN(frs)(const gm_fixed_radius_params *p)
                 ++ngroups;
             }
     }
+    /* keep one key per group; the per-query keys and the unused group slots go before the
+     * output is allocated (peak memory) */
+    uint64_t *gkey = NULL;
+    if (st == GM_OK) {
+        gkey = (uint64_t *)malloc((size_t)(ngroups > 0 ? ngroups : 1) * sizeof(uint64_t));
+        if (!gkey)
+            st = GM_ERR_NOMEM;
+        else
+            for (int64_t gi = 0; gi < ngroups; ++gi)
+                gkey[gi] = qkey[gpos[gi]];
+    }
+    free(qkey);
+    qkey = NULL;
+    if (st == GM_OK && ngroups > 0) {
+        int64_t *np_ = (int64_t *)realloc(gpos, (size_t)ngroups * sizeof(int64_t));
+        int64_t *ni_ = (int64_t *)realloc(gitem, (size_t)ngroups * sizeof(int64_t));
+        if (np_)
+            gpos = np_;
+        if (ni_)
+            gitem = ni_;
+    }
     /* Sorted positions outside every group (items without points) keep count 0. Gathering the
      * query coordinates once, in a loop of independent loads, is much cheaper than a cache miss
      * inside each distance scan. */
@@ -573,7 +594,7 @@ static int FN(frs)(const gm_fixed_radius_params *p)
             const int64_t b = gitem[gi], s = gpos[gi];
             const int64_t e = (gi + 1 < ngroups && gitem[gi + 1] == b) ? gpos[gi + 1] : p->queries_row_splits[b + 1];
             int64_t cx, cy, cz, runs[18];
-            FN(decode_key)(qkey[s], g->dims + 3 * b, &cx, &cy, &cz);
+            FN(decode_key)(gkey[gi], g->dims + 3 * b, &cx, &cy, &cz);
             const int nr = grid_runs(g, b, cx, cy, cz, runs);
             if (nr == 0)
                 continue;
@@ -601,7 +622,7 @@ static int FN(frs)(const gm_fixed_radius_params *p)
                 const int64_t b = gitem[gi], s = gpos[gi];
                 const int64_t e = (gi + 1 < ngroups && gitem[gi + 1] == b) ? gpos[gi + 1] : p->queries_row_splits[b + 1];
                 int64_t cx, cy, cz, runs[18];
-                FN(decode_key)(qkey[s], g->dims + 3 * b, &cx, &cy, &cz);
+                FN(decode_key)(gkey[gi], g->dims + 3 * b, &cx, &cy, &cz);
                 const int nr = grid_runs(g, b, cx, cy, cz, runs);
                 if (nr == 0)
                     continue;
@@ -641,7 +662,7 @@ static int FN(frs)(const gm_fixed_radius_params *p)
         if (st != GM_OK)
             gm_search_free_output(&p->out);
     }
-    free(qkey);
+    free(gkey);
     free(qord);
     free(gpos);
     free(gitem);

@@ -228,3 +228,27 @@ def test_list_inputs_and_result_fields():
     assert res.neighbors_distance.dtype == np.float64
     idx, splits, dist = res
     assert idx is res.neighbors_index and splits is res.neighbors_row_splits and dist is res.neighbors_distance
+
+
+def test_extent_much_larger_than_radius():
+    # extent / radius > 2^20: the grid coarsens its cells (sparse cell lookup) but stays exact
+    rng = np.random.default_rng(19)
+    centers = rng.random((20, 3)) * 1e7
+    points = (centers[rng.integers(0, 20, 2000)] + rng.standard_normal((2000, 3))).astype(np.float64)
+    queries = points[::10] + rng.standard_normal((200, 3)) * 0.5
+    for metric in METRICS:
+        res = geomops.fixed_radius_search(points, queries, 1.5, metric=metric, return_distances=True)
+        assert res.neighbors_index.size > 200
+        check_against_refs(res, points, queries, 1.5, metric=metric)
+
+
+def test_thread_count_does_not_change_the_result_sparse_cells():
+    rng = np.random.default_rng(20)
+    points = np.concatenate([rng.random((6000, 3)), [[1e5, 1e5, 1e5]]]).astype(np.float32)
+    queries = rng.random((3000, 3)).astype(np.float32)
+    for sort in (False, True):
+        one = geomops.fixed_radius_search(points, queries, 0.05, return_distances=True, sort=sort, num_threads=1)
+        two = geomops.fixed_radius_search(points, queries, 0.05, return_distances=True, sort=sort, num_threads=2)
+        for x, y in zip(one, two):
+            assert x.tobytes() == y.tobytes()
+        check_against_refs(one, points, queries, 0.05)
