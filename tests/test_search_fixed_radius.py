@@ -252,3 +252,12 @@ def test_thread_count_does_not_change_the_result_sparse_cells():
         for x, y in zip(one, two):
             assert x.tobytes() == y.tobytes()
         check_against_refs(one, points, queries, 0.05)
+
+
+def test_radius_larger_than_the_cloud():
+    points, queries = cloud(300, np.float32, 21), cloud(40, np.float32, 22)
+    res = geomops.fixed_radius_search(points, queries, 10.0, sort=True)
+    assert np.all(np.diff(res.neighbors_row_splits) == 300)
+    np.testing.assert_array_equal(res.neighbors_index.reshape(40, 300), np.tile(np.arange(300), (40, 1)))
+    res = geomops.radius_search(points, queries, np.full(40, 10.0, np.float32), sort=True)
+    np.testing.assert_array_equal(res.neighbors_index.reshape(40, 300), np.tile(np.arange(300), (40, 1)))
