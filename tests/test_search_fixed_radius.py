@@ -226,6 +226,8 @@ def test_list_inputs_and_result_fields():
                                       sort=True)
     assert res.neighbors_index.tolist() == [0, 1]
     assert res.neighbors_distance.dtype == np.float64
+    res32 = geomops.fixed_radius_search(np.zeros((2, 3), np.float32), [[0.0, 0, 0]], 0.1, return_distances=True)
+    assert res32.neighbors_distance.dtype == np.float32  # a list of queries takes the points' dtype
     idx, splits, dist = res
     assert idx is res.neighbors_index and splits is res.neighbors_row_splits and dist is res.neighbors_distance
 

@@ -66,6 +66,10 @@ class SpatialHashTable(_HashTableArrays):
 # validation helpers (private)
 
 def _points(x, name, dtype=None):
+    if dtype is not None and x is not None and not isinstance(x, np.ndarray):
+        x = np.asarray(x)  # lists of Python floats take the points' dtype; arrays must match it
+        if x.dtype.kind in "fiu":
+            x = x.astype(dtype)
     a = float_array(x, name, shape=(None, 3), dtype=dtype)
     if a.size and not np.isfinite(a).all():
         raise ValueError(f"{name} must be finite (no NaN or inf coordinates)")
