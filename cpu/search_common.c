@@ -9,6 +9,21 @@ int gm_search_radix_sort(uint64_t *keys, int64_t *vals, int64_t n, uint64_t max_
 {
     if (n <= 1 || max_key == 0)
         return GM_OK;
+    if (n <= 48) { /* small batch items: a stable insertion sort, no buffers */
+        for (int64_t i = 1; i < n; ++i) {
+            const uint64_t k = keys[i];
+            const int64_t v = vals[i];
+            int64_t j = i;
+            while (j > 0 && keys[j - 1] > k) {
+                keys[j] = keys[j - 1];
+                vals[j] = vals[j - 1];
+                --j;
+            }
+            keys[j] = k;
+            vals[j] = v;
+        }
+        return GM_OK;
+    }
     const int bits = 64 - __builtin_clzll(max_key);
     const int passes = (bits + RADIX_BITS - 1) / RADIX_BITS;
     /* Chunking only changes who does the work: a stable sort has a unique result. */
