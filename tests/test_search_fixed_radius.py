@@ -263,3 +263,21 @@ def test_radius_larger_than_the_cloud():
     np.testing.assert_array_equal(res.neighbors_index.reshape(40, 300), np.tile(np.arange(300), (40, 1)))
     res = geomops.radius_search(points, queries, np.full(40, 10.0, np.float32), sort=True)
     np.testing.assert_array_equal(res.neighbors_index.reshape(40, 300), np.tile(np.arange(300), (40, 1)))
+
+
+def test_large_cloud_parallel_radix_sort():
+    # >= 65536 points and queries: the cell sorts run split across threads
+    points, queries = cloud(70000, np.float32, 23), cloud(70000, np.float32, 24)
+    one = geomops.fixed_radius_search(points, queries, 0.03, return_distances=True, num_threads=1)
+    two = geomops.fixed_radius_search(points, queries, 0.03, return_distances=True, num_threads=2)
+    for x, y in zip(one, two):
+        assert x.tobytes() == y.tobytes()
+    sub = neighbor_subset(one, 300)
+    ref = ref_radius(points, queries[:300], np.full(300, 0.03), metric="L2", inclusive=True)
+    assert_same_neighbors(sub, ref, "first 300 queries vs NumPy reference")
+
+
+def neighbor_subset(res, n):
+    """The result restricted to its first n queries."""
+    rs = res.neighbors_row_splits[:n + 1]
+    return geomops.NeighborSearchResult(res.neighbors_index[:rs[-1]], rs, res.neighbors_distance[:rs[-1]])

@@ -138,3 +138,15 @@ def test_degenerate_clouds():
         for metric in METRICS:
             res = geomops.knn_search(points, queries, 20, metric=metric, return_distances=True)
             check(res, points, queries, 20, metric=metric, ckdtree=False)  # ties: see the reference
+
+
+def test_knn_large_query_set():
+    # >= 65536 queries: the query-order sort runs split across threads
+    points, queries = cloud(20000, np.float32, 10), cloud(70000, np.float32, 11)
+    one = geomops.knn_search(points, queries, 4, return_distances=True, num_threads=1)
+    two = geomops.knn_search(points, queries, 4, return_distances=True, num_threads=2)
+    for x, y in zip(one, two):
+        assert x.tobytes() == y.tobytes()
+    ref = ref_knn(points, queries[:200], 4)
+    got = one.neighbors_index.reshape(-1, 4)[:200]
+    np.testing.assert_array_equal(got, np.stack([r[0] for r in ref]))
