@@ -390,6 +390,19 @@ def test_thread_count_does_not_change_results(dtype, opts, mb):
         R.assert_matches(one["continuous_conv"], R.continuous_conv(*p.args(), **opts), dtype, "medium forward")
 
 
+@pytest.mark.parametrize("num_out", [1, 2, 3, 5, 12])
+def test_thread_count_on_tiny_problems(num_out):
+    """Fewer output points than threads, or a few per thread: still bitwise identical."""
+    opts = dict(coordinate_mapping="ball_to_cube_radial", interpolation="linear_border", normalize=True)
+    p = R.make_problem(50 + num_out, num_out=num_out, extent_kind="1x3", special_points=False)
+    t = R.transpose_problem(p, in_channels=2, out_channels=3)
+    for dtype in DTYPES:
+        one = run_all_ops(p, t, dtype, opts, num_threads=1)
+        for n in (2, 3):
+            _assert_bitwise(one, run_all_ops(p, t, dtype, opts, num_threads=n), f"num_threads 1 vs {n}, No={num_out}")
+        _assert_bitwise(one, run_all_ops(p, t, dtype, opts), "explicit 1 vs default threads")
+
+
 def test_support_ops_thread_determinism():
     p, _ = _medium()
     ni = len(p.inp_positions)

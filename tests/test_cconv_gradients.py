@@ -12,6 +12,16 @@ import pytest
 import geomops as gm
 import reference_cconv as R
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Thousands of tiny calls: one thread avoids OpenMP wake-up stalls on a loaded 2-core box
+    (measured 40 s vs 6 s for the cconv suite). Thread-count independence has its own tests
+    in test_cconv_edge_cases.py."""
+    gm.set_num_threads(1)
+    yield
+    gm.set_num_threads(None)
+
 # (filter [D,H,W], Cout, Cin, inp_importance, neighbors_importance range or None, individual extent,
 #  normalize, align_corners, mapping, interpolation)
 GRADIENT_CONFIGS = {

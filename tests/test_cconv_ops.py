@@ -21,6 +21,16 @@ DTYPES = [np.float32, np.float64]
 SEED = 16
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Thousands of tiny calls: one thread avoids OpenMP wake-up stalls on a loaded 2-core box
+    (measured 40 s vs 6 s for the cconv suite). Thread-count independence has its own tests
+    in test_cconv_edge_cases.py."""
+    gm.set_num_threads(1)
+    yield
+    gm.set_num_threads(None)
+
+
 @functools.lru_cache(maxsize=None)
 def problem(extent_kind, importance, offset_nonzero, filter_dhw=(3, 2, 4)):
     return R.make_problem(SEED, extent_kind=extent_kind, importance=importance, offset_nonzero=offset_nonzero,
