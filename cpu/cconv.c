@@ -61,7 +61,7 @@ static int64_t chunk_columns(int64_t budget_bytes, int64_t bytes_per_column, int
 }
 
 /* how many neighbor entries ahead the fill prefetches input features */
-#define GM_PREFETCH_AHEAD 6
+#define GM_PREFETCH_AHEAD 3
 
 static inline int64_t load_index(const gm_cconv_params* p, int64_t n) {
     return p->index_int64 ? ((const int64_t*)p->neighbors_index)[n]
