@@ -18,6 +18,7 @@ typedef struct {
     const gm_cconv_params* p;
     gm_cconv_geometry geom;
     int64_t K, Cin, Cout;
+    double inv_extent[3]; /* 1/extent when one extent is shared by all points */
     int num_threads;
 } cconv_ctx;
 
@@ -36,6 +37,12 @@ static int cconv_ctx_init(cconv_ctx* c, const gm_cconv_params* p) {
         c->geom.offset[k] = p->dtype == GM_FLOAT32 ? (double)((const float*)p->offset)[k]
                                                     : ((const double*)p->offset)[k];
     }
+    for (int k = 0; k < 3 && p->extents_rows > 0; ++k) {
+        int col = p->extents_cols == 1 ? 0 : k;
+        double e = p->dtype == GM_FLOAT32 ? (double)((const float*)p->extents)[col]
+                                          : ((const double*)p->extents)[col];
+        c->inv_extent[k] = 1.0 / e;
+    }
     c->Cin = p->in_channels;
     c->Cout = p->out_channels;
     c->K = (int64_t)p->filter_depth * p->filter_height * p->filter_width * p->in_channels;
@@ -52,6 +59,9 @@ static int64_t chunk_columns(int64_t budget_bytes, int64_t bytes_per_column, int
     if (cols < 16) cols = 16; /* the minimum temporary memory, always allocated */
     return cols;
 }
+
+/* how many neighbor entries ahead the fill prefetches input features */
+#define GM_PREFETCH_AHEAD 3
 
 static inline int64_t load_index(const gm_cconv_params* p, int64_t n) {
     return p->index_int64 ? ((const int64_t*)p->neighbors_index)[n]
@@ -72,8 +82,8 @@ static inline int64_t load_index(const gm_cconv_params* p, int64_t n) {
         double rel[3];                                                                            \
         for (int k = 0; k < 3; ++k)                                                               \
             rel[k] = p->transpose ? (double)xo[k] - (double)xi[k] : (double)xi[k] - (double)xo[k]; \
-        int64_t er = p->extents_rows == 1 ? 0 : (p->transpose ? j : i);                           \
-        const T* e = (const T*)p->extents + er * p->extents_cols;                                 \
+        if (p->extents_rows == 1) return gm_cconv_filter_taps(&c->geom, rel, c->inv_extent, cell, w); \
+        const T* e = (const T*)p->extents + (p->transpose ? j : i) * p->extents_cols;             \
         double inv[3];                                                                            \
         for (int k = 0; k < 3; ++k) inv[k] = 1.0 / (double)e[p->extents_cols == 1 ? 0 : k];        \
         return gm_cconv_filter_taps(&c->geom, rel, inv, cell, w);                                 \

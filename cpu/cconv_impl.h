@@ -16,15 +16,22 @@ static void GM_SUF(fill_column)(const cconv_ctx* c, int64_t i, GM_T* col) {
     const int64_t Cin = c->Cin;
     int cell[8];
     double w[8];
-    for (int64_t n = p->neighbors_row_splits[i]; n < p->neighbors_row_splits[i + 1]; ++n) {
+    const int64_t end = p->neighbors_row_splits[i + 1];
+    const int64_t row_bytes = Cin * (int64_t)sizeof(GM_T);
+    for (int64_t n = p->neighbors_row_splits[i]; n < end; ++n) {
+        /* neighbors are scattered in memory: fetch a later neighbor's features early */
+        if (n + GM_PREFETCH_AHEAD < end) {
+            const char* nf = (const char*)(feat + load_index(p, n + GM_PREFETCH_AHEAD) * Cin);
+            for (int64_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(nf + b);
+        }
         int64_t j;
         int taps = GM_SUF(neighbor_taps)(c, i, n, &j, cell, w);
         if (taps == 0) continue;
         double a = GM_SUF(neighbor_weight)(c, n, j);
-        const GM_T* f = feat + j * Cin;
+        const GM_T* restrict f = feat + j * Cin;
         for (int t = 0; t < taps; ++t) {
             const GM_T coef = (GM_T)(w[t] * a);
-            GM_T* dst = col + (int64_t)cell[t] * Cin;
+            GM_T* restrict dst = col + (int64_t)cell[t] * Cin;
             for (int64_t ic = 0; ic < Cin; ++ic) dst[ic] += coef * f[ic];
         }
     }
@@ -68,8 +75,10 @@ static int GM_SUF(apply)(const cconv_ctx* c) {
             if (!buf) continue;
             const int64_t i0 = ch * chunk;
             const int64_t cols = No - i0 < chunk ? No - i0 : chunk;
-            memset(buf, 0, (size_t)(cols * K) * sizeof(GM_T));
-            for (int64_t col = 0; col < cols; ++col) GM_SUF(fill_column)(c, i0 + col, buf + col * K);
+            for (int64_t col = 0; col < cols; ++col) { /* zero just before filling: stays in L1 */
+                memset(buf + col * K, 0, (size_t)K * sizeof(GM_T));
+                GM_SUF(fill_column)(c, i0 + col, buf + col * K);
+            }
             GM_GEMM(cols, Cout, K, buf, K, 1, F, ldf, INT64_MAX, 0, out + i0 * Cout, Cout, 0);
             for (int64_t col = 0; col < cols; ++col) {
                 const double s = GM_SUF(row_scale)(c, i0 + col);
@@ -88,8 +97,11 @@ static int GM_SUF(apply)(const cconv_ctx* c) {
 /* ---- filter gradient ----------------------------------------------------------------- */
 
 /* dF[k, oc] = sum_i B_i[k] * g[i, oc] * scale_i, computed as dF^T = g^T B^T so the GEMM
- * streams the patch panels contiguously. Chunks have a size independent of the thread count
- * and are reduced in order; within a chunk each dF element is owned by one thread. */
+ * streams the patch panels contiguously.
+ * Determinism without barriers: output points are cut into "super-chunks" whose size depends
+ * only on the problem and max_temp_bytes (never on the thread count). One thread computes a
+ * super-chunk's partial gradient alone (sub-chunks in order); the partials are then summed in
+ * super-chunk order. A loaded machine cannot stall threads at per-chunk barriers this way. */
 static int GM_SUF(backprop_filter)(const cconv_ctx* c) {
     const gm_cconv_params* p = c->p;
     const int64_t No = p->num_out, K = c->K, Cout = c->Cout;
@@ -99,56 +111,64 @@ static int GM_SUF(backprop_filter)(const cconv_ctx* c) {
     if (No == 0 || p->num_inp == 0) return GM_OK;
     const GM_T* g = (const GM_T*)p->out_features_gradient;
     const int64_t PW = GM_PANEL, Kp = gm_round_up(K, PW), npanels = Kp / PW;
-    int64_t chunk = chunk_columns(p->max_temp_bytes, (Kp + Cout) * (int64_t)sizeof(GM_T), 512);
+    const int64_t partial_bytes = Cout * Kp * (int64_t)sizeof(GM_T);
+    /* sub-chunk: patch panels of `chunk` columns per thread (budget shared by 8 threads max) */
+    int64_t chunk = chunk_columns(p->max_temp_bytes / 8, (Kp + Cout) * (int64_t)sizeof(GM_T), 256);
     if (chunk > No) chunk = No;
-    const int64_t nchunks = (No + chunk - 1) / chunk;
+    /* super-chunks: at least 16 sub-chunks each, at most ~half the budget in partials */
+    int64_t super = 16 * chunk;
+    int64_t budget = p->max_temp_bytes / 2;
+    while ((No + super - 1) / super > 1 && ((No + super - 1) / super) * partial_bytes > budget) super *= 2;
+    const int64_t nsuper = (No + super - 1) / super;
 
-    GM_T* dFT = (GM_T*)calloc((size_t)(Cout * Kp), sizeof(GM_T)); /* [Cout, Kp] */
-    GM_T* panels = (GM_T*)malloc((size_t)(chunk * Kp) * sizeof(GM_T));
-    GM_T* gs = (GM_T*)malloc((size_t)(chunk * Cout) * sizeof(GM_T));
-    if (!dFT || !panels || !gs) {
-        free(dFT);
-        free(panels);
-        free(gs);
-        return GM_ERR_NOMEM;
-    }
+    GM_T* partial = (GM_T*)malloc((size_t)(nsuper * Cout * Kp) * sizeof(GM_T));
+    if (!partial) return GM_ERR_NOMEM;
     int status = GM_OK;
 #pragma omp parallel num_threads(c->num_threads)
     {
         GM_T* scratch = (GM_T*)malloc((size_t)Kp * sizeof(GM_T));
-        if (!scratch) {
+        GM_T* panels = (GM_T*)malloc((size_t)(chunk * Kp) * sizeof(GM_T));
+        GM_T* gs = (GM_T*)malloc((size_t)(chunk * Cout) * sizeof(GM_T));
+        if (!scratch || !panels || !gs) {
 #pragma omp atomic write
             status = GM_ERR_NOMEM;
         }
-        for (int64_t ch = 0; ch < nchunks; ++ch) {
-            const int64_t i0 = ch * chunk;
-            const int64_t cols = No - i0 < chunk ? No - i0 : chunk;
-#pragma omp for schedule(static)
-            for (int64_t col = 0; col < cols; ++col) {
-                if (!scratch) continue;
-                const int64_t i = i0 + col;
-                memset(scratch, 0, (size_t)Kp * sizeof(GM_T));
-                GM_SUF(fill_column)(c, i, scratch);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t sc = 0; sc < nsuper; ++sc) {
+            if (!scratch || !panels || !gs) continue;
+            GM_T* dFT = partial + sc * Cout * Kp; /* [Cout, Kp] */
+            memset(dFT, 0, (size_t)partial_bytes);
+            const int64_t s_end = (sc + 1) * super < No ? (sc + 1) * super : No;
+            for (int64_t i0 = sc * super; i0 < s_end; i0 += chunk) {
+                const int64_t cols = s_end - i0 < chunk ? s_end - i0 : chunk;
+                for (int64_t col = 0; col < cols; ++col) {
+                    const int64_t i = i0 + col;
+                    memset(scratch, 0, (size_t)Kp * sizeof(GM_T));
+                    GM_SUF(fill_column)(c, i, scratch);
+                    for (int64_t q = 0; q < npanels; ++q)
+                        memcpy(panels + q * cols * PW + col * PW, scratch + q * PW, (size_t)PW * sizeof(GM_T));
+                    const double s = GM_SUF(row_scale)(c, i);
+                    for (int64_t oc = 0; oc < Cout; ++oc) gs[col * Cout + oc] = (GM_T)(g[i * Cout + oc] * s);
+                }
                 for (int64_t q = 0; q < npanels; ++q)
-                    memcpy(panels + q * cols * PW + col * PW, scratch + q * PW, (size_t)PW * sizeof(GM_T));
-                const double s = GM_SUF(row_scale)(c, i);
-                for (int64_t oc = 0; oc < Cout; ++oc) gs[col * Cout + oc] = (GM_T)(g[i * Cout + oc] * s);
-            }
-#pragma omp for schedule(static)
-            for (int64_t q = 0; q < npanels; ++q) {
-                if (status != GM_OK) continue;
-                GM_GEMM(Cout, PW, cols, gs, 1, Cout, panels + q * cols * PW, PW, PW, 0, dFT + q * PW, Kp, 1);
+                    GM_GEMM(Cout, PW, cols, gs, 1, Cout, panels + q * cols * PW, PW, PW, 0, dFT + q * PW, Kp, 1);
             }
         }
         free(scratch);
+        free(panels);
+        free(gs);
+        /* fixed-order sum of the partials, parallel over filter rows */
+#pragma omp for schedule(static)
+        for (int64_t k = 0; k < K; ++k) {
+            if (status != GM_OK) continue;
+            for (int64_t oc = 0; oc < Cout; ++oc) {
+                GM_T acc = 0;
+                for (int64_t sc = 0; sc < nsuper; ++sc) acc += partial[sc * Cout * Kp + oc * Kp + k];
+                grad[k * Cout + oc] = acc;
+            }
+        }
     }
-    if (status == GM_OK) {
-        for (int64_t k = 0; k < K; ++k)
-            for (int64_t oc = 0; oc < Cout; ++oc) grad[k * Cout + oc] = dFT[oc * Kp + k];
-    }
-    free(dFT);
-    free(panels);
-    free(gs);
+    free(partial);
     return status;
 }
 

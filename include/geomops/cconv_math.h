@@ -22,10 +22,13 @@ typedef struct {
 
 GM_HD double gm_clampd(double v, double lo, double hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
+/* max/min by comparison: libm's fmax is an out-of-line call in strict IEEE builds */
+GM_HD double gm_maxd(double a, double b) { return a > b ? a : b; }
+
 /* Unit-ball -> unit-cube mappings; q is scaled by 1/extent on input, in [-1/2, 1/2]^3 on output. */
 GM_HD void gm_map_radial(double* q) {
     double u0 = 2.0 * q[0], u1 = 2.0 * q[1], u2 = 2.0 * q[2];
-    double m = fmax(fabs(u0), fmax(fabs(u1), fabs(u2)));
+    double m = gm_maxd(fabs(u0), gm_maxd(fabs(u1), fabs(u2)));
     if (m < 1e-8) {
         q[0] = q[1] = q[2] = 0.0;
         return;
