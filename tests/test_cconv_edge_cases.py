@@ -270,6 +270,40 @@ def test_points_exactly_at_radius_and_far_outside(dtype, opts):
         compare_all(p, t, dtype, opts, f"at radius / outside, filter {filter_dhw}", exact_data=True)
 
 
+# float32 cannot resolve q + 1/2 for q ~ 1e-9, so nearest-neighbor (a jump at x.5) is
+# compared in float64 only; linear interpolation is continuous and runs in both.
+TINY_CASES = [(d, o) for d in DTYPES for o in ALL_OPTS
+              if not (d == np.float32 and o["interpolation"] == "nearest_neighbor")]
+
+
+@pytest.mark.parametrize("dtype,opts", TINY_CASES,
+                         ids=[f"{d.__name__}-{OPT_IDS[ALL_OPTS.index(o)]}" for d, o in TINY_CASES])
+def test_tiny_relative_positions_and_mapping_thresholds(dtype, opts):
+    """Relative positions around the mapping thresholds (radial: max|u| < 1e-8 -> centre;
+    volume preserving, CPU: n^2 < 1e-12 and rho^2 < 1e-12 -> 0; CUDA would use 1e-8).
+    Near the origin float32 resolves these offsets exactly. In float64 a missing or wrong
+    threshold shows up as a ~1e-8 relative change of linear weights, above the tolerance."""
+    ext = 0.5  # u = 4 p
+    rels = [(-3e-9, 0.0, 0.0), (2e-9, -1e-9, 1e-9),          # radial: max|u| < 1e-8
+            (-4e-9, 0.0, 0.0), (3e-9, 2e-9, 0.0),            # radial: max|u| > 1e-8
+            (1e-7, 5e-8, -5e-8), (-1e-7, 1e-7, 0.0),         # vp: n^2 < 1e-12
+            (2.5e-6, -1e-6, 1e-6),                           # vp: 1e-12 < n^2 < 1e-8
+            (1e-7, 0.0, 0.2), (0.0, -1.5e-7, -0.2),          # vp cap: rho^2 < 1e-12
+            (6e-7, 0.0, 0.2), (0.0, 1e-6, -0.1)]             # vp cap: rho^2 > 1e-12
+    out = np.zeros((1, 3))
+    inp = R.f32(np.array(rels))
+    assert np.array_equal(inp, np.array(rels, np.float32).astype(np.float64))
+    rng = np.random.default_rng(12)
+    for filter_dhw in ((4, 2, 3), (3, 3, 2)):
+        p = R.Problem(filters=R.f32(rng.uniform(-1, 1, filter_dhw + (2, 2))), out_positions=out,
+                      extents=np.array([[ext]]), offset=np.zeros(3), inp_positions=inp,
+                      inp_features=R.f32(rng.uniform(-1, 1, (len(inp), 2))), inp_importance=None,
+                      neighbors_index=np.arange(len(inp), dtype=np.int64), neighbors_importance=None,
+                      neighbors_row_splits=np.array([0, len(inp)], np.int64))
+        t = R.transpose_problem(p, in_channels=2, out_channels=3)
+        compare_all(p, t, dtype, opts, f"tiny relative positions, filter {filter_dhw}", exact_data=True)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opts", ALL_OPTS[::2], ids=OPT_IDS[::2])
 def test_single_channel_and_1x1x1_filter(dtype, opts):
@@ -372,6 +406,16 @@ def test_max_temp_mem_does_not_change_results(dtype, opts):
     for mb in (0, 1, 64):
         _assert_bitwise(base, run_all_ops(p, t, dtype, opts, max_temp_mem_MB=mb, num_threads=1),
                         f"max_temp_mem_MB={mb} vs 10**6")
+
+
+def test_huge_max_temp_mem_values():
+    """MB values whose byte count overflows 64 bits must not wrap around."""
+    p = base_problem()
+    t = R.transpose_problem(p, in_channels=2, out_channels=3)
+    opts = dict(normalize=True)
+    base = run_all_ops(p, t, np.float64, opts)
+    for mb in (2 ** 40, 10 ** 15, 2 ** 62, 2 ** 70):
+        _assert_bitwise(base, run_all_ops(p, t, np.float64, opts, max_temp_mem_MB=mb), f"max_temp_mem_MB={mb}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
