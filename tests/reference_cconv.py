@@ -171,10 +171,6 @@ def extent_rows(extents, num_rows):
     return e
 
 
-def _f64(a):
-    return None if a is None else np.asarray(a, dtype=np.float64)
-
-
 def _opt(a):
     """None for an absent optional input (None or an empty 1-D array)."""
     if a is None:
