@@ -203,15 +203,14 @@ class Buffers:
         self.instance_index, self.object_coordinates = instance_index, object_coordinates
 
 
-def texture(X):
-    """A smooth colour pattern on object coordinates (metres), values in [0, 1]."""
-    s = 40.0
+def texture(X, s=40.0):
+    """A smooth colour pattern on object coordinates (metres), values in [0, 1]; s in rad/m."""
     return np.stack([0.5 + 0.4 * np.sin(s * X[..., 0] + 1.0) * np.cos(s * X[..., 1]),
                      0.5 + 0.4 * np.sin(s * X[..., 1] - 0.5 * s * X[..., 2]),
                      0.5 + 0.4 * np.cos(s * X[..., 2] + 0.7 * s * X[..., 0])], axis=-1)
 
 
-def raycast_spheres(scene, background=0.0, quantize=True):
+def raycast_spheres(scene, background=0.0, quantize=True, frequency=40.0):
     """Ray-cast textured spheres (Obj.radius) at pixel centres u = c + 0.5, v = r + 0.5."""
     cam = scene.camera
     h, w = cam.height, cam.width
@@ -227,14 +226,16 @@ def raycast_spheres(scene, background=0.0, quantize=True):
         b = dirs @ centre
         dd = np.sum(dirs * dirs, axis=-1)
         disc = b * b - dd * (centre @ centre - obj.radius ** 2)
-        t = (b - np.sqrt(np.maximum(disc, 0.0))) / dd
+        sq = np.sqrt(np.maximum(disc, 0.0))
+        t = (b - sq) / dd
+        t = np.where(t > cam.near, t, (b + sq) / dd)  # the far side when the camera is inside
         hit = (disc > 0) & (t > cam.near) & (t < depth)  # z = t since dirs have z = 1
         pts = dirs * t[..., None]
         X = (pts - centre) @ T[:3, :3]  # inv(R) (p - c)
         depth = np.where(hit, t, depth)
         inst = np.where(hit, np.int16(obj.instance_index), inst)
         coords = np.where(hit[..., None], X, coords)
-    col = np.where((inst != 0)[..., None], texture(np.where((inst != 0)[..., None], coords, 0.0)), background)
+    col = np.where((inst != 0)[..., None], texture(np.where((inst != 0)[..., None], coords, 0.0), frequency), background)
     rgb = np.concatenate([col, np.ones((h, w, 1))], axis=-1)
     rgb = np.round(rgb * 255).astype(np.uint8) if quantize else rgb.astype(np.float32)
     return Buffers(rgb, depth.astype(np.float32), inst.astype(np.int16), coords.astype(np.float32))
