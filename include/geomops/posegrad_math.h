@@ -42,20 +42,25 @@ GM_HD int gm_pg_is_border(int r, int c, int h, int w) {
     return r == 0 || c == 0 || r == h - 1 || c == w - 1;
 }
 
+/* Index of the neighbour (r+dy, c+dx), clamped to the image (a no-op for interior pixels). */
+GM_HD ptrdiff_t gm_pg_neighbor(int r, int c, int dy, int dx, int h, int w) {
+    return (ptrdiff_t)gm_pg_clamp(r + dy, 0, h - 1) * w + gm_pg_clamp(c + dx, 0, w - 1);
+}
+
 /* stillleben's generate_sobel_valid_mask for pixel (r,c): invalid iff it belongs to an object
  * and a clamped 3x3 neighbour belongs to a different object with a strictly smaller depth.
  * CPU semantics: border pixels are never visited, so they stay valid. */
 GM_HD int gm_pg_pixel_valid(const int16_t* inst, const float* depth, int h, int w, int r, int c,
                             int semantics) {
-    ptrdiff_t p = (ptrdiff_t)r * w + c;
-    int id = inst[p];
+    const ptrdiff_t p = (ptrdiff_t)r * w + c;
+    const int id = inst[p];
     if (id == 0) return 1;
-    if (semantics == GM_PG_SEM_CPU && gm_pg_is_border(r, c, h, w)) return 1;
-    float d = depth[p];
+    const int border = gm_pg_is_border(r, c, h, w);
+    if (semantics == GM_PG_SEM_CPU && border) return 1;
+    const float d = depth[p];
     for (int dy = -1; dy <= 1; ++dy) {
-        int rr = gm_pg_clamp(r + dy, 0, h - 1);
         for (int dx = -1; dx <= 1; ++dx) {
-            ptrdiff_t q = (ptrdiff_t)rr * w + gm_pg_clamp(c + dx, 0, w - 1);
+            ptrdiff_t q = border ? gm_pg_neighbor(r, c, dy, dx, h, w) : p + (ptrdiff_t)dy * w + dx;
             int iq = inst[q];
             if (iq != id && iq != 0 && depth[q] < d) return 0;
         }
@@ -70,9 +75,10 @@ GM_HD int gm_pg_pixel_valid(const int16_t* inst, const float* depth, int h, int 
  * `valid` holds rows valid_row0.. of the valid mask. Returns the count (0..9). */
 GM_HD int gm_pg_dilate_candidates(const int16_t* inst, const uint8_t* valid, int valid_row0, int h,
                                   int w, int r, int c, int semantics, int16_t* ids, ptrdiff_t* src) {
-    if (semantics == GM_PG_SEM_CPU && gm_pg_is_border(r, c, h, w)) return 0;
-    ptrdiff_t p = (ptrdiff_t)r * w + c;
-    int id0 = inst[p];
+    const int border = gm_pg_is_border(r, c, h, w);
+    if (semantics == GM_PG_SEM_CPU && border) return 0;
+    const ptrdiff_t p = (ptrdiff_t)r * w + c;
+    const int id0 = inst[p];
     int n = 0;
     if (id0 != 0) {
         ids[0] = (int16_t)id0;
@@ -81,24 +87,22 @@ GM_HD int gm_pg_dilate_candidates(const int16_t* inst, const uint8_t* valid, int
     }
     /* Cheap exit: no neighbour of another object. */
     int other = 0;
-    for (int dy = -1; dy <= 1; ++dy) {
-        int rr = gm_pg_clamp(r + dy, 0, h - 1);
+    for (int dy = -1; dy <= 1; ++dy)
         for (int dx = -1; dx <= 1; ++dx) {
-            int iq = inst[(ptrdiff_t)rr * w + gm_pg_clamp(c + dx, 0, w - 1)];
-            other |= (iq != 0 && iq != id0);
+            int iq = inst[border ? gm_pg_neighbor(r, c, dy, dx, h, w) : p + (ptrdiff_t)dy * w + dx];
+            other |= (iq != 0) & (iq != id0);
         }
-    }
     if (!other) return n;
-    for (int dy = -1; dy <= 1; ++dy) {
-        int rr = gm_pg_clamp(r + dy, 0, h - 1);
+    const ptrdiff_t voff = (ptrdiff_t)valid_row0 * w;
+    for (int dy = -1; dy <= 1; ++dy)
         for (int dx = -1; dx <= 1; ++dx)
-            if (!valid[(ptrdiff_t)(rr - valid_row0) * w + gm_pg_clamp(c + dx, 0, w - 1)]) return n;
-    }
+            if (!valid[(border ? gm_pg_neighbor(r, c, dy, dx, h, w) : p + (ptrdiff_t)dy * w + dx) - voff])
+                return n;
     for (int a = -1; a <= 1; ++a) {
         for (int b = -1; b <= 1; ++b) {
             int dx = semantics == GM_PG_SEM_CUDA ? a : b; /* CUDA: dx outer; CPU: dy outer */
             int dy = semantics == GM_PG_SEM_CUDA ? b : a;
-            ptrdiff_t q = (ptrdiff_t)gm_pg_clamp(r + dy, 0, h - 1) * w + gm_pg_clamp(c + dx, 0, w - 1);
+            ptrdiff_t q = gm_pg_neighbor(r, c, dy, dx, h, w);
             int iq = inst[q];
             if (iq == 0 || iq == id0) continue;
             int k = id0 != 0 ? 1 : 0;
@@ -111,29 +115,49 @@ GM_HD int gm_pg_dilate_candidates(const int16_t* inst, const uint8_t* valid, int
     return n;
 }
 
-/* One pixel's contribution to the 6-vector (alpha, beta, gamma, a, b, c) of one object.
- * T: object -> camera (R row-major, then t); P: 4x4 row-major; denom_row 2 (stillleben) or 3
- * (clip w, the true perspective Jacobian). sx, sy: sum_c g[c]*grad_x[c] and sum_c g[c]*grad_y[c].
- * With y = R X + t, clip = P [y;1], J[j,i] = P[j,i]/d - P[denom_row,i] c_j/d^2 (d = clip[denom_row]),
- * v = sx J[0,:] + sy J[1,:] (dL/dy), u = R^T v: rotation part X x u, translation part u.
- * Returns the denominator d (callers count d <= 0). */
-GM_HD double gm_pg_contribution(const double* T, const double* P, int denom_row, double x0, double x1,
-                                double x2, double sx, double sy, double* out) {
-    double y0 = T[0] * x0 + T[1] * x1 + T[2] * x2 + T[9];
-    double y1 = T[3] * x0 + T[4] * x1 + T[5] * x2 + T[10];
-    double y2 = T[6] * x0 + T[7] * x1 + T[8] * x2 + T[11];
-    const double* Pd = P + 4 * denom_row;
-    double c0 = P[0] * y0 + P[1] * y1 + P[2] * y2 + P[3];
-    double c1 = P[4] * y0 + P[5] * y1 + P[6] * y2 + P[7];
-    double d = Pd[0] * y0 + Pd[1] * y1 + Pd[2] * y2 + Pd[3];
+/* Per-object constants of the per-pixel 6-vector, for T: object -> camera (R row-major, then
+ * t) and P: 4x4 row-major, with denominator row d = 2 (stillleben, clip z) or 3 (clip w):
+ * m (3x4) = rows 0, 1, d of P @ T, so the clip values come straight from the object point X;
+ * a0, a1, ad = R^T P[j, :3] for j = 0, 1, d. */
+typedef struct {
+    double m[12];
+    double a0[3], a1[3], ad[3];
+} GmPgObject;
+
+GM_HD void gm_pg_object_setup(const double* T, const double* P, int denom_row, GmPgObject* o) {
+    const int rows[3] = {0, 1, denom_row};
+    for (int j = 0; j < 3; ++j) {
+        const double* Pj = P + 4 * rows[j];
+        for (int k = 0; k < 3; ++k) o->m[4 * j + k] = Pj[0] * T[k] + Pj[1] * T[3 + k] + Pj[2] * T[6 + k];
+        o->m[4 * j + 3] = Pj[0] * T[9] + Pj[1] * T[10] + Pj[2] * T[11] + Pj[3];
+        double* a = j == 0 ? o->a0 : (j == 1 ? o->a1 : o->ad);
+        for (int k = 0; k < 3; ++k) a[k] = T[k] * Pj[0] + T[3 + k] * Pj[1] + T[6 + k] * Pj[2];
+    }
+}
+
+/* The projection denominator (clip z or clip w) at object point X. */
+GM_HD double gm_pg_denominator(const GmPgObject* o, double x0, double x1, double x2) {
+    return o->m[8] * x0 + o->m[9] * x1 + o->m[10] * x2 + o->m[11];
+}
+
+/* One pixel's contribution to the 6-vector (alpha, beta, gamma, a, b, c) of one object, given
+ * sx = sum_c g[c] grad_x[c] and sy = sum_c g[c] grad_y[c] at the pixel and its object point X.
+ * With y = R X + t, clip = P [y;1], d = clip[denom_row]:
+ *   J[j,i] = P[j,i]/d - P[denom_row,i] clip_j/d^2   (d(ndc_j)/dy_i; stillleben uses row 2)
+ *   v = sx J[0,:] + sy J[1,:] = dL/dy,  u = R^T v = (sx a0 + sy a1)/d - (sx clip_0 + sy clip_1) ad/d^2
+ *   rotation part X x u (from dy/dalpha = R (e_x x X), ...), translation part u.
+ * Returns d (callers count d <= 0). */
+GM_HD double gm_pg_contribution(const GmPgObject* o, double x0, double x1, double x2, double sx, double sy,
+                                double* out) {
+    const double* m = o->m;
+    double c0 = m[0] * x0 + m[1] * x1 + m[2] * x2 + m[3];
+    double c1 = m[4] * x0 + m[5] * x1 + m[6] * x2 + m[7];
+    double d = m[8] * x0 + m[9] * x1 + m[10] * x2 + m[11];
     double inv = 1.0 / d;
-    double q0 = c0 * inv * inv, q1 = c1 * inv * inv;
-    double v[3];
-    for (int i = 0; i < 3; ++i)
-        v[i] = sx * (P[i] * inv - Pd[i] * q0) + sy * (P[4 + i] * inv - Pd[i] * q1);
-    double u0 = T[0] * v[0] + T[3] * v[1] + T[6] * v[2];
-    double u1 = T[1] * v[0] + T[4] * v[1] + T[7] * v[2];
-    double u2 = T[2] * v[0] + T[5] * v[1] + T[8] * v[2];
+    double k = (sx * c0 + sy * c1) * inv * inv;
+    double u0 = (sx * o->a0[0] + sy * o->a1[0]) * inv - k * o->ad[0];
+    double u1 = (sx * o->a0[1] + sy * o->a1[1]) * inv - k * o->ad[1];
+    double u2 = (sx * o->a0[2] + sy * o->a1[2]) * inv - k * o->ad[2];
     out[0] = x1 * u2 - x2 * u1;
     out[1] = x2 * u0 - x0 * u2;
     out[2] = x0 * u1 - x1 * u0;
