@@ -11,6 +11,7 @@
  *      one resolve/shade pass over the tile's pixels.
  * No atomics in the numeric path, and no result depends on which thread ran what: bitwise
  * deterministic for any thread count. */
+#include <float.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #define MAX_CHUNKS 16
 #define PLANE_MASK ((1u << GM_RASTER_NUM_PLANES) - 1u)
 #define FAR_BIT (1u << GM_RASTER_NUM_PLANES)
+#define ALL_BITS (PLANE_MASK | FAR_BIT) /* a non-finite vertex: its triangles are dropped */
 
 /* One piece of a (possibly clipped) triangle, ready for coverage tests (72 bytes). */
 typedef struct RasterTri {
@@ -236,7 +238,8 @@ static void setup_chunk(const Setup* s, Chunk* ch, int64_t t0, int64_t t1) {
         int64_t vb = s->vert_base[obj];
         int64_t g0 = vb + fv[0], g1 = vb + fv[1], g2 = vb + fv[2];
         unsigned o0 = s->outcode[g0], o1 = s->outcode[g1], o2 = s->outcode[g2];
-        if (o0 & o1 & o2) continue; /* all three outside one plane (or beyond far) */
+        if ((o0 & o1 & o2) || o0 == ALL_BITS || o1 == ALL_BITS || o2 == ALL_BITS)
+            continue; /* all three outside one plane (or beyond far), or not finite */
         GmVec3 P[3] = {s->cam[g0], s->cam[g1], s->cam[g2]};
         GmVec3 n = gm_cross3(gm_sub3(P[1], P[0]), gm_sub3(P[2], P[0]));
         double det = gm_dot3(n, P[0]);
@@ -535,6 +538,7 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
                 GmVec3 P = gm_transform_point(ob->transform, ob->vertices + 3 * v);
                 unsigned code = gm_raster_outcode(s.planes, P);
                 if (!(P.z <= p->far_z)) code |= FAR_BIT; /* for trivial reject only */
+                if (!(fabs(P.x) <= DBL_MAX && fabs(P.y) <= DBL_MAX && fabs(P.z) <= DBL_MAX)) code = ALL_BITS;
                 int32_t x = 0, y = 0;
                 if (!(code & PLANE_MASK)) gm_raster_project(P, p->fx, p->fy, p->cx, p->cy, &x, &y);
                 cam[base + v] = P;

@@ -57,7 +57,14 @@ GM_HD GmVec3 gm_mat3_apply(const double* M, GmVec3 v) {
 
 /* Image coordinate (pixel centres at +0.5) -> fixed point where pixel centre c sits at c*256.
  * Rounds half up with floor(), independent of the FPU rounding mode. */
-GM_HD int32_t gm_raster_snap(double u) { return (int32_t)floor(u * 256.0 - 128.0 + 0.5); }
+GM_HD int32_t gm_raster_snap(double u) {
+    /* callers keep |u| below the guard band (2^21 px); the clamp only keeps rounding noise
+     * and non-finite input from overflowing the int32 conversion */
+    const double lim = 4194304.0; /* 2^22 px */
+    if (!(u > -lim)) u = -lim;
+    if (u > lim) u = lim;
+    return (int32_t)floor(u * 256.0 - 128.0 + 0.5);
+}
 
 GM_HD void gm_raster_project(GmVec3 P, double fx, double fy, double cx, double cy, int32_t* x, int32_t* y) {
     double inv_z = 1.0 / P.z;

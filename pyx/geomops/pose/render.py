@@ -118,6 +118,13 @@ def render(scene, num_threads=None, buffers="all"):
             raise ValueError(f"scene.objects[{k}].pose gives a non-finite object-to-camera transform")
         if not np.array_equal(obj.pose[3], [0.0, 0.0, 0.0, 1.0]):
             raise ValueError(f"scene.objects[{k}].pose must be affine (last row [0, 0, 0, 1]), got {obj.pose[3]}")
+        if mesh.num_vertices:
+            lo, hi = mesh.bounding_box()
+            with np.errstate(over="ignore"):  # inf fails the check below
+                reach = np.abs(T[:3, :3]).sum(axis=1) * max(np.abs(lo).max(), np.abs(hi).max()) + np.abs(T[:3, 3])
+            if not np.all(reach < 1e150):
+                raise ValueError(f"scene.objects[{k}]: the pose moves the mesh beyond the representable range "
+                                 f"(object-to-camera coordinates up to {reach.max():.3g})")
         try:
             normal_matrix = _inv_affine(T, "pose")[:3, :3].T
         except ValueError:
