@@ -3,41 +3,113 @@
  * Passes:
  *   1. vertices -> camera frame (double), outcodes, snapped fixed-point projections;
  *   2. triangle setup over contiguous chunks of the submission order: trivial reject, clipping
- *      (near plane + guard band) into a fan of up to 8 pieces, orientation, pixel bounding box;
- *      each chunk appends its pieces to its own array and counts them per 16x16 tile;
+ *      (near plane + guard band) into a fan of pieces, orientation, pixel bounding box; each
+ *      chunk appends its pieces to its own array and counts them per 16x16 tile;
  *   3. prefix sums give each (tile, chunk) pair a slot range, so every tile's list is in
  *      submission order whatever the chunk count;
  *   4. tiles in parallel: exact coverage, strict depth test on camera Z (first wins ties), then
  *      one resolve/shade pass over the tile's pixels.
- * No atomics, and no result depends on which thread ran what: bitwise deterministic. */
+ * No atomics in the numeric path, and no result depends on which thread ran what: bitwise
+ * deterministic for any thread count. */
+#include <float.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "geomops/raster.h"
 #include "geomops/raster_math.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #define TILE GM_RASTER_TILE
 #define SUB GM_RASTER_SUBPIXEL
+#define MAX_CHUNKS 16
+#define PLANE_MASK ((1u << GM_RASTER_NUM_PLANES) - 1u)
+#define FAR_BIT (1u << GM_RASTER_NUM_PLANES)
+#define ALL_BITS (PLANE_MASK | FAR_BIT) /* a non-finite vertex: its triangles are dropped */
 
-/* One piece of a (possibly clipped) triangle, in fixed point, ready for coverage tests. */
+/* One piece of a (possibly clipped) triangle, ready for coverage tests (72 bytes). */
 typedef struct RasterTri {
-    int32_t x[3], y[3];
-    int32_t c0, c1, r0, r1; /* pixel bounding box, clamped to the image */
-    int32_t obj, face;
-    GmVec3 n;               /* plane of the unclipped triangle: n . X = det (camera frame) */
-    double det;
-    double zlo, zhi;        /* camera Z range of the piece: bounds the ray-plane depth */
+    int32_t x[3], y[3];     /* fixed-point vertices, positive orientation */
+    int16_t c0, c1, r0, r1; /* pixel bounding box, clamped to the image */
+    int32_t gface;          /* global face id (faces of all objects in submission order) */
+    float ilo, ihi;         /* inverse-depth range of the piece (rounded outwards) */
+    double a, b, e;         /* 1/Z = a dx + b dy + e on the pixel ray (dx, dy, 1) */
 } RasterTri;
 
+/* ---- scratch memory, cached between calls ------------------------------------------------ */
+enum { WS_CAM, WS_OUTCODE, WS_SX, WS_SY, WS_TILE_START, WS_LIST, WS_TILE_COUNT, WS_TRIS,
+       WS_NUM = WS_TRIS + MAX_CHUNKS };
+
+typedef struct Block {
+    void* ptr;
+    size_t size;
+} Block;
+
+typedef struct Workspace {
+    Block blk[WS_NUM];
+} Workspace;
+
+static Workspace g_cache;
+static atomic_int g_cache_busy;
+
+static Workspace* ws_acquire(void) {
+    if (atomic_exchange(&g_cache_busy, 1) == 0) return &g_cache;
+    return (Workspace*)calloc(1, sizeof(Workspace)); /* another call holds the cache */
+}
+
+static void ws_free_blocks(Workspace* ws) {
+    for (int i = 0; i < WS_NUM; ++i) {
+        free(ws->blk[i].ptr);
+        ws->blk[i].ptr = NULL;
+        ws->blk[i].size = 0;
+    }
+}
+
+static void ws_release(Workspace* ws) {
+    if (ws == &g_cache) {
+        atomic_store(&g_cache_busy, 0);
+    } else if (ws) {
+        ws_free_blocks(ws);
+        free(ws);
+    }
+}
+
+void gm_raster_release_cache(void) {
+    if (atomic_exchange(&g_cache_busy, 1) == 0) {
+        ws_free_blocks(&g_cache);
+        atomic_store(&g_cache_busy, 0);
+    }
+}
+
+/* At least `need` bytes (contents undefined). Grows by 1/4 extra to avoid churn. */
+static void* ws_get(Block* b, size_t need) {
+    if (need == 0) need = 1;
+    if (b->size < need) {
+        free(b->ptr);
+        size_t cap = need + need / 4;
+        b->ptr = malloc(cap);
+        b->size = b->ptr ? cap : 0;
+    }
+    return b->ptr;
+}
+
+/* Grow keeping the contents. */
+static void* ws_grow(Block* b, size_t need) {
+    if (b->size >= need) return b->ptr;
+    size_t cap = need + need / 2;
+    void* p = realloc(b->ptr, cap);
+    if (!p) return NULL;
+    b->ptr = p;
+    b->size = cap;
+    return p;
+}
+
+/* ---- triangle setup ------------------------------------------------------------------------ */
 typedef struct Chunk {
+    Block* tris_block;
     RasterTri* tris;
     int64_t count, capacity;
-    int64_t* tile_count; /* per tile: pieces of this chunk overlapping it */
+    int64_t* tile_count; /* per tile: pieces of this chunk overlapping it, later a write cursor */
     int status;
 } Chunk;
 
@@ -48,26 +120,45 @@ typedef struct Setup {
     const int64_t* face_base; /* first global face of each object (num_objects + 1 entries) */
     const GmVec3* cam;        /* camera-frame vertices */
     const unsigned* outcode;
-    const int32_t* sx;        /* snapped projections (valid when outcode == 0) */
+    const int32_t* sx;        /* snapped projections (valid when the outcode has no plane bit) */
     const int32_t* sy;
-    int32_t tiles_x, tiles_y;
+    int32_t tiles_x;
 } Setup;
 
 static int chunk_push(Chunk* ch, const RasterTri* t) {
     if (ch->count == ch->capacity) {
         int64_t cap = ch->capacity * 2 + 64;
-        RasterTri* grown = (RasterTri*)realloc(ch->tris, (size_t)cap * sizeof(RasterTri));
+        RasterTri* grown = (RasterTri*)ws_grow(ch->tris_block, (size_t)cap * sizeof(RasterTri));
         if (!grown) return GM_ERR_NOMEM;
         ch->tris = grown;
-        ch->capacity = cap;
+        ch->capacity = (int64_t)(ch->tris_block->size / sizeof(RasterTri));
     }
     ch->tris[ch->count++] = *t;
     return GM_OK;
 }
 
-/* Orient, bound and store one piece with fixed-point vertices (x, y). */
-static int emit_piece(const Setup* s, Chunk* ch, const int32_t* x, const int32_t* y, const double* z, int32_t obj,
-                      int32_t face, GmVec3 n, double det) {
+/* True when some candidate sample of a small bounding box is covered. */
+static int covers_any(const RasterTri* t) {
+    int64_t ex[3], ey[3], bias[3];
+    for (int k = 0; k < 3; ++k) {
+        ex[k] = (int64_t)t->x[(k + 1) % 3] - t->x[k];
+        ey[k] = (int64_t)t->y[(k + 1) % 3] - t->y[k];
+        bias[k] = gm_raster_edge_bias(ex[k], ey[k]);
+    }
+    for (int32_t r = t->r0; r <= t->r1; ++r)
+        for (int32_t c = t->c0; c <= t->c1; ++c) {
+            int64_t px = (int64_t)c * SUB, py = (int64_t)r * SUB;
+            int64_t acc = 0;
+            for (int k = 0; k < 3; ++k)
+                acc |= gm_raster_edge(t->x[k], t->y[k], t->x[(k + 1) % 3], t->y[(k + 1) % 3], px, py) + bias[k];
+            if (acc >= 0) return 1;
+        }
+    return 0;
+}
+
+/* Orient, bound and store one piece with fixed-point vertices (x, y) and camera depths z. */
+static int emit_piece(const Setup* s, Chunk* ch, const int32_t* x, const int32_t* y, const double* z,
+                      int32_t gface, const double* plane) {
     RasterTri t;
     int64_t area = gm_raster_area2(x, y);
     if (area == 0) return GM_OK; /* degenerate in fixed point: covers no sample */
@@ -92,13 +183,16 @@ static int emit_piece(const Setup* s, Chunk* ch, const int32_t* x, const int32_t
     if (c1 > s->p->width - 1) c1 = s->p->width - 1;
     if (r1 > s->p->height - 1) r1 = s->p->height - 1;
     if (c0 > c1 || r0 > r1) return GM_OK;
-    t.c0 = (int32_t)c0; t.c1 = (int32_t)c1; t.r0 = (int32_t)r0; t.r1 = (int32_t)r1;
-    t.obj = obj;
-    t.face = face;
-    t.n = n;
-    t.det = det;
-    t.zlo = fmin(z[0], fmin(z[1], z[2]));
-    t.zhi = fmax(z[0], fmax(z[1], z[2]));
+    t.c0 = (int16_t)c0; t.c1 = (int16_t)c1; t.r0 = (int16_t)r0; t.r1 = (int16_t)r1;
+    /* small triangles often fall between sample points: drop them here, not in every tile */
+    if ((c1 - c0 + 1) * (r1 - r0 + 1) <= 4 && !covers_any(&t)) return GM_OK;
+    t.gface = gface;
+    t.a = plane[0];
+    t.b = plane[1];
+    t.e = plane[2];
+    double zlo = fmin(z[0], fmin(z[1], z[2])), zhi = fmax(z[0], fmax(z[1], z[2]));
+    t.ilo = nextafterf((float)(1.0 / zhi), 0.0f);
+    t.ihi = nextafterf((float)(1.0 / zlo), INFINITY);
     int status = chunk_push(ch, &t);
     if (status != GM_OK) return status;
     for (int64_t ty = r0 / TILE; ty <= r1 / TILE; ++ty)
@@ -107,8 +201,8 @@ static int emit_piece(const Setup* s, Chunk* ch, const int32_t* x, const int32_t
 }
 
 /* Clip the camera-frame triangle against the planes its vertices violate; emit a fan. */
-static int emit_clipped(const Setup* s, Chunk* ch, const GmVec3* P, unsigned any_out, int32_t obj, int32_t face,
-                        GmVec3 n, double det) {
+static int emit_clipped(const Setup* s, Chunk* ch, const GmVec3* P, unsigned any_out, int32_t gface,
+                        const double* plane) {
     GmVec3 buf_a[GM_RASTER_MAX_POLY], buf_b[GM_RASTER_MAX_POLY];
     GmVec3* cur = buf_a;
     GmVec3* nxt = buf_b;
@@ -127,7 +221,7 @@ static int emit_clipped(const Setup* s, Chunk* ch, const GmVec3* P, unsigned any
         int32_t x[3] = {px[0], px[i], px[i + 1]};
         int32_t y[3] = {py[0], py[i], py[i + 1]};
         double z[3] = {cur[0].z, cur[i].z, cur[i + 1].z};
-        int status = emit_piece(s, ch, x, y, z, obj, face, n, det);
+        int status = emit_piece(s, ch, x, y, z, gface, plane);
         if (status != GM_OK) return status;
     }
     return GM_OK;
@@ -137,30 +231,32 @@ static int emit_clipped(const Setup* s, Chunk* ch, const GmVec3* P, unsigned any
 static void setup_chunk(const Setup* s, Chunk* ch, int64_t t0, int64_t t1) {
     const GmRasterParams* p = s->p;
     int32_t obj = 0;
-    while (obj + 1 < p->num_objects && s->face_base[obj + 1] <= t0) ++obj;
     for (int64_t t = t0; t < t1; ++t) {
         while (s->face_base[obj + 1] <= t) ++obj;
         const GmRasterObject* o = &p->objects[obj];
-        int64_t f = t - s->face_base[obj];
-        const int32_t* fv = o->faces + 3 * f;
-        int64_t g0 = s->vert_base[obj] + fv[0], g1 = s->vert_base[obj] + fv[1], g2 = s->vert_base[obj] + fv[2];
+        const int32_t* fv = o->faces + 3 * (t - s->face_base[obj]);
+        int64_t vb = s->vert_base[obj];
+        int64_t g0 = vb + fv[0], g1 = vb + fv[1], g2 = vb + fv[2];
         unsigned o0 = s->outcode[g0], o1 = s->outcode[g1], o2 = s->outcode[g2];
-        if (o0 & o1 & o2) continue; /* all three outside one plane (or beyond far) */
+        if ((o0 & o1 & o2) || o0 == ALL_BITS || o1 == ALL_BITS || o2 == ALL_BITS)
+            continue; /* all three outside one plane (or beyond far), or not finite */
         GmVec3 P[3] = {s->cam[g0], s->cam[g1], s->cam[g2]};
         GmVec3 n = gm_cross3(gm_sub3(P[1], P[0]), gm_sub3(P[2], P[0]));
         double det = gm_dot3(n, P[0]);
-        /* planes (nearly) through the eye project to a line: drawing snapped slivers of them
-         * would need depth far outside the triangle */
+        /* planes (nearly) through the eye project to a line: snapped slivers of them would
+         * need depths far outside the triangle */
         if (!(fabs(det) > 1e-10 * sqrt(gm_dot3(n, n) * gm_dot3(P[0], P[0])))) continue;
-        unsigned any_out = (o0 | o1 | o2) & ((1u << GM_RASTER_NUM_PLANES) - 1);
+        double plane[3];
+        gm_raster_inv_depth_plane(n, det, &plane[0], &plane[1], &plane[2]);
+        unsigned any_out = (o0 | o1 | o2) & PLANE_MASK;
         int status;
         if (!any_out) {
             int32_t x[3] = {s->sx[g0], s->sx[g1], s->sx[g2]};
             int32_t y[3] = {s->sy[g0], s->sy[g1], s->sy[g2]};
             double z[3] = {P[0].z, P[1].z, P[2].z};
-            status = emit_piece(s, ch, x, y, z, obj, (int32_t)f, n, det);
+            status = emit_piece(s, ch, x, y, z, (int32_t)t, plane);
         } else {
-            status = emit_clipped(s, ch, P, any_out, obj, (int32_t)f, n, det);
+            status = emit_clipped(s, ch, P, any_out, (int32_t)t, plane);
         }
         if (status != GM_OK) {
             ch->status = status;
@@ -169,6 +265,7 @@ static void setup_chunk(const Setup* s, Chunk* ch, int64_t t0, int64_t t1) {
     }
 }
 
+/* ---- per-pixel output ---------------------------------------------------------------------- */
 static void clear_pixel(const GmRasterParams* p, int64_t i, const uint8_t* bg) {
     const float B = GM_RASTER_BACKGROUND;
     p->rgb[4 * i + 0] = bg[0];
@@ -177,19 +274,20 @@ static void clear_pixel(const GmRasterParams* p, int64_t i, const uint8_t* bg) {
     p->rgb[4 * i + 3] = 0;
     p->depth[i] = B;
     p->instance_index[i] = 0;
-    p->class_index[i] = 0;
-    p->triangle_id[i] = -1;
-    for (int k = 0; k < 3; ++k) {
-        p->object_coordinates[3 * i + k] = B;
-        p->barycentrics[3 * i + k] = 0.0f;
-    }
-    for (int k = 0; k < 4; ++k) {
-        p->cam_coordinates[4 * i + k] = B;
-        p->normals[4 * i + k] = 0.0f;
-    }
+    p->object_coordinates[3 * i + 0] = B;
+    p->object_coordinates[3 * i + 1] = B;
+    p->object_coordinates[3 * i + 2] = B;
+    if (p->class_index) p->class_index[i] = 0;
+    if (p->triangle_id) p->triangle_id[i] = -1;
+    if (p->barycentrics)
+        for (int k = 0; k < 3; ++k) p->barycentrics[3 * i + k] = 0.0f;
+    if (p->cam_coordinates)
+        for (int k = 0; k < 4; ++k) p->cam_coordinates[4 * i + k] = B;
+    if (p->normals)
+        for (int k = 0; k < 4; ++k) p->normals[4 * i + k] = 0.0f;
 }
 
-/* Write every buffer of pixel (r, c) covered by the face `face` of object `obj` at depth z. */
+/* Write every buffer of pixel i, covered by face `face` of object `obj` at depth z. */
 static void shade_pixel(const GmRasterParams* p, const Setup* s, int64_t i, int32_t obj, int32_t face, double z,
                         double dx, double dy) {
     const GmRasterObject* o = &p->objects[obj];
@@ -234,86 +332,96 @@ static void shade_pixel(const GmRasterParams* p, const Setup* s, int64_t i, int3
     }
     double len = sqrt(gm_dot3(n, n));
     if (len > 0.0) n = gm_vec3(n.x / len, n.y / len, n.z / len);
-    double dlen = sqrt(dx * dx + dy * dy + 1.0);
-    double facing = -(n.x * dx + n.y * dy + n.z) / dlen; /* n . (-view direction) */
+    double facing = -(n.x * dx + n.y * dy + n.z) / sqrt(dx * dx + dy * dy + 1.0); /* n . (-view dir) */
 
     /* two-sided Lambert: light the side that faces the camera */
     GmVec3 ns = facing < 0.0 ? gm_vec3(-n.x, -n.y, -n.z) : n;
     double lam = ns.x * p->light_dir[0] + ns.y * p->light_dir[1] + ns.z * p->light_dir[2];
     if (lam < 0.0) lam = 0.0;
-    for (int j = 0; j < 3; ++j) {
-        double c = col[j] * (p->ambient[j] + p->light_color[j] * lam);
-        p->rgb[4 * i + j] = gm_raster_to_u8(c);
-    }
+    for (int j = 0; j < 3; ++j) p->rgb[4 * i + j] = gm_raster_to_u8(col[j] * (p->ambient[j] + p->light_color[j] * lam));
     p->rgb[4 * i + 3] = 255;
     p->depth[i] = (float)z;
     p->instance_index[i] = (int16_t)o->instance_index;
-    p->class_index[i] = (int16_t)o->class_index;
-    p->triangle_id[i] = face;
-    for (int k = 0; k < 3; ++k) {
-        p->object_coordinates[3 * i + k] = (float)oc[k];
-        p->barycentrics[3 * i + k] = (float)b[k];
+    for (int k = 0; k < 3; ++k) p->object_coordinates[3 * i + k] = (float)oc[k];
+    if (p->class_index) p->class_index[i] = (int16_t)o->class_index;
+    if (p->triangle_id) p->triangle_id[i] = face;
+    if (p->barycentrics)
+        for (int k = 0; k < 3; ++k) p->barycentrics[3 * i + k] = (float)b[k];
+    if (p->cam_coordinates) {
+        p->cam_coordinates[4 * i + 0] = (float)(z * dx);
+        p->cam_coordinates[4 * i + 1] = (float)(z * dy);
+        p->cam_coordinates[4 * i + 2] = (float)z;
+        p->cam_coordinates[4 * i + 3] = 1.0f;
     }
-    p->cam_coordinates[4 * i + 0] = (float)(z * dx);
-    p->cam_coordinates[4 * i + 1] = (float)(z * dy);
-    p->cam_coordinates[4 * i + 2] = (float)z;
-    p->cam_coordinates[4 * i + 3] = 1.0f;
-    p->normals[4 * i + 0] = (float)n.x;
-    p->normals[4 * i + 1] = (float)n.y;
-    p->normals[4 * i + 2] = (float)n.z;
-    p->normals[4 * i + 3] = (float)facing;
+    if (p->normals) {
+        p->normals[4 * i + 0] = (float)n.x;
+        p->normals[4 * i + 1] = (float)n.y;
+        p->normals[4 * i + 2] = (float)n.z;
+        p->normals[4 * i + 3] = (float)facing;
+    }
 }
 
-/* Coverage + depth test of one tile, then resolve. */
-static void raster_tile(const GmRasterParams* p, const Setup* s, const RasterTri* const* chunk_tris,
-                        const int64_t* chunk_first, int nchunks, const int32_t* list, int64_t count, int32_t tx,
-                        int32_t ty, const double* ray_x, const double* ray_y, const uint8_t* bg) {
-    double zbuf[TILE * TILE];
-    int32_t win[TILE * TILE];
-    const RasterTri* wtri[TILE * TILE];
-    int32_t X0 = tx * TILE, Y0 = ty * TILE;
-    int32_t X1 = X0 + TILE - 1, Y1 = Y0 + TILE - 1;
-    if (X1 > p->width - 1) X1 = p->width - 1;
-    if (Y1 > p->height - 1) Y1 = p->height - 1;
+typedef struct TileJob {
+    const GmRasterParams* p;
+    const Setup* s;
+    const RasterTri* const* chunk_tris;
+    const int64_t* chunk_first;
+    int nchunks;
+    const double* ray_x;
+    const double* ray_y;
+    double inv_far;
+    const uint8_t* bg;
+} TileJob;
+
+/* Coverage + depth test of one tile (on inverse depth: larger is closer), then resolve. */
+static void raster_tile(const TileJob* J, const int32_t* list, int64_t count, int32_t tx, int32_t ty) {
+    const GmRasterParams* p = J->p;
+    double izbuf[TILE * TILE];
+    const RasterTri* win[TILE * TILE];
+    const int32_t X0 = tx * TILE, Y0 = ty * TILE;
+    const int32_t X1 = X0 + TILE - 1 < p->width - 1 ? X0 + TILE - 1 : p->width - 1;
+    const int32_t Y1 = Y0 + TILE - 1 < p->height - 1 ? Y0 + TILE - 1 : p->height - 1;
     for (int k = 0; k < TILE * TILE; ++k) {
-        zbuf[k] = INFINITY;
-        win[k] = -1;
-        wtri[k] = NULL;
+        izbuf[k] = 0.0;
+        win[k] = NULL;
     }
-    const double far_z = p->far_z;
+    const double inv_far = J->inv_far;
+    const double* ray_x = J->ray_x;
     int cidx = 0;
     for (int64_t e = 0; e < count; ++e) {
         int32_t gid = list[e];
-        while (cidx + 1 < nchunks && chunk_first[cidx + 1] <= gid) ++cidx; /* lists are sorted */
-        const RasterTri* t = &chunk_tris[cidx][gid - chunk_first[cidx]];
+        while (cidx + 1 < J->nchunks && J->chunk_first[cidx + 1] <= gid) ++cidx; /* lists are sorted */
+        const RasterTri* t = &J->chunk_tris[cidx][gid - J->chunk_first[cidx]];
         int32_t c0 = t->c0 > X0 ? t->c0 : X0, c1 = t->c1 < X1 ? t->c1 : X1;
         int32_t r0 = t->r0 > Y0 ? t->r0 : Y0, r1 = t->r1 < Y1 ? t->r1 : Y1;
         if (c0 > c1 || r0 > r1) continue;
-        int64_t ex[3], ey[3], bias[3];
+        int64_t ey[3], E0[3];
+        const int64_t px0 = (int64_t)c0 * SUB, py0 = (int64_t)r0 * SUB;
         for (int k = 0; k < 3; ++k) {
-            int k1 = (k + 1) % 3;
-            ex[k] = (int64_t)t->x[k1] - t->x[k];
+            int k1 = k == 2 ? 0 : k + 1;
+            int64_t ex = (int64_t)t->x[k1] - t->x[k];
             ey[k] = (int64_t)t->y[k1] - t->y[k];
-            bias[k] = gm_raster_edge_bias(ex[k], ey[k]);
+            E0[k] = gm_raster_edge(t->x[k], t->y[k], t->x[k1], t->y[k1], px0, py0) + gm_raster_edge_bias(ex, ey[k]);
         }
+        const double lo = (double)t->ilo, hi = (double)t->ihi;
         for (int32_t r = r0; r <= r1; ++r) {
-            int64_t py = (int64_t)r * SUB, px = (int64_t)c0 * SUB;
+            /* E(c, r) = E(c0, r0) + ex (r - r0) SUB - ey (c - c0) SUB */
             int64_t E[3];
-            for (int k = 0; k < 3; ++k)
-                E[k] = gm_raster_edge(t->x[k], t->y[k], t->x[(k + 1) % 3], t->y[(k + 1) % 3], px, py) + bias[k];
-            double dy = ray_y[r];
-            double nyz = t->n.y * dy + t->n.z;
-            int32_t row = (r - Y0) * TILE - X0;
+            for (int k = 0; k < 3; ++k) {
+                int k1 = k == 2 ? 0 : k + 1;
+                E[k] = E0[k] + ((int64_t)t->x[k1] - t->x[k]) * (int64_t)(r - r0) * SUB;
+            }
+            const double rowb = t->b * J->ray_y[r] + t->e;
+            const int32_t row = (r - Y0) * TILE - X0;
             for (int32_t c = c0; c <= c1; ++c) {
                 if ((E[0] | E[1] | E[2]) >= 0) {
-                    double z = t->det / (t->n.x * ray_x[c] + nyz);
-                    /* only samples within 1/512 px of the true edge can leave the Z range */
-                    z = z < t->zlo ? t->zlo : (z > t->zhi ? t->zhi : z);
-                    int32_t k = row + c;
-                    if (z <= far_z && z < zbuf[k]) {
-                        zbuf[k] = z;
-                        win[k] = gid;
-                        wtri[k] = t;
+                    double iz = t->a * ray_x[c] + rowb;
+                    /* only samples within 1/512 px of the true edge can leave the piece's range */
+                    iz = iz < lo ? lo : (iz > hi ? hi : iz); /* NaN stays NaN and fails below */
+                    const int32_t k = row + c;
+                    if (iz >= inv_far && iz > izbuf[k]) {
+                        izbuf[k] = iz;
+                        win[k] = t;
                     }
                 }
                 E[0] -= ey[0] * SUB;
@@ -322,77 +430,78 @@ static void raster_tile(const GmRasterParams* p, const Setup* s, const RasterTri
             }
         }
     }
+    const Setup* s = J->s;
+    int32_t obj = 0;
     for (int32_t r = Y0; r <= Y1; ++r) {
         for (int32_t c = X0; c <= X1; ++c) {
-            int32_t k = (r - Y0) * TILE + (c - X0);
-            int64_t i = (int64_t)r * p->width + c;
-            if (win[k] < 0) {
-                clear_pixel(p, i, bg);
-            } else {
-                shade_pixel(p, s, i, wtri[k]->obj, wtri[k]->face, zbuf[k], ray_x[c], ray_y[r]);
+            const int32_t k = (r - Y0) * TILE + (c - X0);
+            const int64_t i = (int64_t)r * p->width + c;
+            const RasterTri* t = win[k];
+            if (!t) {
+                clear_pixel(p, i, J->bg);
+                continue;
             }
+            int32_t gface = t->gface;
+            while (gface < s->face_base[obj]) --obj;
+            while (gface >= s->face_base[obj + 1]) ++obj;
+            shade_pixel(p, s, i, obj, (int32_t)(gface - s->face_base[obj]), 1.0 / izbuf[k], ray_x[c], J->ray_y[r]);
         }
     }
 }
 
-int gm_raster_cpu(const GmRasterParams* p) {
-    if (!p || p->width < 1 || p->height < 1 || p->width > GM_RASTER_MAX_SIZE || p->height > GM_RASTER_MAX_SIZE ||
-        p->num_objects < 0 || (p->num_objects > 0 && !p->objects) || !(p->near_z > 0.0) ||
-        !(p->far_z > p->near_z) || !(p->fx > 0.0) || !(p->fy > 0.0))
-        return GM_ERR_INVALID;
-    int nt = p->num_threads > 0 ? p->num_threads : 1;
-    const int32_t W = p->width, H = p->height;
+/* ---- launcher ------------------------------------------------------------------------------ */
+static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
+    const int32_t W = p->width, H = p->height, nobj = p->num_objects;
     const int32_t tiles_x = (W + TILE - 1) / TILE, tiles_y = (H + TILE - 1) / TILE;
     const int64_t ntiles = (int64_t)tiles_x * tiles_y;
-    const int32_t nobj = p->num_objects;
 
     uint8_t bg[3];
     for (int j = 0; j < 3; ++j) bg[j] = gm_raster_to_u8(p->background[j]);
 
-    int status = GM_OK;
+    /* small per-call tables */
     int64_t* vert_base = (int64_t*)malloc(sizeof(int64_t) * (size_t)(nobj + 1));
-    int64_t* face_base = (int64_t*)malloc(sizeof(int64_t) * (size_t)(nobj + 1));
+    int64_t* face_base = (int64_t*)malloc(sizeof(int64_t) * (size_t)(nobj + 2));
     double* ray_x = (double*)malloc(sizeof(double) * (size_t)W);
     double* ray_y = (double*)malloc(sizeof(double) * (size_t)H);
+    Chunk chunks[MAX_CHUNKS];
+    int64_t chunk_first[MAX_CHUNKS + 1];
+    const RasterTri* chunk_tris[MAX_CHUNKS];
+    int status = GM_OK;
+    memset(chunks, 0, sizeof(chunks));
     if (!vert_base || !face_base || !ray_x || !ray_y) {
-        free(vert_base); free(face_base); free(ray_x); free(ray_y);
-        return GM_ERR_NOMEM;
+        status = GM_ERR_NOMEM;
+        goto done;
     }
     vert_base[0] = face_base[0] = 0;
     for (int32_t o = 0; o < nobj; ++o) {
         vert_base[o + 1] = vert_base[o] + p->objects[o].num_vertices;
         face_base[o + 1] = face_base[o] + p->objects[o].num_faces;
     }
+    face_base[nobj + 1] = INT64_MAX; /* sentinel for the object lookups */
     const int64_t nv = vert_base[nobj], nf = face_base[nobj];
+    if (nf > INT32_MAX) {
+        status = GM_ERR_OVERFLOW;
+        goto done;
+    }
     for (int32_t c = 0; c < W; ++c) ray_x[c] = ((double)c + 0.5 - p->cx) / p->fx;
     for (int32_t r = 0; r < H; ++r) ray_y[r] = ((double)r + 0.5 - p->cy) / p->fy;
 
-    /* chunk count: at most one per thread, and bounded so the per-tile counters stay small */
-    int nchunks = nt;
-    if (nchunks > 16) nchunks = 16;
+    /* chunk count: at most one per thread, bounded so the per-tile counters stay small */
+    int nchunks = nt < MAX_CHUNKS ? nt : MAX_CHUNKS;
     while (nchunks > 1 && (int64_t)nchunks * ntiles > ((int64_t)1 << 22)) --nchunks;
     if ((int64_t)nchunks > nf) nchunks = nf > 0 ? (int)nf : 1;
 
-    GmVec3* cam = (GmVec3*)malloc(sizeof(GmVec3) * (size_t)(nv > 0 ? nv : 1));
-    unsigned* outcode = (unsigned*)malloc(sizeof(unsigned) * (size_t)(nv > 0 ? nv : 1));
-    int32_t* sx = (int32_t*)malloc(sizeof(int32_t) * (size_t)(nv > 0 ? nv : 1));
-    int32_t* sy = (int32_t*)malloc(sizeof(int32_t) * (size_t)(nv > 0 ? nv : 1));
-    Chunk* chunks = (Chunk*)calloc((size_t)nchunks, sizeof(Chunk));
-    int64_t* tile_start = (int64_t*)malloc(sizeof(int64_t) * (size_t)(ntiles + 1));
-    int64_t* chunk_first = (int64_t*)malloc(sizeof(int64_t) * (size_t)(nchunks + 1));
-    const RasterTri** chunk_tris = (const RasterTri**)malloc(sizeof(RasterTri*) * (size_t)nchunks);
-    int32_t* list = NULL;
-    if (!cam || !outcode || !sx || !sy || !chunks || !tile_start || !chunk_first || !chunk_tris) {
+    GmVec3* cam = (GmVec3*)ws_get(&ws->blk[WS_CAM], sizeof(GmVec3) * (size_t)nv);
+    unsigned* outcode = (unsigned*)ws_get(&ws->blk[WS_OUTCODE], sizeof(unsigned) * (size_t)nv);
+    int32_t* sx = (int32_t*)ws_get(&ws->blk[WS_SX], sizeof(int32_t) * (size_t)nv);
+    int32_t* sy = (int32_t*)ws_get(&ws->blk[WS_SY], sizeof(int32_t) * (size_t)nv);
+    int64_t* tile_start = (int64_t*)ws_get(&ws->blk[WS_TILE_START], sizeof(int64_t) * (size_t)(ntiles + 1));
+    int64_t* tile_count = (int64_t*)ws_get(&ws->blk[WS_TILE_COUNT], sizeof(int64_t) * (size_t)(ntiles * nchunks));
+    if (!cam || !outcode || !sx || !sy || !tile_start || !tile_count) {
         status = GM_ERR_NOMEM;
         goto done;
     }
-    for (int ci = 0; ci < nchunks; ++ci) {
-        chunks[ci].tile_count = (int64_t*)calloc((size_t)ntiles, sizeof(int64_t));
-        if (!chunks[ci].tile_count) {
-            status = GM_ERR_NOMEM;
-            goto done;
-        }
-    }
+    memset(tile_count, 0, sizeof(int64_t) * (size_t)(ntiles * nchunks));
 
     Setup s;
     s.p = p;
@@ -404,39 +513,47 @@ int gm_raster_cpu(const GmRasterParams* p) {
     s.sx = sx;
     s.sy = sy;
     s.tiles_x = tiles_x;
-    s.tiles_y = tiles_y;
 
-    /* 1. vertices */
-    for (int32_t o = 0; o < nobj; ++o) {
-        const GmRasterObject* ob = &p->objects[o];
-        const int64_t base = vert_base[o], n = ob->num_vertices;
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t v = 0; v < n; ++v) {
-            GmVec3 P = gm_transform_point(ob->transform, ob->vertices + 3 * v);
-            unsigned code = gm_raster_outcode(s.planes, P);
-            if (!(P.z <= p->far_z)) code |= 1u << GM_RASTER_NUM_PLANES; /* for trivial reject only */
-            cam[base + v] = P;
-            outcode[base + v] = code;
-            sx[base + v] = sy[base + v] = 0;
-            if (!(code & ((1u << GM_RASTER_NUM_PLANES) - 1)))
-                gm_raster_project(P, p->fx, p->fy, p->cx, p->cy, &sx[base + v], &sy[base + v]);
-        }
-    }
-
-    /* 2. triangle setup, one contiguous range of faces per chunk */
-#pragma omp parallel for num_threads(nt) schedule(static, 1)
     for (int ci = 0; ci < nchunks; ++ci) {
         int64_t t0 = nf * ci / nchunks, t1 = nf * (ci + 1) / nchunks;
-        Chunk* ch = &chunks[ci];
-        ch->capacity = (t1 - t0) + 64;
-        ch->tris = (RasterTri*)malloc((size_t)ch->capacity * sizeof(RasterTri));
-        if (!ch->tris) {
-            ch->capacity = 0;
-            ch->status = GM_ERR_NOMEM;
-            continue;
+        chunks[ci].tris_block = &ws->blk[WS_TRIS + ci];
+        chunks[ci].tile_count = tile_count + ntiles * ci;
+        /* a piece per face is typical; clipping may add more (the array grows) */
+        chunks[ci].tris = (RasterTri*)ws_get(chunks[ci].tris_block, sizeof(RasterTri) * (size_t)(t1 - t0 + 64));
+        if (!chunks[ci].tris) {
+            status = GM_ERR_NOMEM;
+            goto done;
         }
-        setup_chunk(&s, ch, t0, t1);
+        chunks[ci].capacity = (int64_t)(chunks[ci].tris_block->size / sizeof(RasterTri));
     }
+
+#pragma omp parallel num_threads(nt)
+    {
+        /* 1. vertices */
+        for (int32_t o = 0; o < nobj; ++o) {
+            const GmRasterObject* ob = &p->objects[o];
+            const int64_t base = vert_base[o], n = ob->num_vertices;
+#pragma omp for schedule(static) nowait
+            for (int64_t v = 0; v < n; ++v) {
+                GmVec3 P = gm_transform_point(ob->transform, ob->vertices + 3 * v);
+                unsigned code = gm_raster_outcode(s.planes, P);
+                if (!(P.z <= p->far_z)) code |= FAR_BIT; /* for trivial reject only */
+                if (!(fabs(P.x) <= DBL_MAX && fabs(P.y) <= DBL_MAX && fabs(P.z) <= DBL_MAX)) code = ALL_BITS;
+                int32_t x = 0, y = 0;
+                if (!(code & PLANE_MASK)) gm_raster_project(P, p->fx, p->fy, p->cx, p->cy, &x, &y);
+                cam[base + v] = P;
+                outcode[base + v] = code;
+                sx[base + v] = x;
+                sy[base + v] = y;
+            }
+        }
+#pragma omp barrier
+        /* 2. triangle setup, one contiguous range of faces per chunk */
+#pragma omp for schedule(static, 1)
+        for (int ci = 0; ci < nchunks; ++ci)
+            setup_chunk(&s, &chunks[ci], nf * ci / nchunks, nf * (ci + 1) / nchunks);
+    }
+
     chunk_first[0] = 0;
     for (int ci = 0; ci < nchunks; ++ci) {
         if (chunks[ci].status != GM_OK) {
@@ -462,48 +579,61 @@ int gm_raster_cpu(const GmRasterParams* p) {
         }
         tile_start[tl + 1] = acc;
     }
-    list = (int32_t*)malloc(sizeof(int32_t) * (size_t)(tile_start[ntiles] > 0 ? tile_start[ntiles] : 1));
+    int32_t* list = (int32_t*)ws_get(&ws->blk[WS_LIST], sizeof(int32_t) * (size_t)tile_start[ntiles]);
     if (!list) {
         status = GM_ERR_NOMEM;
         goto done;
     }
-#pragma omp parallel for num_threads(nt) schedule(static, 1)
-    for (int ci = 0; ci < nchunks; ++ci) {
-        const Chunk* ch = &chunks[ci];
-        int64_t* cursor = ch->tile_count;
-        for (int64_t j = 0; j < ch->count; ++j) {
-            const RasterTri* t = &ch->tris[j];
-            int32_t gid = (int32_t)(chunk_first[ci] + j);
-            for (int32_t ty = t->r0 / TILE; ty <= t->r1 / TILE; ++ty)
-                for (int32_t tx = t->c0 / TILE; tx <= t->c1 / TILE; ++tx) list[cursor[(int64_t)ty * tiles_x + tx]++] = gid;
-        }
-    }
+    TileJob job;
+    job.p = p;
+    job.s = &s;
+    job.chunk_tris = chunk_tris;
+    job.chunk_first = chunk_first;
+    job.nchunks = nchunks;
+    job.ray_x = ray_x;
+    job.ray_y = ray_y;
+    job.inv_far = 1.0 / p->far_z;
+    job.bg = bg;
 
-    /* 4. tiles */
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (int64_t tl = 0; tl < ntiles; ++tl) {
-        raster_tile(p, &s, chunk_tris, chunk_first, nchunks, list + tile_start[tl], tile_start[tl + 1] - tile_start[tl],
-                    (int32_t)(tl % tiles_x), (int32_t)(tl / tiles_x), ray_x, ray_y, bg);
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(static, 1)
+        for (int ci = 0; ci < nchunks; ++ci) {
+            const Chunk* ch = &chunks[ci];
+            int64_t* cursor = ch->tile_count;
+            for (int64_t j = 0; j < ch->count; ++j) {
+                const RasterTri* t = &ch->tris[j];
+                int32_t gid = (int32_t)(chunk_first[ci] + j);
+                for (int32_t ty = t->r0 / TILE; ty <= t->r1 / TILE; ++ty)
+                    for (int32_t tx = t->c0 / TILE; tx <= t->c1 / TILE; ++tx)
+                        list[cursor[(int64_t)ty * tiles_x + tx]++] = gid;
+            }
+        }
+        /* 4. tiles (the implicit barrier above completes the lists) */
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t tl = 0; tl < ntiles; ++tl)
+            raster_tile(&job, list + tile_start[tl], tile_start[tl + 1] - tile_start[tl], (int32_t)(tl % tiles_x),
+                        (int32_t)(tl / tiles_x));
     }
 
 done:
-    if (chunks)
-        for (int ci = 0; ci < nchunks; ++ci) {
-            free(chunks[ci].tris);
-            free(chunks[ci].tile_count);
-        }
-    free(chunks);
-    free(list);
-    free(chunk_tris);
-    free(chunk_first);
-    free(tile_start);
-    free(cam);
-    free(outcode);
-    free(sx);
-    free(sy);
     free(vert_base);
     free(face_base);
     free(ray_x);
     free(ray_y);
+    return status;
+}
+
+int gm_raster_cpu(const GmRasterParams* p) {
+    if (!p || p->width < 1 || p->height < 1 || p->width > GM_RASTER_MAX_SIZE || p->height > GM_RASTER_MAX_SIZE ||
+        p->num_objects < 0 || (p->num_objects > 0 && !p->objects) || !(p->near_z > 0.0) ||
+        !(p->far_z > p->near_z) || !(p->fx > 0.0) || !(p->fy > 0.0) || !p->rgb || !p->depth ||
+        !p->instance_index || !p->object_coordinates)
+        return GM_ERR_INVALID;
+    int nt = p->num_threads > 0 ? p->num_threads : 1;
+    Workspace* ws = ws_acquire();
+    if (!ws) return GM_ERR_NOMEM;
+    int status = raster_run(p, ws, nt);
+    ws_release(ws);
     return status;
 }

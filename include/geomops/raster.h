@@ -39,7 +39,7 @@ typedef struct GmRasterParams {
     double ambient[3];
     double background[3];    /* rgb of uncovered pixels (alpha 0 there) */
     double default_color[3]; /* vertex colour of meshes without colours */
-    /* outputs, (H, W, C) C-contiguous, all required */
+    /* outputs, (H, W, C) C-contiguous; the first four are required, the rest may be NULL */
     uint8_t* rgb;            /* (H, W, 4) */
     float* depth;            /* (H, W) camera Z, background 3000 */
     int16_t* instance_index; /* (H, W), background 0 */
@@ -52,6 +52,11 @@ typedef struct GmRasterParams {
     int num_threads;
 } GmRasterParams;
 
+/* Render into the output buffers. Returns GM_OK, GM_ERR_NOMEM, GM_ERR_INVALID or GM_ERR_OVERFLOW
+ * (more than 2^31 - 1 faces or triangle pieces in total). Scratch memory is cached between calls
+ * (one cache, used by one call at a time; concurrent calls allocate their own);
+ * gm_raster_release_cache() frees it. */
 GM_EXTERN_C int gm_raster_cpu(const GmRasterParams* p);
+GM_EXTERN_C void gm_raster_release_cache(void);
 
 #endif /* GEOMOPS_RASTER_H */

@@ -57,7 +57,14 @@ GM_HD GmVec3 gm_mat3_apply(const double* M, GmVec3 v) {
 
 /* Image coordinate (pixel centres at +0.5) -> fixed point where pixel centre c sits at c*256.
  * Rounds half up with floor(), independent of the FPU rounding mode. */
-GM_HD int32_t gm_raster_snap(double u) { return (int32_t)floor(u * 256.0 - 128.0 + 0.5); }
+GM_HD int32_t gm_raster_snap(double u) {
+    /* callers keep |u| below the guard band (2^21 px); the clamp only keeps rounding noise
+     * and non-finite input from overflowing the int32 conversion */
+    const double lim = 4194304.0; /* 2^22 px */
+    if (!(u > -lim)) u = -lim;
+    if (u > lim) u = lim;
+    return (int32_t)floor(u * 256.0 - 128.0 + 0.5);
+}
 
 GM_HD void gm_raster_project(GmVec3 P, double fx, double fy, double cx, double cy, int32_t* x, int32_t* y) {
     double inv_z = 1.0 / P.z;
@@ -148,10 +155,14 @@ GM_HD double gm_raster_persp_bary(GmVec3 P0, GmVec3 P1, GmVec3 P2, double dx, do
     return s;
 }
 
-/* Camera Z where the ray (dx, dy, 1) meets the plane n.X = det (n = (P1-P0) x (P2-P0),
- * det = n.P0). Not finite or negative when the ray misses the plane in front of the camera. */
-GM_HD double gm_raster_ray_depth(GmVec3 n, double det, double dx, double dy) {
-    return det / (n.x * dx + n.y * dy + n.z);
+/* Inverse depth on the pixel ray (dx, dy, 1) through the plane n . X = det
+ * (n = (P1-P0) x (P2-P0), det = n . P0): 1/Z = (n . d) / det = a dx + b dy + e, affine in the
+ * pixel position. Larger is closer; not positive when the ray misses the plane in front. */
+GM_HD void gm_raster_inv_depth_plane(GmVec3 n, double det, double* a, double* b, double* e) {
+    double inv = 1.0 / det;
+    *a = n.x * inv;
+    *b = n.y * inv;
+    *e = n.z * inv;
 }
 
 /* Shaded channel value -> uint8 with round-half-up (mode independent), clipped to [0, 255]. */

@@ -39,10 +39,20 @@ cdef extern from "geomops/raster.h" nogil:
         int num_threads
 
     int gm_raster_cpu(const GmRasterParams* p)
+    void gm_raster_release_cache()
+
+
+def raster_release_cache():
+    """Free the rasterizer's cached scratch memory (it is kept between calls for speed)."""
+    with nogil:
+        gm_raster_release_cache()
 
 
 def raster_render(tuple size, tuple intrinsics, list objects, tuple shading, dict out, int num_threads):
     """Render into the preallocated buffers in ``out`` (see geomops.pose.render).
+
+    The optional buffers (cam_coordinates, normals, class_index, triangle_id, barycentrics)
+    may be missing or None in ``out``: they are then neither computed nor written.
 
     size = (width, height); intrinsics = (fx, fy, cx, cy, near, far);
     objects = [(vertices, faces, colors|None, normals|None, transform (12,), normal_matrix (9,),
@@ -66,11 +76,21 @@ def raster_render(tuple size, tuple intrinsics, list objects, tuple shading, dic
     p.depth = <float*><size_t>out["depth"].ctypes.data
     p.instance_index = <_rs_i16*><size_t>out["instance_index"].ctypes.data
     p.object_coordinates = <float*><size_t>out["object_coordinates"].ctypes.data
-    p.cam_coordinates = <float*><size_t>out["cam_coordinates"].ctypes.data
-    p.normals = <float*><size_t>out["normals"].ctypes.data
-    p.class_index = <_rs_i16*><size_t>out["class_index"].ctypes.data
-    p.triangle_id = <_rs_i32*><size_t>out["triangle_id"].ctypes.data
-    p.barycentrics = <float*><size_t>out["barycentrics"].ctypes.data
+    p.cam_coordinates = NULL
+    p.normals = NULL
+    p.class_index = NULL
+    p.triangle_id = NULL
+    p.barycentrics = NULL
+    if out.get("cam_coordinates") is not None:
+        p.cam_coordinates = <float*><size_t>out["cam_coordinates"].ctypes.data
+    if out.get("normals") is not None:
+        p.normals = <float*><size_t>out["normals"].ctypes.data
+    if out.get("class_index") is not None:
+        p.class_index = <_rs_i16*><size_t>out["class_index"].ctypes.data
+    if out.get("triangle_id") is not None:
+        p.triangle_id = <_rs_i32*><size_t>out["triangle_id"].ctypes.data
+    if out.get("barycentrics") is not None:
+        p.barycentrics = <float*><size_t>out["barycentrics"].ctypes.data
     p.num_threads = num_threads
     p.num_objects = <_rs_i32>n
     if n > 0:

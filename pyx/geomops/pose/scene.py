@@ -268,7 +268,8 @@ class Mesh:
             raise TypeError(f"vertices must be a real (V, 3) array, got dtype {v.dtype}")
         if v.ndim != 2 or v.shape[1] != 3:
             raise ValueError(f"vertices must have shape (V, 3), got shape {v.shape}")
-        v = np.array(v, dtype=np.float32, order="C")
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
+            v = np.array(v, dtype=np.float32, order="C")
         if not np.all(np.isfinite(v)):
             raise ValueError("vertices must be finite (within float32 range)")
         f = as_array(faces, "faces")
