@@ -172,7 +172,10 @@ def _transforms(scene, objs, honour_camera_pose):
             cam_inv = np.linalg.inv(_matrix4(cp, "scene.camera_pose"))
     out = np.empty((len(objs), 12), dtype=np.float64)
     for i, obj in enumerate(objs):
-        t = cam_inv @ _matrix4(getattr(obj, "pose", None), f"scene.objects[{i}].pose")
+        t = _matrix4(getattr(obj, "pose", None), f"scene.objects[{i}].pose")
+        if not honour_camera_pose:  # compat: stillleben stores poses as float32
+            t = t.astype(np.float32).astype(np.float64)
+        t = cam_inv @ t
         out[i, :9] = t[:3, :3].ravel()
         out[i, 9:] = t[:3, 3]
     return out
