@@ -298,7 +298,8 @@ int gm_posegrad_backprop_cpu(const GmPgBackpropParams* p) {
         free(objs);
         return GM_ERR_NOMEM;
     }
-    for (int o = 0; o < nobj; ++o) gm_pg_object_setup(p->transforms + 12 * o, p->projection, p->denom_row, objs + o);
+    for (int o = 0; o < nobj; ++o)
+        gm_pg_object_setup(p->transforms + 12 * o, p->projection, p->denom_row, objs + o);
     float lut[256];
     pg_fill_lut(lut);
     int fail = 0;
@@ -314,7 +315,8 @@ int gm_posegrad_backprop_cpu(const GmPgBackpropParams* p) {
         for (int b = 0; b < nblocks; ++b) {
             if (!vbuf) continue;
             int r0 = b * rows, r1 = r0 + rows < h ? r0 + rows : h;
-            pg_backprop_block(p, objs, lut, r0, r1, vbuf, vbuf + (size_t)(rows + 2) * (size_t)w, acc + (size_t)b * (per_block / sizeof(double)), bad + b);
+            double* block_acc = acc + (size_t)b * (per_block / sizeof(double));
+            pg_backprop_block(p, objs, lut, r0, r1, vbuf, vbuf + (size_t)(rows + 2) * (size_t)w, block_acc, bad + b);
         }
         free(vbuf);
     }

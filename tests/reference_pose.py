@@ -235,7 +235,8 @@ def raycast_spheres(scene, background=0.0, quantize=True, frequency=40.0):
         depth = np.where(hit, t, depth)
         inst = np.where(hit, np.int16(obj.instance_index), inst)
         coords = np.where(hit[..., None], X, coords)
-    col = np.where((inst != 0)[..., None], texture(np.where((inst != 0)[..., None], coords, 0.0), frequency), background)
+    fg = (inst != 0)[..., None]
+    col = np.where(fg, texture(np.where(fg, coords, 0.0), frequency), background)
     rgb = np.concatenate([col, np.ones((h, w, 1))], axis=-1)
     rgb = np.round(rgb * 255).astype(np.uint8) if quantize else rgb.astype(np.float32)
     return Buffers(rgb, depth.astype(np.float32), inst.astype(np.int16), coords.astype(np.float32))

@@ -247,10 +247,9 @@ def test_camera_pose_exact_honours_compat_ignores():
     scene = _scene(rng, h, w, [1, 2], camera_pose=cp)
     g = rng.standard_normal((3, h, w))
     # exact: the same as poses already expressed in the camera frame with an identity camera
-    moved = ref.Scene(scene.camera, [ref.Obj(np.linalg.inv(cp) @ o.pose.astype(np.float64), o.instance_index)
-                                     for o in scene.objects])
-    moved.objects[0].pose = (np.linalg.inv(cp) @ scene.objects[0].pose.astype(np.float64))
-    moved.objects[1].pose = (np.linalg.inv(cp) @ scene.objects[1].pose.astype(np.float64))
+    moved = ref.Scene(scene.camera, [ref.Obj(np.eye(4), o.instance_index) for o in scene.objects])
+    for m, o in zip(moved.objects, scene.objects):
+        m.pose = np.linalg.inv(cp) @ o.pose.astype(np.float64)  # float64: no float32 rounding of the product
     np.testing.assert_allclose(diff.backpropagate_gradient_to_poses(scene, buf, g, mode="exact"),
                                diff.backpropagate_gradient_to_poses(moved, buf, g, mode="exact"), rtol=1e-9)
     assert _rel(diff.backpropagate_gradient_to_poses(scene, buf, g, mode="exact"),
