@@ -71,6 +71,14 @@ def cconv_demo(num_points=20000, num_threads=None, dtype=np.float32):
     return losses
 
 
+def _rotation(rx, ry, rz):
+    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
+    Rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    Ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    Rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return Rz @ Ry @ Rx
+
+
 def pose_demo(num_threads=None, iterations=80):
     """Render-and-compare pose refinement of a coloured box with the software rasterizer."""
     from geomops import pose
@@ -78,11 +86,11 @@ def pose_demo(num_threads=None, iterations=80):
     s = 160 / 640
     cam = pose.Camera(160, 120, 1066.778 * s, 1067.487 * s, 312.9869 * s, 241.3109 * s)
     mesh = pose.Mesh.box((0.12, 0.1, 0.08))
-    c, sn = np.cos(0.5), np.sin(0.5)
     true_pose = np.eye(4)
-    true_pose[:3, :3] = [[c, -sn, 0], [sn, c, 0], [0, 0, 1]]
+    true_pose[:3, :3] = _rotation(0.5, -0.4, 0.3)
     true_pose[:3, 3] = (0.01, -0.01, 0.5)
-    current = pose.apply_pose_delta(true_pose, np.array([0.15, -0.1, 0.12, 0.015, -0.01, 0.03]))
+    signs = np.random.default_rng(0).choice([-1, 1], 6)
+    current = pose.apply_pose_delta(true_pose, signs * np.array([0.15, 0.1, 0.12, 0.015, 0.01, 0.03]))
 
     def scene_at(p):
         return pose.Scene(cam, [pose.SceneObject(mesh, p)], background=(0.2, 0.3, 0.4))
