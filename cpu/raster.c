@@ -23,6 +23,7 @@
 #define TILE GM_RASTER_TILE
 #define SUB GM_RASTER_SUBPIXEL
 #define MAX_CHUNKS 16
+#define PREFETCH 4
 #define PLANE_MASK ((1u << GM_RASTER_NUM_PLANES) - 1u)
 #define FAR_BIT (1u << GM_RASTER_NUM_PLANES)
 #define ALL_BITS (PLANE_MASK | FAR_BIT) /* a non-finite vertex: its triangles are dropped */
@@ -387,11 +388,19 @@ static void raster_tile(const TileJob* J, const int32_t* list, int64_t count, in
     }
     const double inv_far = J->inv_far;
     const double* ray_x = J->ray_x;
-    int cidx = 0;
+    int cidx = 0, pidx = 0;
     for (int64_t e = 0; e < count; ++e) {
         int32_t gid = list[e];
         while (cidx + 1 < J->nchunks && J->chunk_first[cidx + 1] <= gid) ++cidx; /* lists are sorted */
         const RasterTri* t = &J->chunk_tris[cidx][gid - J->chunk_first[cidx]];
+#if defined(__GNUC__)
+        /* records of one tile are scattered over the chunk arrays: fetch a few ahead */
+        if (e + PREFETCH < count) {
+            int32_t pg = list[e + PREFETCH];
+            while (pidx + 1 < J->nchunks && J->chunk_first[pidx + 1] <= pg) ++pidx;
+            __builtin_prefetch(&J->chunk_tris[pidx][pg - J->chunk_first[pidx]]);
+        }
+#endif
         int32_t c0 = t->c0 > X0 ? t->c0 : X0, c1 = t->c1 < X1 ? t->c1 : X1;
         int32_t r0 = t->r0 > Y0 ? t->r0 : Y0, r1 = t->r1 < Y1 ? t->r1 : Y1;
         if (c0 > c1 || r0 > r1) continue;
