@@ -33,7 +33,7 @@ typedef struct RasterTri {
     int32_t x[3], y[3];     /* fixed-point vertices, positive orientation */
     int16_t c0, c1, r0, r1; /* pixel bounding box, clamped to the image */
     int32_t gface;          /* global face id (faces of all objects in submission order) */
-    float ilo, ihi;         /* inverse-depth range of the piece (rounded outwards) */
+    float ilo, ihi;         /* inverse-depth range of the piece (widened slightly) */
     double a, b, e;         /* 1/Z = a dx + b dy + e on the pixel ray (dx, dy, 1) */
 } RasterTri;
 
@@ -192,8 +192,9 @@ static int emit_piece(const Setup* s, Chunk* ch, const int32_t* x, const int32_t
     t.b = plane[1];
     t.e = plane[2];
     double zlo = fmin(z[0], fmin(z[1], z[2])), zhi = fmax(z[0], fmax(z[1], z[2]));
-    t.ilo = nextafterf((float)(1.0 / zhi), 0.0f);
-    t.ihi = nextafterf((float)(1.0 / zlo), INFINITY);
+    /* widened by 1e-6 (more than the float rounding) so the clamp never bites inside */
+    t.ilo = (float)((1.0 / zhi) * (1.0 - 1e-6));
+    t.ihi = (float)((1.0 / zlo) * (1.0 + 1e-6));
     int status = chunk_push(ch, &t);
     if (status != GM_OK) return status;
     for (int64_t ty = r0 / TILE; ty <= r1 / TILE; ++ty)
