@@ -22,7 +22,7 @@
 
 #define TILE GM_RASTER_TILE
 #define SUB GM_RASTER_SUBPIXEL
-#define MAX_CHUNKS 16
+#define MAX_CHUNKS 32
 #define PREFETCH 4
 #define PLANE_MASK ((1u << GM_RASTER_NUM_PLANES) - 1u)
 #define FAR_BIT (1u << GM_RASTER_NUM_PLANES)
@@ -496,8 +496,9 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
     for (int32_t c = 0; c < W; ++c) ray_x[c] = ((double)c + 0.5 - p->cx) / p->fx;
     for (int32_t r = 0; r < H; ++r) ray_y[r] = ((double)r + 0.5 - p->cy) / p->fy;
 
-    /* chunk count: at most one per thread, bounded so the per-tile counters stay small */
-    int nchunks = nt < MAX_CHUNKS ? nt : MAX_CHUNKS;
+    /* chunk count: a few per thread (balance when cores are shared), bounded so the per-tile
+     * counters stay small; the result does not depend on it */
+    int nchunks = nt == 1 ? 1 : (4 * nt < MAX_CHUNKS ? 4 * nt : MAX_CHUNKS);
     while (nchunks > 1 && (int64_t)nchunks * ntiles > ((int64_t)1 << 22)) --nchunks;
     if ((int64_t)nchunks > nf) nchunks = nf > 0 ? (int)nf : 1;
 
@@ -543,7 +544,7 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
         for (int32_t o = 0; o < nobj; ++o) {
             const GmRasterObject* ob = &p->objects[o];
             const int64_t base = vert_base[o], n = ob->num_vertices;
-#pragma omp for schedule(static) nowait
+#pragma omp for schedule(dynamic, 2048) nowait
             for (int64_t v = 0; v < n; ++v) {
                 GmVec3 P = gm_transform_point(ob->transform, ob->vertices + 3 * v);
                 unsigned code = gm_raster_outcode(s.planes, P);
@@ -559,7 +560,7 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
         }
 #pragma omp barrier
         /* 2. triangle setup, one contiguous range of faces per chunk */
-#pragma omp for schedule(static, 1)
+#pragma omp for schedule(dynamic, 1)
         for (int ci = 0; ci < nchunks; ++ci)
             setup_chunk(&s, &chunks[ci], nf * ci / nchunks, nf * (ci + 1) / nchunks);
     }
@@ -607,7 +608,7 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
 
 #pragma omp parallel num_threads(nt)
     {
-#pragma omp for schedule(static, 1)
+#pragma omp for schedule(dynamic, 1)
         for (int ci = 0; ci < nchunks; ++ci) {
             const Chunk* ch = &chunks[ci];
             int64_t* cursor = ch->tile_count;
