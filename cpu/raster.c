@@ -4,7 +4,7 @@
  *   1. vertices -> camera frame (double), outcodes, snapped fixed-point projections;
  *   2. triangle setup over contiguous chunks of the submission order: trivial reject, clipping
  *      (near plane + guard band) into a fan of pieces, orientation, pixel bounding box; each
- *      chunk appends its pieces to its own array and counts them per 16x16 tile;
+ *      chunk appends its pieces to its own array and counts them per 32x32 tile;
  *   3. prefix sums give each (tile, chunk) pair a slot range, so every tile's list is in
  *      submission order whatever the chunk count;
  *   4. tiles in parallel: exact coverage, strict depth test on camera Z (first wins ties), then
