@@ -4,7 +4,7 @@
  *   1. vertices -> camera frame (double), outcodes, snapped fixed-point projections;
  *   2. triangle setup over contiguous chunks of the submission order: trivial reject, clipping
  *      (near plane + guard band) into a fan of pieces, orientation, pixel bounding box; each
- *      chunk appends its pieces to its own array and counts them per 16x16 tile;
+ *      chunk appends its pieces to its own array and counts them per 32x32 tile;
  *   3. prefix sums give each (tile, chunk) pair a slot range, so every tile's list is in
  *      submission order whatever the chunk count;
  *   4. tiles in parallel: exact coverage, strict depth test on camera Z (first wins ties), then
@@ -22,7 +22,8 @@
 
 #define TILE GM_RASTER_TILE
 #define SUB GM_RASTER_SUBPIXEL
-#define MAX_CHUNKS 16
+#define MAX_CHUNKS 32
+#define PREFETCH 4
 #define PLANE_MASK ((1u << GM_RASTER_NUM_PLANES) - 1u)
 #define FAR_BIT (1u << GM_RASTER_NUM_PLANES)
 #define ALL_BITS (PLANE_MASK | FAR_BIT) /* a non-finite vertex: its triangles are dropped */
@@ -32,7 +33,7 @@ typedef struct RasterTri {
     int32_t x[3], y[3];     /* fixed-point vertices, positive orientation */
     int16_t c0, c1, r0, r1; /* pixel bounding box, clamped to the image */
     int32_t gface;          /* global face id (faces of all objects in submission order) */
-    float ilo, ihi;         /* inverse-depth range of the piece (rounded outwards) */
+    float ilo, ihi;         /* inverse-depth range of the piece (widened slightly) */
     double a, b, e;         /* 1/Z = a dx + b dy + e on the pixel ray (dx, dy, 1) */
 } RasterTri;
 
@@ -191,8 +192,9 @@ static int emit_piece(const Setup* s, Chunk* ch, const int32_t* x, const int32_t
     t.b = plane[1];
     t.e = plane[2];
     double zlo = fmin(z[0], fmin(z[1], z[2])), zhi = fmax(z[0], fmax(z[1], z[2]));
-    t.ilo = nextafterf((float)(1.0 / zhi), 0.0f);
-    t.ihi = nextafterf((float)(1.0 / zlo), INFINITY);
+    /* widened by 1e-6 (more than the float rounding) so the clamp never bites inside */
+    t.ilo = (float)((1.0 / zhi) * (1.0 - 1e-6));
+    t.ihi = (float)((1.0 / zlo) * (1.0 + 1e-6));
     int status = chunk_push(ch, &t);
     if (status != GM_OK) return status;
     for (int64_t ty = r0 / TILE; ty <= r1 / TILE; ++ty)
@@ -387,11 +389,19 @@ static void raster_tile(const TileJob* J, const int32_t* list, int64_t count, in
     }
     const double inv_far = J->inv_far;
     const double* ray_x = J->ray_x;
-    int cidx = 0;
+    int cidx = 0, pidx = 0;
     for (int64_t e = 0; e < count; ++e) {
         int32_t gid = list[e];
         while (cidx + 1 < J->nchunks && J->chunk_first[cidx + 1] <= gid) ++cidx; /* lists are sorted */
         const RasterTri* t = &J->chunk_tris[cidx][gid - J->chunk_first[cidx]];
+#if defined(__GNUC__)
+        /* records of one tile are scattered over the chunk arrays: fetch a few ahead */
+        if (e + PREFETCH < count) {
+            int32_t pg = list[e + PREFETCH];
+            while (pidx + 1 < J->nchunks && J->chunk_first[pidx + 1] <= pg) ++pidx;
+            __builtin_prefetch(&J->chunk_tris[pidx][pg - J->chunk_first[pidx]]);
+        }
+#endif
         int32_t c0 = t->c0 > X0 ? t->c0 : X0, c1 = t->c1 < X1 ? t->c1 : X1;
         int32_t r0 = t->r0 > Y0 ? t->r0 : Y0, r1 = t->r1 < Y1 ? t->r1 : Y1;
         if (c0 > c1 || r0 > r1) continue;
@@ -486,8 +496,9 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
     for (int32_t c = 0; c < W; ++c) ray_x[c] = ((double)c + 0.5 - p->cx) / p->fx;
     for (int32_t r = 0; r < H; ++r) ray_y[r] = ((double)r + 0.5 - p->cy) / p->fy;
 
-    /* chunk count: at most one per thread, bounded so the per-tile counters stay small */
-    int nchunks = nt < MAX_CHUNKS ? nt : MAX_CHUNKS;
+    /* chunk count: a few per thread (balance when cores are shared), bounded so the per-tile
+     * counters stay small; the result does not depend on it */
+    int nchunks = nt == 1 ? 1 : (4 * nt < MAX_CHUNKS ? 4 * nt : MAX_CHUNKS);
     while (nchunks > 1 && (int64_t)nchunks * ntiles > ((int64_t)1 << 22)) --nchunks;
     if ((int64_t)nchunks > nf) nchunks = nf > 0 ? (int)nf : 1;
 
@@ -533,7 +544,7 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
         for (int32_t o = 0; o < nobj; ++o) {
             const GmRasterObject* ob = &p->objects[o];
             const int64_t base = vert_base[o], n = ob->num_vertices;
-#pragma omp for schedule(static) nowait
+#pragma omp for schedule(dynamic, 2048) nowait
             for (int64_t v = 0; v < n; ++v) {
                 GmVec3 P = gm_transform_point(ob->transform, ob->vertices + 3 * v);
                 unsigned code = gm_raster_outcode(s.planes, P);
@@ -549,7 +560,7 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
         }
 #pragma omp barrier
         /* 2. triangle setup, one contiguous range of faces per chunk */
-#pragma omp for schedule(static, 1)
+#pragma omp for schedule(dynamic, 1)
         for (int ci = 0; ci < nchunks; ++ci)
             setup_chunk(&s, &chunks[ci], nf * ci / nchunks, nf * (ci + 1) / nchunks);
     }
@@ -597,7 +608,7 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
 
 #pragma omp parallel num_threads(nt)
     {
-#pragma omp for schedule(static, 1)
+#pragma omp for schedule(dynamic, 1)
         for (int ci = 0; ci < nchunks; ++ci) {
             const Chunk* ch = &chunks[ci];
             int64_t* cursor = ch->tile_count;

@@ -472,3 +472,34 @@ def test_bad_inputs():
     huge[:3, :3] *= 1e300
     with pytest.raises(ValueError, match=r"objects\[0\]"):
         render(Scene(cam, [SceneObject(Mesh.box(1e10), huge)]))
+
+
+def test_concurrent_calls_and_cache_release():
+    """Two Python threads rendering at once (one uses the cached scratch memory, the other its
+    own) give the same buffers as sequential calls; releasing the cache changes nothing."""
+    import threading
+
+    from geomops.pose import release_render_cache
+
+    cam = Camera(64, 48, 60.0, 60.0, 32.0, 24.0)
+    scenes = [Scene(cam, [SceneObject(Mesh.sphere(0.2, 16, 9), pose(rot(0.1 * k, 0.2, 0), (0.05 * k, 0, 1.0)))])
+              for k in range(4)]
+    expect = [render(s, num_threads=1) for s in scenes]
+    got = [None] * len(scenes)
+
+    def work(k):
+        for _ in range(5):
+            got[k] = render(scenes[k], num_threads=2)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(scenes))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e, g in zip(expect, got):
+        for name in ALL:
+            np.testing.assert_array_equal(getattr(g, name), getattr(e, name))
+    release_render_cache()
+    again = render(scenes[0])
+    for name in ALL:
+        np.testing.assert_array_equal(getattr(again, name), getattr(expect[0], name))

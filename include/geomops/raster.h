@@ -8,7 +8,7 @@
 
 #include "geomops/common.h"
 
-#define GM_RASTER_TILE 16            /* tile edge in pixels (tiles are the unit of parallelism) */
+#define GM_RASTER_TILE 32            /* tile edge in pixels (tiles are the unit of parallelism) */
 #define GM_RASTER_SUBPIXEL 256       /* fixed-point units per pixel (8 sub-pixel bits) */
 #define GM_RASTER_GUARD 1048576.0    /* guard band in pixels beyond each image border */
 #define GM_RASTER_BACKGROUND 3000.0f /* depth / coordinate clear value (stillleben's "invalid") */

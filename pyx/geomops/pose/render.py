@@ -16,17 +16,17 @@ OPTIONAL_BUFFERS = ("cam_coordinates", "normals", "class_index", "triangle_id", 
 
 
 def _inv_affine(T, name):
-    """Inverse of a (4, 4) affine matrix without LAPACK (numpy's BLAS threads would compete
-    with the OpenMP kernel for the cores)."""
+    """Inverse of a (4, 4) affine matrix without LAPACK/BLAS (their thread pool would spin on
+    the cores the OpenMP kernel needs)."""
     A = T[:3, :3]
     cof = np.array([np.cross(A[1], A[2]), np.cross(A[2], A[0]), np.cross(A[0], A[1])])  # rows: adj(A).T
-    det = float(A[0] @ cof[0])
+    det = float(np.einsum("i,i->", A[0], cof[0]))
     scale = float(np.abs(A).max())
     if not np.isfinite(det) or abs(det) <= 1e-12 * scale ** 3 or scale == 0.0:
         raise ValueError(f"{name} must be invertible (its 3x3 block is singular)")
     inv = np.eye(4)
     inv[:3, :3] = cof.T / det
-    inv[:3, 3] = -inv[:3, :3] @ T[:3, 3]
+    inv[:3, 3] = -np.einsum("ij,j->i", inv[:3, :3], T[:3, 3])
     return inv
 
 
@@ -113,7 +113,7 @@ def render(scene, num_threads=None, buffers="all"):
         if mesh is None:
             raise ValueError(f"scene.objects[{k}] has no mesh (mesh=None is only for user-provided buffers); "
                              "render() needs a Mesh for every object")
-        T = world_to_cam @ obj.pose
+        T = np.einsum("ij,jk->ik", world_to_cam, obj.pose)  # einsum: no BLAS thread pool
         if not np.all(np.isfinite(T)):
             raise ValueError(f"scene.objects[{k}].pose gives a non-finite object-to-camera transform")
         if not np.array_equal(obj.pose[3], [0.0, 0.0, 0.0, 1.0]):

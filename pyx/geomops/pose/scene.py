@@ -260,7 +260,7 @@ class Mesh:
     The arrays are stored read-only: make a new Mesh to change them.
     """
 
-    __slots__ = ("_vertices", "_faces", "_colors", "_normals", "_class_index")
+    __slots__ = ("_vertices", "_faces", "_colors", "_normals", "_class_index", "_bbox")
 
     def __init__(self, vertices, faces, vertex_colors=None, normals=None, class_index=0):
         v = as_array(vertices, "vertices")
@@ -306,6 +306,7 @@ class Mesh:
         self._colors = None if colors is None else _readonly(colors)
         self._normals = None if nrm is None else _readonly(nrm)
         self._class_index = _check_index(class_index, "class_index", minimum=0)
+        self._bbox = None
 
     vertices = property(lambda self: self._vertices, doc="(V, 3) float32 vertex positions (read-only).")
     faces = property(lambda self: self._faces, doc="(F, 3) int32 triangle vertex indices (read-only).")
@@ -324,9 +325,13 @@ class Mesh:
 
     def bounding_box(self):
         """``(min (3,), max (3,))`` float64 corners of the axis-aligned box (zeros for no vertices)."""
-        if self.num_vertices == 0:
-            return np.zeros(3), np.zeros(3)
-        return self._vertices.min(axis=0).astype(np.float64), self._vertices.max(axis=0).astype(np.float64)
+        if self._bbox is None:  # the arrays are read-only, so the box can be cached
+            if self.num_vertices == 0:
+                self._bbox = (np.zeros(3), np.zeros(3))
+            else:
+                self._bbox = (self._vertices.min(axis=0).astype(np.float64),
+                              self._vertices.max(axis=0).astype(np.float64))
+        return self._bbox[0].copy(), self._bbox[1].copy()
 
     def __repr__(self):
         return (f"Mesh({self.num_vertices} vertices, {self.num_faces} faces, "
