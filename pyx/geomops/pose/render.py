@@ -149,9 +149,3 @@ def render(scene, num_threads=None, buffers="all"):
                tuple(scene.background.tolist()), DEFAULT_COLOR)
     _cpu.raster_render((w, h), (cam.fx, cam.fy, cam.cx, cam.cy, cam.near, cam.far), objects, shading, out, nt)
     return RenderResult(**out)
-
-
-# The package __init__ star-imports this module and then does ``from . import render``, which
-# returns this *function* (it shadows the submodule attribute). Give the function the module's
-# ``__all__`` so that line keeps working; see the report on issue 5 for the proper fix there.
-render.__all__ = __all__
