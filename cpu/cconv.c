@@ -47,6 +47,12 @@ static int cconv_ctx_init(cconv_ctx* c, const gm_cconv_params* p) {
     c->Cout = p->out_channels;
     c->K = (int64_t)p->filter_depth * p->filter_height * p->filter_width * p->in_channels;
     c->num_threads = p->num_threads > 0 ? p->num_threads : 1;
+    /* Small problems run on fewer threads: opening a parallel region costs more than the work
+     * (and stalls on a busy machine). Results do not depend on the thread count. */
+    const int64_t entries = p->num_out > 0 ? p->neighbors_row_splits[p->num_out] : 0;
+    const int64_t work = entries * 8 * c->Cin + p->num_out * c->K * (c->Cout > 0 ? c->Cout : 1);
+    const int64_t useful = 1 + work / (1 << 18);
+    if (useful < c->num_threads) c->num_threads = (int)useful;
     return GM_OK;
 }
 
@@ -61,7 +67,7 @@ static int64_t chunk_columns(int64_t budget_bytes, int64_t bytes_per_column, int
 }
 
 /* how many neighbor entries ahead the fill prefetches input features */
-#define GM_PREFETCH_AHEAD 6
+#define GM_PREFETCH_AHEAD 3
 
 static inline int64_t load_index(const gm_cconv_params* p, int64_t n) {
     return p->index_int64 ? ((const int64_t*)p->neighbors_index)[n]

@@ -96,12 +96,18 @@ static int GM_SUF(apply)(const cconv_ctx* c) {
 
 /* ---- filter gradient ----------------------------------------------------------------- */
 
+/* Output points per block of the filter-gradient reduction: a constant, so the summation
+ * order (and so every bit of the result) depends neither on the thread count nor on
+ * max_temp_bytes. */
+#ifndef GM_BACKPROP_BLOCK
+#define GM_BACKPROP_BLOCK 2048
+#endif
+
 /* dF[k, oc] = sum_i B_i[k] * g[i, oc] * scale_i, computed as dF^T = g^T B^T so the GEMM
- * streams the patch panels contiguously.
- * Determinism without barriers: output points are cut into "super-chunks" whose size depends
- * only on the problem and max_temp_bytes (never on the thread count). One thread computes a
- * super-chunk's partial gradient alone (sub-chunks in order); the partials are then summed in
- * super-chunk order. A loaded machine cannot stall threads at per-chunk barriers this way. */
+ * streams the patch panels contiguously. Output points are cut into fixed blocks; one thread
+ * sums a block sequentially into its private partial (the GEMM continues the running sum
+ * across sub-chunks), then the partials are added to the total in block order (an OpenMP
+ * ordered region), so only one partial per thread is alive and no per-chunk barrier exists. */
 static int GM_SUF(backprop_filter)(const cconv_ctx* c) {
     const gm_cconv_params* p = c->p;
     const int64_t No = p->num_out, K = c->K, Cout = c->Cout;
@@ -111,64 +117,64 @@ static int GM_SUF(backprop_filter)(const cconv_ctx* c) {
     if (No == 0 || p->num_inp == 0) return GM_OK;
     const GM_T* g = (const GM_T*)p->out_features_gradient;
     const int64_t PW = GM_PANEL, Kp = gm_round_up(K, PW), npanels = Kp / PW;
-    const int64_t partial_bytes = Cout * Kp * (int64_t)sizeof(GM_T);
-    /* sub-chunk: patch panels of `chunk` columns per thread (budget shared by 8 threads max) */
-    int64_t chunk = chunk_columns(p->max_temp_bytes / 8, (Kp + Cout) * (int64_t)sizeof(GM_T), 256);
-    if (chunk > No) chunk = No;
-    /* super-chunks: at least 16 sub-chunks each, at most ~half the budget in partials */
-    int64_t super = 16 * chunk;
-    int64_t budget = p->max_temp_bytes / 2;
-    while ((No + super - 1) / super > 1 && ((No + super - 1) / super) * partial_bytes > budget) super *= 2;
-    const int64_t nsuper = (No + super - 1) / super;
+    const int64_t partial_len = Cout * Kp;
+    const int nt = c->num_threads;
+    int64_t chunk = chunk_columns(p->max_temp_bytes / nt - partial_len * (int64_t)sizeof(GM_T),
+                                  (Kp + Cout) * (int64_t)sizeof(GM_T), 256);
+    const int64_t block = GM_BACKPROP_BLOCK;
+    const int64_t nblocks = (No + block - 1) / block;
 
-    GM_T* partial = (GM_T*)malloc((size_t)(nsuper * Cout * Kp) * sizeof(GM_T));
-    if (!partial) return GM_ERR_NOMEM;
+    GM_T* total = (GM_T*)calloc((size_t)partial_len, sizeof(GM_T)); /* [Cout, Kp] */
+    if (!total) return GM_ERR_NOMEM;
     int status = GM_OK;
-#pragma omp parallel num_threads(c->num_threads)
+#pragma omp parallel num_threads(nt)
     {
         GM_T* scratch = (GM_T*)malloc((size_t)Kp * sizeof(GM_T));
         GM_T* panels = (GM_T*)malloc((size_t)(chunk * Kp) * sizeof(GM_T));
         GM_T* gs = (GM_T*)malloc((size_t)(chunk * Cout) * sizeof(GM_T));
-        if (!scratch || !panels || !gs) {
+        GM_T* part = (GM_T*)malloc((size_t)partial_len * sizeof(GM_T));
+        const int ok = scratch && panels && gs && part;
+        if (!ok) {
 #pragma omp atomic write
             status = GM_ERR_NOMEM;
         }
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t sc = 0; sc < nsuper; ++sc) {
-            if (!scratch || !panels || !gs) continue;
-            GM_T* dFT = partial + sc * Cout * Kp; /* [Cout, Kp] */
-            memset(dFT, 0, (size_t)partial_bytes);
-            const int64_t s_end = (sc + 1) * super < No ? (sc + 1) * super : No;
-            for (int64_t i0 = sc * super; i0 < s_end; i0 += chunk) {
-                const int64_t cols = s_end - i0 < chunk ? s_end - i0 : chunk;
-                for (int64_t col = 0; col < cols; ++col) {
-                    const int64_t i = i0 + col;
-                    memset(scratch, 0, (size_t)Kp * sizeof(GM_T));
-                    GM_SUF(fill_column)(c, i, scratch);
+#pragma omp for ordered schedule(dynamic, 1)
+        for (int64_t b = 0; b < nblocks; ++b) {
+            if (ok) {
+                memset(part, 0, (size_t)partial_len * sizeof(GM_T));
+                const int64_t b_end = (b + 1) * block < No ? (b + 1) * block : No;
+                for (int64_t i0 = b * block; i0 < b_end; i0 += chunk) {
+                    const int64_t cols = b_end - i0 < chunk ? b_end - i0 : chunk;
+                    for (int64_t col = 0; col < cols; ++col) {
+                        const int64_t i = i0 + col;
+                        memset(scratch, 0, (size_t)Kp * sizeof(GM_T));
+                        GM_SUF(fill_column)(c, i, scratch);
+                        for (int64_t q = 0; q < npanels; ++q)
+                            memcpy(panels + q * cols * PW + col * PW, scratch + q * PW,
+                                   (size_t)PW * sizeof(GM_T));
+                        const double s = GM_SUF(row_scale)(c, i);
+                        for (int64_t oc = 0; oc < Cout; ++oc) gs[col * Cout + oc] = (GM_T)(g[i * Cout + oc] * s);
+                    }
                     for (int64_t q = 0; q < npanels; ++q)
-                        memcpy(panels + q * cols * PW + col * PW, scratch + q * PW, (size_t)PW * sizeof(GM_T));
-                    const double s = GM_SUF(row_scale)(c, i);
-                    for (int64_t oc = 0; oc < Cout; ++oc) gs[col * Cout + oc] = (GM_T)(g[i * Cout + oc] * s);
+                        GM_GEMM(Cout, PW, cols, gs, 1, Cout, panels + q * cols * PW, PW, PW, 0, part + q * PW, Kp, 1);
                 }
-                for (int64_t q = 0; q < npanels; ++q)
-                    GM_GEMM(Cout, PW, cols, gs, 1, Cout, panels + q * cols * PW, PW, PW, 0, dFT + q * PW, Kp, 1);
+            }
+#pragma omp ordered
+            {
+                if (ok)
+                    for (int64_t e = 0; e < partial_len; ++e) total[e] += part[e];
             }
         }
         free(scratch);
         free(panels);
         free(gs);
-        /* fixed-order sum of the partials, parallel over filter rows */
-#pragma omp for schedule(static)
-        for (int64_t k = 0; k < K; ++k) {
-            if (status != GM_OK) continue;
-            for (int64_t oc = 0; oc < Cout; ++oc) {
-                GM_T acc = 0;
-                for (int64_t sc = 0; sc < nsuper; ++sc) acc += partial[sc * Cout * Kp + oc * Kp + k];
-                grad[k * Cout + oc] = acc;
-            }
-        }
+        free(part);
     }
-    free(partial);
+    if (status == GM_OK) {
+        for (int64_t k = 0; k < K; ++k)
+            for (int64_t oc = 0; oc < Cout; ++oc) grad[k * Cout + oc] = total[oc * Kp + k];
+    }
+    free(total);
     return status;
 }
 

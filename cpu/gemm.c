@@ -18,6 +18,15 @@
             acc0[r] = (VEC){0};                                                                    \
             acc1[r] = (VEC){0};                                                                    \
         }                                                                                          \
+        if (accumulate) { /* start from C: the sum over p stays sequential across calls */        \
+            for (int r = 0; r < ROWS; ++r) {                                                       \
+                T tmp[2 * VL];                                                                     \
+                memset(tmp, 0, sizeof(tmp));                                                       \
+                memcpy(tmp, C + r * ldc, (size_t)ncols * sizeof(T));                               \
+                memcpy(&acc0[r], tmp, sizeof(VEC));                                                \
+                memcpy(&acc1[r], tmp + VL, sizeof(VEC));                                           \
+            }                                                                                      \
+        }                                                                                          \
         if (nv == 2) {                                                                             \
             for (int64_t p = 0; p < k; ++p) {                                                      \
                 const T* b = B + p * ldb;                                                          \
@@ -42,13 +51,8 @@
         if (ncols == 2 * VL || (nv == 1 && ncols == VL)) { /* full vectors: no tail */           \
             for (int r = 0; r < ROWS; ++r) {                                                       \
                 UVEC* c = (UVEC*)(C + r * ldc);                                                    \
-                if (accumulate) {                                                                  \
-                    c[0] += acc0[r];                                                               \
-                    if (nv == 2) c[1] += acc1[r];                                                  \
-                } else {                                                                           \
-                    c[0] = acc0[r];                                                                \
-                    if (nv == 2) c[1] = acc1[r];                                                   \
-                }                                                                                  \
+                c[0] = acc0[r];                                                                    \
+                if (nv == 2) c[1] = acc1[r];                                                       \
             }                                                                                      \
             return;                                                                                \
         }                                                                                          \
@@ -57,11 +61,7 @@
             T tmp[2 * VL];                                                                         \
             memcpy(tmp, &acc0[r], sizeof(VEC));                                                    \
             memcpy(tmp + VL, &acc1[r], sizeof(VEC));                                               \
-            if (accumulate) {                                                                      \
-                for (int j = 0; j < ncols; ++j) c[j] += tmp[j];                                    \
-            } else {                                                                               \
-                for (int j = 0; j < ncols; ++j) c[j] = tmp[j];                                     \
-            }                                                                                      \
+            for (int j = 0; j < ncols; ++j) c[j] = tmp[j];                                         \
         }                                                                                          \
     }
 

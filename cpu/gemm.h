@@ -11,7 +11,9 @@
  * written.
  *
  * Every C element is accumulated in a fixed order (p ascending) whatever m, n and the row
- * block a caller passes, so results do not depend on how work is split across threads.
+ * block a caller passes, so results do not depend on how work is split across threads. With
+ * accumulate != 0 the sum starts from C's value, so splitting k across consecutive calls
+ * gives bitwise the same result as one call.
  * The micro-kernel is chosen once at run time: AVX-512, AVX2+FMA, or portable C. */
 #ifndef GEOMOPS_CPU_GEMM_H
 #define GEOMOPS_CPU_GEMM_H

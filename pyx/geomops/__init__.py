@@ -12,11 +12,11 @@ from .ops import *  # noqa: F401,F403,E402
 from .ops import __all__ as _ops_all  # noqa: E402
 
 __all__ = ["__version__", "cuda_available", "get_num_threads", "set_num_threads",
-           "show_config", "ops", "pose"] + list(_ops_all)
+           "show_config", "ops", "pose", "layers"] + list(_ops_all)
 
 
 def __getattr__(name):  # lazy submodule: importing geomops does not build the pose tools
-    if name == "pose":
+    if name in ("pose", "layers"):
         import importlib
-        return importlib.import_module(".pose", __name__)
+        return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'geomops' has no attribute {name!r}")

@@ -71,34 +71,58 @@ def cconv_demo(num_points=20000, num_threads=None, dtype=np.float32):
     return losses
 
 
-def pose_demo(num_threads=None):
-    """Small render-and-compare pose refinement, when the pose module is available."""
+def _rotation(rx, ry, rz):
+    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
+    Rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    Ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    Rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return Rz @ Ry @ Rx
+
+
+def pose_demo(num_threads=None, iterations=80):
+    """Render-and-compare pose refinement of a coloured box with the software rasterizer."""
     from geomops import pose
-    needed = ("render", "backpropagate_gradient_to_poses", "apply_pose_delta", "Camera", "Mesh")
-    if not all(hasattr(pose, n) for n in needed):
-        return None
-    print("\nRender-and-compare pose refinement (software rasterizer, 160x120)")
-    cam = pose.Camera.from_fov(160, 120, 58.0) if hasattr(pose.Camera, "from_fov") else \
-        pose.Camera(160, 120, 144.0, 144.0, 80.0, 60.0)
-    mesh = pose.Mesh.box(0.2)
-    target_pose = np.eye(4)
-    target_pose[:3, 3] = (0.0, 0.0, 0.8)
-    target_scene = pose.Scene(cam, [pose.SceneObject(mesh, target_pose)])
-    target = pose.render(target_scene, num_threads=num_threads).rgb[..., :3].astype(np.float32) / 255
-    current = pose.apply_pose_delta(target_pose, np.array([0.06, -0.05, 0.04, 0.02, -0.015, 0.03]))
-    lr = 2e-4
-    for step in range(31):
-        scene = pose.Scene(cam, [pose.SceneObject(mesh, current)])
+    print("\nRender-and-compare pose refinement (software rasterizer, 160x120, exact gradients)")
+    s = 160 / 640
+    cam = pose.Camera(160, 120, 1066.778 * s, 1067.487 * s, 312.9869 * s, 241.3109 * s)
+    mesh = pose.Mesh.box((0.12, 0.1, 0.08))
+    true_pose = np.eye(4)
+    true_pose[:3, :3] = _rotation(0.5, -0.4, 0.3)
+    true_pose[:3, 3] = (0.01, -0.01, 0.5)
+    signs = np.random.default_rng(0).choice([-1, 1], 6)
+    current = pose.apply_pose_delta(true_pose, signs * np.array([0.15, 0.1, 0.12, 0.015, 0.01, 0.03]))
+
+    def scene_at(p):
+        return pose.Scene(cam, [pose.SceneObject(mesh, p)], background=(0.2, 0.3, 0.4))
+
+    target = pose.render(scene_at(true_pose), num_threads=num_threads).rgb[..., :3] / 255.0
+    # Adam-scaled steps: rotation and translation gradients differ by orders of magnitude
+    base = np.array([0.01] * 3 + [0.003] * 3)
+    m, v = np.zeros(6), np.zeros(6)
+    t_render = t_grad = 0.0
+    for it in range(iterations):
+        scene = scene_at(current)
+        t0 = time.perf_counter()
         rr = pose.render(scene, num_threads=num_threads)
-        img = rr.rgb[..., :3].astype(np.float32) / 255
-        grad_img = np.ascontiguousarray(2 * (img - target).transpose(2, 0, 1))
-        g = pose.backpropagate_gradient_to_poses(scene, rr, grad_img, num_threads=num_threads)
-        err_t = np.linalg.norm(current[:3, 3] - target_pose[:3, 3])
-        if step % 10 == 0:
-            print(f"    step {step:2d}: loss {np.sum((img - target) ** 2):9.2f}, translation error "
-                  f"{err_t * 1000:6.1f} mm")
-        current = pose.apply_pose_delta(current, -lr * g[0])
-    return True
+        t1 = time.perf_counter()
+        diff = rr.rgb[..., :3] / 255.0 - target
+        g = pose.backpropagate_gradient_to_poses(scene, rr, np.ascontiguousarray(diff.transpose(2, 0, 1)),
+                                                 num_threads=num_threads)[0].astype(np.float64)
+        t_render += t1 - t0
+        t_grad += time.perf_counter() - t1
+        dR = true_pose[:3, :3].T @ current[:3, :3]
+        rot = np.degrees(np.arccos(np.clip((np.trace(dR) - 1) / 2, -1, 1)))
+        trans = 1000 * np.linalg.norm(current[:3, 3] - true_pose[:3, 3])
+        if it % 20 == 0 or it == iterations - 1:
+            print(f"    step {it:2d}: loss {0.5 * np.sum(diff ** 2):8.3f}, rotation error {rot:6.2f} deg, "
+                  f"translation error {trans:6.2f} mm")
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        step = base * 0.985 ** it * (m / (1 - 0.9 ** (it + 1))) / (np.sqrt(v / (1 - 0.999 ** (it + 1))) + 1e-12)
+        current = pose.apply_pose_delta(current, -step)
+    print(f"    per step: render {t_render / iterations * 1e3:.2f} ms, "
+          f"pose gradient {t_grad / iterations * 1e3:.2f} ms")
+    return rot, trans
 
 
 def run_demo(num_points=20000, num_threads=None):
@@ -107,9 +131,6 @@ def run_demo(num_points=20000, num_threads=None):
     print()
     t0 = time.perf_counter()
     cconv_demo(num_points=num_points, num_threads=num_threads)
-    try:
-        pose_demo(num_threads=num_threads)
-    except ImportError as exc:  # pragma: no cover - pose module not built
-        print(f"(pose demo skipped: {exc})")
+    pose_demo(num_threads=num_threads)
     print(f"\ndemo finished in {time.perf_counter() - t0:.1f} s")
     return 0

@@ -1,1 +1,123 @@
-# Bindings for the posegrad kernels (cpu/posegrad.c). Filled in by its issue.
+# Bindings for the posegrad kernels (cpu/posegrad.c). The facade (geomops.pose.diff) validates
+# every array (C-contiguous, dtype, shape) and option; these functions only fill the structs.
+
+from libc.stdint cimport uint8_t, int16_t, int32_t
+from libc.stddef cimport ptrdiff_t
+
+cdef extern from "geomops/posegrad.h" nogil:
+    ctypedef struct GmPgImage:
+        int height, width
+        const uint8_t* rgb_u8
+        const float* rgb_f32
+        int rgb_channels
+        float weight_x, weight_y
+        int border, semantics
+        const int16_t* instance
+        const float* depth
+        int num_threads
+
+    ctypedef struct GmPgImageGradParams:
+        GmPgImage img
+        float* grad_x
+        float* grad_y
+        uint8_t* valid
+
+    ctypedef struct GmPgBackpropParams:
+        GmPgImage img
+        const float* coords
+        const float* g_f32
+        const double* g_f64
+        ptrdiff_t g_cstride, g_pstride
+        int num_objects
+        const double* transforms
+        const double* projection
+        int denom_row
+        const int32_t* id_to_slot
+        const int32_t* slot_start
+        const int32_t* slot_objects
+        double* accum
+        float* contributions
+        uint8_t* masks
+        int32_t* bad_id
+
+    int gm_posegrad_image_gradients_cpu(const GmPgImageGradParams* p)
+    int gm_posegrad_backprop_cpu(const GmPgBackpropParams* p)
+
+
+cdef size_t _pg_ptr(a):
+    """Data pointer of a validated ndarray, 0 for None."""
+    return 0 if a is None else <size_t>a.ctypes.data
+
+
+cdef void _pg_fill_image(GmPgImage* im, rgb, float weight_x, float weight_y, int border, int semantics,
+                         instance, depth, int num_threads):
+    im.height = instance.shape[0]
+    im.width = instance.shape[1]
+    if rgb.dtype.itemsize == 1:
+        im.rgb_u8 = <const uint8_t*>_pg_ptr(rgb)
+        im.rgb_f32 = NULL
+    else:
+        im.rgb_u8 = NULL
+        im.rgb_f32 = <const float*>_pg_ptr(rgb)
+    im.rgb_channels = rgb.shape[2]
+    im.weight_x = weight_x
+    im.weight_y = weight_y
+    im.border = border
+    im.semantics = semantics
+    im.instance = <const int16_t*>_pg_ptr(instance)
+    im.depth = <const float*>_pg_ptr(depth)
+    im.num_threads = num_threads
+
+
+def posegrad_image_gradients(rgb, float weight_x, float weight_y, int border, int semantics,
+                             instance, depth, grad_x, grad_y, valid, int num_threads):
+    """rgb uint8/float32 (H,W,3|4); instance int16 (H,W); depth float32 (H,W);
+    outputs grad_x, grad_y float32 (3,H,W) and valid uint8/bool (H,W)."""
+    cdef GmPgImageGradParams p
+    _pg_fill_image(&p.img, rgb, weight_x, weight_y, border, semantics, instance, depth, num_threads)
+    p.grad_x = <float*>_pg_ptr(grad_x)
+    p.grad_y = <float*>_pg_ptr(grad_y)
+    p.valid = <uint8_t*>_pg_ptr(valid)
+    cdef int status
+    with nogil:
+        status = gm_posegrad_image_gradients_cpu(&p)
+    _check(status)
+
+
+def posegrad_backprop(rgb, float weight_x, float weight_y, int border, int semantics, instance, depth,
+                      coords, g, Py_ssize_t g_cstride, Py_ssize_t g_pstride, transforms, projection,
+                      int denom_row, id_to_slot, slot_start, slot_objects, accum, contributions, masks,
+                      int num_threads):
+    """Fused dilation + per-pixel contributions + per-object sums. g float32/float64 with the
+    given element strides; transforms float64 (N,12); projection float64 (16,); id_to_slot,
+    slot_start, slot_objects int32; accum float64 (N,8) (output). contributions float32 (N,6,H,W)
+    and masks uint8 (N,H,W) are optional zero-filled outputs. Returns the smallest instance id of
+    the buffer that no object has (0 if none)."""
+    cdef GmPgBackpropParams p
+    cdef int32_t bad = 0
+    _pg_fill_image(&p.img, rgb, weight_x, weight_y, border, semantics, instance, depth, num_threads)
+    p.coords = <const float*>_pg_ptr(coords)
+    if g.dtype.itemsize == 4:
+        p.g_f32 = <const float*>_pg_ptr(g)
+        p.g_f64 = NULL
+    else:
+        p.g_f32 = NULL
+        p.g_f64 = <const double*>_pg_ptr(g)
+    p.g_cstride = g_cstride
+    p.g_pstride = g_pstride
+    p.num_objects = transforms.shape[0]
+    p.transforms = <const double*>_pg_ptr(transforms)
+    p.projection = <const double*>_pg_ptr(projection)
+    p.denom_row = denom_row
+    p.id_to_slot = <const int32_t*>_pg_ptr(id_to_slot)
+    p.slot_start = <const int32_t*>_pg_ptr(slot_start)
+    p.slot_objects = <const int32_t*>_pg_ptr(slot_objects)
+    p.accum = <double*>_pg_ptr(accum)
+    p.contributions = <float*>_pg_ptr(contributions)
+    p.masks = <uint8_t*>_pg_ptr(masks)
+    p.bad_id = &bad
+    cdef int status
+    with nogil:
+        status = gm_posegrad_backprop_cpu(&p)
+    _check(status)
+    return bad

@@ -1,1 +1,124 @@
-# Bindings for the raster kernels (cpu/raster.c). Filled in by its issue.
+# Bindings for the software rasterizer (cpu/raster.c). Inputs are validated by
+# geomops.pose.render; this layer only copies pointers and numbers into the C structs.
+
+from libc.stdlib cimport calloc as _rs_calloc, free as _rs_free
+from libc.stdint cimport int16_t as _rs_i16, int32_t as _rs_i32, int64_t as _rs_i64, uint8_t as _rs_u8
+
+cdef extern from "geomops/raster.h" nogil:
+    ctypedef struct GmRasterObject:
+        const float* vertices
+        const _rs_i32* faces
+        const float* colors
+        const float* normals
+        _rs_i64 num_vertices
+        _rs_i64 num_faces
+        double transform[12]
+        double normal_matrix[9]
+        _rs_i32 instance_index
+        _rs_i32 class_index
+
+    ctypedef struct GmRasterParams:
+        _rs_i32 width, height
+        double fx, fy, cx, cy, near_z, far_z
+        _rs_i32 num_objects
+        const GmRasterObject* objects
+        double light_dir[3]
+        double light_color[3]
+        double ambient[3]
+        double background[3]
+        double default_color[3]
+        _rs_u8* rgb
+        float* depth
+        _rs_i16* instance_index
+        float* object_coordinates
+        float* cam_coordinates
+        float* normals
+        _rs_i16* class_index
+        _rs_i32* triangle_id
+        float* barycentrics
+        int num_threads
+
+    int gm_raster_cpu(const GmRasterParams* p)
+    void gm_raster_release_cache()
+
+
+def raster_release_cache():
+    """Free the rasterizer's cached scratch memory (it is kept between calls for speed)."""
+    with nogil:
+        gm_raster_release_cache()
+
+
+def raster_render(tuple size, tuple intrinsics, list objects, tuple shading, dict out, int num_threads):
+    """Render into the preallocated buffers in ``out`` (see geomops.pose.render).
+
+    The optional buffers (cam_coordinates, normals, class_index, triangle_id, barycentrics)
+    may be missing or None in ``out``: they are then neither computed nor written.
+
+    size = (width, height); intrinsics = (fx, fy, cx, cy, near, far);
+    objects = [(vertices, faces, colors|None, normals|None, transform (12,), normal_matrix (9,),
+    instance_index, class_index)] with C-contiguous float32/int32/float64 arrays;
+    shading = (light_dir, light_color, ambient, background, default_color), each 3 floats.
+    """
+    cdef GmRasterParams p
+    cdef GmRasterObject* objs = NULL
+    cdef Py_ssize_t i, j, n = len(objects)
+    cdef int status
+    p.width = size[0]
+    p.height = size[1]
+    p.fx, p.fy, p.cx, p.cy, p.near_z, p.far_z = intrinsics
+    for j in range(3):
+        p.light_dir[j] = shading[0][j]
+        p.light_color[j] = shading[1][j]
+        p.ambient[j] = shading[2][j]
+        p.background[j] = shading[3][j]
+        p.default_color[j] = shading[4][j]
+    p.rgb = <_rs_u8*><size_t>out["rgb"].ctypes.data
+    p.depth = <float*><size_t>out["depth"].ctypes.data
+    p.instance_index = <_rs_i16*><size_t>out["instance_index"].ctypes.data
+    p.object_coordinates = <float*><size_t>out["object_coordinates"].ctypes.data
+    p.cam_coordinates = NULL
+    p.normals = NULL
+    p.class_index = NULL
+    p.triangle_id = NULL
+    p.barycentrics = NULL
+    if out.get("cam_coordinates") is not None:
+        p.cam_coordinates = <float*><size_t>out["cam_coordinates"].ctypes.data
+    if out.get("normals") is not None:
+        p.normals = <float*><size_t>out["normals"].ctypes.data
+    if out.get("class_index") is not None:
+        p.class_index = <_rs_i16*><size_t>out["class_index"].ctypes.data
+    if out.get("triangle_id") is not None:
+        p.triangle_id = <_rs_i32*><size_t>out["triangle_id"].ctypes.data
+    if out.get("barycentrics") is not None:
+        p.barycentrics = <float*><size_t>out["barycentrics"].ctypes.data
+    p.num_threads = num_threads
+    p.num_objects = <_rs_i32>n
+    if n > 0:
+        objs = <GmRasterObject*>_rs_calloc(n, sizeof(GmRasterObject))
+        if objs == NULL:
+            raise MemoryError("geomops: could not allocate the object table")
+    try:
+        for i in range(n):
+            verts, faces, colors, normals, transform, normal_matrix, inst, cls = objects[i]
+            objs[i].vertices = <const float*><size_t>verts.ctypes.data
+            objs[i].faces = <const _rs_i32*><size_t>faces.ctypes.data
+            objs[i].colors = NULL
+            objs[i].normals = NULL
+            if colors is not None:
+                objs[i].colors = <const float*><size_t>colors.ctypes.data
+            if normals is not None:
+                objs[i].normals = <const float*><size_t>normals.ctypes.data
+            objs[i].num_vertices = verts.shape[0]
+            objs[i].num_faces = faces.shape[0]
+            for j in range(12):
+                objs[i].transform[j] = transform[j]
+            for j in range(9):
+                objs[i].normal_matrix[j] = normal_matrix[j]
+            objs[i].instance_index = inst
+            objs[i].class_index = cls
+        p.objects = objs
+        with nogil:
+            status = gm_raster_cpu(&p)
+        _check(status)
+    finally:
+        _rs_free(objs)

@@ -6,10 +6,11 @@
 * :mod:`.diff`    -- image-space gradients, pose back-propagation, apply_pose_delta
 """
 
-from .scene import *  # noqa: F401,F403
-from .buffers import *  # noqa: F401,F403
-from .render import *  # noqa: F401,F403
-from .diff import *  # noqa: F401,F403
-from . import scene as _scene, buffers as _buffers, render as _render, diff as _diff
+import importlib as _importlib
 
-__all__ = list(_scene.__all__) + list(_buffers.__all__) + list(_render.__all__) + list(_diff.__all__)
+# Load the submodules by name: the function ``render`` shadows the submodule attribute
+# ``geomops.pose.render`` once it is star-imported.
+_modules = [_importlib.import_module("." + _name, __name__) for _name in ("scene", "buffers", "render", "diff")]
+__all__ = [_n for _m in _modules for _n in _m.__all__]
+globals().update({_n: getattr(_m, _n) for _m in _modules for _n in _m.__all__})
+del _modules

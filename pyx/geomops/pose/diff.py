@@ -1,2 +1,478 @@
-"""Placeholder: filled in by the pose issue."""
-__all__ = []
+"""Render-and-compare pose gradients: stillleben's ``diff`` module without a DL framework.
+
+Three functions, with stillleben's names and argument order:
+
+* :func:`compute_image_space_gradients` -- how each pixel changes when the image moves in NDC.
+* :func:`backpropagate_gradient_to_poses` -- dLoss/dImage -> dLoss/d(pose delta), one 6-vector
+  (alpha, beta, gamma, a, b, c) per object.
+* :func:`apply_pose_delta` -- ``pose @ D(delta)`` with SVD re-orthonormalisation.
+
+Two modes. ``mode="compat"`` reproduces stillleben (to float32 rounding; the masks bit for bit):
+its row-2 projection denominator, the camera pose ignored, zero-padded central differences.
+``mode="exact"`` (the default) uses the true perspective Jacobian (clip w), honours
+``scene.camera_pose`` and pads the differences by replicating the edge pixel, so the image
+border creates no false gradient. The per-pixel work runs in one fused OpenMP pass
+(``cpu/posegrad.c``); sums are float64 in a fixed order, identical for any thread count.
+See docs/pose.md.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .. import _cpu
+from .._config import resolve_num_threads
+from .._validate import check_bool, check_option
+
+__all__ = ["compute_image_space_gradients", "backpropagate_gradient_to_poses", "apply_pose_delta"]
+
+_MODES = ("exact", "compat")
+_SEMANTICS = {"cuda": 0, "cpu": 1}  # GM_PG_SEM_*
+_BORDERS = {"zero": 0, "replicate": 1}  # GM_PG_BORDER_*
+_LAYOUTS = ("CHW", "HWC")
+_ACC_SINGULAR, _ACC_PIXELS = 6, 7  # GM_PG_ACC_* columns of the kernel's (N, 8) sums
+_MAX_ID = 32767  # the instance buffer is int16
+
+
+# ----------------------------------------------------------------------------------------------
+# input checks (everything is checked here; the kernels get C-contiguous arrays only)
+
+def _buffer(render_result, name):
+    if not hasattr(render_result, name):
+        raise TypeError(f"render_result must have a '{name}' buffer (a RenderResult or an object with "
+                        f"rgb, depth, instance_index and object_coordinates arrays); got "
+                        f"{type(render_result).__name__}")
+    value = getattr(render_result, name)
+    if callable(value):  # stillleben-style accessor methods
+        value = value()
+    if value is None:
+        raise ValueError(f"render_result.{name} is None; the pose gradients need it")
+    try:
+        return np.asarray(value)
+    except Exception as exc:  # pragma: no cover - exotic objects
+        raise TypeError(f"render_result.{name} must be array-like: {exc}") from None
+
+
+def _squeeze_hw1(a, name):
+    if a.ndim == 3 and a.shape[2] == 1:  # stillleben gives (H,W,1)
+        a = a[:, :, 0]
+    if a.ndim != 2:
+        raise ValueError(f"{name} must have shape (H, W) or (H, W, 1), got shape {a.shape}")
+    return a
+
+
+def _image_buffers(render_result, need_coords):
+    """(rgb, depth, instance, coords) as C-contiguous kernel inputs, shapes cross-checked."""
+    rgb = _buffer(render_result, "rgb")
+    if rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
+        raise ValueError(f"render_result.rgb must have shape (H, W, 3) or (H, W, 4), got shape {rgb.shape}")
+    if rgb.dtype == np.uint8:
+        pass
+    elif rgb.dtype in (np.float32, np.float64):
+        rgb = rgb.astype(np.float32, copy=False)
+    else:
+        raise TypeError(f"render_result.rgb must be uint8 (0..255) or float32/float64 (0..1), got dtype {rgb.dtype}")
+    h, w = rgb.shape[:2]
+    if h < 1 or w < 1:
+        raise ValueError(f"render_result.rgb must have at least one pixel, got shape {rgb.shape}")
+
+    depth = _squeeze_hw1(_buffer(render_result, "depth"), "render_result.depth")
+    if depth.dtype not in (np.float32, np.float64):
+        raise TypeError(f"render_result.depth must be float32 camera Z, got dtype {depth.dtype}")
+    inst = _squeeze_hw1(_buffer(render_result, "instance_index"), "render_result.instance_index")
+    if inst.dtype != np.int16:
+        if not np.issubdtype(inst.dtype, np.integer):
+            raise TypeError(f"render_result.instance_index must be int16 (other integer dtypes are "
+                            f"converted), got dtype {inst.dtype}")
+        if inst.size and (inst.min() < -32768 or inst.max() > _MAX_ID):
+            raise ValueError("render_result.instance_index has values outside the int16 range "
+                             f"[-32768, {_MAX_ID}] (min {inst.min()}, max {inst.max()})")
+        inst = inst.astype(np.int16)
+    for name, a in (("depth", depth), ("instance_index", inst)):
+        if a.shape != (h, w):
+            raise ValueError(f"render_result.{name} has shape {a.shape} but render_result.rgb is {h}x{w}; "
+                             f"all buffers must share (H, W)")
+    coords = None
+    if need_coords:
+        coords = _buffer(render_result, "object_coordinates")
+        if coords.shape != (h, w, 3):
+            raise ValueError(f"render_result.object_coordinates must have shape ({h}, {w}, 3), got {coords.shape}")
+        if coords.dtype not in (np.float32, np.float64):
+            raise TypeError(f"render_result.object_coordinates must be float32, got dtype {coords.dtype}")
+        coords = np.ascontiguousarray(coords, dtype=np.float32)
+    return (np.ascontiguousarray(rgb), np.ascontiguousarray(depth, dtype=np.float32),
+            np.ascontiguousarray(inst), coords)
+
+
+def _check_camera_size(scene, h, w):
+    cam = getattr(scene, "camera", None)
+    cw, ch = getattr(cam, "width", None), getattr(cam, "height", None)
+    if cw is not None and ch is not None and (int(cw), int(ch)) != (w, h):
+        raise ValueError(f"render_result buffers are {w}x{h} (W x H) but scene.camera is {int(cw)}x{int(ch)}")
+
+
+def _matrix4(value, name):
+    try:
+        m = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a 4x4 numeric matrix, got {type(value).__name__}") from None
+    if m.shape != (4, 4):
+        raise ValueError(f"{name} must have shape (4, 4), got shape {m.shape}")
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"{name} must be finite, got non-finite entries")
+    return m
+
+
+def _projection(scene):
+    cam = getattr(scene, "camera", None)
+    if cam is None or not hasattr(cam, "projection_matrix"):
+        raise TypeError("scene.camera must provide projection_matrix() (a geomops.pose.Camera)")
+    return _matrix4(cam.projection_matrix(), "scene.camera.projection_matrix()")
+
+
+def _objects(scene):
+    objs = getattr(scene, "objects", None)
+    if objs is None:
+        raise TypeError(f"scene must have an 'objects' list (a geomops.pose.Scene), got {type(scene).__name__}")
+    return list(objs)
+
+
+def _object_ids(objs):
+    ids = np.empty(len(objs), dtype=np.int64)
+    for i, obj in enumerate(objs):
+        v = getattr(obj, "instance_index", None)
+        if v is None or isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"scene.objects[{i}].instance_index must be an int, got {v!r}")
+        if not 1 <= int(v) <= _MAX_ID:
+            raise ValueError(f"scene.objects[{i}].instance_index is {int(v)}; it must be in [1, {_MAX_ID}] "
+                             "(0 is the background and the instance buffer is int16)")
+        ids[i] = int(v)
+    return ids
+
+
+def _slot_tables(ids):
+    """id -> slot, and the objects of each slot (several objects may share an id)."""
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    id_to_slot = np.full(_MAX_ID + 1, -1, dtype=np.int32)
+    id_to_slot[uniq] = np.arange(uniq.size, dtype=np.int32)
+    slot_objects = np.argsort(inverse, kind="stable").astype(np.int32)
+    slot_start = np.zeros(uniq.size + 1, dtype=np.int32)
+    np.cumsum(np.bincount(inverse, minlength=uniq.size), out=slot_start[1:])
+    return id_to_slot, slot_start, slot_objects
+
+
+def _transforms(scene, objs, honour_camera_pose):
+    """(N, 12) float64 object -> camera transforms: R row-major, then t."""
+    cam_inv = np.eye(4)
+    if honour_camera_pose:
+        cp = getattr(scene, "camera_pose", None)
+        if cp is not None:
+            cam_inv = np.linalg.inv(_matrix4(cp, "scene.camera_pose"))
+    out = np.empty((len(objs), 12), dtype=np.float64)
+    for i, obj in enumerate(objs):
+        t = _matrix4(getattr(obj, "pose", None), f"scene.objects[{i}].pose")
+        if not honour_camera_pose:  # compat: stillleben stores poses as float32
+            t = t.astype(np.float32).astype(np.float64)
+        t = cam_inv @ t
+        out[i, :9] = t[:3, :3].ravel()
+        out[i, 9:] = t[:3, 3]
+    return out
+
+
+def _grad_input(grad, layout, h, w):
+    """Returns (array, channel stride, pixel stride) in elements."""
+    if grad is None:
+        raise TypeError("grad must be a float32 array of shape (3, H, W), got None")
+    g = np.asarray(grad)
+    if g.dtype not in (np.float32, np.float64):
+        raise TypeError(f"grad must be float32 or float64 (dLoss/dImage), got dtype {g.dtype}")
+    want = (3, h, w) if layout == "CHW" else (h, w, 3)
+    if g.shape != want:
+        hint = "" if layout == "HWC" or g.shape != (h, w, 3) else " (pass layout='HWC' for an (H, W, 3) array)"
+        raise ValueError(f"grad must have shape {want} for layout={layout!r} to match the {h}x{w} buffers, "
+                         f"got shape {g.shape}{hint}")
+    g = np.ascontiguousarray(g)
+    return (g, h * w, 1) if layout == "CHW" else (g, 1, 3)
+
+
+def _resolve_options(mode, helper_semantics, border):
+    check_option(mode, "mode", _MODES)
+    check_option(helper_semantics, "helper_semantics", tuple(_SEMANTICS))
+    if border is None:
+        border = "zero" if mode == "compat" else "replicate"
+    check_option(border, "border", tuple(_BORDERS))
+    return _SEMANTICS[helper_semantics], _BORDERS[border]
+
+
+def _weights(h, w):
+    """stillleben's NDC scale of the central differences: 1 / fl32(4/W) and 1 / fl32(4/H)."""
+    return (float(np.float32(1) / np.float32(4.0 / w)), float(np.float32(1) / np.float32(4.0 / h)))
+
+
+# ----------------------------------------------------------------------------------------------
+# public functions
+
+def compute_image_space_gradients(scene, render_result, *, border="zero", helper_semantics="cuda",
+                                  num_threads=None):
+    """Gradient of the image intensity w.r.t. the 2-D position of its content, in NDC units.
+
+    Central differences (not a Sobel filter, despite stillleben's helper name), scaled to NDC
+    and negated, so that ``grad_x[c, r, k]`` is the change of pixel (r, k) when the image content
+    moves by +1 in NDC x::
+
+        grad_x[c, r, k] = wx * I[c, r, k-1] - wx * I[c, r, k+1],  wx = 1 / fl32(4 / W)
+        grad_y[c, r, k] = wy * I[c, r-1, k] - wy * I[c, r+1, k],  wy = 1 / fl32(4 / H)
+
+    with ``I = rgb[..., :3] / 255`` in float32. Pixels on an occluded object boundary (an object
+    pixel with a closer pixel of another object in its 3x3 neighbourhood) are invalid and get 0.
+
+    Parameters
+    ----------
+    scene : Scene or None
+        Only used to check that the camera size matches the buffers (stillleben ignores it).
+    render_result : RenderResult
+        Reads ``rgb`` (H,W,3|4) uint8 (or float in [0, 1]), ``depth`` (H,W) float32 camera Z and
+        ``instance_index`` (H,W) int16 (``(H,W,1)`` accepted).
+    border : {"zero", "replicate"}, keyword-only
+        Samples outside the image: ``"zero"`` (default, stillleben's zero padding: large false
+        gradients on the image border) or ``"replicate"`` (the edge pixel repeated: none).
+    helper_semantics : {"cuda", "cpu"}, keyword-only
+        Valid mask at the image border as stillleben's CUDA helper (default: neighbours clamped
+        to the image) or CPU helper (border pixels always valid).
+    num_threads : int, optional
+        OpenMP threads (default: :func:`geomops.get_num_threads`).
+
+    Returns
+    -------
+    grad_x, grad_y : ndarray, float32, shape (3, H, W)
+    valid : ndarray, bool, shape (H, W)
+    """
+    sem = _SEMANTICS[check_option(helper_semantics, "helper_semantics", tuple(_SEMANTICS))]
+    bord = _BORDERS[check_option(border, "border", tuple(_BORDERS))]
+    nt = resolve_num_threads(num_threads)
+    rgb, depth, inst, _ = _image_buffers(render_result, need_coords=False)
+    h, w = inst.shape
+    if scene is not None:
+        _check_camera_size(scene, h, w)
+    wx, wy = _weights(h, w)
+    grad_x = np.empty((3, h, w), dtype=np.float32)
+    grad_y = np.empty((3, h, w), dtype=np.float32)
+    valid = np.empty((h, w), dtype=np.uint8)
+    _cpu.posegrad_image_gradients(rgb, wx, wy, bord, sem, inst, depth, grad_x, grad_y, valid, nt)
+    return grad_x, grad_y, valid.view(np.bool_)
+
+
+def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=False, *, mode="exact",
+                                    helper_semantics="cuda", border=None, return_contributions=False,
+                                    layout="CHW", num_threads=None):
+    """Back-propagate dLoss/dImage to one pose-delta gradient per object.
+
+    For each object k (instance id ``id_k``), with S_k its pixels after stillleben's 1-pixel
+    dilation into valid neighbours::
+
+        grad[k] = sum_{p in S_k} sum_c grad[c, p] * (gx[c, p] d(x_ndc)/dy + gy[c, p] d(y_ndc)/dy) dy/d(delta)
+
+    where y = T_k [X(p); 1] is the camera-frame point of the object coordinate X(p) (own, or
+    borrowed from a neighbour for grown pixels) and delta = (alpha, beta, gamma, a, b, c) is
+    the right-multiplied local update of :func:`apply_pose_delta`. Descending the loss is
+    ``apply_pose_delta(pose, -lr * grad[k])``.
+
+    Parameters
+    ----------
+    scene : Scene
+        ``scene.camera.projection_matrix()``, ``scene.objects`` (each with ``pose`` (4,4) and
+        ``instance_index`` in [1, 32767]) and, in exact mode, ``scene.camera_pose``.
+    render_result : RenderResult
+        ``rgb``, ``depth``, ``instance_index`` and ``object_coordinates`` (H,W,3) float32.
+        Every non-zero id in ``instance_index`` must belong to an object (else ValueError).
+    grad : ndarray, float32 or float64, shape (3, H, W)
+        dLoss/dImage for the image ``rgb[..., :3] / 255``. ``(H, W, 3)`` only with ``layout="HWC"``.
+    visualize_grad : bool
+        Also return a matplotlib Figure of the per-pixel contributions (a 2x3 grid of maps per
+        object, diverging colours centred at 0). Needs matplotlib (the ``plot`` extra).
+    mode : {"exact", "compat"}, keyword-only
+        ``"exact"`` (default): true perspective Jacobian (divides by clip w), honours
+        ``scene.camera_pose`` (object -> camera = inv(camera_pose) @ pose), border default
+        ``"replicate"``. ``"compat"``: stillleben's numbers -- the row-2 (clip z) denominator, which
+        is singular at Z = 2fn/(f+n) (about 0.198 m) and wrong-signed in front of it (a warning is
+        issued when a visible object is there); the camera pose ignored; border default ``"zero"``.
+    helper_semantics : {"cuda", "cpu"}, keyword-only
+        Border and scan-order behaviour of stillleben's valid-mask and dilation helpers: ``"cuda"``
+        (default) clamps neighbours to the image and takes the last neighbour in (dx, dy) scan
+        order; ``"cpu"`` leaves border pixels out of every mask and scans (dy, dx).
+    border : {None, "zero", "replicate"}, keyword-only
+        Padding of the central differences; None picks the mode's default.
+    return_contributions : bool, keyword-only
+        Also return the per-pixel terms, float32 (N, 6, H, W) (zero outside each object's mask).
+    layout : {"CHW", "HWC"}, keyword-only
+        Layout of ``grad``.
+    num_threads : int, optional
+        OpenMP threads. The result is bitwise identical for any count.
+
+    Returns
+    -------
+    grad : ndarray, shape (N, 6)
+        In ``scene.objects`` order, components (alpha, beta, gamma, a, b, c); float32 for a
+        float32 ``grad`` input, float64 for float64 (sums are float64 either way). Objects
+        without visible pixels get a zero row (no message).
+    contributions : ndarray, float32, shape (N, 6, H, W)
+        Only with ``return_contributions=True``.
+    figure : matplotlib.figure.Figure
+        Only with ``visualize_grad=True``; it comes last: ``(grad, [contributions,] figure)``.
+    """
+    visualize_grad = check_bool(visualize_grad, "visualize_grad")
+    return_contributions = check_bool(return_contributions, "return_contributions")
+    sem, bord = _resolve_options(mode, helper_semantics, border)
+    check_option(layout, "layout", _LAYOUTS)
+    nt = resolve_num_threads(num_threads)
+    if visualize_grad:
+        from . import plotting
+        plotting.require_matplotlib()  # fail before the work, with the install hint
+
+    rgb, depth, inst, coords = _image_buffers(render_result, need_coords=True)
+    h, w = inst.shape
+    _check_camera_size(scene, h, w)
+    g, cstride, pstride = _grad_input(grad, layout, h, w)
+    proj = _projection(scene)
+    objs = _objects(scene)
+    ids = _object_ids(objs)
+    transforms = _transforms(scene, objs, honour_camera_pose=(mode == "exact"))
+    id_to_slot, slot_start, slot_objects = _slot_tables(ids)
+
+    n = len(objs)
+    accum = np.empty((n, 8), dtype=np.float64)
+    want_maps = return_contributions or visualize_grad
+    contributions = np.zeros((n, 6, h, w), dtype=np.float32) if want_maps else None
+    wx, wy = _weights(h, w)
+    bad = _cpu.posegrad_backprop(rgb, wx, wy, bord, sem, inst, depth, coords, g, cstride, pstride,
+                                 transforms, proj.ravel(), 2 if mode == "compat" else 3,
+                                 id_to_slot, slot_start, slot_objects, accum, contributions, None, nt)
+    if bad:
+        known = sorted(set(int(i) for i in ids))
+        raise ValueError(f"render_result.instance_index contains id {bad}, which no object in scene.objects has "
+                         f"(object ids: {known[:20]}{' ...' if len(known) > 20 else ''}); 0 is the background")
+    _warn_singular(accum, mode)
+
+    result = accum[:, :6].astype(g.dtype)
+    out = [result]
+    if return_contributions:
+        out.append(contributions)
+    if visualize_grad:
+        from . import plotting
+        out.append(plotting.plot_pose_contributions(contributions, grad=result, instance_ids=ids))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def _warn_singular(accum, mode):
+    bad = np.nonzero(accum[:, _ACC_SINGULAR] > 0)[0]
+    if bad.size == 0:
+        return
+    listing = ", ".join(f"{int(k)} ({int(accum[k, _ACC_SINGULAR])} px)" for k in bad[:10])
+    if mode == "compat":
+        msg = (f"objects {listing} are visible where stillleben's row-2 projection denominator is <= 0 "
+               "(camera Z <= 2fn/(f+n), about 0.198 m for near=0.1, far=10): compat mode returns what "
+               "stillleben returns there (inf/NaN or gradients of the wrong sign); use mode='exact'")
+    else:
+        msg = (f"objects {listing} have pixels whose object coordinates map to camera Z <= 0 under their "
+               "pose; the poses do not match the render buffers, and those pixels give non-finite or "
+               "meaningless gradients")
+    warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+def _object_masks(scene, render_result, *, helper_semantics="cuda", num_threads=None):
+    """The per-object pixel sets S_k (after the dilation) as bool (N, H, W). For tests/inspection."""
+    sem = _SEMANTICS[check_option(helper_semantics, "helper_semantics", tuple(_SEMANTICS))]
+    rgb, depth, inst, coords = _image_buffers(render_result, need_coords=True)
+    h, w = inst.shape
+    objs = _objects(scene)
+    ids = _object_ids(objs)
+    id_to_slot, slot_start, slot_objects = _slot_tables(ids)
+    n = len(objs)
+    masks = np.zeros((n, h, w), dtype=np.uint8)
+    g = np.zeros((3, h, w), dtype=np.float32)
+    accum = np.empty((n, 8), dtype=np.float64)
+    transforms = np.tile(np.array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1], dtype=np.float64), (n, 1))
+    bad = _cpu.posegrad_backprop(rgb, 1.0, 1.0, 0, sem, inst, depth, coords, g, h * w, 1, transforms,
+                                 np.eye(4).ravel(), 3, id_to_slot, slot_start, slot_objects, accum, None,
+                                 masks, resolve_num_threads(num_threads))
+    if bad:
+        raise ValueError(f"render_result.instance_index contains id {bad}, which no object in scene.objects has")
+    return masks.view(np.bool_)
+
+
+def apply_pose_delta(pose, delta, orthonormalize=True, *, fix_reflection=False):
+    """Apply a pose delta (alpha, beta, gamma, a, b, c) to a 4x4 pose (right multiplication).
+
+    ``new = pose @ D`` with::
+
+        D = [[1, -gamma,  beta,  a],
+             [gamma,  1, -alpha, b],
+             [-beta, alpha,  1,  c],
+             [0,      0,     0,  1]]
+
+    so the delta is expressed in the object frame. With ``orthonormalize`` the rotation block
+    is replaced by its nearest orthogonal matrix U V^T (SVD); the translation is kept.
+
+    Parameters
+    ----------
+    pose : ndarray, float32 or float64, shape (4, 4) or (B, 4, 4)
+    delta : array_like, shape (6,) for a single pose; (B, 6) or (1, 6) (broadcast) for a batch.
+        Any real dtype (integers work); converted to the pose's dtype.
+    orthonormalize : bool
+        Re-orthonormalise the rotation block (default True, as stillleben).
+    fix_reflection : bool, keyword-only
+        When U V^T is a reflection (det < 0, possible only when the input rotation block already
+        has det <= 0), flip the last column of U so that the result is a rotation. Off by
+        default, like stillleben.
+
+    Returns
+    -------
+    ndarray of the pose's shape and dtype (float32 stays float32, float64 stays float64; the
+    arithmetic is float64 internally).
+    """
+    try:
+        p = np.asarray(pose)
+    except Exception:
+        raise TypeError(f"pose must be a float array, got {type(pose).__name__}") from None
+    if p.dtype not in (np.float32, np.float64):
+        raise TypeError(f"pose must be float32 or float64, got dtype {p.dtype}")
+    if p.ndim not in (2, 3) or p.shape[-2:] != (4, 4):
+        raise ValueError(f"pose must have shape (4, 4) or (B, 4, 4), got shape {p.shape}")
+    try:
+        d = np.asarray(delta)
+    except Exception:
+        raise TypeError(f"delta must be a real array, got {type(delta).__name__}") from None
+    if not (np.issubdtype(d.dtype, np.floating) or np.issubdtype(d.dtype, np.integer)):
+        raise TypeError(f"delta must be a real (float or integer) array, got dtype {d.dtype}")
+    batched = p.ndim == 3
+    if not batched and d.shape != (6,):
+        raise ValueError(f"delta must have shape (6,) for a (4, 4) pose, got shape {d.shape}")
+    if batched and (d.ndim != 2 or d.shape[1] != 6 or d.shape[0] not in (1, p.shape[0])):
+        raise ValueError(f"delta must have shape ({p.shape[0]}, 6) or (1, 6) for poses of shape {p.shape}, "
+                         f"got shape {d.shape}")
+    orthonormalize = check_bool(orthonormalize, "orthonormalize")
+    fix_reflection = check_bool(fix_reflection, "fix_reflection")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("pose must be finite, got non-finite entries")
+    d64 = d.astype(np.float64)
+    if not np.all(np.isfinite(d64)):
+        raise ValueError("delta must be finite, got non-finite entries")
+
+    p64 = p.astype(np.float64).reshape(-1, 4, 4)
+    d64 = d64.reshape(-1, 6)
+    al, be, ga, a, b, c = (d64[:, k] for k in range(6))
+    D = np.zeros((d64.shape[0], 4, 4))
+    D[:, 0] = np.stack([np.ones_like(al), -ga, be, a], axis=1)
+    D[:, 1] = np.stack([ga, np.ones_like(al), -al, b], axis=1)
+    D[:, 2] = np.stack([-be, al, np.ones_like(al), c], axis=1)
+    D[:, 3, 3] = 1.0
+    new = p64 @ D
+    if orthonormalize:
+        u, _, vt = np.linalg.svd(new[:, :3, :3])
+        if fix_reflection:
+            flip = np.linalg.det(u @ vt) < 0
+            u[flip, :, 2] *= -1.0
+        new[:, :3, :3] = u @ vt
+    return new.reshape(p.shape).astype(p.dtype)

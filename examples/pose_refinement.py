@@ -1,0 +1,167 @@
+"""Render-and-compare pose refinement with geomops' pose gradients (no deep-learning framework).
+
+1. Render a target image of a vertex-coloured box at the true pose.
+2. Start from a perturbed pose (about 12 degrees and 35 mm off).
+3. Each step: render, L2 loss to the target, dLoss/dImage = rendered - target,
+   ``backpropagate_gradient_to_poses`` -> 6-vector (alpha, beta, gamma, a, b, c), then
+   ``apply_pose_delta(pose, -step)``. The step is the gradient scaled per component by Adam's
+   running moments: rotation and translation gradients differ by orders of magnitude, and
+   their size shrinks as the loss does, so one fixed ``lr`` for plain ``-lr * grad`` would be
+   either too slow for one group or unstable for the other.
+4. Print the pose error per step and save a figure: loss and error curves, before/after
+   overlays of the silhouette on the target, and the per-pixel gradient maps at the start.
+
+    PYTHONPATH=pyx python examples/pose_refinement.py --out pose_refinement.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from geomops.pose import (Camera, Mesh, Scene, SceneObject, apply_pose_delta, backpropagate_gradient_to_poses,
+                          render)
+from geomops.pose.plotting import PARAM_NAMES
+
+
+def rotation(rx, ry, rz):
+    c, s = np.cos, np.sin
+    Rx = np.array([[1, 0, 0], [0, c(rx), -s(rx)], [0, s(rx), c(rx)]])
+    Ry = np.array([[c(ry), 0, s(ry)], [0, 1, 0], [-s(ry), 0, c(ry)]])
+    Rz = np.array([[c(rz), -s(rz), 0], [s(rz), c(rz), 0], [0, 0, 1]])
+    return Rz @ Ry @ Rx
+
+
+def pose_error(T, T_true):
+    """(rotation error in degrees, translation error in mm)."""
+    dR = T_true[:3, :3].T @ T[:3, :3]
+    angle = np.degrees(np.arccos(np.clip((np.trace(dR) - 1.0) / 2.0, -1.0, 1.0)))
+    return float(angle), float(1000.0 * np.linalg.norm(T[:3, 3] - T_true[:3, 3]))
+
+
+def refine(width=160, height=120, iterations=80, mode="exact", seed=0, verbose=True):
+    """Run the refinement; returns a dict with the history, images and gradient maps."""
+    s = width / 640.0
+    cam = Camera(width, height, 1066.778 * s, 1067.487 * s, 312.9869 * s, 241.3109 * s)
+    mesh = Mesh.box((0.12, 0.1, 0.08))
+    T_true = np.eye(4)
+    T_true[:3, :3] = rotation(0.5, -0.4, 0.3)
+    T_true[:3, 3] = (0.01, -0.01, 0.5)
+    rng = np.random.default_rng(seed)
+    offset = np.concatenate([rng.choice([-1, 1], 3) * np.array([0.15, 0.1, 0.12]),
+                             rng.choice([-1, 1], 3) * np.array([0.015, 0.01, 0.03])])
+    T = apply_pose_delta(T_true, offset)
+
+    def scene_at(pose):
+        return Scene(cam, [SceneObject(mesh, pose)], background=(0.2, 0.3, 0.4))
+
+    target = render(scene_at(T_true))
+    target_img = target.rgb[..., :3] / 255.0
+    base = np.array([0.01] * 3 + [0.003] * 3)  # Adam step sizes: rad, m
+    m = np.zeros(6)
+    v = np.zeros(6)
+    history = {"loss": [], "rot_deg": [], "trans_mm": []}
+    start = None
+    for it in range(iterations):
+        scene = scene_at(T)
+        buf = render(scene)
+        diff = buf.rgb[..., :3] / 255.0 - target_img
+        loss = 0.5 * float(np.sum(diff * diff))
+        g = np.ascontiguousarray(diff.transpose(2, 0, 1))
+        if it == 0:
+            grad, maps = backpropagate_gradient_to_poses(scene, buf, g, mode=mode, return_contributions=True)
+            start = {"image": buf.rgb[..., :3].copy(), "mask": buf.instance_index != 0, "maps": maps[0],
+                     "grad": grad[0]}
+        else:
+            grad = backpropagate_gradient_to_poses(scene, buf, g, mode=mode)
+        grad = grad[0].astype(np.float64)
+        rot_err, trans_err = pose_error(T, T_true)
+        history["loss"].append(loss)
+        history["rot_deg"].append(rot_err)
+        history["trans_mm"].append(trans_err)
+        if verbose:
+            print(f"step {it:3d}  loss {loss:10.4f}  rotation error {rot_err:7.3f} deg  "
+                  f"translation error {trans_err:7.3f} mm")
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad * grad
+        mh = m / (1 - 0.9 ** (it + 1))
+        vh = v / (1 - 0.999 ** (it + 1))
+        step = base * (0.985 ** it) * mh / (np.sqrt(vh) + 1e-12)
+        T = apply_pose_delta(T, -step)
+    final = render(scene_at(T))
+    rot_err, trans_err = pose_error(T, T_true)
+    if verbose:
+        print(f"final     rotation error {rot_err:7.3f} deg  translation error {trans_err:7.3f} mm "
+              f"(start {history['rot_deg'][0]:.2f} deg, {history['trans_mm'][0]:.2f} mm)")
+    return {"history": history, "final_error": (rot_err, trans_err), "target": target.rgb[..., :3],
+            "target_mask": target.instance_index != 0, "start": start,
+            "final": {"image": final.rgb[..., :3], "mask": final.instance_index != 0}, "pose": T, "true": T_true}
+
+
+def _overlay(ax, target, target_mask, mask, title):
+    ax.imshow(target)
+    edge = mask & ~(np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1) & np.roll(mask, -1, 1))
+    tedge = target_mask & ~(np.roll(target_mask, 1, 0) & np.roll(target_mask, -1, 0)
+                            & np.roll(target_mask, 1, 1) & np.roll(target_mask, -1, 1))
+    rgba = np.zeros(mask.shape + (4,))
+    rgba[tedge] = (0.0, 1.0, 0.0, 1.0)
+    rgba[edge] = (1.0, 0.0, 1.0, 1.0)
+    ax.imshow(rgba)
+    ax.set_title(title + "\n(green: target outline, magenta: estimate)", fontsize=9)
+    ax.set_axis_off()
+
+
+def save_figure(result, path):
+    from geomops.pose.plotting import require_matplotlib
+    Figure = require_matplotlib()
+    fig = Figure(figsize=(13, 7), layout="constrained")
+    grid = fig.add_gridspec(2, 6)
+    h = result["history"]
+    ax = fig.add_subplot(grid[0, 0:2])
+    ax.semilogy(h["loss"], label="L2 loss")
+    ax.semilogy(h["rot_deg"], label="rotation error (deg)")
+    ax.semilogy(h["trans_mm"], label="translation error (mm)")
+    ax.set_xlabel("step")
+    ax.legend(fontsize=8)
+    ax.set_title("refinement", fontsize=9)
+    _overlay(fig.add_subplot(grid[0, 2:4]), result["target"], result["target_mask"], result["start"]["mask"],
+             "before")
+    _overlay(fig.add_subplot(grid[0, 4:6]), result["target"], result["target_mask"], result["final"]["mask"],
+             "after")
+    maps = result["start"]["maps"]
+    for e in range(6):
+        ax = fig.add_subplot(grid[1, e])
+        lim = float(np.abs(maps[e]).max()) or 1.0
+        im = ax.imshow(maps[e], cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_title(f"{PARAM_NAMES[e]}\nsum {result['start']['grad'][e]:.3g}", fontsize=8)
+        ax.set_axis_off()
+        fig.colorbar(im, ax=ax, shrink=0.6)
+    fig.suptitle("geomops pose refinement: per-pixel gradient maps at the start (bottom)")
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="pose_refinement.png", help="figure path (default: pose_refinement.png)")
+    ap.add_argument("--iterations", type=int, default=80)
+    ap.add_argument("--width", type=int, default=160)
+    ap.add_argument("--height", type=int, default=120)
+    ap.add_argument("--mode", choices=("exact", "compat"), default="exact")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    result = refine(args.width, args.height, args.iterations, args.mode, args.seed, verbose=not args.quiet)
+    try:
+        save_figure(result, args.out)
+        if not args.quiet:
+            print(f"figure saved to {args.out}")
+    except ImportError as exc:
+        print(f"no figure: {exc}", file=sys.stderr)
+    return result
+
+
+if __name__ == "__main__":
+    main()
