@@ -48,10 +48,11 @@ def cconv_demo(num_points=20000, num_threads=None, dtype=np.float32):
     hidden = rng.normal(scale=0.3, size=(3, 3, 3, cin, cout)).astype(dtype)
     target, _ = _timed("continuous_conv forward (3x3x3, 8 -> 16 ch)", geomops.continuous_conv,
                        *args(hidden), **common)
-    filters = np.zeros_like(hidden)
-    out = geomops.continuous_conv(*args(filters), **common)
+    guess = (0.5 * hidden).astype(dtype)
+    out = geomops.continuous_conv(*args(guess), **common)
     grads, _ = _timed("continuous_conv_backward (filters + features)", geomops.continuous_conv_backward,
-                      *args(filters), (out - target) / num_points, **common)
+                      *args(guess), (out - target) / num_points, **common)
+    filters = np.zeros_like(hidden)
     print(f"    |d filters| = {np.linalg.norm(grads.filters):.3e}, "
           f"|d features| = {np.linalg.norm(grads.inp_features):.3e}")
     print("  fitting the filter to the hidden one with gradient descent (loss = mean squared error):")
