@@ -132,7 +132,7 @@ static int grid_runs(const gm_grid *g, int64_t b, int64_t cx, int64_t cy, int64_
 #define GM_GRID_T float
 #define GM_GRID_SFX f32
 #define GM_GRID_ABS fabsf
-#define GM_GRID_DTYPE GM_SEARCH_F32
+#define GM_GRID_DTYPE GM_FLOAT32
 #include "search_grid.c"
 #undef GM_GRID_T
 #undef GM_GRID_SFX
@@ -142,7 +142,7 @@ static int grid_runs(const gm_grid *g, int64_t b, int64_t cx, int64_t cy, int64_
 #define GM_GRID_T double
 #define GM_GRID_SFX f64
 #define GM_GRID_ABS fabs
-#define GM_GRID_DTYPE GM_SEARCH_F64
+#define GM_GRID_DTYPE GM_FLOAT64
 #include "search_grid.c"
 #undef GM_GRID_T
 #undef GM_GRID_SFX
@@ -171,7 +171,7 @@ void gm_grid_free(gm_grid *g)
 
 int64_t gm_grid_nbytes(const gm_grid *g)
 {
-    const int64_t tsize = g->dtype == GM_SEARCH_F32 ? 4 : 8;
+    const int64_t tsize = g->dtype == GM_FLOAT32 ? 4 : 8;
     const int64_t ncells = g->item_cells[g->batch_size];
     int64_t dense = 0;
     for (int64_t b = 0; b < g->batch_size; ++b)
@@ -189,9 +189,9 @@ int gm_grid_build_cpu(const gm_grid_params *p, gm_grid **out)
     if (!g)
         return GM_ERR_NOMEM;
     int st;
-    if (p->dtype == GM_SEARCH_F32)
+    if (p->dtype == GM_FLOAT32)
         st = grid_build_f32(p, g);
-    else if (p->dtype == GM_SEARCH_F64)
+    else if (p->dtype == GM_FLOAT64)
         st = grid_build_f64(p, g);
     else
         st = GM_ERR_INVALID;
@@ -208,7 +208,7 @@ int gm_grid_matches_cpu(const gm_grid *g, const void *points, int64_t num_points
     *match = 0;
     if (num_points != g->n)
         return GM_OK;
-    *match = g->dtype == GM_SEARCH_F32 ? grid_matches_f32(g, points) : grid_matches_f64(g, points);
+    *match = g->dtype == GM_FLOAT32 ? grid_matches_f32(g, points) : grid_matches_f64(g, points);
     return GM_OK;
 }
 
@@ -219,7 +219,7 @@ int gm_fixed_radius_search_cpu(const gm_fixed_radius_params *p)
         return GM_ERR_INVALID;
     if (!p->index_is64 && g->n > (int64_t)INT32_MAX + 1)
         return GM_ERR_OVERFLOW;
-    return g->dtype == GM_SEARCH_F32 ? frs_f32(p) : frs_f64(p);
+    return g->dtype == GM_FLOAT32 ? frs_f32(p) : frs_f64(p);
 }
 
 #else /* ------------------------------ typed part ------------------------------------------ */

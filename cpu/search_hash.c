@@ -35,7 +35,7 @@ static int compute_bins(const gm_hash_table_params *p, int32_t *bins)
         const int64_t first = p->table_splits[b];
         if (tsize == 0 && hi > lo)
             return GM_ERR_INVALID;
-        if (p->dtype == GM_SEARCH_F32) {
+        if (p->dtype == GM_FLOAT32) {
             const float r = (float)p->radius, vs = 2 * r, inv = 1 / vs;
             const float *pts = (const float *)p->points;
 #pragma omp parallel for schedule(static) num_threads(nt) if (hi - lo > 16384)
@@ -59,7 +59,7 @@ static int compute_bins(const gm_hash_table_params *p, int32_t *bins)
 static int check_params(const gm_hash_table_params *p)
 {
     if (p->num_points < 0 || p->num_points > INT32_MAX || p->batch_size < 1 ||
-        p->table_splits[p->batch_size] > INT32_MAX - 1 || (p->dtype != GM_SEARCH_F32 && p->dtype != GM_SEARCH_F64))
+        p->table_splits[p->batch_size] > INT32_MAX - 1 || (p->dtype != GM_FLOAT32 && p->dtype != GM_FLOAT64))
         return GM_ERR_INVALID;
     return GM_OK;
 }

@@ -68,7 +68,7 @@ static inline int kd_depth(int64_t n)
 static int kd_check(const gm_tree_search_params *p)
 {
     if (p->num_points < 0 || p->num_queries < 0 || p->batch_size < 1 || p->metric < 0 || p->metric > 2 ||
-        (p->dtype != GM_SEARCH_F32 && p->dtype != GM_SEARCH_F64))
+        (p->dtype != GM_FLOAT32 && p->dtype != GM_FLOAT64))
         return GM_ERR_INVALID;
     if (!p->index_is64 && p->num_points > (int64_t)INT32_MAX + 1)
         return GM_ERR_OVERFLOW;
@@ -80,7 +80,7 @@ int gm_radius_search_cpu(const gm_tree_search_params *p)
     int st = kd_check(p);
     if (st)
         return st;
-    return p->dtype == GM_SEARCH_F32 ? kd_radius_f32(p) : kd_radius_f64(p);
+    return p->dtype == GM_FLOAT32 ? kd_radius_f32(p) : kd_radius_f64(p);
 }
 
 int gm_knn_search_cpu(const gm_tree_search_params *p)
@@ -90,7 +90,7 @@ int gm_knn_search_cpu(const gm_tree_search_params *p)
         return st;
     if (p->k < 1)
         return GM_ERR_INVALID;
-    return p->dtype == GM_SEARCH_F32 ? kd_knn_f32(p) : kd_knn_f64(p);
+    return p->dtype == GM_FLOAT32 ? kd_knn_f32(p) : kd_knn_f64(p);
 }
 
 #else /* ------------------------------ typed part ------------------------------------------ */

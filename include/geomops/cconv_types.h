@@ -2,7 +2,7 @@
 #ifndef GEOMOPS_CCONV_TYPES_H
 #define GEOMOPS_CCONV_TYPES_H
 
-enum { GM_FLOAT32 = 0, GM_FLOAT64 = 1 };
+#include "geomops/common.h" /* GM_FLOAT32 / GM_FLOAT64 */
 
 typedef enum {
     GM_MAP_BALL_TO_CUBE_RADIAL = 0,

@@ -20,6 +20,9 @@
 #define GM_EXTERN_C
 #endif
 
+/* Float dtype of a kernel's arrays (every family uses these). */
+enum { GM_FLOAT32 = 0, GM_FLOAT64 = 1 };
+
 /* Status codes returned by every launcher (CPU and CUDA). 0 means success. */
 enum {
     GM_OK = 0,

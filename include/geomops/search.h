@@ -2,7 +2,7 @@
  * sorted cell grid, radius and kNN search over a k-d tree.
  *
  * Conventions shared by every launcher below:
- * - points / queries are row-major [N,3] arrays of float (dtype GM_SEARCH_F32) or double (GM_SEARCH_F64);
+ * - points / queries are row-major [N,3] arrays of float (dtype GM_FLOAT32) or double (GM_FLOAT64);
  * - row splits are int64 prefix arrays of batch_size+1 entries (validated by the Python facade);
  * - neighbor indices are global (not relative to the batch item), written as int32 or int64;
  * - distances are squared for L2 and plain for L1 / Linf, computed in the points' precision;
@@ -12,14 +12,13 @@
 #ifndef GEOMOPS_SEARCH_H
 #define GEOMOPS_SEARCH_H
 
-#include "common.h"
+#include "geomops/common.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 enum { GM_METRIC_L1 = 0, GM_METRIC_L2 = 1, GM_METRIC_LINF = 2 };
-enum { GM_SEARCH_F32 = 0, GM_SEARCH_F64 = 1 };
 
 /* ---- Open3D-compatible spatial hash table ------------------------------------------------ */
 

@@ -7,7 +7,7 @@ from libc.stdlib cimport free as _srch_free
 from cython.view cimport array as _srch_array
 
 cdef extern from "geomops/search.h" nogil:
-    int GM_METRIC_L1, GM_METRIC_L2, GM_METRIC_LINF, GM_SEARCH_F32, GM_SEARCH_F64
+    int GM_METRIC_L1, GM_METRIC_L2, GM_METRIC_LINF, GM_FLOAT32, GM_FLOAT64
 
     ctypedef struct gm_hash_table_params:
         int dtype
@@ -98,7 +98,7 @@ cdef inline const void *_srch_ptr(a) except NULL:
 
 
 cdef inline int _srch_dtype(a) except -1:
-    return GM_SEARCH_F64 if a.dtype.itemsize == 8 else GM_SEARCH_F32
+    return GM_FLOAT64 if a.dtype.itemsize == 8 else GM_FLOAT32
 
 
 cdef object _srch_adopt(void *ptr, _srch_i64 n, Py_ssize_t itemsize, fmt):
