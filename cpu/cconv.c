@@ -66,6 +66,22 @@ static int64_t chunk_columns(int64_t budget_bytes, int64_t bytes_per_column, int
     return cols;
 }
 
+/* Patch-matrix sizes that stay in a core's L2 cache (per thread): the GEMM re-reads the
+ * patches once per block of output channels. */
+#ifndef GM_APPLY_CACHE_BYTES
+#define GM_APPLY_CACHE_BYTES (512 * 1024)
+#endif
+#ifndef GM_PANEL_CACHE_BYTES
+#define GM_PANEL_CACHE_BYTES (2048 * 1024)
+#endif
+
+/* Columns of `bytes_per_column` that fit `cache_bytes` (a multiple of the GEMM row block). */
+static int64_t cache_columns(int64_t bytes_per_column, int64_t cache_bytes) {
+    int64_t cols = bytes_per_column > 0 ? cache_bytes / bytes_per_column : 96;
+    cols -= cols % GM_GEMM_MR;
+    return cols < GM_GEMM_MR ? GM_GEMM_MR : cols;
+}
+
 /* how many neighbor entries ahead the fill prefetches input features */
 #define GM_PREFETCH_AHEAD 3
 

@@ -59,7 +59,8 @@ static int GM_SUF(apply)(const cconv_ctx* c) {
         F = Fpad;
     }
     const int nt = c->num_threads;
-    int64_t chunk = chunk_columns(p->max_temp_bytes / nt, K * (int64_t)sizeof(GM_T), 96);
+    int64_t chunk = chunk_columns(p->max_temp_bytes / nt, K * (int64_t)sizeof(GM_T),
+                                  cache_columns(K * (int64_t)sizeof(GM_T), GM_APPLY_CACHE_BYTES));
     if (chunk > No) chunk = No;
     const int64_t nchunks = (No + chunk - 1) / chunk;
     int status = GM_OK;
@@ -120,7 +121,8 @@ static int GM_SUF(backprop_filter)(const cconv_ctx* c) {
     const int64_t partial_len = Cout * Kp;
     const int nt = c->num_threads;
     int64_t chunk = chunk_columns(p->max_temp_bytes / nt - partial_len * (int64_t)sizeof(GM_T),
-                                  (Kp + Cout) * (int64_t)sizeof(GM_T), 256);
+                                  (Kp + Cout) * (int64_t)sizeof(GM_T),
+                                  cache_columns(Kp * (int64_t)sizeof(GM_T), GM_PANEL_CACHE_BYTES));
     const int64_t block = GM_BACKPROP_BLOCK;
     const int64_t nblocks = (No + block - 1) / block;
 
@@ -202,7 +204,8 @@ static int GM_SUF(neighbor_products)(const cconv_ctx* c) {
         for (int64_t oc = 0; oc < Cout; ++oc) FT[(k / PW) * Cout * PW + oc * PW + k % PW] = F[k * Cout + oc];
     (void)npanels;
     const int nt = c->num_threads;
-    int64_t chunk = chunk_columns(p->max_temp_bytes / nt, Kp * (int64_t)sizeof(GM_T), 96);
+    int64_t chunk = chunk_columns(p->max_temp_bytes / nt, Kp * (int64_t)sizeof(GM_T),
+                                  cache_columns(Kp * (int64_t)sizeof(GM_T), GM_APPLY_CACHE_BYTES));
     if (chunk > No) chunk = No;
     const int64_t nchunks = (No + chunk - 1) / chunk;
     int status = GM_OK;
