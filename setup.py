@@ -26,7 +26,7 @@ from setuptools.command.build_ext import build_ext
 HERE = os.path.dirname(os.path.abspath(__file__))
 os.chdir(HERE)  # relative source paths below
 
-HEADERS = sorted(glob.glob("include/geomops/*.h"))
+HEADERS = sorted(glob.glob("include/geomops/*.h")) + sorted(glob.glob("cpu/*.h"))
 CPU_SOURCES = sorted(glob.glob("cpu/*.c"))
 CUDA_SOURCES = sorted(glob.glob("cuda/*.cu"))
 COMMON_CFLAGS = ["-O3", "-g0", "-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wno-unused-function",
@@ -130,7 +130,7 @@ def _extensions():
     cpu = Extension(
         "geomops._cpu",
         sources=["pyx/geomops/_cpu.pyx"] + CPU_SOURCES,
-        include_dirs=["include"],
+        include_dirs=["include", "cpu"],
         depends=HEADERS + sorted(glob.glob("pyx/geomops/*.pxi")) + sorted(glob.glob("pyx/geomops/*.pxd")),
         extra_compile_args=COMMON_CFLAGS + ["-fopenmp"],
         extra_link_args=COMMON_LDFLAGS + ["-fopenmp"],
@@ -165,7 +165,7 @@ def _extensions():
             ))
     else:
         _log("GEOMOPS_CUDA=OFF: building the CPU module only")
-    return cythonize(exts, language_level=3, include_path=["pyx/geomops", "include"],
+    return cythonize(exts, language_level=3, include_path=["pyx/geomops", "include", "cpu"],
                      compiler_directives={"boundscheck": False, "wraparound": False,
                                           "initializedcheck": False, "cdivision": True,
                                           "embedsignature": True})

@@ -1,2 +1,584 @@
-"""Continuous convolution ops (filled in by the cconv issue)."""
-__all__ = []
+"""Continuous convolutions on point clouds (the Open3D-ML op family), for plain NumPy.
+
+Argument names, order and defaults follow Open3D's TensorFlow ops, so code written for
+``open3d.ml.tf.ops`` switches by changing the import. Differences, all on purpose:
+
+* float32 **and** float64 (every float input of one call shares the dtype);
+  ``neighbors_index`` int32 or int64; row splits int64 (int32 is converted).
+* Deterministic: results are bitwise identical for any ``num_threads``, including the filter
+  gradient (Open3D reduces it under a mutex in thread order).
+* ``max_temp_mem_MB`` bounds the temporary memory on the CPU too (Open3D ignores it there).
+* One-call backward functions that also return the gradients w.r.t. both importances.
+* Every input is validated: a bad argument raises ``TypeError``/``ValueError`` naming it.
+
+Semantics (exactly those of Open3D's CPU kernels, spec ``continuous_conv.md`` section 2):
+for output point ``i`` with neighbor entries ``n`` (input point ``j``),
+``out[i] = (1/psi_i) * sum_n a_n * sum_corners w_c * F[s_c]^T inp_features[j]`` with
+``a_n = inp_importance[j] * neighbors_importance[n]`` and ``psi_i`` the sum of the row's
+``neighbors_importance`` (or its neighbor count) when ``normalize`` and nonzero, else 1.
+
+A neighbor whose relative position is not finite (NaN or inf coordinates) contributes
+nothing; it still counts in the normaliser.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from . import _cpu
+from . import _validate as V
+from ._cconv_args import COORDINATE_MAPPINGS, INTERPOLATIONS, ConvCall, gradient, options
+from ._cconv_args import prepare_forward, prepare_transpose
+from ._config import resolve_num_threads
+
+__all__ = [
+    "continuous_conv", "continuous_conv_transpose", "continuous_conv_backprop_filter",
+    "continuous_conv_transpose_backprop_filter", "continuous_conv_backward",
+    "continuous_conv_transpose_backward", "invert_neighbors_list", "reduce_subarrays_sum",
+    "ContinuousConvGradients", "ContinuousConvTransposeGradients", "InvertedNeighbors",
+    "COORDINATE_MAPPINGS", "INTERPOLATIONS",
+]
+
+_OPTIONS_DOC = """
+    align_corners : bool, default True
+        If True the outer filter cell centres lie on the boundary of the extent
+        (``offset`` is then ignored); if False the cells tile the extent.
+    coordinate_mapping : {"ball_to_cube_radial", "ball_to_cube_volume_preserving", "identity"}
+        How relative positions (scaled by 1/extent) map into the filter cube.
+    normalize : bool, default False
+        Divide each output row by the sum of its ``neighbors_importance`` (or by its
+        neighbor count when no importance is given); a sum of exactly 0 divides by 1.
+    interpolation : {"linear", "linear_border", "nearest_neighbor"}
+        Filter lookup: trilinear with clamped coordinates, trilinear with zero padding, or
+        the nearest filter cell (rounding half away from zero).
+    max_temp_mem_MB : int, default 64
+        Upper bound on the temporary memory (patch matrices). A small minimum is always used,
+        even with 0. Results do not depend on it.
+    output_type : None, np.float32 or np.float64
+        dtype of the result; None (default) uses the inputs' float dtype.
+    num_threads : int or None
+        OpenMP threads; None uses :func:`geomops.set_num_threads`'s value (default: all cores).
+        Results are bitwise identical for any value."""
+
+_FORWARD_ARGS_DOC = """
+    filters : ndarray, [D, H, W, Cin, Cout], float32 or float64
+        Filter weights; D, H, W are the filter size along z, y, x.
+    out_positions : ndarray, [No, 3]
+        Output point positions.
+    extents : float or ndarray, [1, 1], [1, 3], [No, 1] or [No, 3]
+        Spatial size of the filter, shared or per output point, isotropic or per axis. > 0.
+    offset : ndarray, [3]
+        Offset in filter-cell units (used only with ``align_corners=False``).
+    inp_positions : ndarray, [Ni, 3]
+        Input point positions.
+    inp_features : ndarray, [Ni, Cin]
+        Input features.
+    inp_importance : ndarray [Ni], or None / shape [0] (absent)
+        Per input point scale of its features.
+    neighbors_index : ndarray, [E], int32 or int64
+        Input point index of each neighbor entry, grouped by output point.
+    neighbors_importance : ndarray [E], or None / shape [0] (absent)
+        Per neighbor entry scale (e.g. a window function).
+    neighbors_row_splits : ndarray, [No + 1], int64 (int32 accepted)
+        Exclusive prefix sum of the neighbor counts: row i is
+        ``neighbors_index[neighbors_row_splits[i]:neighbors_row_splits[i+1]]``."""
+
+_TRANSPOSE_ARGS_DOC = """
+    filters : ndarray, [D, H, W, Cin, Cout], float32 or float64
+        Filter weights (Cin = channels of ``inp_features``; not transposed internally).
+    out_positions : ndarray, [No, 3]
+        Output point positions.
+    out_importance : ndarray [No], or None / shape [0] (absent)
+        Per output point scale of the result.
+    extents : float or ndarray, [1, 1], [1, 3], [Ni, 1] or [Ni, 3]
+        Filter extent, shared or **per input point**. > 0.
+    offset : ndarray, [3]
+        Offset in filter-cell units (used only with ``align_corners=False``).
+    inp_positions : ndarray, [Ni, 3]
+        Input point positions.
+    inp_features : ndarray, [Ni, Cin]
+        Input features.
+    inp_neighbors_index : ndarray, [E], int32 or int64
+        The forward-direction list (input point -> output points); only its length and range
+        are checked.
+    inp_neighbors_importance_sum : ndarray [Ni], or None / shape [0] (absent)
+        Per input point sum of its forward-direction neighbor importances (the normaliser of
+        ``normalize``). Must be given exactly when ``neighbors_importance`` is given.
+    inp_neighbors_row_splits : ndarray, [Ni + 1], int64
+        Row splits of the forward-direction list (its counts normalise without importance).
+    neighbors_index : ndarray, [E], int32 or int64
+        Input point index of each entry, grouped by output point (the inverted list).
+    neighbors_importance : ndarray [E], or None / shape [0] (absent)
+        Per entry importance of the inverted list.
+    neighbors_row_splits : ndarray, [No + 1], int64
+        Row splits of ``neighbors_index``."""
+
+
+def _doc(**parts):
+    def deco(fn):
+        fn.__doc__ = fn.__doc__.format(**parts)
+        return fn
+    return deco
+
+
+class ContinuousConvGradients(NamedTuple):
+    """Gradients of ``sum(continuous_conv(...) * out_features_gradient)``."""
+    filters: np.ndarray
+    inp_features: np.ndarray
+    inp_importance: Optional[np.ndarray]
+    neighbors_importance: Optional[np.ndarray]
+
+
+class ContinuousConvTransposeGradients(NamedTuple):
+    """Gradients of ``sum(continuous_conv_transpose(...) * out_features_gradient)``."""
+    filters: np.ndarray
+    inp_features: np.ndarray
+    out_importance: Optional[np.ndarray]
+    neighbors_importance: Optional[np.ndarray]
+    inp_neighbors_importance_sum: Optional[np.ndarray]
+
+
+class InvertedNeighbors(NamedTuple):
+    """Result of :func:`invert_neighbors_list`."""
+    neighbors_index: np.ndarray
+    neighbors_row_splits: np.ndarray
+    neighbors_attributes: np.ndarray
+
+
+# ---- kernel calls ----------------------------------------------------------------------------
+
+def _run(mode, call: ConvCall, opt, *, normalize=None, g=None, output):
+    _cpu.cconv_run(mode, int(call.transpose), call.filters, call.out_positions, call.inp_positions,
+                   call.extents, call.offset, call.inp_features, call.inp_importance,
+                   call.out_importance, call.neighbors_index, call.neighbors_importance,
+                   call.neighbors_row_splits, call.inp_neighbors_importance_sum,
+                   call.inp_neighbors_row_splits, int(opt.align_corners), opt.coordinate_mapping,
+                   opt.interpolation, int(opt.normalize if normalize is None else normalize), g, output,
+                   opt.max_temp_bytes, opt.num_threads)
+    return output
+
+
+def _apply(call, opt, normalize=None):
+    out = np.empty((call.out_positions.shape[0], call.filters.shape[4]), dtype=call.dtype)
+    return _run(0, call, opt, normalize=normalize, output=out)
+
+
+def _backprop_filter(call, opt, g, normalize=None):
+    out = np.empty(call.filters.shape, dtype=call.dtype)
+    return _run(1, call, opt, normalize=normalize, g=g, output=out)
+
+
+def _neighbor_products(call, opt, g):
+    out = np.empty(call.neighbors_index.shape[0], dtype=np.float64)
+    return _run(2, call, opt, g=g, output=out)
+
+
+def _cast(a, opt):
+    if a is None or opt.output_dtype is None or a.dtype == opt.output_dtype:
+        return a
+    return a.astype(opt.output_dtype)
+
+
+def _invert(num_points, index, row_splits):
+    out_index = np.empty_like(index)
+    out_splits = np.empty(num_points + 1, dtype=np.int64)
+    perm = np.empty(index.shape[0], dtype=np.int64)
+    _cpu.invert_neighbors(num_points, index, row_splits, out_index, out_splits, perm)
+    return out_index, out_splits, perm
+
+
+def _row_sums(values, row_splits, num_threads):
+    sums = np.empty(row_splits.shape[0] - 1, dtype=values.dtype)
+    _cpu.reduce_subarrays_sum(values, row_splits, sums, num_threads)
+    return sums
+
+
+def _row_ids(row_splits):
+    return np.repeat(np.arange(row_splits.shape[0] - 1), np.diff(row_splits))
+
+
+# ---- forward and transpose -------------------------------------------------------------------
+
+@_doc(args=_FORWARD_ARGS_DOC, options=_OPTIONS_DOC)
+def continuous_conv(filters, out_positions, extents, offset, inp_positions, inp_features,
+                    inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits, *,
+                    align_corners=True, coordinate_mapping="ball_to_cube_radial", normalize=False,
+                    interpolation="linear", max_temp_mem_MB=64, output_type=None, num_threads=None):
+    """Continuous convolution of point features (Open3D's ``continuous_conv``).
+
+    Parameters
+    ----------{args}
+{options}
+
+    Returns
+    -------
+    out_features : ndarray, [No, Cout]
+        float32 or float64 (the inputs' dtype unless ``output_type`` is given). Rows without
+        neighbors are 0.
+
+    Examples
+    --------
+    >>> import numpy as np, geomops
+    >>> pts = np.random.default_rng(0).random((1000, 3), dtype=np.float32)
+    >>> nb = geomops.fixed_radius_search(pts, pts, 0.1)
+    >>> filters = np.ones((3, 3, 3, 4, 8), np.float32)
+    >>> feats = np.ones((1000, 4), np.float32)
+    >>> out = geomops.continuous_conv(filters, pts, 0.2, np.zeros(3, np.float32), pts, feats, None,
+    ...                               nb.neighbors_index, None, nb.neighbors_row_splits)
+    >>> out.shape
+    (1000, 8)
+    """
+    opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
+                  output_type, num_threads)
+    call = prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
+                           inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits)
+    return _cast(_apply(call, opt), opt)
+
+
+@_doc(args=_TRANSPOSE_ARGS_DOC, options=_OPTIONS_DOC)
+def continuous_conv_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
+                              inp_features, inp_neighbors_index, inp_neighbors_importance_sum,
+                              inp_neighbors_row_splits, neighbors_index, neighbors_importance,
+                              neighbors_row_splits, *, align_corners=True,
+                              coordinate_mapping="ball_to_cube_radial", normalize=False,
+                              interpolation="linear", max_temp_mem_MB=64, output_type=None,
+                              num_threads=None):
+    """Transpose continuous convolution (Open3D's ``continuous_conv_transpose``).
+
+    With the lists of a forward call inverted (:func:`invert_neighbors_list`) this is the
+    adjoint of :func:`continuous_conv` w.r.t. the features: relative positions are
+    ``out_positions[i] - inp_positions[j]``, extents are indexed by the input point, and
+    ``normalize`` divides each entry by ``inp_neighbors_importance_sum[j]`` (or by the count
+    ``inp_neighbors_row_splits[j+1] - inp_neighbors_row_splits[j]`` without importance).
+
+    Parameters
+    ----------{args}
+{options}
+
+    Returns
+    -------
+    out_features : ndarray, [No, Cout]
+    """
+    opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
+                  output_type, num_threads)
+    call = prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
+                             inp_features, inp_neighbors_index, inp_neighbors_importance_sum,
+                             inp_neighbors_row_splits, neighbors_index, neighbors_importance,
+                             neighbors_row_splits)
+    return _cast(_apply(call, opt), opt)
+
+
+# ---- filter gradients ------------------------------------------------------------------------
+
+@_doc(args=_FORWARD_ARGS_DOC, options=_OPTIONS_DOC)
+def continuous_conv_backprop_filter(filters, out_positions, extents, offset, inp_positions,
+                                    inp_features, inp_importance, neighbors_index,
+                                    neighbors_importance, neighbors_row_splits, out_features_gradient,
+                                    *, align_corners=True, coordinate_mapping="ball_to_cube_radial",
+                                    normalize=False, interpolation="linear", max_temp_mem_MB=64,
+                                    output_type=None, num_threads=None):
+    """Gradient of ``sum(continuous_conv(...) * out_features_gradient)`` w.r.t. ``filters``.
+
+    ``filters`` is used for its shape only. Bitwise deterministic for any thread count.
+
+    Parameters
+    ----------{args}
+    out_features_gradient : ndarray, [No, Cout]
+        Gradient of the objective w.r.t. the forward op's output.
+{options}
+
+    Returns
+    -------
+    filters_gradient : ndarray, [D, H, W, Cin, Cout]
+    """
+    opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
+                  output_type, num_threads)
+    call = prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
+                           inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
+                           extra={"out_features_gradient": out_features_gradient})
+    g = gradient(out_features_gradient, call)
+    return _cast(_backprop_filter(call, opt, g), opt)
+
+
+@_doc(args=_TRANSPOSE_ARGS_DOC, options=_OPTIONS_DOC)
+def continuous_conv_transpose_backprop_filter(filters, out_positions, out_importance, extents, offset,
+                                              inp_positions, inp_features, inp_neighbors_importance_sum,
+                                              inp_neighbors_row_splits, neighbors_index,
+                                              neighbors_importance, neighbors_row_splits,
+                                              out_features_gradient, *, align_corners=True,
+                                              coordinate_mapping="ball_to_cube_radial", normalize=False,
+                                              interpolation="linear", max_temp_mem_MB=64,
+                                              output_type=None, num_threads=None):
+    """Gradient of ``sum(continuous_conv_transpose(...) * out_features_gradient)`` w.r.t. ``filters``.
+
+    Same arguments as :func:`continuous_conv_transpose` without ``inp_neighbors_index``.
+
+    Parameters
+    ----------{args}
+    out_features_gradient : ndarray, [No, Cout]
+        Gradient of the objective w.r.t. the transpose op's output.
+{options}
+
+    Returns
+    -------
+    filters_gradient : ndarray, [D, H, W, Cin, Cout]
+    """
+    opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
+                  output_type, num_threads)
+    call = prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
+                             inp_features, None, inp_neighbors_importance_sum, inp_neighbors_row_splits,
+                             neighbors_index, neighbors_importance, neighbors_row_splits,
+                             extra={"out_features_gradient": out_features_gradient})
+    g = gradient(out_features_gradient, call)
+    return _cast(_backprop_filter(call, opt, g), opt)
+
+
+# ---- one-call backward -----------------------------------------------------------------------
+
+def _psi(call, opt):
+    """Effective per-row normaliser of the forward op (1 where not normalised or zero)."""
+    rs = call.neighbors_row_splits
+    if not opt.normalize:
+        return np.ones(rs.shape[0] - 1), None
+    if call.neighbors_importance is not None:
+        psi = _row_sums(call.neighbors_importance, rs, opt.num_threads).astype(np.float64)
+    else:
+        psi = np.diff(rs).astype(np.float64)
+    return np.where(psi != 0, psi, 1.0), psi
+
+
+@_doc(args=_FORWARD_ARGS_DOC, options=_OPTIONS_DOC)
+def continuous_conv_backward(filters, out_positions, extents, offset, inp_positions, inp_features,
+                             inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
+                             out_features_gradient, *, align_corners=True,
+                             coordinate_mapping="ball_to_cube_radial", normalize=False,
+                             interpolation="linear", max_temp_mem_MB=64, output_type=None,
+                             num_threads=None):
+    """All gradients of ``sum(continuous_conv(...) * out_features_gradient)`` in one call.
+
+    The feature gradient is a transpose convolution over the inverted neighbor lists (as in
+    Open3D); the importance gradients (new in geomops) let users learn window functions.
+    With ``normalize`` the ``neighbors_importance`` gradient includes the derivative through the
+    normaliser (rows whose importance sum is exactly 0 are divided by 1 and get no such term).
+    Positions, extents and offset get no gradient.
+
+    Parameters
+    ----------{args}
+    out_features_gradient : ndarray, [No, Cout]
+        Gradient of the objective w.r.t. the forward op's output.
+{options}
+
+    Returns
+    -------
+    ContinuousConvGradients
+        Named tuple ``(filters [D,H,W,Cin,Cout], inp_features [Ni,Cin], inp_importance [Ni] or
+        None, neighbors_importance [E] or None)``; an importance gradient is None when that
+        importance was not given.
+    """
+    opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
+                  output_type, num_threads)
+    call = prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
+                           inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
+                           extra={"out_features_gradient": out_features_gradient})
+    g = gradient(out_features_gradient, call)
+    ni_count = call.inp_positions.shape[0]
+    d_filters = _backprop_filter(call, opt, g)
+
+    # d inp_features: transpose conv (filters Cin<->Cout) over the inverted lists, with each
+    # entry's weight a_n / psi_i folded into its importance so no normalisation is redone.
+    psi_eff, psi = _psi(call, opt)
+    rows = _row_ids(call.neighbors_row_splits)
+    weights = None
+    if call.neighbors_importance is not None or opt.normalize:
+        w = np.ones(rows.shape[0]) if call.neighbors_importance is None else \
+            call.neighbors_importance.astype(np.float64)
+        weights = (w / psi_eff[rows]).astype(call.dtype)
+    inv_index, inv_splits, perm = _invert(ni_count, call.neighbors_index, call.neighbors_row_splits)
+    tcall = ConvCall(True, call.dtype, np.ascontiguousarray(call.filters.swapaxes(3, 4)),
+                     out_positions=call.inp_positions, inp_positions=call.out_positions,
+                     extents=call.extents, offset=call.offset, inp_features=g,
+                     out_importance=call.inp_importance, neighbors_index=inv_index,
+                     neighbors_importance=None if weights is None else weights[perm],
+                     neighbors_row_splits=inv_splits,
+                     inp_neighbors_row_splits=call.neighbors_row_splits)
+    d_features = _apply(tcall, opt, normalize=False)
+
+    d_inp_imp = d_nb_imp = None
+    if call.inp_importance is not None or call.neighbors_importance is not None:
+        dots = _neighbor_products(call, opt, g)  # d <out_i, g_i> / d (entry weight) before scaling
+        j = call.neighbors_index
+        nb_imp = np.ones(rows.shape[0]) if call.neighbors_importance is None else \
+            call.neighbors_importance.astype(np.float64)
+        inp_imp = np.ones(rows.shape[0]) if call.inp_importance is None else \
+            call.inp_importance.astype(np.float64)[j]
+        scaled = dots / psi_eff[rows]
+        if call.inp_importance is not None:
+            d_inp_imp = np.bincount(j, weights=nb_imp * scaled, minlength=ni_count).astype(call.dtype)
+        if call.neighbors_importance is not None:
+            d = inp_imp * scaled
+            if opt.normalize:
+                # psi_i = sum of the row's importances: d psi_i / d imp_n = 1 for every entry n of row i
+                gout = np.bincount(rows, weights=nb_imp * inp_imp * scaled, minlength=psi.shape[0])
+                d = d - np.where(psi != 0, gout / np.where(psi != 0, psi, 1.0), 0.0)[rows]
+            d_nb_imp = d.astype(call.dtype)
+    return ContinuousConvGradients(_cast(d_filters, opt), _cast(d_features, opt), _cast(d_inp_imp, opt),
+                                   _cast(d_nb_imp, opt))
+
+
+@_doc(args=_TRANSPOSE_ARGS_DOC, options=_OPTIONS_DOC)
+def continuous_conv_transpose_backward(filters, out_positions, out_importance, extents, offset,
+                                       inp_positions, inp_features, inp_neighbors_index,
+                                       inp_neighbors_importance_sum, inp_neighbors_row_splits,
+                                       neighbors_index, neighbors_importance, neighbors_row_splits,
+                                       out_features_gradient, *, align_corners=True,
+                                       coordinate_mapping="ball_to_cube_radial", normalize=False,
+                                       interpolation="linear", max_temp_mem_MB=64, output_type=None,
+                                       num_threads=None):
+    """All gradients of ``sum(continuous_conv_transpose(...) * out_features_gradient)``.
+
+    Partial derivatives w.r.t. each explicit input; ``inp_neighbors_importance_sum`` is treated
+    as an independent input (its gradient is nonzero only with ``normalize``, importance given
+    and a nonzero sum). To learn a window function through the forward lists, chain the
+    ``neighbors_importance`` and ``inp_neighbors_importance_sum`` gradients yourself.
+
+    Parameters
+    ----------{args}
+    out_features_gradient : ndarray, [No, Cout]
+        Gradient of the objective w.r.t. the transpose op's output.
+{options}
+
+    Returns
+    -------
+    ContinuousConvTransposeGradients
+        Named tuple ``(filters, inp_features [Ni,Cin], out_importance [No] or None,
+        neighbors_importance [E] or None, inp_neighbors_importance_sum [Ni] or None)``.
+    """
+    opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
+                  output_type, num_threads)
+    call = prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
+                             inp_features, inp_neighbors_index, inp_neighbors_importance_sum,
+                             inp_neighbors_row_splits, neighbors_index, neighbors_importance,
+                             neighbors_row_splits, extra={"out_features_gradient": out_features_gradient})
+    g = gradient(out_features_gradient, call)
+    ni_count = call.inp_positions.shape[0]
+    no_count = call.out_positions.shape[0]
+    d_filters = _backprop_filter(call, opt, g)
+
+    # per-entry weight c_n = imp_n / phi_j (normalize) of the transpose, spec 2.6
+    rows = _row_ids(call.neighbors_row_splits)
+    j = call.neighbors_index
+    nb_imp = np.ones(rows.shape[0]) if call.neighbors_importance is None else \
+        call.neighbors_importance.astype(np.float64)
+    phi = None
+    phi_eff_j = np.ones(rows.shape[0])
+    if opt.normalize:
+        if call.neighbors_importance is not None:
+            phi = call.inp_neighbors_importance_sum.astype(np.float64)
+        else:
+            phi = np.diff(call.inp_neighbors_row_splits).astype(np.float64)
+        phi_eff_j = np.where(phi != 0, phi, 1.0)[j]
+    c = nb_imp / phi_eff_j
+
+    # d inp_features: forward conv (filters Cin<->Cout) over the inverted lists, weights c_n
+    inv_index, inv_splits, perm = _invert(ni_count, j, call.neighbors_row_splits)
+    fcall = ConvCall(False, call.dtype, np.ascontiguousarray(call.filters.swapaxes(3, 4)),
+                     out_positions=call.inp_positions, inp_positions=call.out_positions,
+                     extents=call.extents, offset=call.offset, inp_features=g,
+                     inp_importance=call.out_importance, neighbors_index=inv_index,
+                     neighbors_importance=c.astype(call.dtype)[perm], neighbors_row_splits=inv_splits)
+    d_features = _apply(fcall, opt, normalize=False)
+
+    d_out_imp = d_nb_imp = d_sum = None
+    if call.out_importance is not None or call.neighbors_importance is not None:
+        dots = _neighbor_products(call, opt, g)
+        out_imp = np.ones(rows.shape[0]) if call.out_importance is None else \
+            call.out_importance.astype(np.float64)[rows]
+        if call.out_importance is not None:
+            d_out_imp = np.bincount(rows, weights=c * dots, minlength=no_count).astype(call.dtype)
+        if call.neighbors_importance is not None:
+            d_nb_imp = (out_imp * dots / phi_eff_j).astype(call.dtype)
+            d_sum = np.zeros(ni_count, dtype=call.dtype)
+            if opt.normalize:
+                contrib = -out_imp * nb_imp * dots / phi_eff_j ** 2
+                s = np.bincount(j, weights=contrib, minlength=ni_count)
+                d_sum = np.where(phi != 0, s, 0.0).astype(call.dtype)
+    return ContinuousConvTransposeGradients(_cast(d_filters, opt), _cast(d_features, opt),
+                                            _cast(d_out_imp, opt), _cast(d_nb_imp, opt), _cast(d_sum, opt))
+
+
+# ---- list utilities --------------------------------------------------------------------------
+
+def invert_neighbors_list(num_points, inp_neighbors_index, inp_neighbors_row_splits,
+                          inp_neighbors_attributes):
+    """Invert a neighbor list: for every point, the rows of the input list that contain it.
+
+    Parameters
+    ----------
+    num_points : int
+        Number of points the input list indexes (rows of the result).
+    inp_neighbors_index : ndarray, [E], int32 or int64
+        Values in ``[0, num_points)``.
+    inp_neighbors_row_splits : ndarray, [R + 1], int64 (int32 accepted)
+    inp_neighbors_attributes : ndarray, [E, ...] of any numeric dtype, or shape [0] (none)
+        Per entry attributes carried along (e.g. ``neighbors_importance``).
+
+    Returns
+    -------
+    InvertedNeighbors
+        ``(neighbors_index [E] (row ids, input index dtype), neighbors_row_splits
+        [num_points + 1] int64, neighbors_attributes [E, ...] or [0])``. Each output row lists its
+        entries in ascending order of their position in the input list (Open3D's order is
+        nondeterministic), so the result is reproducible.
+    """
+    num_points = V.check_int(num_points, "num_points", minimum=0)
+    idx = V.index_array(inp_neighbors_index, "inp_neighbors_index")
+    rs = V.row_splits(inp_neighbors_row_splits, "inp_neighbors_row_splits", total=idx.shape[0])
+    if idx.size and (idx.min() < 0 or idx.max() >= num_points):
+        bad = int(idx.min()) if idx.min() < 0 else int(idx.max())
+        raise ValueError(f"inp_neighbors_index contains {bad}, outside [0, num_points={num_points})")
+    if rs.shape[0] - 1 > np.iinfo(idx.dtype).max:
+        raise ValueError("inp_neighbors_row_splits has more rows than inp_neighbors_index's dtype can index")
+    attrs = V.as_array(inp_neighbors_attributes, "inp_neighbors_attributes")
+    if not (np.issubdtype(attrs.dtype, np.number) or attrs.dtype == np.bool_):
+        raise TypeError(f"inp_neighbors_attributes must be numeric, got dtype {attrs.dtype}")
+    has_attrs = not (attrs.ndim == 1 and attrs.shape[0] == 0)
+    if has_attrs and (attrs.ndim < 1 or attrs.shape[0] != idx.shape[0]):
+        raise ValueError(f"inp_neighbors_attributes must have shape [{idx.shape[0]}, ...] (one row per "
+                         f"entry of inp_neighbors_index) or [0], got shape {tuple(attrs.shape)}")
+    out_index, out_splits, perm = _invert(num_points, idx, rs)
+    out_attrs = attrs[perm] if has_attrs else attrs.copy()
+    return InvertedNeighbors(out_index, out_splits, out_attrs)
+
+
+def reduce_subarrays_sum(values, row_splits, *, num_threads=None):
+    """Sum of each subarray ``values[row_splits[i]:row_splits[i+1]]``.
+
+    Parameters
+    ----------
+    values : ndarray, [E], float32, float64, int32 or int64
+    row_splits : ndarray, [R + 1], int64 (int32 accepted); must end with E unless ``values`` is
+        empty.
+    num_threads : int or None
+
+    Returns
+    -------
+    sums : ndarray, [R], dtype of ``values`` (0 for an empty subarray). Float sums use a
+        float64 accumulator. An empty ``values`` (shape [0]) returns an empty array of the same
+        dtype whatever ``row_splits`` is (Open3D's convention: "no importance" stays absent
+        when passed through this op).
+    """
+    v = V.as_array(values, "values")
+    allowed = (np.float32, np.float64, np.int32, np.int64)
+    if v.dtype not in [np.dtype(t) for t in allowed]:
+        raise TypeError(f"values must be float32, float64, int32 or int64, got dtype {v.dtype}")
+    V.check_shape(v, "values", ndim=1)
+    if v.shape[0] == 0:
+        return np.empty(0, dtype=v.dtype)
+    rs = V.row_splits(row_splits, "row_splits", total=v.shape[0])
+    v = np.ascontiguousarray(v)
+    if v.dtype.kind == "f":
+        return _row_sums(v, rs, resolve_num_threads(num_threads))
+    csum = np.concatenate([np.zeros(1, v.dtype), np.cumsum(v, dtype=v.dtype)])
+    return (csum[rs[1:]] - csum[rs[:-1]]).astype(v.dtype)

@@ -1,0 +1,220 @@
+/* Type-generic body of the CPU continuous convolution, included by cconv.c once per float
+ * type with GM_T (float/double), GM_SUF(name) (name suffixing), GM_GEMM and GM_PANEL set.
+ *
+ * Scheme (spec section 3, done deterministically): output points are processed in chunks; for
+ * each output point a "patch" column B_i[s * Cin + ic] gathers the interpolation-weighted,
+ * importance-scaled input features of its neighbors; then one GEMM per chunk contracts the
+ * patches with the filter matrix F[s * Cin + ic, oc]. */
+
+/* ---- one patch column ---------------------------------------------------------------- */
+
+/* Adds every neighbor of row i into col[0:K] (col must be zeroed by the caller). */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void GM_SUF(fill_column)(const cconv_ctx* c, int64_t i, GM_T* col) {
+    const gm_cconv_params* p = c->p;
+    const GM_T* feat = (const GM_T*)p->inp_features;
+    const int64_t Cin = c->Cin;
+    int cell[8];
+    double w[8];
+    for (int64_t n = p->neighbors_row_splits[i]; n < p->neighbors_row_splits[i + 1]; ++n) {
+        int64_t j;
+        int taps = GM_SUF(neighbor_taps)(c, i, n, &j, cell, w);
+        if (taps == 0) continue;
+        double a = GM_SUF(neighbor_weight)(c, n, j);
+        const GM_T* f = feat + j * Cin;
+        for (int t = 0; t < taps; ++t) {
+            const GM_T coef = (GM_T)(w[t] * a);
+            GM_T* dst = col + (int64_t)cell[t] * Cin;
+            for (int64_t ic = 0; ic < Cin; ++ic) dst[ic] += coef * f[ic];
+        }
+    }
+}
+
+/* ---- forward / transpose ------------------------------------------------------------- */
+
+static int GM_SUF(apply)(const cconv_ctx* c) {
+    const gm_cconv_params* p = c->p;
+    const int64_t No = p->num_out, K = c->K, Cout = c->Cout;
+    GM_T* out = (GM_T*)p->output;
+    if (No == 0 || Cout == 0) return GM_OK;
+    if (K == 0 || p->num_inp == 0) {
+        memset(out, 0, (size_t)(No * Cout) * sizeof(GM_T));
+        return GM_OK;
+    }
+    /* The GEMM reads B rows up to a multiple of the panel width: pad F when needed. */
+    const int64_t ldf = gm_round_up(Cout, GM_PANEL);
+    const GM_T* F = (const GM_T*)p->filters;
+    GM_T* Fpad = NULL;
+    if (ldf != Cout) {
+        Fpad = (GM_T*)calloc((size_t)(K * ldf), sizeof(GM_T));
+        if (!Fpad) return GM_ERR_NOMEM;
+        for (int64_t k = 0; k < K; ++k) memcpy(Fpad + k * ldf, F + k * Cout, (size_t)Cout * sizeof(GM_T));
+        F = Fpad;
+    }
+    const int nt = c->num_threads;
+    int64_t chunk = chunk_columns(p->max_temp_bytes / nt, K * (int64_t)sizeof(GM_T), 96);
+    if (chunk > No) chunk = No;
+    const int64_t nchunks = (No + chunk - 1) / chunk;
+    int status = GM_OK;
+#pragma omp parallel num_threads(nt)
+    {
+        GM_T* buf = (GM_T*)malloc((size_t)(chunk * K) * sizeof(GM_T));
+        if (!buf) {
+#pragma omp atomic write
+            status = GM_ERR_NOMEM;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ch = 0; ch < nchunks; ++ch) {
+            if (!buf) continue;
+            const int64_t i0 = ch * chunk;
+            const int64_t cols = No - i0 < chunk ? No - i0 : chunk;
+            memset(buf, 0, (size_t)(cols * K) * sizeof(GM_T));
+            for (int64_t col = 0; col < cols; ++col) GM_SUF(fill_column)(c, i0 + col, buf + col * K);
+            GM_GEMM(cols, Cout, K, buf, K, 1, F, ldf, INT64_MAX, 0, out + i0 * Cout, Cout, 0);
+            for (int64_t col = 0; col < cols; ++col) {
+                const double s = GM_SUF(row_scale)(c, i0 + col);
+                if (s != 1.0) {
+                    GM_T* o = out + (i0 + col) * Cout;
+                    for (int64_t oc = 0; oc < Cout; ++oc) o[oc] = (GM_T)(o[oc] * s);
+                }
+            }
+        }
+        free(buf);
+    }
+    free(Fpad);
+    return status;
+}
+
+/* ---- filter gradient ----------------------------------------------------------------- */
+
+/* dF[k, oc] = sum_i B_i[k] * g[i, oc] * scale_i, computed as dF^T = g^T B^T so the GEMM
+ * streams the patch panels contiguously. Chunks have a size independent of the thread count
+ * and are reduced in order; within a chunk each dF element is owned by one thread. */
+static int GM_SUF(backprop_filter)(const cconv_ctx* c) {
+    const gm_cconv_params* p = c->p;
+    const int64_t No = p->num_out, K = c->K, Cout = c->Cout;
+    GM_T* grad = (GM_T*)p->output;
+    if (K == 0 || Cout == 0) return GM_OK;
+    memset(grad, 0, (size_t)(K * Cout) * sizeof(GM_T));
+    if (No == 0 || p->num_inp == 0) return GM_OK;
+    const GM_T* g = (const GM_T*)p->out_features_gradient;
+    const int64_t PW = GM_PANEL, Kp = gm_round_up(K, PW), npanels = Kp / PW;
+    int64_t chunk = chunk_columns(p->max_temp_bytes, (Kp + Cout) * (int64_t)sizeof(GM_T), 512);
+    if (chunk > No) chunk = No;
+    const int64_t nchunks = (No + chunk - 1) / chunk;
+
+    GM_T* dFT = (GM_T*)calloc((size_t)(Cout * Kp), sizeof(GM_T)); /* [Cout, Kp] */
+    GM_T* panels = (GM_T*)malloc((size_t)(chunk * Kp) * sizeof(GM_T));
+    GM_T* gs = (GM_T*)malloc((size_t)(chunk * Cout) * sizeof(GM_T));
+    if (!dFT || !panels || !gs) {
+        free(dFT);
+        free(panels);
+        free(gs);
+        return GM_ERR_NOMEM;
+    }
+    int status = GM_OK;
+#pragma omp parallel num_threads(c->num_threads)
+    {
+        GM_T* scratch = (GM_T*)malloc((size_t)Kp * sizeof(GM_T));
+        if (!scratch) {
+#pragma omp atomic write
+            status = GM_ERR_NOMEM;
+        }
+        for (int64_t ch = 0; ch < nchunks; ++ch) {
+            const int64_t i0 = ch * chunk;
+            const int64_t cols = No - i0 < chunk ? No - i0 : chunk;
+#pragma omp for schedule(static)
+            for (int64_t col = 0; col < cols; ++col) {
+                if (!scratch) continue;
+                const int64_t i = i0 + col;
+                memset(scratch, 0, (size_t)Kp * sizeof(GM_T));
+                GM_SUF(fill_column)(c, i, scratch);
+                for (int64_t q = 0; q < npanels; ++q)
+                    memcpy(panels + q * cols * PW + col * PW, scratch + q * PW, (size_t)PW * sizeof(GM_T));
+                const double s = GM_SUF(row_scale)(c, i);
+                for (int64_t oc = 0; oc < Cout; ++oc) gs[col * Cout + oc] = (GM_T)(g[i * Cout + oc] * s);
+            }
+#pragma omp for schedule(static)
+            for (int64_t q = 0; q < npanels; ++q) {
+                if (status != GM_OK) continue;
+                GM_GEMM(Cout, PW, cols, gs, 1, Cout, panels + q * cols * PW, PW, PW, 0, dFT + q * PW, Kp, 1);
+            }
+        }
+        free(scratch);
+    }
+    if (status == GM_OK) {
+        for (int64_t k = 0; k < K; ++k)
+            for (int64_t oc = 0; oc < Cout; ++oc) grad[k * Cout + oc] = dFT[oc * Kp + k];
+    }
+    free(dFT);
+    free(panels);
+    free(gs);
+    return status;
+}
+
+/* ---- per-neighbor products for the importance gradients ------------------------------ */
+
+/* out[n] = sum_t w_t <(F g_i)[cell_t, :], feat_j> for every entry n of row i (float64). */
+static int GM_SUF(neighbor_products)(const cconv_ctx* c) {
+    const gm_cconv_params* p = c->p;
+    const int64_t No = p->num_out, K = c->K, Cout = c->Cout, Cin = c->Cin;
+    double* out = (double*)p->output;
+    const int64_t E = p->neighbors_row_splits[No];
+    if (E == 0) return GM_OK;
+    if (K == 0 || Cout == 0) {
+        memset(out, 0, (size_t)E * sizeof(double));
+        return GM_OK;
+    }
+    const GM_T* F = (const GM_T*)p->filters;
+    const GM_T* g = (const GM_T*)p->out_features_gradient;
+    const GM_T* feat = (const GM_T*)p->inp_features;
+    const int64_t PW = GM_PANEL, Kp = gm_round_up(K, PW), npanels = Kp / PW;
+    /* F^T in panel layout: FT(oc, k) = F[k, oc] at [k / PW][oc][k % PW] */
+    GM_T* FT = (GM_T*)calloc((size_t)(Cout * Kp), sizeof(GM_T));
+    if (!FT) return GM_ERR_NOMEM;
+    for (int64_t k = 0; k < K; ++k)
+        for (int64_t oc = 0; oc < Cout; ++oc) FT[(k / PW) * Cout * PW + oc * PW + k % PW] = F[k * Cout + oc];
+    (void)npanels;
+    const int nt = c->num_threads;
+    int64_t chunk = chunk_columns(p->max_temp_bytes / nt, Kp * (int64_t)sizeof(GM_T), 96);
+    if (chunk > No) chunk = No;
+    const int64_t nchunks = (No + chunk - 1) / chunk;
+    int status = GM_OK;
+#pragma omp parallel num_threads(nt)
+    {
+        GM_T* Gf = (GM_T*)malloc((size_t)(chunk * Kp) * sizeof(GM_T));
+        if (!Gf) {
+#pragma omp atomic write
+            status = GM_ERR_NOMEM;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ch = 0; ch < nchunks; ++ch) {
+            if (!Gf) continue;
+            const int64_t i0 = ch * chunk;
+            const int64_t cols = No - i0 < chunk ? No - i0 : chunk;
+            GM_GEMM(cols, K, Cout, g + i0 * Cout, Cout, 1, FT, PW, PW, Cout * PW, Gf, Kp, 0);
+            for (int64_t col = 0; col < cols; ++col) {
+                const int64_t i = i0 + col;
+                const GM_T* gf = Gf + col * Kp;
+                int cell[8];
+                double w[8];
+                for (int64_t n = p->neighbors_row_splits[i]; n < p->neighbors_row_splits[i + 1]; ++n) {
+                    int64_t j;
+                    int taps = GM_SUF(neighbor_taps)(c, i, n, &j, cell, w);
+                    double d = 0.0;
+                    const GM_T* f = feat + j * Cin;
+                    for (int t = 0; t < taps; ++t) {
+                        const GM_T* row = gf + (int64_t)cell[t] * Cin;
+                        double dot = 0.0;
+                        for (int64_t ic = 0; ic < Cin; ++ic) dot += (double)row[ic] * (double)f[ic];
+                        d += w[t] * dot;
+                    }
+                    out[n] = d;
+                }
+            }
+        }
+        free(Gf);
+    }
+    free(FT);
+    return status;
+}

@@ -1,0 +1,218 @@
+"""Validation of continuous-convolution arguments (shared by the forward and transpose ops).
+
+Each ``prepare_*`` function returns a :class:`ConvCall`: every array validated, C-contiguous,
+in the call's float dtype, with absent optional inputs as ``None``. Nothing in C checks again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from . import _validate as V
+from ._config import resolve_num_threads
+
+COORDINATE_MAPPINGS = ("ball_to_cube_radial", "ball_to_cube_volume_preserving", "identity")
+INTERPOLATIONS = ("linear", "linear_border", "nearest_neighbor")
+
+
+@dataclass(frozen=True)
+class Options:
+    align_corners: bool
+    coordinate_mapping: int
+    interpolation: int
+    normalize: bool
+    max_temp_bytes: int
+    output_dtype: object  # None: the inputs' dtype
+    num_threads: int
+
+
+@dataclass(frozen=True)
+class ConvCall:
+    """Validated inputs of one forward (transpose=False) or transpose (transpose=True) call."""
+    transpose: bool
+    dtype: np.dtype
+    filters: np.ndarray
+    out_positions: np.ndarray
+    inp_positions: np.ndarray
+    extents: np.ndarray
+    offset: np.ndarray
+    inp_features: np.ndarray
+    inp_importance: object = None          # forward only
+    out_importance: object = None          # transpose only
+    neighbors_index: object = None
+    neighbors_importance: object = None
+    neighbors_row_splits: object = None
+    inp_neighbors_index: object = None     # transpose only (shape-checked, unused by the kernel)
+    inp_neighbors_importance_sum: object = None
+    inp_neighbors_row_splits: object = None
+
+    def with_(self, **kw):
+        return replace(self, **kw)
+
+
+def options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
+            output_type, num_threads):
+    align = V.check_bool(align_corners, "align_corners")
+    norm = V.check_bool(normalize, "normalize")
+    mapping = COORDINATE_MAPPINGS.index(V.check_option(coordinate_mapping, "coordinate_mapping",
+                                                       COORDINATE_MAPPINGS))
+    interp = INTERPOLATIONS.index(V.check_option(interpolation, "interpolation", INTERPOLATIONS))
+    mb = V.check_int(max_temp_mem_MB, "max_temp_mem_MB", minimum=0)
+    out_dtype = None
+    if output_type is not None:
+        try:
+            out_dtype = np.dtype(output_type)
+        except TypeError:
+            raise TypeError(f"output_type must be None, np.float32 or np.float64, got {output_type!r}") from None
+        if out_dtype not in V.FLOAT_DTYPES:
+            raise TypeError(f"output_type must be None, np.float32 or np.float64, got {out_dtype}")
+    return Options(align, mapping, interp, norm, min(mb, 1 << 40) * (1 << 20), out_dtype,
+                   resolve_num_threads(num_threads))
+
+
+def _call_dtype(**arrays):
+    """The float dtype of the call: from the ndarray float inputs (lists/scalars adapt to it)."""
+    typed = {n: a for n, a in arrays.items() if isinstance(a, np.ndarray) and a.size > 0}
+    if not typed:
+        typed = {n: a for n, a in arrays.items() if isinstance(a, np.ndarray)}
+    if not typed:
+        return np.dtype(np.float32) if not any(
+            np.asarray(a).dtype == np.float64 for a in arrays.values() if a is not None) else np.dtype(np.float64)
+    return V.common_float_dtype(**typed)
+
+
+def adapt(x, name, dtype):
+    """Python lists and scalars take the call's dtype; ndarrays must already have it."""
+    if x is None or isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array-like: {exc}") from None
+
+
+def _float(x, name, dtype, shape):
+    return V.float_array(adapt(x, name, dtype), name, shape=shape, dtype=dtype)
+
+
+def _filters(filters, dtype):
+    f = _float(filters, "filters", dtype, (None,) * 5)
+    if min(f.shape) < 1:
+        raise ValueError(f"filters must have shape [depth, height, width, in_channels, out_channels] with "
+                         f"each filter dimension >= 1, got shape {tuple(f.shape)}")
+    return f
+
+
+def _extents(extents, dtype, rows, rows_name):
+    e = V.as_array(adapt(extents, "extents", dtype), "extents")
+    if e.ndim == 0:
+        e = e.reshape(1, 1)
+    e = V.float_array(e, "extents", dtype=dtype)
+    if e.ndim != 2 or e.shape[1] not in (1, 3) or e.shape[0] not in (1, rows):
+        raise ValueError(f"extents must be a scalar or have shape [1, 1], [1, 3], [{rows_name}, 1] or "
+                         f"[{rows_name}, 3] with {rows_name} = {rows}, got shape {tuple(e.shape)}")
+    if e.size and not (np.all(np.isfinite(e)) and np.all(e > 0)):
+        raise ValueError("extents must be finite and > 0")
+    return e
+
+
+def _offset(offset, dtype):
+    o = V.float_array(adapt(offset, "offset", dtype), "offset", dtype=dtype)
+    if o.shape != (3,):
+        raise ValueError(f"offset must have shape [3], got shape {tuple(o.shape)}")
+    return o
+
+
+def _positions(x, name, dtype):
+    return _float(x, name, dtype, (None, 3))
+
+
+def _neighbors(index, splits, importance, *, num_rows, rows_name, num_points, points_name, dtype,
+               index_name="neighbors_index", splits_name="neighbors_row_splits",
+               importance_name="neighbors_importance"):
+    idx = V.index_array(index, index_name)
+    rs = V.row_splits(splits, splits_name, num_rows=num_rows, total=idx.shape[0])
+    if idx.size and (idx.min() < 0 or idx.max() >= num_points):
+        bad = int(idx.min()) if idx.min() < 0 else int(idx.max())
+        raise ValueError(f"{index_name} contains {bad}, outside [0, {num_points}) ({points_name})")
+    imp = V.optional_float(adapt(importance, importance_name, dtype), importance_name, length=idx.shape[0], dtype=dtype)
+    return idx, rs, imp
+
+
+def prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
+                    inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
+                    extra=None):
+    """Validate the forward op's inputs. ``extra``: dict of further float arrays for the dtype check."""
+    dtype = _call_dtype(filters=filters, out_positions=out_positions, extents=extents, offset=offset,
+                        inp_positions=inp_positions, inp_features=inp_features,
+                        inp_importance=None if V.is_absent(inp_importance) else inp_importance,
+                        neighbors_importance=None if V.is_absent(neighbors_importance) else neighbors_importance,
+                        **(extra or {}))
+    f = _filters(filters, dtype)
+    xo = _positions(out_positions, "out_positions", dtype)
+    xi = _positions(inp_positions, "inp_positions", dtype)
+    no, ni = xo.shape[0], xi.shape[0]
+    feat = _float(inp_features, "inp_features", dtype, (ni, f.shape[3]))
+    e = _extents(extents, dtype, no, "num_out_points")
+    o = _offset(offset, dtype)
+    ii = V.optional_float(adapt(inp_importance, "inp_importance", dtype), "inp_importance", length=ni, dtype=dtype)
+    idx, rs, imp = _neighbors(neighbors_index, neighbors_row_splits, neighbors_importance,
+                              num_rows=no, rows_name="num_out_points", num_points=ni,
+                              points_name="num_inp_points", dtype=dtype)
+    return ConvCall(False, dtype, f, xo, xi, e, o, feat, inp_importance=ii, neighbors_index=idx,
+                    neighbors_importance=imp, neighbors_row_splits=rs)
+
+
+def prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
+                      inp_features, inp_neighbors_index, inp_neighbors_importance_sum,
+                      inp_neighbors_row_splits, neighbors_index, neighbors_importance,
+                      neighbors_row_splits, extra=None):
+    """Validate the transpose op's inputs (``inp_neighbors_index`` may be None for the filter gradient)."""
+    absent_imp = V.is_absent(neighbors_importance)
+    absent_sum = V.is_absent(inp_neighbors_importance_sum)
+    if absent_imp != absent_sum:
+        raise ValueError("neighbors_importance and inp_neighbors_importance_sum must be both given or both "
+                         "absent (None or shape [0]); got "
+                         + ("inp_neighbors_importance_sum without neighbors_importance" if absent_imp
+                            else "neighbors_importance without inp_neighbors_importance_sum"))
+    dtype = _call_dtype(filters=filters, out_positions=out_positions, extents=extents, offset=offset,
+                        inp_positions=inp_positions, inp_features=inp_features,
+                        out_importance=None if V.is_absent(out_importance) else out_importance,
+                        neighbors_importance=None if absent_imp else neighbors_importance,
+                        inp_neighbors_importance_sum=None if absent_sum else inp_neighbors_importance_sum,
+                        **(extra or {}))
+    f = _filters(filters, dtype)
+    xo = _positions(out_positions, "out_positions", dtype)
+    xi = _positions(inp_positions, "inp_positions", dtype)
+    no, ni = xo.shape[0], xi.shape[0]
+    feat = _float(inp_features, "inp_features", dtype, (ni, f.shape[3]))
+    e = _extents(extents, dtype, ni, "num_inp_points")
+    o = _offset(offset, dtype)
+    oi = V.optional_float(adapt(out_importance, "out_importance", dtype), "out_importance", length=no, dtype=dtype)
+    idx, rs, imp = _neighbors(neighbors_index, neighbors_row_splits, neighbors_importance,
+                              num_rows=no, rows_name="num_out_points", num_points=ni,
+                              points_name="num_inp_points", dtype=dtype)
+    isum = V.optional_float(adapt(inp_neighbors_importance_sum, "inp_neighbors_importance_sum", dtype),
+                            "inp_neighbors_importance_sum", length=ni,
+                            dtype=dtype)
+    e_count = idx.shape[0]
+    inv_idx = None
+    if inp_neighbors_index is not None:
+        inv_idx = V.index_array(inp_neighbors_index, "inp_neighbors_index")
+        if inv_idx.shape[0] != e_count:
+            raise ValueError(f"inp_neighbors_index must have the same length as neighbors_index ({e_count}), "
+                             f"got {inv_idx.shape[0]}")
+        if inv_idx.size and (inv_idx.min() < 0 or inv_idx.max() >= no):
+            raise ValueError(f"inp_neighbors_index contains values outside [0, {no}) (num_out_points)")
+    inv_rs = V.row_splits(inp_neighbors_row_splits, "inp_neighbors_row_splits", num_rows=ni, total=e_count)
+    return ConvCall(True, dtype, f, xo, xi, e, o, feat, out_importance=oi, neighbors_index=idx,
+                    neighbors_importance=imp, neighbors_row_splits=rs, inp_neighbors_index=inv_idx,
+                    inp_neighbors_importance_sum=isum, inp_neighbors_row_splits=inv_rs)
+
+
+def gradient(out_features_gradient, call: ConvCall):
+    """Validate out_features_gradient: [num_out_points, out_channels] in the call's dtype."""
+    return V.float_array(adapt(out_features_gradient, "out_features_gradient", call.dtype), "out_features_gradient",
+                         shape=(call.out_positions.shape[0], call.filters.shape[4]), dtype=call.dtype)
