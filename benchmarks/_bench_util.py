@@ -46,29 +46,40 @@ def time_runs(fn, repeat, warmup=1, setup=None):
     """Wall times (s) of `repeat` calls of fn() after `warmup` untimed calls.
 
     `setup()` runs untimed before every call (e.g. to rebuild an autograd graph).
-    Returns (times, result of the last call).
+    Returns (wall times, process CPU times (all threads), result of the last call).
     """
     result = None
     for _ in range(warmup):
         if setup is not None:
             setup()
         result = fn()
-    times = []
+    times, cpu = [], []
     for _ in range(repeat):
         if setup is not None:
             setup()
+        c0 = time.process_time()
         t0 = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - t0)
-    return times, result
+        cpu.append(time.process_time() - c0)
+    return times, cpu, result
 
 
 class Timing:
-    """Times of one benchmark step plus the load average seen around it."""
+    """Wall and CPU times of one benchmark step plus the load average seen around it.
 
-    def __init__(self, times, load_before, load_after):
+    CPU time (summed over the process's threads) is less sensitive to other processes on
+    the shared cores than wall time, but it also counts threads that spin while waiting.
+    """
+
+    def __init__(self, times, cpu_times, load_before, load_after):
         self.times = list(times)
+        self.cpu_times = list(cpu_times)
         self.load = f"{load_before}/{load_after}"
+
+    @property
+    def cpu_median(self):
+        return statistics.median(self.cpu_times)
 
     @property
     def median(self):
@@ -82,8 +93,8 @@ class Timing:
 def timed(fn, repeat, warmup=1, setup=None):
     """Like time_runs but returns (Timing, last result) with the load average recorded."""
     before = loadavg()
-    times, result = time_runs(fn, repeat, warmup, setup)
-    return Timing(times, before, loadavg()), result
+    times, cpu, result = time_runs(fn, repeat, warmup, setup)
+    return Timing(times, cpu, before, loadavg()), result
 
 
 def max_rel_diff(a, b):
