@@ -50,6 +50,9 @@ def parse_args(argv=None):
     p.add_argument("--no-f64", action="store_true", help="skip the geomops float64 runs")
     p.add_argument("--breakdown", action="store_true",
                    help="also time Open3D's backward parts (invert, transpose)")
+    p.add_argument("--morton", action="store_true",
+                   help="store both point sets in Morton (z-curve) order: same points, "
+                        "cache-friendly order (the reference workload is random order)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write all timings to this JSON file")
     return p.parse_args(argv)
@@ -71,6 +74,16 @@ def make_workload(n, seed):
         "offset": np.zeros(3, dtype=np.float32),
     }
     return w, radius
+
+
+def morton_order(points, bits=10):
+    """Permutation that sorts points in [0,1)^3 along a Morton (z-order) curve."""
+    q = np.clip((points * (1 << bits)).astype(np.int64), 0, (1 << bits) - 1)
+    code = np.zeros(len(points), dtype=np.int64)
+    for b in range(bits):
+        for k in range(3):
+            code |= ((q[:, k] >> b) & 1) << (3 * b + k)
+    return np.argsort(code, kind="stable")
 
 
 def sort_rows(index, splits):
@@ -208,13 +221,17 @@ def main(argv=None):
     print(f"load average at start: {bu.loadavg()}")
 
     w, radius = make_workload(n, args.seed)
+    if args.morton:
+        for key in ("inp_positions", "out_positions"):
+            w[key] = np.ascontiguousarray(w[key][morton_order(w[key])])
     nb_index, nb_splits, how, t_search = neighbors(w, radius, ml3d, torch)
     E = int(nb_splits[-1])
     vers = bu.versions()
     print("versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()))
     S = KSIZE[0] * KSIZE[1] * KSIZE[2]
     print(f"workload: {n} inp / {n} out points, r={radius:.4f}, mean neighbors {E / n:.2f}, "
-          f"{CIN}->{COUT} ch, filter {KSIZE}, neighbors by {how} ({t_search:.3f} s)")
+          f"{CIN}->{COUT} ch, filter {KSIZE}, neighbors by {how} ({t_search:.3f} s), "
+          f"point order: {'Morton' if args.morton else 'random'}")
     flops_f = 2.0 * n * S * CIN * COUT  # one GEMM: forward, filter grad or feature grad
     print(f"GEMM flops: forward {flops_f * 1e-9:.1f} GFLOP, backward (filter+feature) "
           f"{2 * flops_f * 1e-9:.1f} GFLOP; repeat={rep} after 1 warm-up\n")
@@ -359,7 +376,7 @@ def main(argv=None):
     print(f"\nload average at end: {bu.loadavg()}")
 
     if args.json:
-        out = dict(n=n, radius=radius, mean_neighbors=E / n, versions=vers, machine=info,
+        out = dict(n=n, radius=radius, morton=args.morton, mean_neighbors=E / n, versions=vers, machine=info,
                    theoretical_peak_gflops=peak32, peaks=peaks, checks=checks, ratios=summary,
                    timings={k: dict(times=v.times, cpu_times=v.cpu_times, load=v.load)
                             for k, v in T.items()})
