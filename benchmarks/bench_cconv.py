@@ -49,7 +49,7 @@ def parse_args(argv=None):
     p.add_argument("--no-peak", action="store_true", help="skip the matmul peak measurement")
     p.add_argument("--no-f64", action="store_true", help="skip the geomops float64 runs")
     p.add_argument("--breakdown", action="store_true",
-                   help="also time Open3D's backward parts (invert, transpose)")
+                   help="also time both libraries' backward parts (invert, transpose)")
     p.add_argument("--morton", action="store_true",
                    help="store both point sets in Morton (z-curve) order: same points, "
                         "cache-friendly order (the reference workload is random order)")
@@ -169,10 +169,22 @@ def gm_args(w, nb_index, nb_splits, dtype):
 def gm_calls(gm, w, nb_index, nb_splits, dtype, threads):
     args, g = gm_args(w, nb_index, nb_splits, dtype)
     kw = dict(OPTS, max_temp_mem_MB=64, num_threads=threads)
+    filt, outp, ext, off, inpp = args[:5]
+
+    def invert():
+        return gm.invert_neighbors_list(inpp.shape[0], nb_index, nb_splits, np.empty(0, dtype))
+
+    def transpose(inv):
+        # the feature gradient as a public transpose call (what continuous_conv_backward does)
+        return gm.continuous_conv_transpose(
+            np.ascontiguousarray(filt.swapaxes(3, 4)), inpp, None, ext, off, outp, g, nb_index,
+            None, nb_splits, inv.neighbors_index, None, inv.neighbors_row_splits, **kw)
+
     return dict(
         forward=lambda: gm.continuous_conv(*args, **kw),
         backward=lambda: gm.continuous_conv_backward(*args, g, **kw),
         backprop_filter=lambda: gm.continuous_conv_backprop_filter(*args, g, **kw),
+        invert=invert, transpose=transpose,
     )
 
 
@@ -242,7 +254,7 @@ def main(argv=None):
     def run(name, fn, setup=None):
         tm, out = bu.timed(fn, rep, 1, setup)
         T[name] = tm
-        print(f"  {name:<28} min {tm.min:8.4f} s  median {tm.median:8.4f} s  "
+        print(f"  {name:<30} min {tm.min:8.4f} s  median {tm.median:8.4f} s  "
               f"cpu {tm.cpu_median:7.3f} s  (load {tm.load})", flush=True)
         return out
 
@@ -265,6 +277,9 @@ def main(argv=None):
         bw = run("geomops backward f32", c32["backward"])
         res["gm_gf"], res["gm_gx"] = bw.filters, bw.inp_features
         res["gm_bpf"] = run("geomops backprop_filter f32", c32["backprop_filter"])
+        if args.breakdown:
+            inv = run("geomops invert_neighbors_list", c32["invert"])
+            res["gm_tr"] = run("geomops transpose (feat grad)", lambda: c32["transpose"](inv))
         if not args.no_f64:
             c64 = gm_calls(gm, w, nb_index, nb_splits, np.float64, args.threads)
             res["gm64_fwd"] = run("geomops forward f64", c64["forward"])
@@ -276,7 +291,8 @@ def main(argv=None):
     checks = {}
     pairs = [("forward", "gm_fwd", "o3d_fwd"), ("filter grad", "gm_gf", "o3d_gf"),
              ("feature grad", "gm_gx", "o3d_gx"),
-             ("open3d transpose vs its backward", "o3d_tr", "o3d_gx"), ("backprop_filter vs o3d", "gm_bpf", "o3d_gf"),
+             ("open3d transpose vs its backward", "o3d_tr", "o3d_gx"),
+             ("geomops transpose vs its backward", "gm_tr", "gm_gx"), ("backprop_filter vs o3d", "gm_bpf", "o3d_gf"),
              ("backprop_filter vs backward", "gm_bpf", "gm_gf"),
              ("f32 vs f64 forward", "gm_fwd", "gm64_fwd"), ("f32 vs f64 filter grad", "gm_gf",
                                                              "gm64_gf"),
@@ -372,7 +388,7 @@ def main(argv=None):
         if name in T:
             v = gflops(fl, T[name])
             pct = f" ({100 * v / ref:.0f}% {ref_name})" if ref else ""
-            print(f"  {name:<28} {v:7.1f} GFLOP/s{pct}")
+            print(f"  {name:<30} {v:7.1f} GFLOP/s{pct}")
     print(f"\nload average at end: {bu.loadavg()}")
 
     if args.json:
