@@ -256,7 +256,8 @@ def main(argv=None):
         T[name] = tm
         # a 2-thread step whose CPU time is close to its wall time ran on ~1 core: contended
         busy = tm.cpu_median / tm.median if tm.median > 0 else 0.0
-        flag = "  CONTENDED (cpu/wall %.2f)" % busy if args.threads > 1 and busy < 1.5 else ""
+        parallel = args.threads > 1 and "invert" not in name  # invert is serial in both
+        flag = "  CONTENDED? (cpu/wall %.2f)" % busy if parallel and busy < 1.5 else ""
         print(f"  {name:<30} min {tm.min:8.4f} s  median {tm.median:8.4f} s  "
               f"cpu {tm.cpu_median:7.3f} s  (load {tm.load}){flag}", flush=True)
         return out
