@@ -254,8 +254,12 @@ def main(argv=None):
     def run(name, fn, setup=None):
         tm, out = bu.timed(fn, rep, 1, setup)
         T[name] = tm
+        # a 2-thread step whose CPU time is close to its wall time ran on ~1 core: contended
+        busy = tm.cpu_median / tm.median if tm.median > 0 else 0.0
+        parallel = args.threads > 1 and "invert" not in name  # invert is serial in both
+        flag = "  CONTENDED? (cpu/wall %.2f)" % busy if parallel and busy < 1.5 else ""
         print(f"  {name:<30} min {tm.min:8.4f} s  median {tm.median:8.4f} s  "
-              f"cpu {tm.cpu_median:7.3f} s  (load {tm.load})", flush=True)
+              f"cpu {tm.cpu_median:7.3f} s  (load {tm.load}){flag}", flush=True)
         return out
 
     if ml3d is not None:
