@@ -48,13 +48,6 @@ cdef extern from "gemm.h" nogil:
     const char* gm_gemm_kernel_name()
 
 
-cdef inline size_t _addr(a) except? 0:
-    """Data pointer of a NumPy array (0 for None)."""
-    if a is None:
-        return 0
-    return <size_t>a.__array_interface__["data"][0]
-
-
 def gemm_kernel_name():
     """Name of the GEMM micro-kernel selected for this CPU ("avx512", "avx2" or "generic")."""
     return gm_gemm_kernel_name().decode()

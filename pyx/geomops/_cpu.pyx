@@ -48,6 +48,14 @@ cdef int _check(int status) except -1:
                        "this is a bug in the input validation, please report it")
 
 
+cdef inline size_t _addr(a) except? 0:
+    """Data pointer of a validated NumPy array (0 for None). The facades guarantee dtype and
+    C-contiguity; the pointer is valid while the caller holds the array."""
+    if a is None:
+        return 0
+    return <size_t>a.__array_interface__["data"][0]
+
+
 include "_cconv.pxi"
 include "_search.pxi"
 include "_raster.pxi"

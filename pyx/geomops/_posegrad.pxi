@@ -44,28 +44,23 @@ cdef extern from "geomops/posegrad.h" nogil:
     int gm_posegrad_backprop_cpu(const GmPgBackpropParams* p)
 
 
-cdef size_t _pg_ptr(a):
-    """Data pointer of a validated ndarray, 0 for None."""
-    return 0 if a is None else <size_t>a.ctypes.data
-
-
 cdef void _pg_fill_image(GmPgImage* im, rgb, float weight_x, float weight_y, int border, int semantics,
                          instance, depth, int num_threads):
     im.height = instance.shape[0]
     im.width = instance.shape[1]
     if rgb.dtype.itemsize == 1:
-        im.rgb_u8 = <const uint8_t*>_pg_ptr(rgb)
+        im.rgb_u8 = <const uint8_t*>_addr(rgb)
         im.rgb_f32 = NULL
     else:
         im.rgb_u8 = NULL
-        im.rgb_f32 = <const float*>_pg_ptr(rgb)
+        im.rgb_f32 = <const float*>_addr(rgb)
     im.rgb_channels = rgb.shape[2]
     im.weight_x = weight_x
     im.weight_y = weight_y
     im.border = border
     im.semantics = semantics
-    im.instance = <const int16_t*>_pg_ptr(instance)
-    im.depth = <const float*>_pg_ptr(depth)
+    im.instance = <const int16_t*>_addr(instance)
+    im.depth = <const float*>_addr(depth)
     im.num_threads = num_threads
 
 
@@ -75,9 +70,9 @@ def posegrad_image_gradients(rgb, float weight_x, float weight_y, int border, in
     outputs grad_x, grad_y float32 (3,H,W) and valid uint8/bool (H,W)."""
     cdef GmPgImageGradParams p
     _pg_fill_image(&p.img, rgb, weight_x, weight_y, border, semantics, instance, depth, num_threads)
-    p.grad_x = <float*>_pg_ptr(grad_x)
-    p.grad_y = <float*>_pg_ptr(grad_y)
-    p.valid = <uint8_t*>_pg_ptr(valid)
+    p.grad_x = <float*>_addr(grad_x)
+    p.grad_y = <float*>_addr(grad_y)
+    p.valid = <uint8_t*>_addr(valid)
     cdef int status
     with nogil:
         status = gm_posegrad_image_gradients_cpu(&p)
@@ -96,25 +91,25 @@ def posegrad_backprop(rgb, float weight_x, float weight_y, int border, int seman
     cdef GmPgBackpropParams p
     cdef int32_t bad = 0
     _pg_fill_image(&p.img, rgb, weight_x, weight_y, border, semantics, instance, depth, num_threads)
-    p.coords = <const float*>_pg_ptr(coords)
+    p.coords = <const float*>_addr(coords)
     if g.dtype.itemsize == 4:
-        p.g_f32 = <const float*>_pg_ptr(g)
+        p.g_f32 = <const float*>_addr(g)
         p.g_f64 = NULL
     else:
         p.g_f32 = NULL
-        p.g_f64 = <const double*>_pg_ptr(g)
+        p.g_f64 = <const double*>_addr(g)
     p.g_cstride = g_cstride
     p.g_pstride = g_pstride
     p.num_objects = transforms.shape[0]
-    p.transforms = <const double*>_pg_ptr(transforms)
-    p.projection = <const double*>_pg_ptr(projection)
+    p.transforms = <const double*>_addr(transforms)
+    p.projection = <const double*>_addr(projection)
     p.denom_row = denom_row
-    p.id_to_slot = <const int32_t*>_pg_ptr(id_to_slot)
-    p.slot_start = <const int32_t*>_pg_ptr(slot_start)
-    p.slot_objects = <const int32_t*>_pg_ptr(slot_objects)
-    p.accum = <double*>_pg_ptr(accum)
-    p.contributions = <float*>_pg_ptr(contributions)
-    p.masks = <uint8_t*>_pg_ptr(masks)
+    p.id_to_slot = <const int32_t*>_addr(id_to_slot)
+    p.slot_start = <const int32_t*>_addr(slot_start)
+    p.slot_objects = <const int32_t*>_addr(slot_objects)
+    p.accum = <double*>_addr(accum)
+    p.contributions = <float*>_addr(contributions)
+    p.masks = <uint8_t*>_addr(masks)
     p.bad_id = &bad
     cdef int status
     with nogil:

@@ -72,25 +72,25 @@ def raster_render(tuple size, tuple intrinsics, list objects, tuple shading, dic
         p.ambient[j] = shading[2][j]
         p.background[j] = shading[3][j]
         p.default_color[j] = shading[4][j]
-    p.rgb = <_rs_u8*><size_t>out["rgb"].ctypes.data
-    p.depth = <float*><size_t>out["depth"].ctypes.data
-    p.instance_index = <_rs_i16*><size_t>out["instance_index"].ctypes.data
-    p.object_coordinates = <float*><size_t>out["object_coordinates"].ctypes.data
+    p.rgb = <_rs_u8*>_addr(out["rgb"])
+    p.depth = <float*>_addr(out["depth"])
+    p.instance_index = <_rs_i16*>_addr(out["instance_index"])
+    p.object_coordinates = <float*>_addr(out["object_coordinates"])
     p.cam_coordinates = NULL
     p.normals = NULL
     p.class_index = NULL
     p.triangle_id = NULL
     p.barycentrics = NULL
     if out.get("cam_coordinates") is not None:
-        p.cam_coordinates = <float*><size_t>out["cam_coordinates"].ctypes.data
+        p.cam_coordinates = <float*>_addr(out["cam_coordinates"])
     if out.get("normals") is not None:
-        p.normals = <float*><size_t>out["normals"].ctypes.data
+        p.normals = <float*>_addr(out["normals"])
     if out.get("class_index") is not None:
-        p.class_index = <_rs_i16*><size_t>out["class_index"].ctypes.data
+        p.class_index = <_rs_i16*>_addr(out["class_index"])
     if out.get("triangle_id") is not None:
-        p.triangle_id = <_rs_i32*><size_t>out["triangle_id"].ctypes.data
+        p.triangle_id = <_rs_i32*>_addr(out["triangle_id"])
     if out.get("barycentrics") is not None:
-        p.barycentrics = <float*><size_t>out["barycentrics"].ctypes.data
+        p.barycentrics = <float*>_addr(out["barycentrics"])
     p.num_threads = num_threads
     p.num_objects = <_rs_i32>n
     if n > 0:
@@ -100,14 +100,14 @@ def raster_render(tuple size, tuple intrinsics, list objects, tuple shading, dic
     try:
         for i in range(n):
             verts, faces, colors, normals, transform, normal_matrix, inst, cls = objects[i]
-            objs[i].vertices = <const float*><size_t>verts.ctypes.data
-            objs[i].faces = <const _rs_i32*><size_t>faces.ctypes.data
+            objs[i].vertices = <const float*>_addr(verts)
+            objs[i].faces = <const _rs_i32*>_addr(faces)
             objs[i].colors = NULL
             objs[i].normals = NULL
             if colors is not None:
-                objs[i].colors = <const float*><size_t>colors.ctypes.data
+                objs[i].colors = <const float*>_addr(colors)
             if normals is not None:
-                objs[i].normals = <const float*><size_t>normals.ctypes.data
+                objs[i].normals = <const float*>_addr(normals)
             objs[i].num_vertices = verts.shape[0]
             objs[i].num_faces = faces.shape[0]
             for j in range(12):

@@ -91,7 +91,7 @@ _SEARCH_METRICS = {"L1": GM_METRIC_L1, "L2": GM_METRIC_L2, "Linf": GM_METRIC_LIN
 
 cdef inline const void *_srch_ptr(a) except NULL:
     """Data pointer of a validated, C-contiguous, non-empty-or-empty NumPy array."""
-    cdef size_t addr = a.ctypes.data
+    cdef size_t addr = _addr(a)
     if addr == 0:
         raise ValueError("geomops: internal error, array without data")
     return <const void *>addr
