@@ -121,6 +121,34 @@ def _empty_splits(num_queries):
 # ---------------------------------------------------------------------------------------------
 # build_spatial_hash_table
 
+class _SearchArgs(NamedTuple):
+    """Validated arguments shared by the three searches."""
+    points: np.ndarray
+    queries: np.ndarray
+    points_splits: np.ndarray
+    queries_splits: np.ndarray
+    index_dtype: np.dtype
+    metric: int
+    ignore_query_point: bool
+    return_distances: bool
+    num_threads: int
+
+
+def _search_args(points, queries, points_row_splits, queries_row_splits, index_dtype, metric,
+                 ignore_query_point, return_distances, num_threads, check=None):
+    """Validate what every search takes; ``check(points, queries)`` validates op-specific
+    arguments right after the point sets (so errors come in signature order)."""
+    pts = _points(points, "points")
+    qs = _points(queries, "queries", dtype=pts.dtype)
+    extra = check(pts, qs) if check is not None else None
+    ps, qsp = _batch_splits(points_row_splits, queries_row_splits, pts.shape[0], qs.shape[0])
+    dt = _index_dtype(index_dtype)
+    _check_index_capacity(pts.shape[0], dt)
+    args = _SearchArgs(pts, qs, ps, qsp, dt, _metric(metric), check_bool(ignore_query_point, "ignore_query_point"),
+                       check_bool(return_distances, "return_distances"), resolve_num_threads(num_threads))
+    return args, extra
+
+
 def build_spatial_hash_table(points, radius, points_row_splits=None, hash_table_size_factor=1 / 64,
                              max_hash_table_size=33554432, num_threads=None):
     """Build Open3D's spatial hash table of a point set for a fixed-radius search.
@@ -287,26 +315,23 @@ def fixed_radius_search(points, queries, radius, points_row_splits=None, queries
     NeighborSearchResult
         ``(neighbors_index [E], neighbors_row_splits [Nq+1] int64, neighbors_distance [E] or [0])``.
     """
-    pts = _points(points, "points")
-    qs = _points(queries, "queries", dtype=pts.dtype)
-    radius = check_real(radius, "radius", nonnegative=True)
-    check_real(hash_table_size_factor, "hash_table_size_factor", positive=True)
-    ps, qsp = _batch_splits(points_row_splits, queries_row_splits, pts.shape[0], qs.shape[0])
-    dt = _index_dtype(index_dtype)
-    _check_index_capacity(pts.shape[0], dt)
-    metric = _metric(metric)
-    ignore = check_bool(ignore_query_point, "ignore_query_point")
-    want_dist = check_bool(return_distances, "return_distances")
+    def check(pts, qs):
+        r = check_real(radius, "radius", nonnegative=True)
+        check_real(hash_table_size_factor, "hash_table_size_factor", positive=True)
+        return r
+
+    a, r = _search_args(points, queries, points_row_splits, queries_row_splits, index_dtype, metric,
+                        ignore_query_point, return_distances, num_threads, check)
     sort = check_bool(sort, "sort")
-    nt = resolve_num_threads(num_threads)
     if hash_table is None:
-        grid = _cpu.search_grid_build(pts, ps, radius, nt)
+        grid = _cpu.search_grid_build(a.points, a.points_splits, r, a.num_threads)
     else:
-        grid = _grid_for_table(hash_table, pts, ps, radius, nt)
-    rs = np.empty(qs.shape[0] + 1, np.int64)
-    idx, dist = _cpu.search_fixed_radius(grid, qs, qsp, rs, metric, ignore, want_dist, sort,
-                                         dt == np.dtype(np.int64), nt)
-    return _result(idx, rs, dist, dt, pts.dtype)
+        grid = _grid_for_table(hash_table, a.points, a.points_splits, r, a.num_threads)
+    rs = np.empty(a.queries.shape[0] + 1, np.int64)
+    idx, dist = _cpu.search_fixed_radius(grid, a.queries, a.queries_splits, rs, a.metric, a.ignore_query_point,
+                                         a.return_distances, sort, a.index_dtype == np.dtype(np.int64),
+                                         a.num_threads)
+    return _result(idx, rs, dist, a.index_dtype, a.points.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,22 +387,16 @@ def radius_search(points, queries, radii, points_row_splits=None, queries_row_sp
     -------
     NeighborSearchResult
     """
-    pts = _points(points, "points")
-    qs = _points(queries, "queries", dtype=pts.dtype)
-    r = _radii(radii, qs.shape[0], pts.dtype)
-    ps, qsp = _batch_splits(points_row_splits, queries_row_splits, pts.shape[0], qs.shape[0])
-    dt = _index_dtype(index_dtype)
-    _check_index_capacity(pts.shape[0], dt)
-    metric = _metric(metric)
-    ignore = check_bool(ignore_query_point, "ignore_query_point")
-    want_dist = check_bool(return_distances, "return_distances")
+    a, r = _search_args(points, queries, points_row_splits, queries_row_splits, index_dtype, metric,
+                        ignore_query_point, return_distances, num_threads,
+                        lambda pts, qs: _radii(radii, qs.shape[0], pts.dtype))
     normalize = check_bool(normalize_distances, "normalize_distances")
     sort = check_bool(sort, "sort")
-    nt = resolve_num_threads(num_threads)
-    rs = np.empty(qs.shape[0] + 1, np.int64)
-    idx, dist = _cpu.search_tree("radius", pts, ps, qs, qsp, rs, metric, ignore, want_dist,
-                                 dt == np.dtype(np.int64), nt, radii=r, normalize_distances=normalize, sort=sort)
-    return _result(idx, rs, dist, dt, pts.dtype)
+    rs = np.empty(a.queries.shape[0] + 1, np.int64)
+    idx, dist = _cpu.search_tree("radius", a.points, a.points_splits, a.queries, a.queries_splits, rs, a.metric,
+                                 a.ignore_query_point, a.return_distances, a.index_dtype == np.dtype(np.int64),
+                                 a.num_threads, radii=r, normalize_distances=normalize, sort=sort)
+    return _result(idx, rs, dist, a.index_dtype, a.points.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,19 +435,16 @@ def knn_search(points, queries, k, points_row_splits=None, queries_row_splits=No
     -------
     NeighborSearchResult
     """
-    pts = _points(points, "points")
-    qs = _points(queries, "queries", dtype=pts.dtype)
-    k = check_int(k, "k")
-    if k < 1:
-        raise ValueError(f"k must be greater than zero, got {k}")
-    ps, qsp = _batch_splits(points_row_splits, queries_row_splits, pts.shape[0], qs.shape[0])
-    dt = _index_dtype(index_dtype)
-    _check_index_capacity(pts.shape[0], dt)
-    metric = _metric(metric)
-    ignore = check_bool(ignore_query_point, "ignore_query_point")
-    want_dist = check_bool(return_distances, "return_distances")
-    nt = resolve_num_threads(num_threads)
-    rs = np.empty(qs.shape[0] + 1, np.int64)
-    idx, dist = _cpu.search_tree("knn", pts, ps, qs, qsp, rs, metric, ignore, want_dist,
-                                 dt == np.dtype(np.int64), nt, k=k)
-    return _result(idx, rs, dist, dt, pts.dtype)
+    def check(pts, qs):
+        kk = check_int(k, "k")
+        if kk < 1:
+            raise ValueError(f"k must be greater than zero, got {kk}")
+        return kk
+
+    a, kk = _search_args(points, queries, points_row_splits, queries_row_splits, index_dtype, metric,
+                         ignore_query_point, return_distances, num_threads, check)
+    rs = np.empty(a.queries.shape[0] + 1, np.int64)
+    idx, dist = _cpu.search_tree("knn", a.points, a.points_splits, a.queries, a.queries_splits, rs, a.metric,
+                                 a.ignore_query_point, a.return_distances, a.index_dtype == np.dtype(np.int64),
+                                 a.num_threads, k=kk)
+    return _result(idx, rs, dist, a.index_dtype, a.points.dtype)
