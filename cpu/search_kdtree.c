@@ -342,6 +342,31 @@ typedef struct {
     T off[3];
 } FN(kd_frame);
 
+/* One descent step at inner node `node` for query q: returns the child on the query's side
+ * and fills *far_frame with the other child, its box offset along the split axis raised to
+ * the query's distance to that child's side. */
+static inline int64_t FN(kd_step)(const FN(kd_tree) * t, int64_t off, int64_t node, const T *q,
+                                  const FN(kd_frame) * f, FN(kd_frame) * far_frame)
+{
+    const int dim = t->ndim[off + node];
+    const T dl = q[dim] - t->nlo[off + node], dh = q[dim] - t->nhi[off + node];
+    int64_t near, far;
+    T cut;
+    if (dl + dh < 0) {
+        near = 2 * node + 1;
+        far = near + 1;
+        cut = dh < 0 ? -dh : 0;
+    } else {
+        far = 2 * node + 1;
+        near = far + 1;
+        cut = dl > 0 ? dl : 0;
+    }
+    *far_frame = *f;
+    far_frame->node = far;
+    far_frame->off[dim] = cut > f->off[dim] ? cut : f->off[dim];
+    return near;
+}
+
 /* Query processing order: by the leaf each query descends to (then by index), so consecutive
  * queries touch the same part of the tree. Only the speed depends on it. */
 static int FN(kd_query_order)(const gm_tree_search_params *p, const FN(kd_tree) * t, int64_t **out, T **qsorted)
@@ -459,22 +484,8 @@ GM_ALWAYS_INLINE int64_t FN(kd_knn_query)(const FN(kd_tree) * t, int64_t b, cons
             continue;
         int64_t node = f.node;
         while (node < first_leaf) {
-            const int dim = t->ndim[off + node];
-            const T dl = q[dim] - t->nlo[off + node], dh = q[dim] - t->nhi[off + node];
-            int64_t near, far;
-            T cut;
-            if (dl + dh < 0) {
-                near = 2 * node + 1;
-                far = near + 1;
-                cut = dh < 0 ? -dh : 0;
-            } else {
-                far = 2 * node + 1;
-                near = far + 1;
-                cut = dl > 0 ? dl : 0;
-            }
-            FN(kd_frame) g = f;
-            g.node = far;
-            g.off[dim] = cut > f.off[dim] ? cut : f.off[dim];
+            FN(kd_frame) g;
+            const int64_t near = FN(kd_step)(t, off, node, q, &f, &g);
             if (size < kk || !(FN(kd_combine)(g.off[0], g.off[1], g.off[2], metric) > worst))
                 stack[sp++] = g;
             node = near;
@@ -683,22 +694,8 @@ GM_ALWAYS_INLINE int64_t FN(kd_radius_query)(const FN(kd_tree) * t, int64_t b, c
         FN(kd_frame) f = stack[--sp];
         int64_t node = f.node;
         while (node < first_leaf) {
-            const int dim = t->ndim[off + node];
-            const T dl = q[dim] - t->nlo[off + node], dh = q[dim] - t->nhi[off + node];
-            int64_t near, far;
-            T cut;
-            if (dl + dh < 0) {
-                near = 2 * node + 1;
-                far = near + 1;
-                cut = dh < 0 ? -dh : 0;
-            } else {
-                far = 2 * node + 1;
-                near = far + 1;
-                cut = dl > 0 ? dl : 0;
-            }
-            FN(kd_frame) g = f;
-            g.node = far;
-            g.off[dim] = cut > f.off[dim] ? cut : f.off[dim];
+            FN(kd_frame) g;
+            const int64_t near = FN(kd_step)(t, off, node, q, &f, &g);
             if (FN(kd_combine)(g.off[0], g.off[1], g.off[2], metric) < thr)
                 stack[sp++] = g;
             node = near;
