@@ -141,6 +141,23 @@ def _neighbors(index, splits, importance, *, num_rows, rows_name, num_points, po
     return idx, rs, imp
 
 
+def _common(dtype, filters, out_positions, extents, offset, inp_positions, inp_features, neighbors_index,
+            neighbors_row_splits, neighbors_importance, *, extents_per_input):
+    """Validate the inputs the forward and transpose ops share. Extents rows index the output
+    points (forward) or the input points (transpose, ``extents_per_input``)."""
+    f = _filters(filters, dtype)
+    xo = _positions(out_positions, "out_positions", dtype)
+    xi = _positions(inp_positions, "inp_positions", dtype)
+    no, ni = xo.shape[0], xi.shape[0]
+    feat = _float(inp_features, "inp_features", dtype, (ni, f.shape[3]))
+    e = _extents(extents, dtype, *((ni, "num_inp_points") if extents_per_input else (no, "num_out_points")))
+    o = _offset(offset, dtype)
+    idx, rs, imp = _neighbors(neighbors_index, neighbors_row_splits, neighbors_importance,
+                              num_rows=no, rows_name="num_out_points", num_points=ni,
+                              points_name="num_inp_points", dtype=dtype)
+    return f, xo, xi, feat, e, o, idx, rs, imp
+
+
 def prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
                     inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
                     extra=None):
@@ -150,17 +167,11 @@ def prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_
                         inp_importance=None if V.is_absent(inp_importance) else inp_importance,
                         neighbors_importance=None if V.is_absent(neighbors_importance) else neighbors_importance,
                         **(extra or {}))
-    f = _filters(filters, dtype)
-    xo = _positions(out_positions, "out_positions", dtype)
-    xi = _positions(inp_positions, "inp_positions", dtype)
-    no, ni = xo.shape[0], xi.shape[0]
-    feat = _float(inp_features, "inp_features", dtype, (ni, f.shape[3]))
-    e = _extents(extents, dtype, no, "num_out_points")
-    o = _offset(offset, dtype)
-    ii = V.optional_float(adapt(inp_importance, "inp_importance", dtype), "inp_importance", length=ni, dtype=dtype)
-    idx, rs, imp = _neighbors(neighbors_index, neighbors_row_splits, neighbors_importance,
-                              num_rows=no, rows_name="num_out_points", num_points=ni,
-                              points_name="num_inp_points", dtype=dtype)
+    f, xo, xi, feat, e, o, idx, rs, imp = _common(dtype, filters, out_positions, extents, offset, inp_positions,
+                                                  inp_features, neighbors_index, neighbors_row_splits,
+                                                  neighbors_importance, extents_per_input=False)
+    ii = V.optional_float(adapt(inp_importance, "inp_importance", dtype), "inp_importance",
+                          length=xi.shape[0], dtype=dtype)
     return ConvCall(False, dtype, f, xo, xi, e, o, feat, inp_importance=ii, neighbors_index=idx,
                     neighbors_importance=imp, neighbors_row_splits=rs)
 
@@ -183,17 +194,11 @@ def prepare_transpose(filters, out_positions, out_importance, extents, offset, i
                         neighbors_importance=None if absent_imp else neighbors_importance,
                         inp_neighbors_importance_sum=None if absent_sum else inp_neighbors_importance_sum,
                         **(extra or {}))
-    f = _filters(filters, dtype)
-    xo = _positions(out_positions, "out_positions", dtype)
-    xi = _positions(inp_positions, "inp_positions", dtype)
+    f, xo, xi, feat, e, o, idx, rs, imp = _common(dtype, filters, out_positions, extents, offset, inp_positions,
+                                                  inp_features, neighbors_index, neighbors_row_splits,
+                                                  neighbors_importance, extents_per_input=True)
     no, ni = xo.shape[0], xi.shape[0]
-    feat = _float(inp_features, "inp_features", dtype, (ni, f.shape[3]))
-    e = _extents(extents, dtype, ni, "num_inp_points")
-    o = _offset(offset, dtype)
     oi = V.optional_float(adapt(out_importance, "out_importance", dtype), "out_importance", length=no, dtype=dtype)
-    idx, rs, imp = _neighbors(neighbors_index, neighbors_row_splits, neighbors_importance,
-                              num_rows=no, rows_name="num_out_points", num_points=ni,
-                              points_name="num_inp_points", dtype=dtype)
     isum = V.optional_float(adapt(inp_neighbors_importance_sum, "inp_neighbors_importance_sum", dtype),
                             "inp_neighbors_importance_sum", length=ni,
                             dtype=dtype)
