@@ -34,8 +34,8 @@ static int cconv_ctx_init(cconv_ctx* c, const gm_cconv_params* p) {
     c->geom.size[1] = p->filter_height;
     c->geom.size[2] = p->filter_depth;
     for (int k = 0; k < 3; ++k) {
-        c->geom.offset[k] = p->dtype == GM_FLOAT32 ? (double)((const float*)p->offset)[k]
-                                                    : ((const double*)p->offset)[k];
+        c->geom.offset[k] =
+            p->dtype == GM_FLOAT32 ? (double)((const float*)p->offset)[k] : ((const double*)p->offset)[k];
     }
     for (int k = 0; k < 3 && p->extents_rows > 0; ++k) {
         int col = p->extents_cols == 1 ? 0 : k;
@@ -92,73 +92,73 @@ static inline int64_t load_index(const gm_cconv_params* p, int64_t n) {
 
 /* ---- per-type helpers, then the type-generic body ------------------------------------- */
 
-#define GM_DEFINE_HELPERS(T, SUF)                                                                 \
-    /* taps of entry n (row i): relative position, extent, mapping, interpolation */             \
-    static inline int neighbor_taps_##SUF(const cconv_ctx* c, int64_t i, int64_t n, int64_t* jout, \
-                                          int cell[8], double w[8]) {                             \
-        const gm_cconv_params* p = c->p;                                                          \
-        const int64_t j = load_index(p, n);                                                       \
-        *jout = j;                                                                                \
-        const T* xo = (const T*)p->out_positions + 3 * i;                                         \
-        const T* xi = (const T*)p->inp_positions + 3 * j;                                         \
-        double rel[3];                                                                            \
-        for (int k = 0; k < 3; ++k)                                                               \
-            rel[k] = p->transpose ? (double)xo[k] - (double)xi[k] : (double)xi[k] - (double)xo[k]; \
-        if (p->extents_rows == 1) return gm_cconv_filter_taps(&c->geom, rel, c->inv_extent, cell, w); \
-        const T* e = (const T*)p->extents + (p->transpose ? j : i) * p->extents_cols;             \
-        double inv[3];                                                                            \
-        for (int k = 0; k < 3; ++k) inv[k] = 1.0 / (double)e[p->extents_cols == 1 ? 0 : k];        \
-        return gm_cconv_filter_taps(&c->geom, rel, inv, cell, w);                                 \
-    }                                                                                             \
-    /* scalar weight of entry n: a_n (forward) or c_n (transpose), spec 2.5 / 2.6 */             \
-    static inline double neighbor_weight_##SUF(const cconv_ctx* c, int64_t n, int64_t j) {        \
-        const gm_cconv_params* p = c->p;                                                          \
-        double a = p->neighbors_importance ? (double)((const T*)p->neighbors_importance)[n] : 1.0; \
-        if (!p->transpose) {                                                                      \
-            if (p->inp_importance) a *= (double)((const T*)p->inp_importance)[j];                 \
-        } else if (p->normalize) {                                                                \
-            double phi = p->neighbors_importance                                                  \
-                             ? (double)((const T*)p->inp_neighbors_importance_sum)[j]             \
-                             : (double)(p->inp_neighbors_row_splits[j + 1] -                      \
-                                        p->inp_neighbors_row_splits[j]);                          \
-            if (phi != 0.0) a /= phi;                                                             \
-        }                                                                                         \
-        return a;                                                                                 \
-    }                                                                                             \
-    /* factor applied to output row i: 1/psi_i (forward, normalize) or out_importance[i] */      \
-    static inline double row_scale_##SUF(const cconv_ctx* c, int64_t i) {                        \
-        const gm_cconv_params* p = c->p;                                                          \
-        if (p->transpose) return p->out_importance ? (double)((const T*)p->out_importance)[i] : 1.0; \
-        if (!p->normalize) return 1.0;                                                            \
-        const int64_t b = p->neighbors_row_splits[i], e = p->neighbors_row_splits[i + 1];          \
-        double psi;                                                                               \
-        if (p->neighbors_importance) {                                                            \
-            psi = 0.0;                                                                            \
-            for (int64_t n = b; n < e; ++n) psi += (double)((const T*)p->neighbors_importance)[n]; \
-            psi = (double)(T)psi; /* the normaliser has the output type */                        \
-        } else {                                                                                  \
-            psi = (double)(e - b);                                                                \
-        }                                                                                         \
-        return psi != 0.0 ? 1.0 / psi : 1.0;                                                      \
+#define GM_DEFINE_HELPERS(T, SUF)                                                                            \
+    /* taps of entry n (row i): relative position, extent, mapping, interpolation */                         \
+    static inline int neighbor_taps_##SUF(const cconv_ctx* c, int64_t i, int64_t n, int64_t* jout,           \
+                                          int cell[8], double w[8]) {                                        \
+        const gm_cconv_params* p = c->p;                                                                     \
+        const int64_t j = load_index(p, n);                                                                  \
+        *jout = j;                                                                                           \
+        const T* xo = (const T*)p->out_positions + 3 * i;                                                    \
+        const T* xi = (const T*)p->inp_positions + 3 * j;                                                    \
+        double rel[3];                                                                                       \
+        for (int k = 0; k < 3; ++k)                                                                          \
+            rel[k] = p->transpose ? (double)xo[k] - (double)xi[k] : (double)xi[k] - (double)xo[k];           \
+        if (p->extents_rows == 1) return gm_cconv_filter_taps(&c->geom, rel, c->inv_extent, cell, w);        \
+        const T* e = (const T*)p->extents + (p->transpose ? j : i) * p->extents_cols;                        \
+        double inv[3];                                                                                       \
+        for (int k = 0; k < 3; ++k) inv[k] = 1.0 / (double)e[p->extents_cols == 1 ? 0 : k];                  \
+        return gm_cconv_filter_taps(&c->geom, rel, inv, cell, w);                                            \
+    }                                                                                                        \
+    /* scalar weight of entry n: a_n (forward) or c_n (transpose), spec 2.5 / 2.6 */                         \
+    static inline double neighbor_weight_##SUF(const cconv_ctx* c, int64_t n, int64_t j) {                   \
+        const gm_cconv_params* p = c->p;                                                                     \
+        double a = p->neighbors_importance ? (double)((const T*)p->neighbors_importance)[n] : 1.0;           \
+        if (!p->transpose) {                                                                                 \
+            if (p->inp_importance) a *= (double)((const T*)p->inp_importance)[j];                            \
+        } else if (p->normalize) {                                                                           \
+            double phi =                                                                                     \
+                p->neighbors_importance                                                                      \
+                    ? (double)((const T*)p->inp_neighbors_importance_sum)[j]                                 \
+                    : (double)(p->inp_neighbors_row_splits[j + 1] - p->inp_neighbors_row_splits[j]);         \
+            if (phi != 0.0) a /= phi;                                                                        \
+        }                                                                                                    \
+        return a;                                                                                            \
+    }                                                                                                        \
+    /* factor applied to output row i: 1/psi_i (forward, normalize) or out_importance[i] */                  \
+    static inline double row_scale_##SUF(const cconv_ctx* c, int64_t i) {                                    \
+        const gm_cconv_params* p = c->p;                                                                     \
+        if (p->transpose) return p->out_importance ? (double)((const T*)p->out_importance)[i] : 1.0;         \
+        if (!p->normalize) return 1.0;                                                                       \
+        const int64_t b = p->neighbors_row_splits[i], e = p->neighbors_row_splits[i + 1];                    \
+        double psi;                                                                                          \
+        if (p->neighbors_importance) {                                                                       \
+            psi = 0.0;                                                                                       \
+            for (int64_t n = b; n < e; ++n) psi += (double)((const T*)p->neighbors_importance)[n];           \
+            psi = (double)(T)psi; /* the normaliser has the output type */                                   \
+        } else {                                                                                             \
+            psi = (double)(e - b);                                                                           \
+        }                                                                                                    \
+        return psi != 0.0 ? 1.0 / psi : 1.0;                                                                 \
     }
 
 GM_DEFINE_HELPERS(float, f32)
 GM_DEFINE_HELPERS(double, f64)
 
-#define GM_T float
+#define GM_T         float
 #define GM_SUF(name) name##_f32
-#define GM_GEMM gm_gemm_f32
-#define GM_PANEL GM_GEMM_PANEL_F32
+#define GM_GEMM      gm_gemm_f32
+#define GM_PANEL     GM_GEMM_PANEL_F32
 #include "cconv_impl.h"
 #undef GM_T
 #undef GM_SUF
 #undef GM_GEMM
 #undef GM_PANEL
 
-#define GM_T double
+#define GM_T         double
 #define GM_SUF(name) name##_f64
-#define GM_GEMM gm_gemm_f64
-#define GM_PANEL GM_GEMM_PANEL_F64
+#define GM_GEMM      gm_gemm_f64
+#define GM_PANEL     GM_GEMM_PANEL_F64
 #include "cconv_impl.h"
 #undef GM_T
 #undef GM_SUF
@@ -167,17 +167,23 @@ GM_DEFINE_HELPERS(double, f64)
 
 /* ---- launchers ------------------------------------------------------------------------ */
 
-#define GM_DISPATCH(fn)                                                     \
-    cconv_ctx c;                                                            \
-    int st = cconv_ctx_init(&c, p);                                         \
-    if (st != GM_OK) return st;                                             \
+#define GM_DISPATCH(fn)                                                                                      \
+    cconv_ctx c;                                                                                             \
+    int st = cconv_ctx_init(&c, p);                                                                          \
+    if (st != GM_OK) return st;                                                                              \
     return p->dtype == GM_FLOAT32 ? fn##_f32(&c) : fn##_f64(&c);
 
-int gm_cconv_apply_cpu(const gm_cconv_params* p) { GM_DISPATCH(apply) }
+int gm_cconv_apply_cpu(const gm_cconv_params* p) {
+    GM_DISPATCH(apply)
+}
 
-int gm_cconv_backprop_filter_cpu(const gm_cconv_params* p) { GM_DISPATCH(backprop_filter) }
+int gm_cconv_backprop_filter_cpu(const gm_cconv_params* p) {
+    GM_DISPATCH(backprop_filter)
+}
 
-int gm_cconv_neighbor_products_cpu(const gm_cconv_params* p) { GM_DISPATCH(neighbor_products) }
+int gm_cconv_neighbor_products_cpu(const gm_cconv_params* p) {
+    GM_DISPATCH(neighbor_products)
+}
 
 /* ---- list utilities ------------------------------------------------------------------- */
 
@@ -199,8 +205,10 @@ int gm_invert_neighbors_cpu(const gm_invert_params* p) {
         for (int64_t n = p->row_splits[r]; n < p->row_splits[r + 1]; ++n) {
             int64_t j = p->index_int64 ? ((const int64_t*)p->index)[n] : ((const int32_t*)p->index)[n];
             int64_t pos = cursor[j]++;
-            if (p->index_int64) ((int64_t*)p->out_index)[pos] = r;
-            else ((int32_t*)p->out_index)[pos] = (int32_t)r;
+            if (p->index_int64)
+                ((int64_t*)p->out_index)[pos] = r;
+            else
+                ((int32_t*)p->out_index)[pos] = (int32_t)r;
             p->out_permutation[pos] = n;
         }
     }
@@ -208,16 +216,18 @@ int gm_invert_neighbors_cpu(const gm_invert_params* p) {
     return GM_OK;
 }
 
-int gm_reduce_subarrays_sum_cpu(int dtype, const void* values, const int64_t* row_splits,
-                                int64_t num_rows, void* sums, int num_threads) {
+int gm_reduce_subarrays_sum_cpu(int dtype, const void* values, const int64_t* row_splits, int64_t num_rows,
+                                void* sums, int num_threads) {
     if (dtype != GM_FLOAT32 && dtype != GM_FLOAT64) return GM_ERR_INVALID;
 #pragma omp parallel for schedule(static) num_threads(num_threads > 0 ? num_threads : 1)
     for (int64_t r = 0; r < num_rows; ++r) {
         double s = 0.0;
         for (int64_t n = row_splits[r]; n < row_splits[r + 1]; ++n)
             s += dtype == GM_FLOAT32 ? (double)((const float*)values)[n] : ((const double*)values)[n];
-        if (dtype == GM_FLOAT32) ((float*)sums)[r] = (float)s;
-        else ((double*)sums)[r] = s;
+        if (dtype == GM_FLOAT32)
+            ((float*)sums)[r] = (float)s;
+        else
+            ((double*)sums)[r] = s;
     }
     return GM_OK;
 }

@@ -9,8 +9,8 @@
 /* ---- one patch column ---------------------------------------------------------------- */
 
 /* Adds every neighbor of row i into col[0:K] (col must be zeroed by the caller). */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void GM_SUF(fill_column)(const cconv_ctx* c, int64_t i, GM_T* col) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void GM_SUF(fill_column)(
+    const cconv_ctx* c, int64_t i, GM_T* col) {
     const gm_cconv_params* p = c->p;
     const GM_T* feat = (const GM_T*)p->inp_features;
     const int64_t Cin = c->Cin;
@@ -155,10 +155,12 @@ static int GM_SUF(backprop_filter)(const cconv_ctx* c) {
                             memcpy(panels + q * cols * PW + col * PW, scratch + q * PW,
                                    (size_t)PW * sizeof(GM_T));
                         const double s = GM_SUF(row_scale)(c, i);
-                        for (int64_t oc = 0; oc < Cout; ++oc) gs[col * Cout + oc] = (GM_T)(g[i * Cout + oc] * s);
+                        for (int64_t oc = 0; oc < Cout; ++oc)
+                            gs[col * Cout + oc] = (GM_T)(g[i * Cout + oc] * s);
                     }
                     for (int64_t q = 0; q < npanels; ++q)
-                        GM_GEMM(Cout, PW, cols, gs, 1, Cout, panels + q * cols * PW, PW, PW, 0, part + q * PW, Kp, 1);
+                        GM_GEMM(Cout, PW, cols, gs, 1, Cout, panels + q * cols * PW, PW, PW, 0, part + q * PW,
+                                Kp, 1);
                 }
             }
 #pragma omp ordered

@@ -25,9 +25,8 @@
 #define GM_GEMM_PANEL_F32 32
 #define GM_GEMM_PANEL_F64 16
 
-void gm_gemm_f32(int64_t m, int64_t n, int64_t k, const float* A, int64_t sa_i, int64_t sa_p,
-                 const float* B, int64_t ldb, int64_t pw, int64_t ps, float* C, int64_t ldc,
-                 int accumulate);
+void gm_gemm_f32(int64_t m, int64_t n, int64_t k, const float* A, int64_t sa_i, int64_t sa_p, const float* B,
+                 int64_t ldb, int64_t pw, int64_t ps, float* C, int64_t ldc, int accumulate);
 void gm_gemm_f64(int64_t m, int64_t n, int64_t k, const double* A, int64_t sa_i, int64_t sa_p,
                  const double* B, int64_t ldb, int64_t pw, int64_t ps, double* C, int64_t ldc,
                  int accumulate);
@@ -38,6 +37,8 @@ const char* gm_gemm_kernel_name(void);
 /* Rows handled per micro-kernel call: callers splitting rows across threads use multiples. */
 #define GM_GEMM_MR 12
 
-static inline int64_t gm_round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+static inline int64_t gm_round_up(int64_t v, int64_t m) {
+    return (v + m - 1) / m * m;
+}
 
 #endif /* GEOMOPS_CPU_GEMM_H */

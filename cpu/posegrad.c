@@ -18,7 +18,7 @@
 #include "geomops/posegrad.h"
 #include "geomops/posegrad_math.h"
 
-#define PG_BLOCK_ROWS 8
+#define PG_BLOCK_ROWS      8
 #define PG_MAX_ACCUM_BYTES ((size_t)256 << 20)
 
 static int pg_check_image(const GmPgImage* im) {
@@ -43,8 +43,7 @@ static inline float pg_sample(const GmPgImage* im, const float* lut, ptrdiff_t p
 }
 
 /* The negated, NDC-scaled central differences of channels 0..2 at (r,c). */
-static inline void pg_pixel_grads(const GmPgImage* im, const float* lut, int r, int c, float* gx,
-                                  float* gy) {
+static inline void pg_pixel_grads(const GmPgImage* im, const float* lut, int r, int c, float* gx, float* gy) {
     const int w = im->width;
     const float wx = im->weight_x, wy = im->weight_y;
     if (im->rgb_u8 && !gm_pg_is_border(r, c, im->height, w)) { /* fast path: no padding involved */
@@ -264,7 +263,8 @@ static void pg_backprop_block(const GmPgBackpropParams* p, const GmPgObject* obj
                         d = gm_pg_contribution(objs + o, x[0], x[1], x[2], sx, sy, out);
                         for (int e = 0; e < 6; ++e) a[GM_PG_ACC_GRAD + e] += out[e];
                         if (p->contributions)
-                            for (int e = 0; e < 6; ++e) p->contributions[(o * 6 + e) * hw + pix] = (float)out[e];
+                            for (int e = 0; e < 6; ++e)
+                                p->contributions[(o * 6 + e) * hw + pix] = (float)out[e];
                     } else {
                         d = gm_pg_denominator(objs + o, x[0], x[1], x[2]);
                     }
@@ -316,7 +316,8 @@ int gm_posegrad_backprop_cpu(const GmPgBackpropParams* p) {
             if (!vbuf) continue;
             int r0 = b * rows, r1 = r0 + rows < h ? r0 + rows : h;
             double* block_acc = acc + (size_t)b * (per_block / sizeof(double));
-            pg_backprop_block(p, objs, lut, r0, r1, vbuf, vbuf + (size_t)(rows + 2) * (size_t)w, block_acc, bad + b);
+            pg_backprop_block(p, objs, lut, r0, r1, vbuf, vbuf + (size_t)(rows + 2) * (size_t)w, block_acc,
+                              bad + b);
         }
         free(vbuf);
     }

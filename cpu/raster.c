@@ -20,13 +20,13 @@
 #include "geomops/raster.h"
 #include "geomops/raster_math.h"
 
-#define TILE GM_RASTER_TILE
-#define SUB GM_RASTER_SUBPIXEL
+#define TILE       GM_RASTER_TILE
+#define SUB        GM_RASTER_SUBPIXEL
 #define MAX_CHUNKS 32
-#define PREFETCH 4
+#define PREFETCH   4
 #define PLANE_MASK ((1u << GM_RASTER_NUM_PLANES) - 1u)
-#define FAR_BIT (1u << GM_RASTER_NUM_PLANES)
-#define ALL_BITS (PLANE_MASK | FAR_BIT) /* a non-finite vertex: its triangles are dropped */
+#define FAR_BIT    (1u << GM_RASTER_NUM_PLANES)
+#define ALL_BITS   (PLANE_MASK | FAR_BIT) /* a non-finite vertex: its triangles are dropped */
 
 /* One piece of a (possibly clipped) triangle, ready for coverage tests (72 bytes). */
 typedef struct RasterTri {
@@ -38,8 +38,17 @@ typedef struct RasterTri {
 } RasterTri;
 
 /* ---- scratch memory, cached between calls ------------------------------------------------ */
-enum { WS_CAM, WS_OUTCODE, WS_SX, WS_SY, WS_TILE_START, WS_LIST, WS_TILE_COUNT, WS_TRIS,
-       WS_NUM = WS_TRIS + MAX_CHUNKS };
+enum {
+    WS_CAM,
+    WS_OUTCODE,
+    WS_SX,
+    WS_SY,
+    WS_TILE_START,
+    WS_LIST,
+    WS_TILE_COUNT,
+    WS_TRIS,
+    WS_NUM = WS_TRIS + MAX_CHUNKS
+};
 
 typedef struct Block {
     void* ptr;
@@ -121,7 +130,7 @@ typedef struct Setup {
     const int64_t* face_base; /* first global face of each object (num_objects + 1 entries) */
     const GmVec3* cam;        /* camera-frame vertices */
     const unsigned* outcode;
-    const int32_t* sx;        /* snapped projections (valid when the outcode has no plane bit) */
+    const int32_t* sx; /* snapped projections (valid when the outcode has no plane bit) */
     const int32_t* sy;
     int32_t tiles_x;
 } Setup;
@@ -151,7 +160,8 @@ static int covers_any(const RasterTri* t) {
             int64_t px = (int64_t)c * SUB, py = (int64_t)r * SUB;
             int64_t acc = 0;
             for (int k = 0; k < 3; ++k)
-                acc |= gm_raster_edge(t->x[k], t->y[k], t->x[(k + 1) % 3], t->y[(k + 1) % 3], px, py) + bias[k];
+                acc |=
+                    gm_raster_edge(t->x[k], t->y[k], t->x[(k + 1) % 3], t->y[(k + 1) % 3], px, py) + bias[k];
             if (acc >= 0) return 1;
         }
     return 0;
@@ -163,11 +173,18 @@ static int emit_piece(const Setup* s, Chunk* ch, const int32_t* x, const int32_t
     RasterTri t;
     int64_t area = gm_raster_area2(x, y);
     if (area == 0) return GM_OK; /* degenerate in fixed point: covers no sample */
-    t.x[0] = x[0]; t.y[0] = y[0];
+    t.x[0] = x[0];
+    t.y[0] = y[0];
     if (area > 0) {
-        t.x[1] = x[1]; t.y[1] = y[1]; t.x[2] = x[2]; t.y[2] = y[2];
+        t.x[1] = x[1];
+        t.y[1] = y[1];
+        t.x[2] = x[2];
+        t.y[2] = y[2];
     } else {
-        t.x[1] = x[2]; t.y[1] = y[2]; t.x[2] = x[1]; t.y[2] = y[1];
+        t.x[1] = x[2];
+        t.y[1] = y[2];
+        t.x[2] = x[1];
+        t.y[2] = y[1];
     }
     int64_t minx = x[0], maxx = x[0], miny = y[0], maxy = y[0];
     for (int k = 1; k < 3; ++k) {
@@ -184,7 +201,10 @@ static int emit_piece(const Setup* s, Chunk* ch, const int32_t* x, const int32_t
     if (c1 > s->p->width - 1) c1 = s->p->width - 1;
     if (r1 > s->p->height - 1) r1 = s->p->height - 1;
     if (c0 > c1 || r0 > r1) return GM_OK;
-    t.c0 = (int16_t)c0; t.c1 = (int16_t)c1; t.r0 = (int16_t)r0; t.r1 = (int16_t)r1;
+    t.c0 = (int16_t)c0;
+    t.c1 = (int16_t)c1;
+    t.r0 = (int16_t)r0;
+    t.r1 = (int16_t)r1;
     /* small triangles often fall between sample points: drop them here, not in every tile */
     if ((c1 - c0 + 1) * (r1 - r0 + 1) <= 4 && !covers_any(&t)) return GM_OK;
     t.gface = gface;
@@ -209,11 +229,15 @@ static int emit_clipped(const Setup* s, Chunk* ch, const GmVec3* P, unsigned any
     GmVec3* cur = buf_a;
     GmVec3* nxt = buf_b;
     int m = 3;
-    cur[0] = P[0]; cur[1] = P[1]; cur[2] = P[2];
+    cur[0] = P[0];
+    cur[1] = P[1];
+    cur[2] = P[2];
     for (int k = 0; k < GM_RASTER_NUM_PLANES && m >= 3; ++k) {
         if (!(any_out & (1u << k))) continue;
         m = gm_raster_clip_polygon(cur, m, s->planes[k], nxt);
-        GmVec3* tmp = cur; cur = nxt; nxt = tmp;
+        GmVec3* tmp = cur;
+        cur = nxt;
+        nxt = tmp;
     }
     if (m < 3) return GM_OK;
     int32_t px[GM_RASTER_MAX_POLY], py[GM_RASTER_MAX_POLY];
@@ -290,8 +314,8 @@ static void clear_pixel(const GmRasterParams* p, int64_t i, const uint8_t* bg) {
 }
 
 /* Write every buffer of pixel i, covered by face `face` of object `obj` at depth z. */
-static void shade_pixel(const GmRasterParams* p, const Setup* s, int64_t i, int32_t obj, int32_t face, double z,
-                        double dx, double dy) {
+static void shade_pixel(const GmRasterParams* p, const Setup* s, int64_t i, int32_t obj, int32_t face,
+                        double z, double dx, double dy) {
     const GmRasterObject* o = &p->objects[obj];
     const int32_t* fv = o->faces + 3 * (int64_t)face;
     int64_t vb = s->vert_base[obj];
@@ -340,7 +364,8 @@ static void shade_pixel(const GmRasterParams* p, const Setup* s, int64_t i, int3
     GmVec3 ns = facing < 0.0 ? gm_vec3(-n.x, -n.y, -n.z) : n;
     double lam = ns.x * p->light_dir[0] + ns.y * p->light_dir[1] + ns.z * p->light_dir[2];
     if (lam < 0.0) lam = 0.0;
-    for (int j = 0; j < 3; ++j) p->rgb[4 * i + j] = gm_raster_to_u8(col[j] * (p->ambient[j] + p->light_color[j] * lam));
+    for (int j = 0; j < 3; ++j)
+        p->rgb[4 * i + j] = gm_raster_to_u8(col[j] * (p->ambient[j] + p->light_color[j] * lam));
     p->rgb[4 * i + 3] = 255;
     p->depth[i] = (float)z;
     p->instance_index[i] = (int16_t)o->instance_index;
@@ -411,7 +436,8 @@ static void raster_tile(const TileJob* J, const int32_t* list, int64_t count, in
             int k1 = k == 2 ? 0 : k + 1;
             int64_t ex = (int64_t)t->x[k1] - t->x[k];
             ey[k] = (int64_t)t->y[k1] - t->y[k];
-            E0[k] = gm_raster_edge(t->x[k], t->y[k], t->x[k1], t->y[k1], px0, py0) + gm_raster_edge_bias(ex, ey[k]);
+            E0[k] = gm_raster_edge(t->x[k], t->y[k], t->x[k1], t->y[k1], px0, py0) +
+                    gm_raster_edge_bias(ex, ey[k]);
         }
         const double lo = (double)t->ilo, hi = (double)t->ihi;
         for (int32_t r = r0; r <= r1; ++r) {
@@ -454,7 +480,8 @@ static void raster_tile(const TileJob* J, const int32_t* list, int64_t count, in
             int32_t gface = t->gface;
             while (gface < s->face_base[obj]) --obj;
             while (gface >= s->face_base[obj + 1]) ++obj;
-            shade_pixel(p, s, i, obj, (int32_t)(gface - s->face_base[obj]), 1.0 / izbuf[k], ray_x[c], J->ray_y[r]);
+            shade_pixel(p, s, i, obj, (int32_t)(gface - s->face_base[obj]), 1.0 / izbuf[k], ray_x[c],
+                        J->ray_y[r]);
         }
     }
 }
@@ -507,7 +534,8 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
     int32_t* sx = (int32_t*)ws_get(&ws->blk[WS_SX], sizeof(int32_t) * (size_t)nv);
     int32_t* sy = (int32_t*)ws_get(&ws->blk[WS_SY], sizeof(int32_t) * (size_t)nv);
     int64_t* tile_start = (int64_t*)ws_get(&ws->blk[WS_TILE_START], sizeof(int64_t) * (size_t)(ntiles + 1));
-    int64_t* tile_count = (int64_t*)ws_get(&ws->blk[WS_TILE_COUNT], sizeof(int64_t) * (size_t)(ntiles * nchunks));
+    int64_t* tile_count =
+        (int64_t*)ws_get(&ws->blk[WS_TILE_COUNT], sizeof(int64_t) * (size_t)(ntiles * nchunks));
     if (!cam || !outcode || !sx || !sy || !tile_start || !tile_count) {
         status = GM_ERR_NOMEM;
         goto done;
@@ -530,7 +558,8 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
         chunks[ci].tris_block = &ws->blk[WS_TRIS + ci];
         chunks[ci].tile_count = tile_count + ntiles * ci;
         /* a piece per face is typical; clipping may add more (the array grows) */
-        chunks[ci].tris = (RasterTri*)ws_get(chunks[ci].tris_block, sizeof(RasterTri) * (size_t)(t1 - t0 + 64));
+        chunks[ci].tris =
+            (RasterTri*)ws_get(chunks[ci].tris_block, sizeof(RasterTri) * (size_t)(t1 - t0 + 64));
         if (!chunks[ci].tris) {
             status = GM_ERR_NOMEM;
             goto done;
@@ -623,8 +652,8 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
         /* 4. tiles (the implicit barrier above completes the lists) */
 #pragma omp for schedule(dynamic, 1)
         for (int64_t tl = 0; tl < ntiles; ++tl)
-            raster_tile(&job, list + tile_start[tl], tile_start[tl + 1] - tile_start[tl], (int32_t)(tl % tiles_x),
-                        (int32_t)(tl / tiles_x));
+            raster_tile(&job, list + tile_start[tl], tile_start[tl + 1] - tile_start[tl],
+                        (int32_t)(tl % tiles_x), (int32_t)(tl / tiles_x));
     }
 
 done:
@@ -636,10 +665,10 @@ done:
 }
 
 int gm_raster_cpu(const GmRasterParams* p) {
-    if (!p || p->width < 1 || p->height < 1 || p->width > GM_RASTER_MAX_SIZE || p->height > GM_RASTER_MAX_SIZE ||
-        p->num_objects < 0 || (p->num_objects > 0 && !p->objects) || !(p->near_z > 0.0) ||
-        !(p->far_z > p->near_z) || !(p->fx > 0.0) || !(p->fy > 0.0) || !p->rgb || !p->depth ||
-        !p->instance_index || !p->object_coordinates)
+    if (!p || p->width < 1 || p->height < 1 || p->width > GM_RASTER_MAX_SIZE ||
+        p->height > GM_RASTER_MAX_SIZE || p->num_objects < 0 || (p->num_objects > 0 && !p->objects) ||
+        !(p->near_z > 0.0) || !(p->far_z > p->near_z) || !(p->fx > 0.0) || !(p->fy > 0.0) || !p->rgb ||
+        !p->depth || !p->instance_index || !p->object_coordinates)
         return GM_ERR_INVALID;
     int nt = p->num_threads > 0 ? p->num_threads : 1;
     Workspace* ws = ws_acquire();

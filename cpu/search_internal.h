@@ -28,22 +28,24 @@
 
 /* Stable LSD radix sort of (key, value) pairs by key, keys <= max_key. Uses num_threads
  * threads; the result does not depend on it (a stable sort has one answer). */
-int gm_search_radix_sort(uint64_t *keys, int64_t *vals, int64_t n, uint64_t max_key, int num_threads);
+int gm_search_radix_sort(uint64_t* keys, int64_t* vals, int64_t n, uint64_t max_key, int num_threads);
 
 /* Allocates the result arrays of a search with `total` entries into out->index / out->distance
  * (NULL when total == 0 or distances are not wanted). */
-int gm_search_alloc_output(const gm_search_output *out, int64_t total, int index_is64,
-                           int want_distances, size_t dist_size);
+int gm_search_alloc_output(const gm_search_output* out, int64_t total, int index_is64, int want_distances,
+                           size_t dist_size);
 /* Frees what gm_search_alloc_output allocated (error paths). */
-void gm_search_free_output(const gm_search_output *out);
+void gm_search_free_output(const gm_search_output* out);
 
 /* row_splits[0] = 0; row_splits[i+1] += row_splits[i]; returns the total (or -1 on overflow). */
-int64_t gm_search_prefix_sum(int64_t *row_splits, int64_t num_queries);
+int64_t gm_search_prefix_sum(int64_t* row_splits, int64_t num_queries);
 
 /* Sorts n (index, distance) pairs by index (indices are distinct). dist may be NULL. */
-void gm_search_sort_pairs_f32(int64_t *idx, float *dist, int64_t n);
-void gm_search_sort_pairs_f64(int64_t *idx, double *dist, int64_t n);
+void gm_search_sort_pairs_f32(int64_t* idx, float* dist, int64_t n);
+void gm_search_sort_pairs_f64(int64_t* idx, double* dist, int64_t n);
 
-GM_ALWAYS_INLINE int gm_threads(int n) { return n < 1 ? 1 : n; }
+GM_ALWAYS_INLINE int gm_threads(int n) {
+    return n < 1 ? 1 : n;
+}
 
 #endif /* GEOMOPS_SEARCH_INTERNAL_H */

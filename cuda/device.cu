@@ -44,4 +44,6 @@ extern "C" int gm_cuda_versions(int* runtime_version, int* driver_version) {
     return (int)err;
 }
 
-extern "C" const char* gm_cuda_error_string(int code) { return cudaGetErrorString((cudaError_t)code); }
+extern "C" const char* gm_cuda_error_string(int code) {
+    return cudaGetErrorString((cudaError_t)code);
+}

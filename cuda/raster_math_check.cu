@@ -20,7 +20,8 @@ __global__ void gm_raster_math_check_kernel(const double* cam, int n, int32_t* o
     else
         for (int k = 0; k < 3; ++k) clipped[k] = poly[k];
     int32_t x[3] = {0, 0, 0}, y[3] = {0, 0, 0};
-    for (int k = 0; k < 3 && k < m; ++k) gm_raster_project(clipped[k], 500.0, 500.0, 32.0, 24.0, &x[k], &y[k]);
+    for (int k = 0; k < 3 && k < m; ++k)
+        gm_raster_project(clipped[k], 500.0, 500.0, 32.0, 24.0, &x[k], &y[k]);
     int64_t area = gm_raster_area2(x, y);
     int64_t e = gm_raster_edge(x[0], y[0], x[1], y[1], 0, 0) + gm_raster_edge_bias(x[1] - x[0], y[1] - y[0]);
     out_xy[2 * i + 0] = (int32_t)(area > 0) + (int32_t)gm_raster_floor_div(e, 256);

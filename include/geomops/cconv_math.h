@@ -16,14 +16,18 @@ typedef struct {
     int mapping;       /* gm_coordinate_mapping */
     int interpolation; /* gm_interpolation      */
     int align_corners;
-    int size[3];       /* filter size along x (W), y (H), z (D) */
-    double offset[3];  /* align_corners == 0 only */
+    int size[3];      /* filter size along x (W), y (H), z (D) */
+    double offset[3]; /* align_corners == 0 only */
 } gm_cconv_geometry;
 
-GM_HD double gm_clampd(double v, double lo, double hi) { return v < lo ? lo : (v > hi ? hi : v); }
+GM_HD double gm_clampd(double v, double lo, double hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
 
 /* max/min by comparison: libm's fmax is an out-of-line call in strict IEEE builds */
-GM_HD double gm_maxd(double a, double b) { return a > b ? a : b; }
+GM_HD double gm_maxd(double a, double b) {
+    return a > b ? a : b;
+}
 
 /* Unit-ball -> unit-cube mappings; q is scaled by 1/extent on input, in [-1/2, 1/2]^3 on output. */
 GM_HD void gm_map_radial(double* q) {
@@ -82,7 +86,9 @@ GM_HD void gm_map_volume_preserving(double* q) {
 }
 
 /* Round half away from zero (std::round semantics). */
-GM_HD double gm_round_half_away(double v) { return v < 0.0 ? -floor(-v + 0.5) : floor(v + 0.5); }
+GM_HD double gm_round_half_away(double v) {
+    return v < 0.0 ? -floor(-v + 0.5) : floor(v + 0.5);
+}
 
 /* Relative position p (already oriented for forward/transpose) and inverse extent inv -> up to
  * 8 taps: cell[t] = z*H*W + y*W + x, weight[t]. Returns the number of taps written. Taps of

@@ -14,8 +14,8 @@ extern "C" {
 
 /* How the central differences treat the samples outside the image. */
 enum {
-    GM_PG_BORDER_ZERO = 0,      /* out-of-image samples are 0 (stillleben's conv2d zero padding) */
-    GM_PG_BORDER_REPLICATE = 1  /* out-of-image samples repeat the edge pixel: no false edge, and
+    GM_PG_BORDER_ZERO = 0,     /* out-of-image samples are 0 (stillleben's conv2d zero padding) */
+    GM_PG_BORDER_REPLICATE = 1 /* out-of-image samples repeat the edge pixel: no false edge, and
                                    the differences along a row still telescope to the total change */
 };
 
@@ -28,13 +28,13 @@ enum {
 /* The shared image part: the rendered image, the buffers of the valid mask and the options. */
 typedef struct {
     int height, width;
-    const uint8_t* rgb_u8;  /* (H,W,rgb_channels) in 0..255, or NULL */
-    const float* rgb_f32;   /* (H,W,rgb_channels) in [0,1], or NULL (exactly one of the two is set) */
-    int rgb_channels;       /* 3 or 4: the pixel stride; channels 0..2 are used */
-    float weight_x;         /* scale of the negated x difference: 1/fl32(4/W) for stillleben */
-    float weight_y;         /* the same for y (rows): 1/fl32(4/H) */
-    int border;             /* GM_PG_BORDER_* */
-    int semantics;          /* GM_PG_SEM_* */
+    const uint8_t* rgb_u8;   /* (H,W,rgb_channels) in 0..255, or NULL */
+    const float* rgb_f32;    /* (H,W,rgb_channels) in [0,1], or NULL (exactly one of the two is set) */
+    int rgb_channels;        /* 3 or 4: the pixel stride; channels 0..2 are used */
+    float weight_x;          /* scale of the negated x difference: 1/fl32(4/W) for stillleben */
+    float weight_y;          /* the same for y (rows): 1/fl32(4/H) */
+    int border;              /* GM_PG_BORDER_* */
+    int semantics;           /* GM_PG_SEM_* */
     const int16_t* instance; /* (H,W) instance ids, 0 = background */
     const float* depth;      /* (H,W) camera Z */
     int num_threads;
@@ -59,22 +59,22 @@ enum {
 /* backpropagate_gradient_to_poses: one fused pass over the pixels for all objects. */
 typedef struct {
     GmPgImage img;
-    const float* coords;     /* (H,W,3) object-frame surface points */
-    const float* g_f32;      /* dLoss/dImage, or NULL */
-    const double* g_f64;     /* the same in float64, or NULL (exactly one is set) */
-    ptrdiff_t g_cstride;     /* element stride between channels (H*W for CHW, 1 for HWC) */
-    ptrdiff_t g_pstride;     /* element stride between pixels (1 for CHW, 3 for HWC) */
+    const float* coords; /* (H,W,3) object-frame surface points */
+    const float* g_f32;  /* dLoss/dImage, or NULL */
+    const double* g_f64; /* the same in float64, or NULL (exactly one is set) */
+    ptrdiff_t g_cstride; /* element stride between channels (H*W for CHW, 1 for HWC) */
+    ptrdiff_t g_pstride; /* element stride between pixels (1 for CHW, 3 for HWC) */
     int num_objects;
-    const double* transforms; /* (N,12): object -> camera, R row-major (9) then t (3) */
-    const double* projection; /* (16): the 4x4 projection matrix, row-major */
-    int denom_row;            /* 2: stillleben (clip z), 3: exact (clip w) */
+    const double* transforms;    /* (N,12): object -> camera, R row-major (9) then t (3) */
+    const double* projection;    /* (16): the 4x4 projection matrix, row-major */
+    int denom_row;               /* 2: stillleben (clip z), 3: exact (clip w) */
     const int32_t* id_to_slot;   /* (32768): slot of an instance id, -1 where no object has it */
     const int32_t* slot_start;   /* (S+1): objects of slot s are slot_objects[slot_start[s]..] */
     const int32_t* slot_objects; /* (N): object indices grouped by slot, ascending in each slot */
-    double* accum;            /* out (N, GM_PG_ACC_STRIDE): sums over the pixels, fixed order */
-    float* contributions;     /* out (N,6,H,W) per-pixel terms, or NULL; must be zero on entry */
-    uint8_t* masks;           /* out (N,H,W) dilated masks 0/1, or NULL; must be zero on entry */
-    int32_t* bad_id;          /* out: smallest instance id of the buffer that no object has, or 0 */
+    double* accum;               /* out (N, GM_PG_ACC_STRIDE): sums over the pixels, fixed order */
+    float* contributions;        /* out (N,6,H,W) per-pixel terms, or NULL; must be zero on entry */
+    uint8_t* masks;              /* out (N,H,W) dilated masks 0/1, or NULL; must be zero on entry */
+    int32_t* bad_id;             /* out: smallest instance id of the buffer that no object has, or 0 */
 } GmPgBackpropParams;
 
 /* Both return GM_OK, GM_ERR_NOMEM or GM_ERR_INVALID (arguments the facade should have rejected). */

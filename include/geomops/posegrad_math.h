@@ -8,10 +8,14 @@
 #include "geomops/posegrad.h"
 
 /* stillleben's intensity: float(v) / 255 as a correctly rounded float32 division. */
-GM_HD float gm_pg_unit_u8(uint8_t v) { return (float)v / 255.0f; }
+GM_HD float gm_pg_unit_u8(uint8_t v) {
+    return (float)v / 255.0f;
+}
 
 /* stillleben's weight 1 / fl32(4 / n): 4/n in double, rounded to float32, inverted in float32. */
-GM_HD float gm_pg_weight(int n) { return 1.0f / (float)(4.0 / (double)n); }
+GM_HD float gm_pg_weight(int n) {
+    return 1.0f / (float)(4.0 / (double)n);
+}
 
 /* Negated central difference, products rounded before the subtraction (as conv2d does):
  * w*prev - w*next. An FMA would change the last bit, so the device path spells the rounding
@@ -36,7 +40,9 @@ GM_HD void gm_pg_diff_setup(int i, int n, int border, int* lo, int* hi) {
     }
 }
 
-GM_HD int gm_pg_clamp(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+GM_HD int gm_pg_clamp(int v, int lo, int hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
 
 GM_HD int gm_pg_is_border(int r, int c, int h, int w) {
     return r == 0 || c == 0 || r == h - 1 || c == w - 1;
@@ -73,8 +79,8 @@ GM_HD int gm_pg_pixel_valid(const int16_t* inst, const float* depth, int h, int 
  * its own id first (own coordinate), then each other id found among the 3x3 neighbours when
  * all nine are valid, with the coordinate of the last neighbour of that id in scan order.
  * `valid` holds rows valid_row0.. of the valid mask. Returns the count (0..9). */
-GM_HD int gm_pg_dilate_candidates(const int16_t* inst, const uint8_t* valid, int valid_row0, int h,
-                                  int w, int r, int c, int semantics, int16_t* ids, ptrdiff_t* src) {
+GM_HD int gm_pg_dilate_candidates(const int16_t* inst, const uint8_t* valid, int valid_row0, int h, int w,
+                                  int r, int c, int semantics, int16_t* ids, ptrdiff_t* src) {
     const int border = gm_pg_is_border(r, c, h, w);
     if (semantics == GM_PG_SEM_CPU && border) return 0;
     const ptrdiff_t p = (ptrdiff_t)r * w + c;

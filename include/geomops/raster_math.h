@@ -14,8 +14,8 @@
 
 #include "geomops/common.h"
 
-#define GM_RASTER_NUM_PLANES 5   /* near, u >= -guard, u <= W + guard, v >= -guard, v <= H + guard */
-#define GM_RASTER_MAX_POLY 10    /* 3 vertices + at most one more per clip plane (+ spare) */
+#define GM_RASTER_NUM_PLANES 5  /* near, u >= -guard, u <= W + guard, v >= -guard, v <= H + guard */
+#define GM_RASTER_MAX_POLY   10 /* 3 vertices + at most one more per clip plane (+ spare) */
 
 typedef struct GmVec3 {
     double x, y, z;
@@ -34,13 +34,17 @@ GM_HD GmVec3 gm_vec3(double x, double y, double z) {
     return r;
 }
 
-GM_HD double gm_dot3(GmVec3 a, GmVec3 b) { return a.x * b.x + a.y * b.y + a.z * b.z; }
+GM_HD double gm_dot3(GmVec3 a, GmVec3 b) {
+    return a.x * b.x + a.y * b.y + a.z * b.z;
+}
 
 GM_HD GmVec3 gm_cross3(GmVec3 a, GmVec3 b) {
     return gm_vec3(a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x);
 }
 
-GM_HD GmVec3 gm_sub3(GmVec3 a, GmVec3 b) { return gm_vec3(a.x - b.x, a.y - b.y, a.z - b.z); }
+GM_HD GmVec3 gm_sub3(GmVec3 a, GmVec3 b) {
+    return gm_vec3(a.x - b.x, a.y - b.y, a.z - b.z);
+}
 
 /* T: row-major 3x4 (rotation/scale | translation). */
 GM_HD GmVec3 gm_transform_point(const double* T, const float* v) {
@@ -86,10 +90,14 @@ GM_HD int64_t gm_raster_area2(const int32_t* x, const int32_t* y) {
 /* Top-left rule for an edge with direction (dx, dy) of a positive-area triangle in y-down
  * image space: a top edge is horizontal with dx > 0, a left edge has dy < 0. Samples exactly on
  * an edge belong to the triangle only when the edge is top or left. */
-GM_HD int gm_raster_is_top_left(int64_t dx, int64_t dy) { return dy < 0 || (dy == 0 && dx > 0); }
+GM_HD int gm_raster_is_top_left(int64_t dx, int64_t dy) {
+    return dy < 0 || (dy == 0 && dx > 0);
+}
 
 /* Bias added to an edge function so that "inside" is simply value >= 0. */
-GM_HD int64_t gm_raster_edge_bias(int64_t dx, int64_t dy) { return gm_raster_is_top_left(dx, dy) ? 0 : -1; }
+GM_HD int64_t gm_raster_edge_bias(int64_t dx, int64_t dy) {
+    return gm_raster_is_top_left(dx, dy) ? 0 : -1;
+}
 
 GM_HD int64_t gm_raster_floor_div(int64_t a, int64_t b) {
     int64_t q = a / b;
@@ -98,15 +106,32 @@ GM_HD int64_t gm_raster_floor_div(int64_t a, int64_t b) {
 
 GM_HD void gm_raster_clip_planes(double fx, double fy, double cx, double cy, double near_z, int32_t width,
                                  int32_t height, double guard, GmPlane* planes) {
-    planes[0].a = 0.0; planes[0].b = 0.0; planes[0].c = 1.0; planes[0].d = -near_z;
+    planes[0].a = 0.0;
+    planes[0].b = 0.0;
+    planes[0].c = 1.0;
+    planes[0].d = -near_z;
     /* u >= -guard  <=>  fx X + (cx + guard) Z >= 0 for Z > 0, and so on. */
-    planes[1].a = fx; planes[1].b = 0.0; planes[1].c = cx + guard; planes[1].d = 0.0;
-    planes[2].a = -fx; planes[2].b = 0.0; planes[2].c = (double)width + guard - cx; planes[2].d = 0.0;
-    planes[3].a = 0.0; planes[3].b = fy; planes[3].c = cy + guard; planes[3].d = 0.0;
-    planes[4].a = 0.0; planes[4].b = -fy; planes[4].c = (double)height + guard - cy; planes[4].d = 0.0;
+    planes[1].a = fx;
+    planes[1].b = 0.0;
+    planes[1].c = cx + guard;
+    planes[1].d = 0.0;
+    planes[2].a = -fx;
+    planes[2].b = 0.0;
+    planes[2].c = (double)width + guard - cx;
+    planes[2].d = 0.0;
+    planes[3].a = 0.0;
+    planes[3].b = fy;
+    planes[3].c = cy + guard;
+    planes[3].d = 0.0;
+    planes[4].a = 0.0;
+    planes[4].b = -fy;
+    planes[4].c = (double)height + guard - cy;
+    planes[4].d = 0.0;
 }
 
-GM_HD double gm_raster_plane_dist(GmPlane pl, GmVec3 P) { return pl.a * P.x + pl.b * P.y + pl.c * P.z + pl.d; }
+GM_HD double gm_raster_plane_dist(GmPlane pl, GmVec3 P) {
+    return pl.a * P.x + pl.b * P.y + pl.c * P.z + pl.d;
+}
 
 /* Bit k set when P is outside plane k. */
 GM_HD unsigned gm_raster_outcode(const GmPlane* planes, GmVec3 P) {

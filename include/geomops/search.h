@@ -29,19 +29,19 @@ enum { GM_METRIC_L1 = 0, GM_METRIC_L2 = 1, GM_METRIC_LINF = 2 };
  * points and this radius (every point exactly once, each in its own bin); *valid = 0 or 1. */
 typedef struct {
     int dtype;
-    const void *points;
+    const void* points;
     int64_t num_points;
-    const int64_t *points_row_splits; /* [batch_size+1] */
+    const int64_t* points_row_splits; /* [batch_size+1] */
     int64_t batch_size;
     double radius;
-    const int64_t *table_splits;      /* [batch_size+1], prefix sum of the table sizes T_b */
-    int32_t *index;                   /* [num_points]: output of build, input of verify */
-    int32_t *cell_splits;             /* [table_splits[batch_size]+1]: same */
+    const int64_t* table_splits; /* [batch_size+1], prefix sum of the table sizes T_b */
+    int32_t* index;              /* [num_points]: output of build, input of verify */
+    int32_t* cell_splits;        /* [table_splits[batch_size]+1]: same */
     int num_threads;
 } gm_hash_table_params;
 
-int gm_build_spatial_hash_table_cpu(const gm_hash_table_params *p);
-int gm_verify_spatial_hash_table_cpu(const gm_hash_table_params *p, int *valid);
+int gm_build_spatial_hash_table_cpu(const gm_hash_table_params* p);
+int gm_verify_spatial_hash_table_cpu(const gm_hash_table_params* p, int* valid);
 
 /* ---- Cell grid for fixed-radius search ----------------------------------------------------- */
 
@@ -51,55 +51,55 @@ typedef struct gm_grid gm_grid;
 
 typedef struct {
     int dtype;
-    const void *points;
+    const void* points;
     int64_t num_points;
-    const int64_t *points_row_splits; /* [batch_size+1] */
+    const int64_t* points_row_splits; /* [batch_size+1] */
     int64_t batch_size;
     double radius;
     int num_threads;
 } gm_grid_params;
 
-int gm_grid_build_cpu(const gm_grid_params *p, gm_grid **out);
-void gm_grid_free(gm_grid *g);
+int gm_grid_build_cpu(const gm_grid_params* p, gm_grid** out);
+void gm_grid_free(gm_grid* g);
 /* *match = 1 when `points` holds exactly the coordinates the grid was built from. */
-int gm_grid_matches_cpu(const gm_grid *g, const void *points, int64_t num_points, int *match);
+int gm_grid_matches_cpu(const gm_grid* g, const void* points, int64_t num_points, int* match);
 /* Approximate heap memory of the grid in bytes. */
-int64_t gm_grid_nbytes(const gm_grid *g);
+int64_t gm_grid_nbytes(const gm_grid* g);
 
 /* Outputs shared by the three searches. */
 typedef struct {
-    int64_t *row_splits;  /* caller-allocated [num_queries+1] */
-    void **index;         /* receives malloc'ed int32/int64 [total] (NULL if total == 0) */
-    void **distance;      /* receives malloc'ed float/double [total] or NULL (return_distances 0) */
-    int64_t *total;       /* receives row_splits[num_queries] */
+    int64_t* row_splits; /* caller-allocated [num_queries+1] */
+    void** index;        /* receives malloc'ed int32/int64 [total] (NULL if total == 0) */
+    void** distance;     /* receives malloc'ed float/double [total] or NULL (return_distances 0) */
+    int64_t* total;      /* receives row_splits[num_queries] */
 } gm_search_output;
 
 typedef struct {
-    const gm_grid *grid;          /* built from the points with the same radius */
-    const void *queries;          /* same dtype as the grid */
+    const gm_grid* grid; /* built from the points with the same radius */
+    const void* queries; /* same dtype as the grid */
     int64_t num_queries;
-    const int64_t *queries_row_splits; /* [grid batch_size+1] */
-    int metric;                   /* GM_METRIC_* ; test is inclusive: dist <= radius */
+    const int64_t* queries_row_splits; /* [grid batch_size+1] */
+    int metric;                        /* GM_METRIC_* ; test is inclusive: dist <= radius */
     int ignore_query_point;
     int return_distances;
-    int sort;                     /* 1: each row in ascending index order */
+    int sort; /* 1: each row in ascending index order */
     int index_is64;
     int num_threads;
     gm_search_output out;
 } gm_fixed_radius_params;
 
-int gm_fixed_radius_search_cpu(const gm_fixed_radius_params *p);
+int gm_fixed_radius_search_cpu(const gm_fixed_radius_params* p);
 
 /* ---- k-d tree searches ------------------------------------------------------------------------ */
 
 typedef struct {
     int dtype;
-    const void *points;
+    const void* points;
     int64_t num_points;
-    const int64_t *points_row_splits;  /* [batch_size+1] */
-    const void *queries;
+    const int64_t* points_row_splits; /* [batch_size+1] */
+    const void* queries;
     int64_t num_queries;
-    const int64_t *queries_row_splits; /* [batch_size+1] */
+    const int64_t* queries_row_splits; /* [batch_size+1] */
     int64_t batch_size;
     int metric;
     int ignore_query_point;
@@ -107,7 +107,7 @@ typedef struct {
     int index_is64;
     int num_threads;
     /* radius search only: per-query radii (points' dtype), strict test dist < r */
-    const void *radii;
+    const void* radii;
     int normalize_distances;
     int sort;
     /* knn only */
@@ -115,10 +115,10 @@ typedef struct {
     gm_search_output out;
 } gm_tree_search_params;
 
-int gm_radius_search_cpu(const gm_tree_search_params *p);
+int gm_radius_search_cpu(const gm_tree_search_params* p);
 /* kNN: min(k, n_b) results per query sorted by (distance, index); ignore_query_point filters
  * the found results afterwards. */
-int gm_knn_search_cpu(const gm_tree_search_params *p);
+int gm_knn_search_cpu(const gm_tree_search_params* p);
 
 #ifdef __cplusplus
 }
