@@ -3,6 +3,8 @@
  * GEOMOPS_CPU_KERNEL=generic|avx2|avx512 forces one (for testing). */
 #include "gemm.h"
 
+#include "isa.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,7 +94,7 @@
         }                                                                                                    \
     }
 
-#if defined(__x86_64__) || defined(__i386__)
+#if GM_ISA_X86
 #define GM_X86 1
 GM_DEFINE_GEMM(gemm_f32_avx512, float, 64, GM_GEMM_MR, __attribute__((target("avx512f"))))
 GM_DEFINE_GEMM(gemm_f64_avx512, double, 64, GM_GEMM_MR, __attribute__((target("avx512f"))))
@@ -102,51 +104,19 @@ GM_DEFINE_GEMM(gemm_f64_avx2, double, 32, 6, __attribute__((target("avx2,fma")))
 GM_DEFINE_GEMM(gemm_f32_generic, float, 16, 4, )
 GM_DEFINE_GEMM(gemm_f64_generic, double, 16, 4, )
 
-enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
-static int gm_isa = -1;
-
-static int detect_isa(void) {
-    int best = ISA_GENERIC;
-#ifdef GM_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = ISA_AVX2;
-    if (__builtin_cpu_supports("avx512f")) best = ISA_AVX512;
-#endif
-    const char* env = getenv("GEOMOPS_CPU_KERNEL");
-    if (env) { /* may only lower the ISA: never select what the CPU lacks */
-        if (!strcmp(env, "generic"))
-            best = ISA_GENERIC;
-        else if (!strcmp(env, "avx2") && best >= ISA_AVX2)
-            best = ISA_AVX2;
-    }
-    return best;
-}
-
-static int isa(void) {
-    if (gm_isa < 0) gm_isa = detect_isa(); /* idempotent: a benign race */
-    return gm_isa;
-}
-
-const char* gm_gemm_kernel_name(void) {
-    switch (isa()) {
-        case ISA_AVX512:
-            return "avx512";
-        case ISA_AVX2:
-            return "avx2";
-        default:
-            return "generic";
-    }
-}
+/* Same ISA choice as every other CPU kernel (isa.h): the micro-kernels are compiled for
+ * AVX-512F and AVX2+FMA above and picked at run time. */
+static int isa(void) { return gm_cpu_isa(); }
 
 void gm_gemm_f32(int64_t m, int64_t n, int64_t k, const float* A, int64_t sa_i, int64_t sa_p, const float* B,
                  int64_t ldb, int64_t pw, int64_t ps, float* C, int64_t ldc, int accumulate) {
     if (m <= 0 || n <= 0) return;
     switch (isa()) {
 #ifdef GM_X86
-        case ISA_AVX512:
+        case GM_ISA_AVX512:
             gemm_f32_avx512(m, n, k, A, sa_i, sa_p, B, ldb, pw, ps, C, ldc, accumulate);
             return;
-        case ISA_AVX2:
+        case GM_ISA_AVX2:
             gemm_f32_avx2(m, n, k, A, sa_i, sa_p, B, ldb, pw, ps, C, ldc, accumulate);
             return;
 #endif
@@ -161,10 +131,10 @@ void gm_gemm_f64(int64_t m, int64_t n, int64_t k, const double* A, int64_t sa_i,
     if (m <= 0 || n <= 0) return;
     switch (isa()) {
 #ifdef GM_X86
-        case ISA_AVX512:
+        case GM_ISA_AVX512:
             gemm_f64_avx512(m, n, k, A, sa_i, sa_p, B, ldb, pw, ps, C, ldc, accumulate);
             return;
-        case ISA_AVX2:
+        case GM_ISA_AVX2:
             gemm_f64_avx2(m, n, k, A, sa_i, sa_p, B, ldb, pw, ps, C, ldc, accumulate);
             return;
 #endif

@@ -31,8 +31,6 @@ void gm_gemm_f64(int64_t m, int64_t n, int64_t k, const double* A, int64_t sa_i,
                  const double* B, int64_t ldb, int64_t pw, int64_t ps, double* C, int64_t ldc,
                  int accumulate);
 
-/* Name of the micro-kernel in use ("avx512", "avx2", "generic"). */
-const char* gm_gemm_kernel_name(void);
 
 /* Rows handled per micro-kernel call: callers splitting rows across threads use multiples. */
 #define GM_GEMM_MR 12

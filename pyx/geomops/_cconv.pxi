@@ -44,13 +44,9 @@ cdef extern from "geomops/cconv.h" nogil:
     int gm_reduce_subarrays_sum_cpu(int dtype, const void* values, const int64_t* row_splits,
                                     int64_t num_rows, void* sums, int num_threads)
 
-cdef extern from "gemm.h" nogil:
-    const char* gm_gemm_kernel_name()
-
-
 def gemm_kernel_name():
     """Name of the GEMM micro-kernel selected for this CPU ("avx512", "avx2" or "generic")."""
-    return gm_gemm_kernel_name().decode()
+    return cpu_kernel()
 
 
 def cconv_run(int mode, int transpose, filters, out_positions, inp_positions, extents, offset,

@@ -1,16 +1,23 @@
 # cython: language_level=3
 """Private OpenMP bindings of geomops.
 
-One extension module; each kernel family lives in its own ``.pxi`` file, included below.
-Every binding fills one plain parameter struct from already-validated NumPy arrays (the
-public facade in ``ops.py`` / ``pose`` does all checking), releases the GIL and calls the
-C launcher in ``cpu/``. Launchers return a status code, turned into an exception here.
+One extension module; each kernel family lives in its own ``.pxi`` file, included below, with
+its C declarations in the matching ``_c_<family>.pxd``. Every binding fills one plain
+parameter struct from already-validated arrays (the public facade does all checking; it reaches
+this module only through ``geomops._backend``), releases the GIL and calls the C launcher in
+``cpu/``. Launchers return a status code, turned into an exception by ``_check``.
 """
 
 cimport openmp
 
-cdef extern from "geomops/common.h":
-    int GM_OK, GM_ERR_NOMEM, GM_ERR_INVALID, GM_ERR_OVERFLOW, GM_ERR_UNSUPPORTED
+from geomops._c_common cimport GM_FLOAT32, GM_FLOAT64, buffer_address, check_status
+
+cdef extern from "isa.h" nogil:
+    int gm_cpu_isa()
+    int gm_cpu_isa_supported(int isa)
+    const char* gm_cpu_isa_name(int isa)
+    int gm_cpu_isa_request_ignored()
+    int GM_ISA_COUNT
 
 
 def max_threads():
@@ -34,26 +41,27 @@ cdef extern from *:
     int GM_OPENMP_VERSION
 
 
-cdef int _check(int status) except -1:
-    """Turn a launcher status code into a Python exception."""
-    if status == GM_OK:
-        return 0
-    if status == GM_ERR_NOMEM:
-        raise MemoryError("geomops: a kernel could not allocate its temporary memory")
-    if status == GM_ERR_OVERFLOW:
-        raise OverflowError("geomops: a result count does not fit the requested index dtype")
-    if status == GM_ERR_UNSUPPORTED:
-        raise NotImplementedError("geomops: option combination not supported by the CPU backend")
-    raise RuntimeError(f"geomops: kernel reported an invalid argument (status {status}); "
-                       "this is a bug in the input validation, please report it")
+def cpu_kernel():
+    """Name of the vector ISA the CPU kernels use ("avx512", "avx2" or "generic")."""
+    return gm_cpu_isa_name(gm_cpu_isa()).decode()
+
+
+def cpu_kernels_supported():
+    """Names of the ISA variants this CPU can run (GEOMOPS_CPU_KERNEL may pick any of them)."""
+    return [gm_cpu_isa_name(i).decode() for i in range(GM_ISA_COUNT) if gm_cpu_isa_supported(i)]
+
+
+def cpu_kernel_request_ignored():
+    """True when GEOMOPS_CPU_KERNEL named an ISA that is unknown or not supported here."""
+    return gm_cpu_isa_request_ignored() != 0
+
+
+cdef inline int _check(int status) except -1:
+    return check_status(status, "CPU")
 
 
 cdef inline size_t _addr(a) except? 0:
-    """Data pointer of a validated NumPy array (0 for None). The facades guarantee dtype and
-    C-contiguity; the pointer is valid while the caller holds the array."""
-    if a is None:
-        return 0
-    return <size_t>a.__array_interface__["data"][0]
+    return buffer_address(a)
 
 
 include "_cconv.pxi"

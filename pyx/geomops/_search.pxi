@@ -7,7 +7,7 @@ from libc.stdlib cimport free as _srch_free
 from cython.view cimport array as _srch_array
 
 cdef extern from "geomops/search.h" nogil:
-    int GM_METRIC_L1, GM_METRIC_L2, GM_METRIC_LINF, GM_FLOAT32, GM_FLOAT64
+    int GM_METRIC_L1, GM_METRIC_L2, GM_METRIC_LINF
 
     ctypedef struct gm_hash_table_params:
         int dtype
