@@ -1,4 +1,4 @@
-"""Shared pytest configuration: the CUDA marker and backend list."""
+"""Shared pytest configuration: the CUDA marker, the backend list and the ``device`` fixture."""
 
 import os
 
@@ -7,7 +7,13 @@ import pytest
 import geomops
 
 REQUIRE_CUDA = os.environ.get("GEOMOPS_REQUIRE_CUDA") == "1"
-BACKENDS = ["cpu"] + (["cuda"] if geomops.cuda_available() else [])
+BACKENDS = ["cpu"] + (["cuda"] if geomops.cuda_available() or REQUIRE_CUDA else [])
+
+
+@pytest.fixture(params=BACKENDS)
+def device(request):
+    """Each backend's ``device=`` value: op tests taking this fixture run once per backend."""
+    return request.param
 
 
 def pytest_collection_modifyitems(config, items):
