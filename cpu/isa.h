@@ -14,7 +14,11 @@
 #define GM_ISA_X86 0
 #endif
 
-enum { GM_ISA_GENERIC = 0, GM_ISA_AVX2 = 1, GM_ISA_AVX512 = 2, GM_ISA_COUNT = 3 };
+/* Macros, not an enum, so ISA bodies can test GM_ISA_ID with #if. */
+#define GM_ISA_GENERIC 0
+#define GM_ISA_AVX2 1
+#define GM_ISA_AVX512 2
+#define GM_ISA_COUNT 3
 
 /* The ISA in use (GM_ISA_*). Thread-safe; constant after the first call. */
 int gm_cpu_isa(void);

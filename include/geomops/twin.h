@@ -12,6 +12,7 @@
  *     GM_TFN(name)   name_f32       | name_f64      (functions and types of the body)
  *     GM_TDTYPE      GM_FLOAT32     | GM_FLOAT64
  *     GM_TABS(x)     fabsf(x)       | fabs(x)
+ *     GM_TIS_DOUBLE  0              | 1             (for #if in the body)
  *
  * A body may define GM_TWIN_ONCE-guarded helpers it needs once; it must not define include
  * guards of its own (it is included twice on purpose). */
@@ -33,20 +34,24 @@
 #define GM_TSFX f32
 #define GM_TDTYPE GM_FLOAT32
 #define GM_TABS(x) fabsf(x)
+#define GM_TIS_DOUBLE 0
 #include GM_TWIN_BODY
 #undef GM_T
 #undef GM_TSFX
 #undef GM_TDTYPE
 #undef GM_TABS
+#undef GM_TIS_DOUBLE
 
 #define GM_T double
 #define GM_TSFX f64
 #define GM_TDTYPE GM_FLOAT64
 #define GM_TABS(x) fabs(x)
+#define GM_TIS_DOUBLE 1
 #include GM_TWIN_BODY
 #undef GM_T
 #undef GM_TSFX
 #undef GM_TDTYPE
 #undef GM_TABS
+#undef GM_TIS_DOUBLE
 
 #undef GM_TWIN_BODY

@@ -17,7 +17,7 @@ cdef extern from "isa.h" nogil:
     int gm_cpu_isa_supported(int isa)
     const char* gm_cpu_isa_name(int isa)
     int gm_cpu_isa_request_ignored()
-    int GM_ISA_COUNT
+    int GM_ISA_COUNT  # a macro in isa.h
 
 
 def max_threads():
