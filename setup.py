@@ -106,6 +106,30 @@ class BuildExt(build_ext):
         if self.parallel is None:
             self.parallel = os.cpu_count() or 1
 
+    def run(self):
+        super().run()
+        self._remove_stale_modules()
+
+    def _remove_stale_modules(self):
+        """Delete compiled modules of this package that this build did not make.
+
+        GEOMOPS_CUDA=OFF must be honoured in a tree built before with CUDA: setuptools would
+        otherwise ship the old ``_cuda`` from ``build/`` in the wheel (and an in-place build would
+        keep importing it)."""
+        built = {ext.name.rsplit(".", 1)[-1] for ext in self.extensions}
+        suffixes = (".so", ".pyd")
+        dirs = [os.path.join(self.build_lib, "geomops")]
+        if self.inplace:
+            dirs.append(os.path.join(HERE, "pyx", "geomops"))
+        for d in dirs:
+            if not os.path.isdir(d):
+                continue
+            for name in os.listdir(d):
+                stem = name.split(".", 1)[0]
+                if name.endswith(suffixes) and stem.startswith("_") and stem not in built:
+                    _log(f"removing stale module {os.path.join(d, name)} (not part of this build)")
+                    os.remove(os.path.join(d, name))
+
     def build_extension(self, ext):
         cu_files = CUDA_EXTENSION_SOURCES.get(ext.name)
         if cu_files:

@@ -6,7 +6,13 @@ height of a bump field sampled on the surface, h(p) = sin(3x) cos(3y) + z. Each
 bias and (first layer) applies ReLU; ``backward()`` returns every parameter's gradient, and a
 small Adam optimiser updates them. The loss falls by one to two orders of magnitude.
 
-    PYTHONPATH=pyx python examples/point_cloud_layers.py
+Run it after the README's install (``python -m pip install .``), from the repository root or
+anywhere else::
+
+    python examples/point_cloud_layers.py
+
+In a development checkout built in place (``python setup.py build_ext --inplace``) without
+installing, put the sources on the path instead: ``PYTHONPATH=pyx`` before the command.
 """
 
 from __future__ import annotations

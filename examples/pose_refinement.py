@@ -11,7 +11,13 @@
 4. Print the pose error per step and save a figure: loss and error curves, before/after
    overlays of the silhouette on the target, and the per-pixel gradient maps at the start.
 
-    PYTHONPATH=pyx python examples/pose_refinement.py --out pose_refinement.png
+Run it after the README's install (``python -m pip install .``), from the repository root or
+anywhere else::
+
+    python examples/pose_refinement.py --out pose_refinement.png
+
+In a development checkout built in place (``python setup.py build_ext --inplace``) without
+installing, put the sources on the path instead: ``PYTHONPATH=pyx`` before the command.
 """
 
 from __future__ import annotations

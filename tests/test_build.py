@@ -2,6 +2,9 @@
 
 import io
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -14,11 +17,15 @@ def test_version_and_config():
     geomops.show_config(file=buf)
     text = buf.getvalue()
     assert geomops.__version__ in text
-    assert "OpenMP" in text and "CUDA" in text
+    assert "OpenMP" in text and "CUDA" in text and "CPU kernels" in text
+    assert "CUDA error" not in text  # a missing driver is said in plain words, not as an error code
 
 
 def test_cuda_available_never_raises():
     assert geomops.cuda_available() in (True, False)
+    count, reason = _config.cuda_status()
+    assert (count > 0) == geomops.cuda_available()
+    assert count > 0 or reason  # no device: the reason is given
 
 
 @pytest.mark.skipif(os.environ.get("GEOMOPS_CUDA", "").upper() != "ON"
@@ -27,8 +34,15 @@ def test_cuda_available_never_raises():
 def test_cuda_module_was_built_and_links():
     # A link error (e.g. missing libstdc++) shows up as an ImportError: fail loudly here.
     assert _config.CUDA_IMPORT_ERROR is None, f"_cuda failed to import: {_config.CUDA_IMPORT_ERROR!r}"
-    count, err = _config._cuda.device_count()
-    assert count >= 0
+    count, status, reason = _config._cuda.device_count()
+    # geomops' own status codes, never a raw cudaError_t
+    assert status in (0, _config._cuda.NO_DEVICE, 6), (status, reason)
+    if status == 0:
+        assert count >= 0 and reason == ""
+    else:
+        assert count == 0 and reason and "CUDA error 35" not in reason
+    rt, drv = _config._cuda.versions()
+    assert rt >= 11000  # the runtime linked into the module is a real CUDA 11+ runtime
 
 
 @pytest.mark.cuda
@@ -50,3 +64,16 @@ def test_thread_control():
         _config.resolve_num_threads(0)
     with pytest.raises(TypeError, match="num_threads"):
         _config.resolve_num_threads(1.5)
+
+
+def test_source_tree_without_build_says_what_to_do(tmp_path):
+    """Importing the sources without the compiled module names the fix, not a circular import."""
+    src = os.path.dirname(geomops.__file__)
+    dst = tmp_path / "geomops"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__", "*.c"))
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", "import geomops"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "python -m pip install ." in out.stderr and "build_ext --inplace" in out.stderr
+    assert "partially initialized" not in out.stderr

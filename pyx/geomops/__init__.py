@@ -6,6 +6,30 @@ gradients live in :mod:`geomops.pose`.
 
 __version__ = "0.1.0"
 
+
+def _check_compiled():
+    """Fail with instructions, not a circular-import message, when the compiled module is missing
+    (typically: the source folder ``pyx`` is on ``sys.path`` but was never built in place)."""
+    import importlib
+    import os
+    try:
+        importlib.import_module("._cpu", __name__)
+    except ImportError as exc:
+        here = os.path.dirname(os.path.abspath(__file__))
+        built = [n for n in os.listdir(here) if n.startswith("_cpu.") and n.endswith((".so", ".pyd"))]
+        if built:
+            raise ImportError(f"geomops: the compiled module {built[0]} in {here} failed to load ({exc}). "
+                              "Rebuild it (`python -m pip install .`, or `python setup.py build_ext --inplace` "
+                              "for a development checkout).") from exc
+        raise ImportError(f"geomops is imported from {here}, a source folder without the compiled module "
+                          "geomops._cpu. Either install geomops (`python -m pip install .`) and run without "
+                          "that folder on PYTHONPATH, or build it in place first "
+                          "(`python setup.py build_ext --inplace`).") from exc
+
+
+_check_compiled()
+del _check_compiled
+
 from ._config import (cuda_available, get_num_threads, set_num_threads,  # noqa: E402
                       show_config)
 from .ops import *  # noqa: F401,F403,E402

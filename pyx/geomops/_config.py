@@ -58,20 +58,28 @@ def cuda_built():
     return _cuda is not None
 
 
+def cuda_status():
+    """``(device_count, reason)``: the usable CUDA devices and, when there are none, why, in plain
+    words ("geomops was built without CUDA", "no NVIDIA driver is installed ...", ...). Never raises."""
+    global _device_count_cache
+    if _cuda is None:
+        return 0, f"geomops was built without the CUDA module ({CUDA_IMPORT_ERROR})"
+    if _device_count_cache is None:
+        try:
+            count, status, reason = _cuda.device_count()
+        except Exception as exc:  # pragma: no cover - defensive: this function never raises
+            count, status, reason = 0, -1, f"the CUDA device query failed: {exc}"
+        if status != 0:
+            count = 0
+        elif count == 0:
+            reason = "the NVIDIA driver found no CUDA device"
+        _device_count_cache = (count, reason)
+    return _device_count_cache
+
+
 def cuda_device_count():
     """Number of usable CUDA devices (0 without a build, driver or GPU). Never raises."""
-    global _device_count_cache
-    if _device_count_cache is None:
-        count = 0
-        if _cuda is not None:
-            try:
-                count, err = _cuda.device_count()
-                if err:
-                    count = 0
-            except Exception:  # pragma: no cover - defensive: this function never raises
-                count = 0
-        _device_count_cache = count
-    return _device_count_cache
+    return cuda_status()[0]
 
 
 def cuda_available():
@@ -82,25 +90,32 @@ def cuda_available():
         return False
 
 
+def _version_text(v):
+    return f"{v // 1000}.{v % 1000 // 10}" if v else "none"
+
+
 def show_config(file=None):
-    """Print the version, OpenMP thread count, CUDA build status and the devices found."""
+    """Print the version, OpenMP thread count, CPU kernel ISA, CUDA build status and the devices found."""
     from . import __version__
     out = file or sys.stdout
+    omp_env = f" (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})" if "OMP_NUM_THREADS" in os.environ else ""
+    isa_note = " (GEOMOPS_CPU_KERNEL ignored: not supported here)" if _cpu.cpu_kernel_request_ignored() else ""
     lines = [f"geomops {__version__}",
              f"  python          {sys.version.split()[0]}",
              f"  numpy           {__import__('numpy').__version__}",
              f"  OpenMP          version {_cpu.openmp_version()}, max threads {_cpu.max_threads()}, "
-             f"geomops threads {get_num_threads()}"
-             + (f" (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})" if 'OMP_NUM_THREADS' in os.environ else "")]
+             f"geomops threads {get_num_threads()}{omp_env}",
+             f"  CPU kernels     {_cpu.cpu_kernel()} (supported: {', '.join(_cpu.cpu_kernels_supported())})"
+             + isa_note]
     if _cuda is None:
         lines.append(f"  CUDA module     not built ({CUDA_IMPORT_ERROR})")
     else:
         rt, drv = _cuda.versions()
-        lines.append(f"  CUDA module     built (runtime {rt // 1000}.{rt % 1000 // 10}, "
-                     f"driver {drv // 1000}.{drv % 1000 // 10 if drv else 0})")
-        count, err = _cuda.device_count()
-        if err:
-            lines.append(f"  CUDA devices    none (CUDA error {err}: {_cuda.error_string(err)})")
+        driver = f"supports CUDA {_version_text(drv)}" if drv else "not installed"
+        lines.append(f"  CUDA module     built (runtime {_version_text(rt)}, driver {driver})")
+        count, reason = cuda_status()
+        if count == 0:
+            lines.append(f"  CUDA devices    none: {reason}")
         else:
             lines.append(f"  CUDA devices    {count}")
             for d in range(count):
