@@ -1,5 +1,5 @@
-/* OpenMP loops of the pose gradients (stillleben.diff): image-space gradients with the valid
- * mask, and the fused dilation + per-pixel 6-vector + per-object reduction.
+/* OpenMP loops of the pose gradients (stillleben.diff, docs/pose.md): image-space gradients
+ * with the valid mask, and the fused dilation + per-pixel 6-vector + per-object reduction.
  *
  * Determinism: the backprop kernel partitions the rows into fixed blocks (their size depends
  * only on the image height and the object count), sums each block in row-major pixel order
@@ -21,7 +21,7 @@
 #define PG_BLOCK_ROWS      8
 #define PG_MAX_ACCUM_BYTES ((size_t)256 << 20)
 
-static int pg_check_image(const GmPgImage* im) {
+static int pg_check_image(const gm_pg_image* im) {
     if (im->height < 1 || im->width < 1 || im->num_threads < 1) return GM_ERR_INVALID;
     if ((im->rgb_u8 == NULL) == (im->rgb_f32 == NULL)) return GM_ERR_INVALID;
     if (im->rgb_channels != 3 && im->rgb_channels != 4) return GM_ERR_INVALID;
@@ -35,17 +35,10 @@ static void pg_fill_lut(float* lut) {
     for (int v = 0; v < 256; ++v) lut[v] = gm_pg_unit_u8((uint8_t)v);
 }
 
-/* Channel ch of pixel index pix, or 0 for the outside-image sentinel -1. */
-static inline float pg_sample(const GmPgImage* im, const float* lut, ptrdiff_t pix, int ch) {
-    if (pix < 0) return 0.0f;
-    ptrdiff_t k = pix * im->rgb_channels + ch;
-    return im->rgb_u8 ? lut[im->rgb_u8[k]] : im->rgb_f32[k];
-}
-
 /* The negated, NDC-scaled central differences of channels 0..2 at (r,c). */
-static inline void pg_pixel_grads(const GmPgImage* im, const float* lut, int r, int c, float* gx, float* gy) {
+static inline void pg_pixel_grads(const gm_pg_image* im, const float* lut, float wx, float wy, int r, int c,
+                                  float* gx, float* gy) {
     const int w = im->width;
-    const float wx = im->weight_x, wy = im->weight_y;
     if (im->rgb_u8 && !gm_pg_is_border(r, c, im->height, w)) { /* fast path: no padding involved */
         const ptrdiff_t C = im->rgb_channels;
         const uint8_t* px = im->rgb_u8 + ((ptrdiff_t)r * w + c) * C;
@@ -56,17 +49,8 @@ static inline void pg_pixel_grads(const GmPgImage* im, const float* lut, int r, 
         }
         return;
     }
-    int lo, hi;
-    gm_pg_diff_setup(c, w, im->border, &lo, &hi);
-    ptrdiff_t row = (ptrdiff_t)r * w;
-    ptrdiff_t plo = lo < 0 ? -1 : row + lo, phi = hi < 0 ? -1 : row + hi;
-    for (int ch = 0; ch < 3; ++ch)
-        gx[ch] = gm_pg_neg_diff(wx, pg_sample(im, lut, plo, ch), pg_sample(im, lut, phi, ch));
-    gm_pg_diff_setup(r, im->height, im->border, &lo, &hi);
-    plo = lo < 0 ? -1 : (ptrdiff_t)lo * w + c;
-    phi = hi < 0 ? -1 : (ptrdiff_t)hi * w + c;
-    for (int ch = 0; ch < 3; ++ch)
-        gy[ch] = gm_pg_neg_diff(wy, pg_sample(im, lut, plo, ch), pg_sample(im, lut, phi, ch));
+    gm_pg_axis_diffs(im, wx, r, c, 0, gx);
+    gm_pg_axis_diffs(im, wy, r, c, 1, gy);
 }
 
 /* uni[c] = 1 where pixel (r,c) is interior and its 8 neighbours all carry its id: such a pixel
@@ -95,7 +79,7 @@ static inline float pg_keep(float x, uint8_t v) {
 }
 
 /* Channels 0..2 of image row r as planar float rows (3 x w), in stillleben's units. */
-static void pg_planar_row(const GmPgImage* im, const float* lut, int r, float* out) {
+static void pg_planar_row(const gm_pg_image* im, const float* lut, int r, float* out) {
     const int w = im->width, C = im->rgb_channels;
     const ptrdiff_t base = (ptrdiff_t)r * w * C;
     for (int ch = 0; ch < 3; ++ch) {
@@ -112,15 +96,14 @@ static void pg_planar_row(const GmPgImage* im, const float* lut, int r, float* o
 
 /* Row-wise: each thread keeps the planar rows r-1, r, r+1 (a 3-slot ring: a thread's rows are
  * contiguous under schedule(static)), so every interior loop below is a plain vector loop. */
-int gm_posegrad_image_gradients_cpu(const GmPgImageGradParams* p) {
-    const GmPgImage* im = &p->img;
+int gm_posegrad_image_gradients_cpu(const gm_pg_image_grad_params* p) {
+    const gm_pg_image* im = &p->img;
     int st = pg_check_image(im);
     if (st != GM_OK) return st;
     if (!p->grad_x || !p->grad_y || !p->valid) return GM_ERR_INVALID;
     const int h = im->height, w = im->width;
     const ptrdiff_t hw = (ptrdiff_t)h * w;
-    const int zero = im->border == GM_PG_BORDER_ZERO;
-    const float wx = im->weight_x, wy = im->weight_y;
+    const float wx = gm_pg_weight(w), wy = gm_pg_weight(h);
     float lut[256];
     pg_fill_lut(lut);
     int fail = 0;
@@ -149,31 +132,33 @@ int gm_posegrad_image_gradients_cpu(const GmPgImageGradParams* p) {
                 rows[k] = slot;
             }
             uint8_t* val = p->valid + (ptrdiff_t)r * w;
-            const int16_t* inst = im->instance + (ptrdiff_t)r * w;
             pg_uniform_row(im->instance, h, w, r, uni);
             for (int c = 0; c < w; ++c)
-                val[c] = (uint8_t)(uni[c] || inst[c] == 0 ||
-                                   gm_pg_pixel_valid(im->instance, im->depth, h, w, r, c, im->semantics));
+                val[c] = (uint8_t)gm_pg_valid(uni[c], im->instance, im->depth, h, w, r, c, im->semantics);
             const uint8_t* restrict vr = val;
+            /* the rows of the y difference as the border mode picks them (NULL: zero samples) */
+            int ylo, yhi;
+            gm_pg_diff_setup(r, h, im->border, &ylo, &yhi);
             for (int ch = 0; ch < 3; ++ch) {
                 const float* restrict mid = rows[1] + (ptrdiff_t)ch * w;
-                const float* restrict up = rows[0] ? rows[0] + (ptrdiff_t)ch * w : (zero ? NULL : mid);
-                const float* restrict dn = rows[2] ? rows[2] + (ptrdiff_t)ch * w : (zero ? NULL : mid);
+                const float* restrict up = ylo < 0 ? NULL : rows[ylo - r + 1] + (ptrdiff_t)ch * w;
+                const float* restrict dn = yhi < 0 ? NULL : rows[yhi - r + 1] + (ptrdiff_t)ch * w;
                 float* restrict gxr = p->grad_x + ch * hw + (ptrdiff_t)r * w;
                 float* restrict gyr = p->grad_y + ch * hw + (ptrdiff_t)r * w;
                 for (int c = 1; c < w - 1; ++c)
                     gxr[c] = pg_keep(gm_pg_neg_diff(wx, mid[c - 1], mid[c + 1]), vr[c]);
-                for (int c = 0; c < w; c += (w > 1 ? w - 1 : 1)) { /* the two border columns */
-                    float lo = c > 0 ? mid[c - 1] : (zero ? 0.0f : mid[0]);
-                    float hi = c < w - 1 ? mid[c + 1] : (zero ? 0.0f : mid[w - 1]);
-                    gxr[c] = vr[c] ? gm_pg_neg_diff(wx, lo, hi) : 0.0f;
-                }
                 if (up && dn) {
                     for (int c = 0; c < w; ++c) gyr[c] = pg_keep(gm_pg_neg_diff(wy, up[c], dn[c]), vr[c]);
                 } else {
                     for (int c = 0; c < w; ++c)
                         gyr[c] = vr[c] ? gm_pg_neg_diff(wy, up ? up[c] : 0.0f, dn ? dn[c] : 0.0f) : 0.0f;
                 }
+            }
+            for (int c = 0; c < w; c += (w > 1 ? w - 1 : 1)) { /* the two border columns */
+                float d[3];
+                gm_pg_axis_diffs(im, wx, r, c, 0, d);
+                for (int ch = 0; ch < 3; ++ch)
+                    p->grad_x[ch * hw + (ptrdiff_t)r * w + c] = vr[c] ? d[ch] : 0.0f;
             }
         }
         free(ring);
@@ -182,17 +167,18 @@ int gm_posegrad_image_gradients_cpu(const GmPgImageGradParams* p) {
     return fail ? GM_ERR_NOMEM : GM_OK;
 }
 
-static inline double pg_g(const GmPgBackpropParams* p, ptrdiff_t pix, int ch) {
+static inline double pg_g(const gm_pg_backprop_params* p, ptrdiff_t pix, int ch) {
     ptrdiff_t k = ch * p->g_cstride + pix * p->g_pstride;
     return p->g_f32 ? (double)p->g_f32[k] : p->g_f64[k];
 }
 
 /* One block of rows [r0, r1): valid rows into vbuf, then every pixel's contributions.
  * ubuf: scratch for the uniform flags of rows r0-1 .. r1, then one busy flag per row. */
-static void pg_backprop_block(const GmPgBackpropParams* p, const GmPgObject* objs, const float* lut, int r0,
-                              int r1, uint8_t* vbuf, uint8_t* ubuf, double* acc, int32_t* bad) {
-    const GmPgImage* im = &p->img;
+static void pg_backprop_block(const gm_pg_backprop_params* p, const gm_pg_object* objs, const float* lut,
+                              int r0, int r1, uint8_t* vbuf, uint8_t* ubuf, double* acc, int32_t* bad) {
+    const gm_pg_image* im = &p->img;
     const int h = im->height, w = im->width;
+    const float wx = gm_pg_weight(w), wy = gm_pg_weight(h);
     const ptrdiff_t hw = (ptrdiff_t)h * w;
     const int v0 = r0 > 0 ? r0 - 1 : 0, v1 = r1 < h ? r1 + 1 : h;
     uint8_t* busy = ubuf + (ptrdiff_t)(v1 - v0) * w; /* rows v0..v1-1 holding any object pixel */
@@ -209,8 +195,7 @@ static void pg_backprop_block(const GmPgBackpropParams* p, const GmPgObject* obj
         }
         pg_uniform_row(im->instance, h, w, r, uni);
         for (int c = 0; c < w; ++c)
-            val[c] = (uint8_t)(uni[c] || row[c] == 0 ||
-                               gm_pg_pixel_valid(im->instance, im->depth, h, w, r, c, im->semantics));
+            val[c] = (uint8_t)gm_pg_valid(uni[c], im->instance, im->depth, h, w, r, c, im->semantics);
     }
     int32_t worst = INT32_MAX;
     for (int r = r0; r < r1; ++r) {
@@ -240,7 +225,7 @@ static void pg_backprop_block(const GmPgBackpropParams* p, const GmPgObject* obj
             double sx = 0.0, sy = 0.0;
             if (vbuf[(ptrdiff_t)(r - v0) * w + c]) {
                 float gx[3], gy[3];
-                pg_pixel_grads(im, lut, r, c, gx, gy);
+                pg_pixel_grads(im, lut, wx, wy, r, c, gx, gy);
                 for (int ch = 0; ch < 3; ++ch) {
                     double g = pg_g(p, pix, ch);
                     sx += g * (double)gx[ch];
@@ -276,8 +261,8 @@ static void pg_backprop_block(const GmPgBackpropParams* p, const GmPgObject* obj
     *bad = worst;
 }
 
-int gm_posegrad_backprop_cpu(const GmPgBackpropParams* p) {
-    const GmPgImage* im = &p->img;
+int gm_posegrad_backprop_cpu(const gm_pg_backprop_params* p) {
+    const gm_pg_image* im = &p->img;
     int st = pg_check_image(im);
     if (st != GM_OK) return st;
     if (!p->coords || (p->g_f32 == NULL) == (p->g_f64 == NULL) || p->num_objects < 0 || !p->transforms ||
@@ -291,7 +276,7 @@ int gm_posegrad_backprop_cpu(const GmPgBackpropParams* p) {
     const int nblocks = (h + rows - 1) / rows;
     double* acc = (double*)calloc((size_t)nblocks, per_block);
     int32_t* bad = (int32_t*)malloc((size_t)nblocks * sizeof(int32_t));
-    GmPgObject* objs = (GmPgObject*)malloc((size_t)(nobj > 0 ? nobj : 1) * sizeof(GmPgObject));
+    gm_pg_object* objs = (gm_pg_object*)malloc((size_t)(nobj > 0 ? nobj : 1) * sizeof(gm_pg_object));
     if (!acc || !bad || !objs) {
         free(acc);
         free(bad);

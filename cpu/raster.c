@@ -1,4 +1,4 @@
-/* Tile-binned software rasterizer (OpenMP), see include/geomops/raster.h.
+/* Tile-binned software rasterizer (OpenMP), see include/geomops/raster.h and docs/rendering.md.
  *
  * Passes:
  *   1. vertices -> camera frame (double), outcodes, snapped fixed-point projections;
@@ -29,13 +29,13 @@
 #define ALL_BITS   (PLANE_MASK | FAR_BIT) /* a non-finite vertex: its triangles are dropped */
 
 /* One piece of a (possibly clipped) triangle, ready for coverage tests (72 bytes). */
-typedef struct RasterTri {
+typedef struct gm_raster_tri {
     int32_t x[3], y[3];     /* fixed-point vertices, positive orientation */
     int16_t c0, c1, r0, r1; /* pixel bounding box, clamped to the image */
     int32_t gface;          /* global face id (faces of all objects in submission order) */
     float ilo, ihi;         /* inverse-depth range of the piece (widened slightly) */
     double a, b, e;         /* 1/Z = a dx + b dy + e on the pixel ray (dx, dy, 1) */
-} RasterTri;
+} gm_raster_tri;
 
 /* ---- scratch memory, cached between calls ------------------------------------------------ */
 enum {
@@ -50,24 +50,24 @@ enum {
     WS_NUM = WS_TRIS + MAX_CHUNKS
 };
 
-typedef struct Block {
+typedef struct gm_raster_block {
     void* ptr;
     size_t size;
-} Block;
+} gm_raster_block;
 
-typedef struct Workspace {
-    Block blk[WS_NUM];
-} Workspace;
+typedef struct gm_raster_workspace {
+    gm_raster_block blk[WS_NUM];
+} gm_raster_workspace;
 
-static Workspace g_cache;
+static gm_raster_workspace g_cache;
 static atomic_int g_cache_busy;
 
-static Workspace* ws_acquire(void) {
+static gm_raster_workspace* ws_acquire(void) {
     if (atomic_exchange(&g_cache_busy, 1) == 0) return &g_cache;
-    return (Workspace*)calloc(1, sizeof(Workspace)); /* another call holds the cache */
+    return (gm_raster_workspace*)calloc(1, sizeof(gm_raster_workspace)); /* another call holds the cache */
 }
 
-static void ws_free_blocks(Workspace* ws) {
+static void ws_free_blocks(gm_raster_workspace* ws) {
     for (int i = 0; i < WS_NUM; ++i) {
         free(ws->blk[i].ptr);
         ws->blk[i].ptr = NULL;
@@ -75,7 +75,7 @@ static void ws_free_blocks(Workspace* ws) {
     }
 }
 
-static void ws_release(Workspace* ws) {
+static void ws_release(gm_raster_workspace* ws) {
     if (ws == &g_cache) {
         atomic_store(&g_cache_busy, 0);
     } else if (ws) {
@@ -92,7 +92,7 @@ void gm_raster_release_cache(void) {
 }
 
 /* At least `need` bytes (contents undefined). Grows by 1/4 extra to avoid churn. */
-static void* ws_get(Block* b, size_t need) {
+static void* ws_get(gm_raster_block* b, size_t need) {
     if (need == 0) need = 1;
     if (b->size < need) {
         free(b->ptr);
@@ -104,7 +104,7 @@ static void* ws_get(Block* b, size_t need) {
 }
 
 /* Grow keeping the contents. */
-static void* ws_grow(Block* b, size_t need) {
+static void* ws_grow(gm_raster_block* b, size_t need) {
     if (b->size >= need) return b->ptr;
     size_t cap = need + need / 2;
     void* p = realloc(b->ptr, cap);
@@ -115,40 +115,40 @@ static void* ws_grow(Block* b, size_t need) {
 }
 
 /* ---- triangle setup ------------------------------------------------------------------------ */
-typedef struct Chunk {
-    Block* tris_block;
-    RasterTri* tris;
+typedef struct gm_raster_chunk {
+    gm_raster_block* tris_block;
+    gm_raster_tri* tris;
     int64_t count, capacity;
     int64_t* tile_count; /* per tile: pieces of this chunk overlapping it, later a write cursor */
     int status;
-} Chunk;
+} gm_raster_chunk;
 
-typedef struct Setup {
-    const GmRasterParams* p;
-    GmPlane planes[GM_RASTER_NUM_PLANES];
+typedef struct gm_raster_setup {
+    const gm_raster_params* p;
+    gm_plane planes[GM_RASTER_NUM_PLANES];
     const int64_t* vert_base; /* first global vertex of each object */
     const int64_t* face_base; /* first global face of each object (num_objects + 1 entries) */
-    const GmVec3* cam;        /* camera-frame vertices */
+    const gm_vec3* cam;       /* camera-frame vertices */
     const unsigned* outcode;
     const int32_t* sx; /* snapped projections (valid when the outcode has no plane bit) */
     const int32_t* sy;
     int32_t tiles_x;
-} Setup;
+} gm_raster_setup;
 
-static int chunk_push(Chunk* ch, const RasterTri* t) {
+static int chunk_push(gm_raster_chunk* ch, const gm_raster_tri* t) {
     if (ch->count == ch->capacity) {
         int64_t cap = ch->capacity * 2 + 64;
-        RasterTri* grown = (RasterTri*)ws_grow(ch->tris_block, (size_t)cap * sizeof(RasterTri));
+        gm_raster_tri* grown = (gm_raster_tri*)ws_grow(ch->tris_block, (size_t)cap * sizeof(gm_raster_tri));
         if (!grown) return GM_ERR_NOMEM;
         ch->tris = grown;
-        ch->capacity = (int64_t)(ch->tris_block->size / sizeof(RasterTri));
+        ch->capacity = (int64_t)(ch->tris_block->size / sizeof(gm_raster_tri));
     }
     ch->tris[ch->count++] = *t;
     return GM_OK;
 }
 
 /* True when some candidate sample of a small bounding box is covered. */
-static int covers_any(const RasterTri* t) {
+static int covers_any(const gm_raster_tri* t) {
     int64_t ex[3], ey[3], bias[3];
     for (int k = 0; k < 3; ++k) {
         ex[k] = (int64_t)t->x[(k + 1) % 3] - t->x[k];
@@ -168,9 +168,9 @@ static int covers_any(const RasterTri* t) {
 }
 
 /* Orient, bound and store one piece with fixed-point vertices (x, y) and camera depths z. */
-static int emit_piece(const Setup* s, Chunk* ch, const int32_t* x, const int32_t* y, const double* z,
-                      int32_t gface, const double* plane) {
-    RasterTri t;
+static int emit_piece(const gm_raster_setup* s, gm_raster_chunk* ch, const int32_t* x, const int32_t* y,
+                      const double* z, int32_t gface, const double* plane) {
+    gm_raster_tri t;
     int64_t area = gm_raster_area2(x, y);
     if (area == 0) return GM_OK; /* degenerate in fixed point: covers no sample */
     t.x[0] = x[0];
@@ -223,11 +223,11 @@ static int emit_piece(const Setup* s, Chunk* ch, const int32_t* x, const int32_t
 }
 
 /* Clip the camera-frame triangle against the planes its vertices violate; emit a fan. */
-static int emit_clipped(const Setup* s, Chunk* ch, const GmVec3* P, unsigned any_out, int32_t gface,
-                        const double* plane) {
-    GmVec3 buf_a[GM_RASTER_MAX_POLY], buf_b[GM_RASTER_MAX_POLY];
-    GmVec3* cur = buf_a;
-    GmVec3* nxt = buf_b;
+static int emit_clipped(const gm_raster_setup* s, gm_raster_chunk* ch, const gm_vec3* P, unsigned any_out,
+                        int32_t gface, const double* plane) {
+    gm_vec3 buf_a[GM_RASTER_MAX_POLY], buf_b[GM_RASTER_MAX_POLY];
+    gm_vec3* cur = buf_a;
+    gm_vec3* nxt = buf_b;
     int m = 3;
     cur[0] = P[0];
     cur[1] = P[1];
@@ -235,13 +235,13 @@ static int emit_clipped(const Setup* s, Chunk* ch, const GmVec3* P, unsigned any
     for (int k = 0; k < GM_RASTER_NUM_PLANES && m >= 3; ++k) {
         if (!(any_out & (1u << k))) continue;
         m = gm_raster_clip_polygon(cur, m, s->planes[k], nxt);
-        GmVec3* tmp = cur;
+        gm_vec3* tmp = cur;
         cur = nxt;
         nxt = tmp;
     }
     if (m < 3) return GM_OK;
     int32_t px[GM_RASTER_MAX_POLY], py[GM_RASTER_MAX_POLY];
-    const GmRasterParams* p = s->p;
+    const gm_raster_params* p = s->p;
     for (int i = 0; i < m; ++i) gm_raster_project(cur[i], p->fx, p->fy, p->cx, p->cy, &px[i], &py[i]);
     for (int i = 1; i + 1 < m; ++i) {
         int32_t x[3] = {px[0], px[i], px[i + 1]};
@@ -254,20 +254,20 @@ static int emit_clipped(const Setup* s, Chunk* ch, const GmVec3* P, unsigned any
 }
 
 /* Set up the global faces [t0, t1) into one chunk (in submission order). */
-static void setup_chunk(const Setup* s, Chunk* ch, int64_t t0, int64_t t1) {
-    const GmRasterParams* p = s->p;
+static void setup_chunk(const gm_raster_setup* s, gm_raster_chunk* ch, int64_t t0, int64_t t1) {
+    const gm_raster_params* p = s->p;
     int32_t obj = 0;
     for (int64_t t = t0; t < t1; ++t) {
         while (s->face_base[obj + 1] <= t) ++obj;
-        const GmRasterObject* o = &p->objects[obj];
+        const gm_raster_object* o = &p->objects[obj];
         const int32_t* fv = o->faces + 3 * (t - s->face_base[obj]);
         int64_t vb = s->vert_base[obj];
         int64_t g0 = vb + fv[0], g1 = vb + fv[1], g2 = vb + fv[2];
         unsigned o0 = s->outcode[g0], o1 = s->outcode[g1], o2 = s->outcode[g2];
         if ((o0 & o1 & o2) || o0 == ALL_BITS || o1 == ALL_BITS || o2 == ALL_BITS)
             continue; /* all three outside one plane (or beyond far), or not finite */
-        GmVec3 P[3] = {s->cam[g0], s->cam[g1], s->cam[g2]};
-        GmVec3 n = gm_cross3(gm_sub3(P[1], P[0]), gm_sub3(P[2], P[0]));
+        gm_vec3 P[3] = {s->cam[g0], s->cam[g1], s->cam[g2]};
+        gm_vec3 n = gm_cross3(gm_sub3(P[1], P[0]), gm_sub3(P[2], P[0]));
         double det = gm_dot3(n, P[0]);
         /* planes (nearly) through the eye project to a line: snapped slivers of them would
          * need depths far outside the triangle */
@@ -292,7 +292,7 @@ static void setup_chunk(const Setup* s, Chunk* ch, int64_t t0, int64_t t1) {
 }
 
 /* ---- per-pixel output ---------------------------------------------------------------------- */
-static void clear_pixel(const GmRasterParams* p, int64_t i, const uint8_t* bg) {
+static void clear_pixel(const gm_raster_params* p, int64_t i, const uint8_t* bg) {
     const float B = GM_RASTER_BACKGROUND;
     p->rgb[4 * i + 0] = bg[0];
     p->rgb[4 * i + 1] = bg[1];
@@ -314,12 +314,12 @@ static void clear_pixel(const GmRasterParams* p, int64_t i, const uint8_t* bg) {
 }
 
 /* Write every buffer of pixel i, covered by face `face` of object `obj` at depth z. */
-static void shade_pixel(const GmRasterParams* p, const Setup* s, int64_t i, int32_t obj, int32_t face,
-                        double z, double dx, double dy) {
-    const GmRasterObject* o = &p->objects[obj];
+static void shade_pixel(const gm_raster_params* p, const gm_raster_setup* s, int64_t i, int32_t obj,
+                        int32_t face, double z, double dx, double dy) {
+    const gm_raster_object* o = &p->objects[obj];
     const int32_t* fv = o->faces + 3 * (int64_t)face;
     int64_t vb = s->vert_base[obj];
-    GmVec3 P0 = s->cam[vb + fv[0]], P1 = s->cam[vb + fv[1]], P2 = s->cam[vb + fv[2]];
+    gm_vec3 P0 = s->cam[vb + fv[0]], P1 = s->cam[vb + fv[1]], P2 = s->cam[vb + fv[2]];
     double b[3];
     gm_raster_persp_bary(P0, P1, P2, dx, dy, b);
     /* samples snapped in from just outside an edge: keep attributes convex combinations */
@@ -333,7 +333,7 @@ static void shade_pixel(const GmRasterParams* p, const Setup* s, int64_t i, int3
     }
 
     double oc[3] = {0.0, 0.0, 0.0}, col[3] = {0.0, 0.0, 0.0};
-    GmVec3 sn = gm_vec3(0.0, 0.0, 0.0);
+    gm_vec3 sn = gm_make_vec3(0.0, 0.0, 0.0);
     for (int k = 0; k < 3; ++k) {
         const float* v = o->vertices + 3 * (int64_t)fv[k];
         for (int j = 0; j < 3; ++j) oc[j] += b[k] * v[j];
@@ -351,17 +351,17 @@ static void shade_pixel(const GmRasterParams* p, const Setup* s, int64_t i, int3
     if (!o->colors)
         for (int j = 0; j < 3; ++j) col[j] = p->default_color[j];
 
-    GmVec3 n = gm_cross3(gm_sub3(P1, P0), gm_sub3(P2, P0)); /* flat (winding) normal */
+    gm_vec3 n = gm_cross3(gm_sub3(P1, P0), gm_sub3(P2, P0)); /* flat (winding) normal */
     if (o->normals) {
-        GmVec3 m = gm_mat3_apply(o->normal_matrix, sn);
+        gm_vec3 m = gm_mat3_apply(o->normal_matrix, sn);
         if (gm_dot3(m, m) > 0.0) n = m;
     }
     double len = sqrt(gm_dot3(n, n));
-    if (len > 0.0) n = gm_vec3(n.x / len, n.y / len, n.z / len);
+    if (len > 0.0) n = gm_make_vec3(n.x / len, n.y / len, n.z / len);
     double facing = -(n.x * dx + n.y * dy + n.z) / sqrt(dx * dx + dy * dy + 1.0); /* n . (-view dir) */
 
     /* two-sided Lambert: light the side that faces the camera */
-    GmVec3 ns = facing < 0.0 ? gm_vec3(-n.x, -n.y, -n.z) : n;
+    gm_vec3 ns = facing < 0.0 ? gm_make_vec3(-n.x, -n.y, -n.z) : n;
     double lam = ns.x * p->light_dir[0] + ns.y * p->light_dir[1] + ns.z * p->light_dir[2];
     if (lam < 0.0) lam = 0.0;
     for (int j = 0; j < 3; ++j)
@@ -388,23 +388,24 @@ static void shade_pixel(const GmRasterParams* p, const Setup* s, int64_t i, int3
     }
 }
 
-typedef struct TileJob {
-    const GmRasterParams* p;
-    const Setup* s;
-    const RasterTri* const* chunk_tris;
+typedef struct gm_raster_tile_job {
+    const gm_raster_params* p;
+    const gm_raster_setup* s;
+    const gm_raster_tri* const* chunk_tris;
     const int64_t* chunk_first;
     int nchunks;
     const double* ray_x;
     const double* ray_y;
     double inv_far;
     const uint8_t* bg;
-} TileJob;
+} gm_raster_tile_job;
 
 /* Coverage + depth test of one tile (on inverse depth: larger is closer), then resolve. */
-static void raster_tile(const TileJob* J, const int32_t* list, int64_t count, int32_t tx, int32_t ty) {
-    const GmRasterParams* p = J->p;
+static void raster_tile(const gm_raster_tile_job* J, const int32_t* list, int64_t count, int32_t tx,
+                        int32_t ty) {
+    const gm_raster_params* p = J->p;
     double izbuf[TILE * TILE];
-    const RasterTri* win[TILE * TILE];
+    const gm_raster_tri* win[TILE * TILE];
     const int32_t X0 = tx * TILE, Y0 = ty * TILE;
     const int32_t X1 = X0 + TILE - 1 < p->width - 1 ? X0 + TILE - 1 : p->width - 1;
     const int32_t Y1 = Y0 + TILE - 1 < p->height - 1 ? Y0 + TILE - 1 : p->height - 1;
@@ -418,7 +419,7 @@ static void raster_tile(const TileJob* J, const int32_t* list, int64_t count, in
     for (int64_t e = 0; e < count; ++e) {
         int32_t gid = list[e];
         while (cidx + 1 < J->nchunks && J->chunk_first[cidx + 1] <= gid) ++cidx; /* lists are sorted */
-        const RasterTri* t = &J->chunk_tris[cidx][gid - J->chunk_first[cidx]];
+        const gm_raster_tri* t = &J->chunk_tris[cidx][gid - J->chunk_first[cidx]];
 #if defined(__GNUC__)
         /* records of one tile are scattered over the chunk arrays: fetch a few ahead */
         if (e + PREFETCH < count) {
@@ -466,13 +467,13 @@ static void raster_tile(const TileJob* J, const int32_t* list, int64_t count, in
             }
         }
     }
-    const Setup* s = J->s;
+    const gm_raster_setup* s = J->s;
     int32_t obj = 0;
     for (int32_t r = Y0; r <= Y1; ++r) {
         for (int32_t c = X0; c <= X1; ++c) {
             const int32_t k = (r - Y0) * TILE + (c - X0);
             const int64_t i = (int64_t)r * p->width + c;
-            const RasterTri* t = win[k];
+            const gm_raster_tri* t = win[k];
             if (!t) {
                 clear_pixel(p, i, J->bg);
                 continue;
@@ -487,7 +488,7 @@ static void raster_tile(const TileJob* J, const int32_t* list, int64_t count, in
 }
 
 /* ---- launcher ------------------------------------------------------------------------------ */
-static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
+static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt) {
     const int32_t W = p->width, H = p->height, nobj = p->num_objects;
     const int32_t tiles_x = (W + TILE - 1) / TILE, tiles_y = (H + TILE - 1) / TILE;
     const int64_t ntiles = (int64_t)tiles_x * tiles_y;
@@ -500,9 +501,9 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
     int64_t* face_base = (int64_t*)malloc(sizeof(int64_t) * (size_t)(nobj + 2));
     double* ray_x = (double*)malloc(sizeof(double) * (size_t)W);
     double* ray_y = (double*)malloc(sizeof(double) * (size_t)H);
-    Chunk chunks[MAX_CHUNKS];
+    gm_raster_chunk chunks[MAX_CHUNKS];
     int64_t chunk_first[MAX_CHUNKS + 1];
-    const RasterTri* chunk_tris[MAX_CHUNKS];
+    const gm_raster_tri* chunk_tris[MAX_CHUNKS];
     int status = GM_OK;
     memset(chunks, 0, sizeof(chunks));
     if (!vert_base || !face_base || !ray_x || !ray_y) {
@@ -529,7 +530,7 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
     while (nchunks > 1 && (int64_t)nchunks * ntiles > ((int64_t)1 << 22)) --nchunks;
     if ((int64_t)nchunks > nf) nchunks = nf > 0 ? (int)nf : 1;
 
-    GmVec3* cam = (GmVec3*)ws_get(&ws->blk[WS_CAM], sizeof(GmVec3) * (size_t)nv);
+    gm_vec3* cam = (gm_vec3*)ws_get(&ws->blk[WS_CAM], sizeof(gm_vec3) * (size_t)nv);
     unsigned* outcode = (unsigned*)ws_get(&ws->blk[WS_OUTCODE], sizeof(unsigned) * (size_t)nv);
     int32_t* sx = (int32_t*)ws_get(&ws->blk[WS_SX], sizeof(int32_t) * (size_t)nv);
     int32_t* sy = (int32_t*)ws_get(&ws->blk[WS_SY], sizeof(int32_t) * (size_t)nv);
@@ -542,7 +543,7 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
     }
     memset(tile_count, 0, sizeof(int64_t) * (size_t)(ntiles * nchunks));
 
-    Setup s;
+    gm_raster_setup s;
     s.p = p;
     gm_raster_clip_planes(p->fx, p->fy, p->cx, p->cy, p->near_z, W, H, GM_RASTER_GUARD, s.planes);
     s.vert_base = vert_base;
@@ -559,23 +560,23 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
         chunks[ci].tile_count = tile_count + ntiles * ci;
         /* a piece per face is typical; clipping may add more (the array grows) */
         chunks[ci].tris =
-            (RasterTri*)ws_get(chunks[ci].tris_block, sizeof(RasterTri) * (size_t)(t1 - t0 + 64));
+            (gm_raster_tri*)ws_get(chunks[ci].tris_block, sizeof(gm_raster_tri) * (size_t)(t1 - t0 + 64));
         if (!chunks[ci].tris) {
             status = GM_ERR_NOMEM;
             goto done;
         }
-        chunks[ci].capacity = (int64_t)(chunks[ci].tris_block->size / sizeof(RasterTri));
+        chunks[ci].capacity = (int64_t)(chunks[ci].tris_block->size / sizeof(gm_raster_tri));
     }
 
 #pragma omp parallel num_threads(nt)
     {
         /* 1. vertices */
         for (int32_t o = 0; o < nobj; ++o) {
-            const GmRasterObject* ob = &p->objects[o];
+            const gm_raster_object* ob = &p->objects[o];
             const int64_t base = vert_base[o], n = ob->num_vertices;
 #pragma omp for schedule(dynamic, 2048) nowait
             for (int64_t v = 0; v < n; ++v) {
-                GmVec3 P = gm_transform_point(ob->transform, ob->vertices + 3 * v);
+                gm_vec3 P = gm_transform_point(ob->transform, ob->vertices + 3 * v);
                 unsigned code = gm_raster_outcode(s.planes, P);
                 if (!(P.z <= p->far_z)) code |= FAR_BIT; /* for trivial reject only */
                 if (!(fabs(P.x) <= DBL_MAX && fabs(P.y) <= DBL_MAX && fabs(P.z) <= DBL_MAX)) code = ALL_BITS;
@@ -624,7 +625,7 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
         status = GM_ERR_NOMEM;
         goto done;
     }
-    TileJob job;
+    gm_raster_tile_job job;
     job.p = p;
     job.s = &s;
     job.chunk_tris = chunk_tris;
@@ -639,10 +640,10 @@ static int raster_run(const GmRasterParams* p, Workspace* ws, int nt) {
     {
 #pragma omp for schedule(dynamic, 1)
         for (int ci = 0; ci < nchunks; ++ci) {
-            const Chunk* ch = &chunks[ci];
+            const gm_raster_chunk* ch = &chunks[ci];
             int64_t* cursor = ch->tile_count;
             for (int64_t j = 0; j < ch->count; ++j) {
-                const RasterTri* t = &ch->tris[j];
+                const gm_raster_tri* t = &ch->tris[j];
                 int32_t gid = (int32_t)(chunk_first[ci] + j);
                 for (int32_t ty = t->r0 / TILE; ty <= t->r1 / TILE; ++ty)
                     for (int32_t tx = t->c0 / TILE; tx <= t->c1 / TILE; ++tx)
@@ -664,14 +665,14 @@ done:
     return status;
 }
 
-int gm_raster_cpu(const GmRasterParams* p) {
+int gm_raster_cpu(const gm_raster_params* p) {
     if (!p || p->width < 1 || p->height < 1 || p->width > GM_RASTER_MAX_SIZE ||
         p->height > GM_RASTER_MAX_SIZE || p->num_objects < 0 || (p->num_objects > 0 && !p->objects) ||
         !(p->near_z > 0.0) || !(p->far_z > p->near_z) || !(p->fx > 0.0) || !(p->fy > 0.0) || !p->rgb ||
         !p->depth || !p->instance_index || !p->object_coordinates)
         return GM_ERR_INVALID;
     int nt = p->num_threads > 0 ? p->num_threads : 1;
-    Workspace* ws = ws_acquire();
+    gm_raster_workspace* ws = ws_acquire();
     if (!ws) return GM_ERR_NOMEM;
     int status = raster_run(p, ws, nt);
     ws_release(ws);

@@ -36,7 +36,7 @@ def _fd(loss, T0, step):
 
 
 @pytest.mark.parametrize("with_camera_pose", [False, True])
-def test_exact_matches_finite_differences_without_silhouettes(with_camera_pose):
+def test_exact_matches_finite_differences_without_silhouettes(with_camera_pose, device):
     # The camera sits inside a big textured sphere: every pixel sees the smooth texture, nothing
     # else, so the only approximation left is the central difference (about 3 % for this texture
     # frequency). Exact must match all six components; compat's row-2 denominator (Z/(aZ+b) on
@@ -52,17 +52,17 @@ def test_exact_matches_finite_differences_without_silhouettes(with_camera_pose):
     assert (buf.instance_index == 1).all()
     scene = ref.Scene(cam, [ref.Obj(T0, 1)], cp)
     fd = _fd(loss, T0, 1e-4)
-    exact = backpropagate_gradient_to_poses(scene, buf, g, mode="exact")[0]
+    exact = backpropagate_gradient_to_poses(scene, buf, g, mode="exact", device=device)[0]
     err_exact = np.linalg.norm(exact - fd) / np.linalg.norm(fd)
     assert err_exact < 0.06, (exact, fd)
     assert np.all(np.abs(exact - fd) <= 0.06 * np.abs(fd) + 1e-3 * np.abs(fd).max())
     if not with_camera_pose:
-        compat = backpropagate_gradient_to_poses(scene, buf, g, mode="compat")[0]
+        compat = backpropagate_gradient_to_poses(scene, buf, g, mode="compat", device=device)[0]
         err_compat = np.linalg.norm(compat - fd) / np.linalg.norm(fd)
         assert err_compat > 4 * err_exact, (err_compat, err_exact)
 
 
-def test_compat_xy_columns_are_exact_times_z_over_az_plus_b():
+def test_compat_xy_columns_are_exact_times_z_over_az_plus_b(device):
     # Spec section 5d: with P[2,0] = P[2,1] = 0 and an identity rotation, each pixel's translation
     # x/y terms of compat are the exact ones times Z / (aZ + b), a = P[2,2], b = P[2,3].
     h, w = 30, 40
@@ -72,9 +72,9 @@ def test_compat_xy_columns_are_exact_times_z_over_az_plus_b():
     rng = np.random.default_rng(0)
     g = rng.standard_normal((3, h, w))
     scene = ref.Scene(cam, [ref.Obj(T0, 1)])
-    _, ce = backpropagate_gradient_to_poses(scene, buf, g, mode="exact", return_contributions=True)
+    _, ce = backpropagate_gradient_to_poses(scene, buf, g, mode="exact", return_contributions=True, device=device)
     _, cc = backpropagate_gradient_to_poses(scene, buf, g, mode="compat", border="replicate",
-                                            return_contributions=True)
+                                            return_contributions=True, device=device)
     P = cam.projection_matrix().astype(np.float64)
     own = (buf.instance_index == 1) & (np.abs(ce[0, 3]) > 1e-3)
     Z = buf.depth.astype(np.float64)
@@ -84,7 +84,7 @@ def test_compat_xy_columns_are_exact_times_z_over_az_plus_b():
     assert own.sum() > 100 and factor[own].min() > 1.5  # Z ~ 0.35-0.5 m: the bias is large here
 
 
-def test_compat_singular_plane_warns_once_and_flips_signs():
+def test_compat_singular_plane_warns_once_and_flips_signs(device):
     # An object at Z ~ 0.15 m renders, but compat's denominator aZ + b is negative there
     # (Corrections #4): one warning per call, and x/y translation terms of the wrong sign.
     h, w = 32, 32
@@ -98,13 +98,13 @@ def test_compat_singular_plane_warns_once_and_flips_signs():
     g = rng.standard_normal((3, h, w)).astype(np.float32)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        compat = backpropagate_gradient_to_poses(scene, buf, g, mode="compat")
+        compat = backpropagate_gradient_to_poses(scene, buf, g, mode="compat", device=device)
     msgs = [r for r in rec if issubclass(r.category, RuntimeWarning)]
     assert len(msgs) == 1 and "denominator" in str(msgs[0].message)
     assert "0 (" in str(msgs[0].message) and "1 (" in str(msgs[0].message)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        exact = backpropagate_gradient_to_poses(scene, buf, g, mode="exact")
+        exact = backpropagate_gradient_to_poses(scene, buf, g, mode="exact", device=device)
     # aZ + b < 0 flips the x/y columns: translation a, b have the opposite sign of the exact ones
     assert np.all(np.sign(compat[:, 3:5]) == -np.sign(exact[:, 3:5]))
     # and the reference agrees with compat there
@@ -113,7 +113,7 @@ def test_compat_singular_plane_warns_once_and_flips_signs():
     np.testing.assert_allclose(compat, want, rtol=2e-5)
 
 
-def test_exact_warns_when_coordinates_map_behind_the_camera():
+def test_exact_warns_when_coordinates_map_behind_the_camera(device):
     h, w = 16, 16
     cam = ref.Camera(w, h, 20.0, 20.0, 8.0, 8.0)
     T = ref.pose_matrix(t=(0.0, 0.0, 0.5))
@@ -121,4 +121,4 @@ def test_exact_warns_when_coordinates_map_behind_the_camera():
     wrong = ref.Scene(cam, [ref.Obj(ref.pose_matrix(t=(0.0, 0.0, -0.5)), 1)])  # pose does not match
     g = np.ones((3, h, w), np.float32)
     with pytest.warns(RuntimeWarning, match="Z <= 0"):
-        backpropagate_gradient_to_poses(wrong, buf, g, mode="exact")
+        backpropagate_gradient_to_poses(wrong, buf, g, mode="exact", device=device)

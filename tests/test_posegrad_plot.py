@@ -20,11 +20,11 @@ def _setup():
     return scene, buf, g
 
 
-def test_visualize_grad_returns_grad_and_figure():
+def test_visualize_grad_returns_grad_and_figure(device):
     from matplotlib.figure import Figure
     scene, buf, g = _setup()
-    plain = backpropagate_gradient_to_poses(scene, buf, g)
-    grad, fig = backpropagate_gradient_to_poses(scene, buf, g, visualize_grad=True)
+    plain = backpropagate_gradient_to_poses(scene, buf, g, device=device)
+    grad, fig = backpropagate_gradient_to_poses(scene, buf, g, visualize_grad=True, device=device)
     np.testing.assert_array_equal(grad, plain)
     assert isinstance(fig, Figure)
     axes = [ax for ax in fig.get_axes() if ax.get_images()]
@@ -36,7 +36,7 @@ def test_visualize_grad_returns_grad_and_figure():
     lo, hi = im.get_clim()
     assert lo == -hi and hi > 0
     grad2, con, fig2 = backpropagate_gradient_to_poses(scene, buf, g, visualize_grad=True,
-                                                       return_contributions=True)
+                                                       return_contributions=True, device=device)
     np.testing.assert_array_equal(grad2, plain)
     assert con.shape == (2, 6, 24, 32)
     np.testing.assert_allclose(con.sum(axis=(2, 3)), plain, rtol=1e-4, atol=1e-4 * np.abs(plain).max())
@@ -50,11 +50,11 @@ def test_plot_pose_contributions_checks_its_input():
     assert fig is not None
 
 
-def test_missing_matplotlib_gives_a_clear_import_error(monkeypatch):
+def test_missing_matplotlib_gives_a_clear_import_error(monkeypatch, device):
     scene, buf, g = _setup()
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match="pip install matplotlib"):
-        backpropagate_gradient_to_poses(scene, buf, g, visualize_grad=True)
+        backpropagate_gradient_to_poses(scene, buf, g, visualize_grad=True, device=device)
     # the gradient itself does not need matplotlib
-    assert backpropagate_gradient_to_poses(scene, buf, g).shape == (2, 6)
+    assert backpropagate_gradient_to_poses(scene, buf, g, device=device).shape == (2, 6)

@@ -116,23 +116,23 @@ def check_background(res):
     assert np.all(res.rgb[~bg][:, 3] == 255)
 
 
-def single_triangle_renders(cam, mesh, T, camera_pose=None):
+def single_triangle_renders(cam, mesh, T, camera_pose=None, device=None):
     """Coverage masks of each face rendered on its own (independent of shared-edge logic)."""
     masks = []
     for f in range(mesh.num_faces):
         m = Mesh(mesh.vertices, mesh.faces[f:f + 1])
-        r = render(Scene(cam, [SceneObject(m, T)], camera_pose=camera_pose), buffers="gradient")
+        r = render(Scene(cam, [SceneObject(m, T)], camera_pose=camera_pose), buffers="gradient", device=device)
         masks.append(r.instance_index != 0)
     return np.array(masks)
 
 
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mesh_kind", ["sphere", "box"])
-def test_matches_ray_casting(mesh_kind):
+def test_matches_ray_casting(mesh_kind, device):
     cam = Camera(64, 48, 70.0, 72.0, 31.3, 23.9)
     mesh = Mesh.sphere(0.3, 12, 7) if mesh_kind == "sphere" else Mesh.box((0.4, 0.3, 0.5))
     scene = Scene(cam, [SceneObject(mesh, pose(rot(0.3, -0.5, 0.2), (0.05, -0.02, 1.2)))])
-    res = render(scene)
+    res = render(scene, device=device)
     ref = check_against_ray_cast(cam, scene, res)
     assert (res.instance_index != 0).sum() > 400
     assert np.all(res.instance_index[res.instance_index != 0] == 1)
@@ -149,14 +149,14 @@ def test_matches_ray_casting(mesh_kind):
         assert np.all(res.normals[cov & ~ref["edge"]][:, 3] > 0)
 
 
-def test_flat_normal_and_shading_values():
+def test_flat_normal_and_shading_values(device):
     cam = Camera(16, 12, 20.0, 20.0, 8.0, 6.0)
     V = np.array([[-1, -1, 0], [1, -1, 0], [0, 1, 0]], np.float32)
     col = np.array([[0.5, 0.25, 1.0]] * 3)
     m = Mesh(V, [[0, 1, 2]], vertex_colors=col, class_index=5)
     light = Light(direction=(0.3, -0.4, -1.0), color=(0.9, 0.6, 0.3), ambient=(0.1, 0.2, 0.05))
     scene = Scene(cam, [SceneObject(m, pose(t=(0, 0, 2)))], light=light, background=(0.2, 0.4, 0.6))
-    res = render(scene)
+    res = render(scene, device=device)
     cov = res.instance_index != 0
     assert cov.sum() > 20
     # winding (b - a) x (c - a) = +z, i.e. away from the camera: facing term negative
@@ -170,11 +170,11 @@ def test_flat_normal_and_shading_values():
     assert np.all(res.class_index[cov] == 5)
 
 
-def test_smooth_normals_interpolated():
+def test_smooth_normals_interpolated(device):
     cam = Camera(48, 40, 60.0, 60.0, 24.0, 20.0)
     m = Mesh.sphere(0.4, 24, 13)
     scene = Scene(cam, [SceneObject(m, pose(rot(0.2, 0.1, 0), (0, 0, 1.5)))])
-    res = render(scene)
+    res = render(scene, device=device)
     cov = res.instance_index != 0
     # the interpolated sphere normal is close to the direction from the centre
     n_expect = res.cam_coordinates[cov][:, :3] - np.array([0, 0, 1.5])
@@ -184,31 +184,31 @@ def test_smooth_normals_interpolated():
 
 
 # ---- coverage: no cracks, no double coverage --------------------------------------------------
-def test_quad_of_two_triangles_exact_coverage():
+def test_quad_of_two_triangles_exact_coverage(device):
     # fx = 1, cx = 0, Z = 1: image coordinates equal X, Y exactly. Corners at pixel centres.
     cam = Camera(16, 12, 1.0, 1.0, 0.0, 0.0)
     V = np.array([[0.5, 0.5, 1], [10.5, 0.5, 1], [10.5, 7.5, 1], [0.5, 7.5, 1]], np.float32)
     m = Mesh(V, [[0, 1, 2], [0, 2, 3]])
-    masks = single_triangle_renders(cam, m, np.eye(4))
+    masks = single_triangle_renders(cam, m, np.eye(4), device=device)
     count = masks.sum(0)
     expect = np.zeros((12, 16), int)
     expect[0:7, 0:10] = 1  # top-left rule: left column and top row in, right and bottom out
     np.testing.assert_array_equal(count, expect)
-    full = render(Scene(cam, [SceneObject(m, np.eye(4))]))
+    full = render(Scene(cam, [SceneObject(m, np.eye(4))]), device=device)
     np.testing.assert_array_equal(full.instance_index != 0, expect.astype(bool))
     # the diagonal goes through pixel centres (c+0.5 = 0.5 + 10/7 k only at k = 0, 7); each is
     # assigned to exactly one of the two triangles
     assert masks[0].sum() + masks[1].sum() == 70
 
 
-def test_pixel_centre_convention():
+def test_pixel_centre_convention(device):
     cam = Camera(9, 7, 1.0, 1.0, 0.0, 0.0)
     # a small triangle around (u, v) = (5.5, 3.5): only pixel (row 3, col 5)
     V = np.array([[5.3, 3.3, 1], [5.8, 3.4, 1], [5.5, 3.8, 1]], np.float32)
-    res = render(Scene(cam, [SceneObject(Mesh(V, [[0, 1, 2]]), np.eye(4))]))
+    res = render(Scene(cam, [SceneObject(Mesh(V, [[0, 1, 2]]), np.eye(4))]), device=device)
     np.testing.assert_array_equal(np.argwhere(res.instance_index != 0), [[3, 5]])
     # shifted by half a pixel it covers no centre at all
-    res = render(Scene(cam, [SceneObject(Mesh(V - [0.5, 0.5, 0], [[0, 1, 2]]), np.eye(4))]))
+    res = render(Scene(cam, [SceneObject(Mesh(V - [0.5, 0.5, 0], [[0, 1, 2]]), np.eye(4))]), device=device)
     assert not np.any(res.instance_index)
 
 
@@ -238,11 +238,11 @@ def _grid_mesh(rng, nx, ny, x0, y0, step, jitter):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_grid_with_ties_is_partitioned(seed):
+def test_grid_with_ties_is_partitioned(seed, device):
     rng = np.random.default_rng(seed)
     cam = Camera(37, 23, 1.0, 1.0, 0.0, 0.0)
     mesh = _grid_mesh(rng, 6, 4, 1.5, 0.5, 5.0, jitter=1.0)
-    count = single_triangle_renders(cam, mesh, np.eye(4)).sum(0)
+    count = single_triangle_renders(cam, mesh, np.eye(4), device=device).sum(0)
     assert count.max() == 1  # never drawn twice
     # every pixel centre strictly inside the outer rectangle [1.5, 31.5] x [0.5, 20.5] is drawn
     u = np.arange(37) + 0.5
@@ -254,17 +254,17 @@ def test_grid_with_ties_is_partitioned(seed):
               ((u[None, :] == 1.5) & (v[:, None] >= 0.5) & (v[:, None] < 20.5))
     assert np.all(count[edge_in] == 1)
     assert count.sum() == 30 * 20
-    full = render(Scene(cam, [SceneObject(mesh, np.eye(4))]))
+    full = render(Scene(cam, [SceneObject(mesh, np.eye(4))]), device=device)
     np.testing.assert_array_equal(full.instance_index != 0, count == 1)
 
 
 @pytest.mark.parametrize("mesh_kind", ["sphere", "box"])
-def test_closed_mesh_watertight(mesh_kind):
+def test_closed_mesh_watertight(mesh_kind, device):
     """Seen from outside, front faces cover the silhouette exactly once, and so do back faces."""
     cam = Camera(40, 30, 45.0, 45.0, 19.7, 15.2)
     mesh = Mesh.sphere(0.35, 8, 5) if mesh_kind == "sphere" else Mesh.box((0.5, 0.4, 0.45))
     T = pose(rot(0.4, 0.7, -0.3), (0.02, 0.01, 1.3))
-    masks = single_triangle_renders(cam, mesh, T)
+    masks = single_triangle_renders(cam, mesh, T, device=device)
     V = mesh.vertices.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
     F = mesh.faces
     n = np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]])
@@ -272,7 +272,7 @@ def test_closed_mesh_watertight(mesh_kind):
     fc, bc = masks[front].sum(0), masks[~front].sum(0)
     assert fc.max() == 1 and bc.max() == 1
     np.testing.assert_array_equal(fc, bc)
-    full = render(Scene(cam, [SceneObject(mesh, T)]))
+    full = render(Scene(cam, [SceneObject(mesh, T)]), device=device)
     np.testing.assert_array_equal(full.instance_index != 0, fc == 1)
     assert fc.sum() > 100
     # the visible face is always a front face
@@ -280,12 +280,12 @@ def test_closed_mesh_watertight(mesh_kind):
 
 
 # ---- visibility ----------------------------------------------------------------------------
-def test_occlusion_order_independent_of_submission():
+def test_occlusion_order_independent_of_submission(device):
     cam = Camera(48, 36, 50.0, 50.0, 24.0, 18.0)
     near_box = SceneObject(Mesh.box(0.3), pose(rot(0.1, 0.2, 0), (0.05, 0, 1.0)), instance_index=4)
     far_box = SceneObject(Mesh.box(0.5), pose(rot(0, -0.3, 0.1), (-0.1, 0.05, 1.6)), instance_index=2)
-    r1 = render(Scene(cam, [near_box, far_box]))
-    r2 = render(Scene(cam, [far_box, near_box]))
+    r1 = render(Scene(cam, [near_box, far_box]), device=device)
+    r2 = render(Scene(cam, [far_box, near_box]), device=device)
     for name in ALL:
         np.testing.assert_array_equal(getattr(r1, name), getattr(r2, name))
     ids = set(np.unique(r1.instance_index).tolist())
@@ -293,27 +293,27 @@ def test_occlusion_order_independent_of_submission():
     check_against_ray_cast(cam, Scene(cam, [near_box, far_box]), r1)
 
 
-def test_equal_depth_first_object_wins():
+def test_equal_depth_first_object_wins(device):
     cam = Camera(32, 24, 30.0, 30.0, 16.0, 12.0)
     m = Mesh.sphere(0.3, 10, 6)
     T = pose(rot(0.3, 0.2, 0.1), (0, 0, 1.0))
     for first, second in [(7, 3), (3, 7)]:
-        res = render(Scene(cam, [SceneObject(m, T, first), SceneObject(m, T.copy(), second)]))
+        res = render(Scene(cam, [SceneObject(m, T, first), SceneObject(m, T.copy(), second)]), device=device)
         cov = res.instance_index != 0
         assert cov.sum() > 100 and np.all(res.instance_index[cov] == first)
     # coplanar overlapping triangles of one mesh: the earlier face wins
     V = np.array([[-1, -1, 1], [1, -1, 1], [0, 1, 1]], np.float32)
     two = Mesh(np.concatenate([V, V]), [[0, 1, 2], [3, 4, 5]])
-    res = render(Scene(cam, [SceneObject(two, np.eye(4))]))
+    res = render(Scene(cam, [SceneObject(two, np.eye(4))]), device=device)
     cov = res.instance_index != 0
     assert cov.sum() > 50 and np.all(res.triangle_id[cov] == 0)
 
 
-def test_instance_and_class_buffers():
+def test_instance_and_class_buffers(device):
     cam = Camera(40, 20, 40.0, 40.0, 20.0, 10.0)
     a = SceneObject(Mesh.box(0.3, class_index=11), pose(t=(-0.3, 0, 1)))
     b = SceneObject(Mesh.box(0.3, class_index=12), pose(t=(0.3, 0, 1)), instance_index=32767)
-    res = render(Scene(cam, [a, b]))
+    res = render(Scene(cam, [a, b]), device=device)
     assert set(np.unique(res.instance_index).tolist()) == {0, 1, 32767}
     np.testing.assert_array_equal(res.class_index[res.instance_index == 1], 11)
     np.testing.assert_array_equal(res.class_index[res.instance_index == 32767], 12)
@@ -321,11 +321,11 @@ def test_instance_and_class_buffers():
 
 # ---- image sizes and clipping ----------------------------------------------------------------
 @pytest.mark.parametrize("size", [(37, 23), (1, 1), (17, 1), (1, 33), (50, 40)])
-def test_odd_image_sizes(size):
+def test_odd_image_sizes(size, device):
     W, H = size
     cam = Camera(W, H, 30.0, 30.0, W / 2 + 0.1, H / 2 - 0.2)
     scene = Scene(cam, [SceneObject(Mesh.sphere(0.5, 10, 6), pose(rot(0.2, 0.3, 0), (0.0, 0.0, 1.0)))])
-    res = render(scene)
+    res = render(scene, device=device)
     for name in ALL:
         assert getattr(res, name).shape[:2] == (H, W)
     ref = ray_cast(cam, scene.objects)
@@ -337,7 +337,7 @@ def test_odd_image_sizes(size):
         assert cov[0, 0]
 
 
-def test_objects_behind_or_outside_draw_nothing():
+def test_objects_behind_or_outside_draw_nothing(device):
     cam = Camera(32, 24, 30.0, 30.0, 16.0, 12.0)
     m = Mesh.sphere(0.2, 8, 5)
     objs = [SceneObject(m, pose(t=(0, 0, -1.0))),     # behind the camera
@@ -345,15 +345,15 @@ def test_objects_behind_or_outside_draw_nothing():
             SceneObject(m, pose(t=(0, 0, 20.0))),      # beyond far = 10
             SceneObject(Mesh(np.zeros((0, 3)), np.zeros((0, 3), int)), np.eye(4)),  # no faces
             SceneObject(Mesh.sphere(0.05, 8, 5), pose(t=(0, 0, 1e-3)))]  # around the eye, closer than near
-    res = render(Scene(cam, objs))
+    res = render(Scene(cam, objs), device=device)
     assert not np.any(res.instance_index)
     check_background(res)
-    empty = render(Scene(cam, []))
+    empty = render(Scene(cam, []), device=device)
     for name in ALL:
         np.testing.assert_array_equal(getattr(res, name), getattr(empty, name))
 
 
-def test_near_plane_clipping():
+def test_near_plane_clipping(device):
     cam = Camera(48, 36, 40.0, 40.0, 24.0, 18.0, near=0.5, far=10.0)
     # a tilted quad from Z = -1 (behind the camera) to Z = 3, below the optical axis
     V = np.array([[-2, 0.4, -1], [2, 0.4, -1], [2, 0.2, 3], [-2, 0.2, 3]], np.float32)
@@ -361,7 +361,7 @@ def test_near_plane_clipping():
     # and a sphere cut by the near plane
     sph = Mesh.sphere(0.4, 16, 9)
     scene = Scene(cam, [SceneObject(quad, np.eye(4)), SceneObject(sph, pose(t=(0.05, -0.2, 0.6)))])
-    res = render(scene)
+    res = render(scene, device=device)
     cov = res.instance_index != 0
     assert cov.sum() > 200
     assert res.depth[cov].min() >= 0.5 * (1 - 1e-6)
@@ -371,24 +371,24 @@ def test_near_plane_clipping():
     assert inside_view.sum() > 10
 
 
-def test_far_plane():
+def test_far_plane(device):
     cam = Camera(32, 24, 20.0, 20.0, 16.0, 12.0, near=0.1, far=2.0)
     V = np.array([[-1, -0.5, 1], [1, -0.5, 1], [1, 0.5, 3], [-1, 0.5, 3]], np.float32)
     scene = Scene(cam, [SceneObject(Mesh(V, [[0, 1, 2], [0, 2, 3]]), np.eye(4))])
-    res = render(scene)
+    res = render(scene, device=device)
     cov = res.instance_index != 0
     assert cov.any() and res.depth[cov].max() <= 2.0
     check_against_ray_cast(cam, scene, res)
 
 
-def test_huge_ground_plane_guard_band():
+def test_huge_ground_plane_guard_band(device):
     cam = Camera(40, 30, 30.0, 30.0, 20.0, 15.0, near=0.1, far=50.0)
     # y is down: a floor 1 m below the camera, extending 1e5 m in every direction
     L = 1e5
     V = np.array([[-L, 1, -L], [L, 1, -L], [L, 1, L], [-L, 1, L]], np.float32)
     floor = Mesh(V, [[0, 1, 2], [0, 2, 3]])
     scene = Scene(cam, [SceneObject(floor, np.eye(4))])
-    res = render(scene)
+    res = render(scene, device=device)
     v = np.arange(30) + 0.5
     dy = (v - 15.0) / 30.0
     with np.errstate(divide="ignore"):
@@ -400,22 +400,22 @@ def test_huge_ground_plane_guard_band():
                                rtol=1e-5)
 
 
-def test_camera_pose_is_applied():
+def test_camera_pose_is_applied(device):
     cam = Camera(48, 36, 50.0, 50.0, 24.0, 18.0)
     m = Mesh.sphere(0.3, 12, 7)
     cam_pose = pose(rot(0.1, -0.2, 0.05), (0.3, -0.1, -0.5))
     obj_pose = pose(rot(0.5, 0.1, 0.2), (0.2, -0.1, 0.8))
     scene = Scene(cam, [SceneObject(m, obj_pose)], camera_pose=cam_pose)
-    res = render(scene)
+    res = render(scene, device=device)
     check_against_ray_cast(cam, scene, res)
-    moved = render(Scene(cam, [SceneObject(m, np.linalg.inv(cam_pose) @ obj_pose)]))
+    moved = render(Scene(cam, [SceneObject(m, np.linalg.inv(cam_pose) @ obj_pose)]), device=device)
     cov = (res.instance_index != 0) & (moved.instance_index != 0)
     assert cov.sum() > 200
     np.testing.assert_allclose(res.depth[cov], moved.depth[cov], rtol=1e-6)
 
 
 # ---- determinism, options, errors ---------------------------------------------------------
-def test_thread_count_bitwise_equal():
+def test_thread_count_bitwise_equal(device):
     cam = Camera(80, 60, 80.0, 80.0, 40.3, 29.8)
     rng = np.random.default_rng(3)
     m = Mesh.sphere(0.08, 20, 11)
@@ -423,58 +423,58 @@ def test_thread_count_bitwise_equal():
                                                           rng.uniform(0.5, 1.2)))) for _ in range(12)]
     objs.append(SceneObject(Mesh.box(0.1), pose(rot(0.3, 0.3, 0.3), (0.08, 0.06, 0.1))))  # crosses near
     scene = Scene(cam, objs)
-    results = [render(scene, num_threads=n) for n in (1, 2, 3, 5)]
+    results = [render(scene, num_threads=n, device=device) for n in (1, 2, 3, 5)]
     for r in results[1:]:
         for name in ALL:
             np.testing.assert_array_equal(getattr(r, name), getattr(results[0], name), err_msg=name)
     assert len(np.unique(results[0].instance_index)) > 6 and np.any(results[0].instance_index == 13)
 
 
-def test_gradient_buffers_only():
+def test_gradient_buffers_only(device):
     cam = Camera(32, 24, 30.0, 30.0, 16.0, 12.0)
     scene = Scene(cam, [SceneObject(Mesh.sphere(0.3, 8, 5), pose(t=(0, 0, 1)))])
-    full = render(scene)
-    small = render(scene, buffers="gradient")
+    full = render(scene, device=device)
+    small = render(scene, buffers="gradient", device=device)
     for name in ("rgb", "depth", "instance_index", "object_coordinates"):
         np.testing.assert_array_equal(getattr(small, name), getattr(full, name))
     for name in ("cam_coordinates", "normals", "class_index", "triangle_id", "barycentrics"):
         assert getattr(small, name) is None
-    some = render(scene, buffers=["triangle_id"])
+    some = render(scene, buffers=["triangle_id"], device=device)
     np.testing.assert_array_equal(some.triangle_id, full.triangle_id)
     assert some.normals is None
 
 
-def test_bad_inputs():
+def test_bad_inputs(device):
     cam = Camera(8, 6, 10.0, 10.0, 4.0, 3.0)
     with pytest.raises(TypeError, match="scene"):
-        render(None)
+        render(None, device=device)
     with pytest.raises(TypeError, match="scene"):
-        render(cam)
+        render(cam, device=device)
     with pytest.raises(ValueError, match=r"scene.objects\[1\] has no mesh"):
-        render(Scene(cam, [SceneObject(Mesh.box(0.1), pose()), SceneObject(None, pose())]))
+        render(Scene(cam, [SceneObject(Mesh.box(0.1), pose()), SceneObject(None, pose())]), device=device)
     with pytest.raises(ValueError, match="num_threads"):
-        render(Scene(cam), num_threads=0)
+        render(Scene(cam), num_threads=0, device=device)
     with pytest.raises(TypeError, match="num_threads"):
-        render(Scene(cam), num_threads="2")
+        render(Scene(cam), num_threads="2", device=device)
     with pytest.raises(ValueError, match="buffers"):
-        render(Scene(cam), buffers="most")
+        render(Scene(cam), buffers="most", device=device)
     with pytest.raises(ValueError, match="buffers"):
-        render(Scene(cam), buffers=["depth_map"])
+        render(Scene(cam), buffers=["depth_map"], device=device)
     singular = np.eye(4)
     singular[2, 2] = 0
     with pytest.raises(ValueError, match="camera_pose"):
-        render(Scene(cam, camera_pose=singular))
+        render(Scene(cam, camera_pose=singular), device=device)
     projective = pose()
     projective[3, 2] = 0.5
     with pytest.raises(ValueError, match=r"objects\[0\].pose must be affine"):
-        render(Scene(cam, [SceneObject(Mesh.box(0.1), projective)]))
+        render(Scene(cam, [SceneObject(Mesh.box(0.1), projective)]), device=device)
     huge = pose()
     huge[:3, :3] *= 1e300
     with pytest.raises(ValueError, match=r"objects\[0\]"):
-        render(Scene(cam, [SceneObject(Mesh.box(1e10), huge)]))
+        render(Scene(cam, [SceneObject(Mesh.box(1e10), huge)]), device=device)
 
 
-def test_concurrent_calls_and_cache_release():
+def test_concurrent_calls_and_cache_release(device):
     """Two Python threads rendering at once (one uses the cached scratch memory, the other its
     own) give the same buffers as sequential calls; releasing the cache changes nothing."""
     import threading
@@ -484,12 +484,12 @@ def test_concurrent_calls_and_cache_release():
     cam = Camera(64, 48, 60.0, 60.0, 32.0, 24.0)
     scenes = [Scene(cam, [SceneObject(Mesh.sphere(0.2, 16, 9), pose(rot(0.1 * k, 0.2, 0), (0.05 * k, 0, 1.0)))])
               for k in range(4)]
-    expect = [render(s, num_threads=1) for s in scenes]
+    expect = [render(s, num_threads=1, device=device) for s in scenes]
     got = [None] * len(scenes)
 
     def work(k):
         for _ in range(5):
-            got[k] = render(scenes[k], num_threads=2)
+            got[k] = render(scenes[k], num_threads=2, device=device)
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(len(scenes))]
     for t in threads:
@@ -500,6 +500,62 @@ def test_concurrent_calls_and_cache_release():
         for name in ALL:
             np.testing.assert_array_equal(getattr(g, name), getattr(e, name))
     release_render_cache()
-    again = render(scenes[0])
+    again = render(scenes[0], device=device)
     for name in ALL:
         np.testing.assert_array_equal(getattr(again, name), getattr(expect[0], name))
+
+
+def test_object_to_camera_is_one_formula(device, monkeypatch):
+    """render, the exact-mode gradients and Scene.object_to_camera use the same object-to-camera
+    transform, bit for bit (a rotated camera pose, where different inverses differ in the last
+    bits); compat mode passes the float32-rounded pose and ignores the camera pose."""
+    from geomops import _backend
+    from geomops.pose import backpropagate_gradient_to_poses
+
+    seen = {}
+
+    class Recorder:
+        def __init__(self, kernels):
+            self._kernels = kernels
+
+        def __getattr__(self, name):
+            fn = getattr(self._kernels, name)
+
+            def call(*args):
+                seen.setdefault(name, []).append(args)
+                return fn(*args)
+            return call
+
+    real_resolve = _backend.resolve
+    monkeypatch.setattr(_backend, "resolve", lambda device=None: real_resolve(device)._replace(
+        kernels=Recorder(real_resolve(device).kernels)))
+    cam = Camera(40, 30, 45.0, 45.0, 19.7, 15.2)
+    cam_pose = pose(rot(0.3, -0.2, 0.4), (0.1, -0.05, 0.2))
+    objs = [SceneObject(Mesh.sphere(0.2, 12, 7), cam_pose @ pose(rot(0.1, 0.2, 0.3), (0.1, 0.0, 1.2))),
+            SceneObject(Mesh.box(0.2), cam_pose @ pose(rot(-0.2, 0.1, 0.5), (-0.15, 0.05, 1.4)))]
+    scene = Scene(cam, objs, camera_pose=cam_pose)
+    buf = render(scene, device=device)
+    g = np.random.default_rng(0).standard_normal((3, 30, 40))
+    backpropagate_gradient_to_poses(scene, buf, g, mode="exact", device=device)
+    backpropagate_gradient_to_poses(scene, buf, g, mode="compat", device=device)
+    (render_args,) = seen["raster_render"]
+    exact_args, compat_args = seen["posegrad_backprop"]
+    for k, obj in enumerate(objs):
+        T = scene.object_to_camera(k)
+        assert T.dtype == np.float64 and T.shape == (4, 4)
+        assert np.asarray(render_args[2][k][4]).tobytes() == T[:3].tobytes()
+        assert exact_args[9][k].tobytes() == np.concatenate([T[:3, :3].ravel(), T[:3, 3]]).tobytes()
+        P = obj.pose.astype(np.float32).astype(np.float64)
+        assert compat_args[9][k].tobytes() == np.concatenate([P[:3, :3].ravel(), P[:3, 3]]).tobytes()
+    np.testing.assert_allclose(scene.object_to_camera(0), np.linalg.inv(cam_pose) @ objs[0].pose, atol=1e-12)
+
+
+def test_device_argument():
+    scene = Scene(Camera(8, 6, 10.0, 10.0, 4.0, 3.0), [SceneObject(Mesh.box(0.1), pose())])
+    np.testing.assert_array_equal(render(scene, device="cpu").rgb, render(scene).rgb)
+    with pytest.raises(TypeError, match="device"):
+        render(scene, device=0)
+    with pytest.raises(ValueError, match="device"):
+        render(None, device="gpu")  # the device is checked first
+    with pytest.raises(TypeError):
+        render(scene, None, "all", "cpu")  # keyword-only

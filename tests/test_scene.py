@@ -530,3 +530,30 @@ def test_render_result_constructor_light_checks():
         RenderResult(**(ok | dict(instance_index=np.zeros((h, w), np.int32))))
     with pytest.raises(ValueError, match="rgb"):
         RenderResult(**(ok | dict(rgb=np.zeros((h, w, 3), np.uint8))))
+
+
+def test_constants_come_from_the_kernels():
+    from geomops import _backend
+    from geomops.pose import _constants, buffers, scene
+
+    k = _backend.cpu().kernels
+    assert _constants.MAX_INSTANCE_INDEX == k.MAX_INSTANCE_INDEX == np.iinfo(np.int16).max == scene.MAX_INDEX
+    assert _constants.MAX_IMAGE_SIZE == k.RASTER_MAX_SIZE == 32768
+    assert _constants.BACKGROUND_DEPTH == buffers.BACKGROUND_DEPTH == 3000.0
+    assert sorted(_constants.BORDERS.values()) == [0, 1] and sorted(_constants.SEMANTICS.values()) == [0, 1]
+    assert _constants.ACC_GRAD + 6 <= _constants.ACC_SINGULAR < _constants.ACC_STRIDE
+    Camera(32768, 1, 1.0, 1.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="width"):
+        Camera(32769, 1, 1.0, 1.0, 0.0, 0.0)
+
+
+def test_object_to_camera_needs_an_affine_invertible_camera_pose():
+    m = Mesh.box(0.1)
+    projective = np.eye(4)
+    projective[3, 2] = 0.5
+    with pytest.raises(ValueError, match="camera_pose must be affine"):
+        Scene(Camera.from_fov(8, 8), [SceneObject(m)], camera_pose=projective).object_to_camera(0)
+    singular = np.eye(4)
+    singular[1, 1] = 0.0
+    with pytest.raises(ValueError, match="camera_pose must be invertible"):
+        Scene(Camera.from_fov(8, 8), [SceneObject(m)], camera_pose=singular).object_to_camera(0)

@@ -1,11 +1,12 @@
 /* Per-pixel math of the pose gradients, shared by the OpenMP loops (cpu/posegrad.c) and CUDA
  * (cuda/posegrad_math_check.cu compiles it with nvcc). C11 and CUDA C++: GM_HD functions only.
- * Semantics: spec/pose_gradient.md sections 3-5 and 10 (stillleben.diff). */
+ * Semantics: docs/pose.md (stillleben.diff: the image gradients, the valid mask, the dilation
+ * and the per-pixel 6-vector). */
 #ifndef GEOMOPS_POSEGRAD_MATH_H
 #define GEOMOPS_POSEGRAD_MATH_H
 
 #include "geomops/common.h"
-#include "geomops/posegrad.h"
+#include "geomops/posegrad_types.h"
 
 /* stillleben's intensity: float(v) / 255 as a correctly rounded float32 division. */
 GM_HD float gm_pg_unit_u8(uint8_t v) {
@@ -40,6 +41,35 @@ GM_HD void gm_pg_diff_setup(int i, int n, int border, int* lo, int* hi) {
     }
 }
 
+/* Channel ch of pixel index pix in stillleben's float units, or 0 for the outside-image
+ * sentinel -1 of gm_pg_diff_setup. */
+GM_HD float gm_pg_sample(const gm_pg_image* im, ptrdiff_t pix, int ch) {
+    if (pix < 0) return 0.0f;
+    const ptrdiff_t k = pix * im->rgb_channels + ch;
+    return im->rgb_u8 ? gm_pg_unit_u8(im->rgb_u8[k]) : im->rgb_f32[k];
+}
+
+/* The negated central differences of channels 0..2 at pixel (r,c) along x (along_y = 0: the
+ * row) or y, out-of-image samples as im->border says: the one definition at the image border
+ * (any pixel works; the CPU loops use a plain gm_pg_neg_diff of the two neighbours inside). */
+GM_HD void gm_pg_axis_diffs(const gm_pg_image* im, float weight, int r, int c, int along_y, float* d) {
+    const int w = im->width;
+    int lo, hi;
+    ptrdiff_t plo, phi;
+    if (along_y) {
+        gm_pg_diff_setup(r, im->height, im->border, &lo, &hi);
+        plo = lo < 0 ? -1 : (ptrdiff_t)lo * w + c;
+        phi = hi < 0 ? -1 : (ptrdiff_t)hi * w + c;
+    } else {
+        gm_pg_diff_setup(c, w, im->border, &lo, &hi);
+        const ptrdiff_t row = (ptrdiff_t)r * w;
+        plo = lo < 0 ? -1 : row + lo;
+        phi = hi < 0 ? -1 : row + hi;
+    }
+    for (int ch = 0; ch < 3; ++ch)
+        d[ch] = gm_pg_neg_diff(weight, gm_pg_sample(im, plo, ch), gm_pg_sample(im, phi, ch));
+}
+
 GM_HD int gm_pg_clamp(int v, int lo, int hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }
@@ -72,6 +102,15 @@ GM_HD int gm_pg_pixel_valid(const int16_t* inst, const float* depth, int h, int 
         }
     }
     return 1;
+}
+
+/* The valid-mask value of pixel (r,c). `uniform`: the caller knows that (r,c) is interior and
+ * its 8 neighbours carry its id (such a pixel is valid without the 3x3 scan); pass 0 when it
+ * does not know. */
+GM_HD int gm_pg_valid(int uniform, const int16_t* inst, const float* depth, int h, int w, int r, int c,
+                      int semantics) {
+    return uniform || inst[(ptrdiff_t)r * w + c] == 0 ||
+           gm_pg_pixel_valid(inst, depth, h, w, r, c, semantics);
 }
 
 /* The objects pixel (r,c) counts for, after stillleben's per-object 1-pixel dilation
@@ -125,12 +164,12 @@ GM_HD int gm_pg_dilate_candidates(const int16_t* inst, const uint8_t* valid, int
  * t) and P: 4x4 row-major, with denominator row d = 2 (stillleben, clip z) or 3 (clip w):
  * m (3x4) = rows 0, 1, d of P @ T, so the clip values come straight from the object point X;
  * a0, a1, ad = R^T P[j, :3] for j = 0, 1, d. */
-typedef struct {
+typedef struct gm_pg_object {
     double m[12];
     double a0[3], a1[3], ad[3];
-} GmPgObject;
+} gm_pg_object;
 
-GM_HD void gm_pg_object_setup(const double* T, const double* P, int denom_row, GmPgObject* o) {
+GM_HD void gm_pg_object_setup(const double* T, const double* P, int denom_row, gm_pg_object* o) {
     const int rows[3] = {0, 1, denom_row};
     for (int j = 0; j < 3; ++j) {
         const double* Pj = P + 4 * rows[j];
@@ -142,7 +181,7 @@ GM_HD void gm_pg_object_setup(const double* T, const double* P, int denom_row, G
 }
 
 /* The projection denominator (clip z or clip w) at object point X. */
-GM_HD double gm_pg_denominator(const GmPgObject* o, double x0, double x1, double x2) {
+GM_HD double gm_pg_denominator(const gm_pg_object* o, double x0, double x1, double x2) {
     return o->m[8] * x0 + o->m[9] * x1 + o->m[10] * x2 + o->m[11];
 }
 
@@ -153,7 +192,7 @@ GM_HD double gm_pg_denominator(const GmPgObject* o, double x0, double x1, double
  *   v = sx J[0,:] + sy J[1,:] = dL/dy,  u = R^T v = (sx a0 + sy a1)/d - (sx clip_0 + sy clip_1) ad/d^2
  *   rotation part X x u (from dy/dalpha = R (e_x x X), ...), translation part u.
  * Returns d (callers count d <= 0). */
-GM_HD double gm_pg_contribution(const GmPgObject* o, double x0, double x1, double x2, double sx, double sy,
+GM_HD double gm_pg_contribution(const gm_pg_object* o, double x0, double x1, double x2, double sx, double sy,
                                 double* out) {
     const double* m = o->m;
     double c0 = m[0] * x0 + m[1] * x1 + m[2] * x2 + m[3];

@@ -1,62 +1,15 @@
-/* Software rasterizer of geomops.pose: parameters and launcher.
- *
- * Conventions (same as stillleben): camera frame x right, y down, z forward; pixel (r, c) is
- * sampled at (u, v) = (c + 0.5, r + 0.5) with u = fx X/Z + cx, v = fy Y/Z + cy.
- * All output buffers are C-contiguous (H, W[, C]) and fully written (background included). */
+/* Software rasterizer of geomops.pose: the CPU launcher (cpu/raster.c). Parameters and
+ * constants are in raster_types.h, the per-vertex / per-pixel math in raster_math.h. */
 #ifndef GEOMOPS_RASTER_H
 #define GEOMOPS_RASTER_H
 
-#include "geomops/common.h"
-
-#define GM_RASTER_TILE       32        /* tile edge in pixels (tiles are the unit of parallelism) */
-#define GM_RASTER_SUBPIXEL   256       /* fixed-point units per pixel (8 sub-pixel bits) */
-#define GM_RASTER_GUARD      1048576.0 /* guard band in pixels beyond each image border */
-#define GM_RASTER_BACKGROUND 3000.0f   /* depth / coordinate clear value (stillleben's "invalid") */
-#define GM_RASTER_MAX_SIZE   32768     /* largest width / height */
-
-/* One mesh instance. The mesh arrays are the (read-only) Mesh buffers. */
-typedef struct GmRasterObject {
-    const float* vertices; /* (V, 3) object frame */
-    const int32_t* faces;  /* (F, 3) vertex ids, validated in [0, V) */
-    const float* colors;   /* (V, 3) in [0, 1], or NULL (default_color) */
-    const float* normals;  /* (V, 3) unit normals for smooth shading, or NULL (flat) */
-    int64_t num_vertices;
-    int64_t num_faces;
-    double transform[12];    /* object -> camera, row-major 3x4 */
-    double normal_matrix[9]; /* inverse transpose of transform's 3x3 block, row-major */
-    int32_t instance_index;  /* written to instance_index (int16 range, validated) */
-    int32_t class_index;     /* written to class_index */
-} GmRasterObject;
-
-typedef struct GmRasterParams {
-    int32_t width, height;
-    double fx, fy, cx, cy, near_z, far_z;
-    int32_t num_objects;
-    const GmRasterObject* objects;
-    /* Lambert shader: c = clip(color * (ambient + light_color * max(0, n . light_dir)), 0, 1) */
-    double light_dir[3]; /* unit, towards the light, camera frame */
-    double light_color[3];
-    double ambient[3];
-    double background[3];    /* rgb of uncovered pixels (alpha 0 there) */
-    double default_color[3]; /* vertex colour of meshes without colours */
-    /* outputs, (H, W, C) C-contiguous; the first four are required, the rest may be NULL */
-    uint8_t* rgb;              /* (H, W, 4) */
-    float* depth;              /* (H, W) camera Z, background 3000 */
-    int16_t* instance_index;   /* (H, W), background 0 */
-    float* object_coordinates; /* (H, W, 3), background 3000 */
-    float* cam_coordinates;    /* (H, W, 4) (X, Y, Z, 1), background 3000 */
-    float* normals;            /* (H, W, 4) camera-frame normal + facing term, background 0 */
-    int16_t* class_index;      /* (H, W), background 0 */
-    int32_t* triangle_id;      /* (H, W) face index within the mesh, background -1 */
-    float* barycentrics;       /* (H, W, 3) perspective-correct, background 0 */
-    int num_threads;
-} GmRasterParams;
+#include "geomops/raster_types.h"
 
 /* Render into the output buffers. Returns GM_OK, GM_ERR_NOMEM, GM_ERR_INVALID or GM_ERR_OVERFLOW
  * (more than 2^31 - 1 faces or triangle pieces in total). Scratch memory is cached between calls
  * (one cache, used by one call at a time; concurrent calls allocate their own);
  * gm_raster_release_cache() frees it. */
-GM_EXTERN_C int gm_raster_cpu(const GmRasterParams* p);
+GM_EXTERN_C int gm_raster_cpu(const gm_raster_params* p);
 GM_EXTERN_C void gm_raster_release_cache(void);
 
 #endif /* GEOMOPS_RASTER_H */

@@ -1,76 +1,77 @@
 /* Per-vertex / per-pixel math of the rasterizer, shared by gcc (C11) and nvcc (C++).
  *
  * Coverage is decided exactly: projected vertices are snapped to a fixed-point grid with
- * 8 sub-pixel bits (pixel centre c + 0.5 maps to c * 256) and the edge functions are
- * evaluated in int64, so a shared edge gives exactly the same values in both triangles and the
- * top-left rule assigns every pixel centre on it to exactly one of them.
+ * 8 sub-pixel bits (GM_RASTER_SUBPIXEL: pixel centre c + 0.5 maps to c * 256) and the edge
+ * functions are evaluated in int64, so a shared edge gives exactly the same values in both
+ * triangles and the top-left rule assigns every pixel centre on it to exactly one of them.
  * Attributes are not taken from the snapped triangle: depth and barycentrics come from the
  * exact intersection of the pixel-centre ray with the triangle's plane (double precision),
- * which is the perspective-correct interpolation of the unclipped triangle. */
+ * which is the perspective-correct interpolation of the unclipped triangle
+ * (docs/rendering.md "The rasterizer"). */
 #ifndef GEOMOPS_RASTER_MATH_H
 #define GEOMOPS_RASTER_MATH_H
 
 #include <math.h>
 
-#include "geomops/common.h"
+#include "geomops/raster_types.h" /* GM_RASTER_SUBPIXEL */
 
 #define GM_RASTER_NUM_PLANES 5  /* near, u >= -guard, u <= W + guard, v >= -guard, v <= H + guard */
 #define GM_RASTER_MAX_POLY   10 /* 3 vertices + at most one more per clip plane (+ spare) */
 
-typedef struct GmVec3 {
+typedef struct gm_vec3 {
     double x, y, z;
-} GmVec3;
+} gm_vec3;
 
 /* Clip plane: inside iff a X + b Y + c Z + d >= 0 (camera frame). */
-typedef struct GmPlane {
+typedef struct gm_plane {
     double a, b, c, d;
-} GmPlane;
+} gm_plane;
 
-GM_HD GmVec3 gm_vec3(double x, double y, double z) {
-    GmVec3 r;
+GM_HD gm_vec3 gm_make_vec3(double x, double y, double z) {
+    gm_vec3 r;
     r.x = x;
     r.y = y;
     r.z = z;
     return r;
 }
 
-GM_HD double gm_dot3(GmVec3 a, GmVec3 b) {
+GM_HD double gm_dot3(gm_vec3 a, gm_vec3 b) {
     return a.x * b.x + a.y * b.y + a.z * b.z;
 }
 
-GM_HD GmVec3 gm_cross3(GmVec3 a, GmVec3 b) {
-    return gm_vec3(a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x);
+GM_HD gm_vec3 gm_cross3(gm_vec3 a, gm_vec3 b) {
+    return gm_make_vec3(a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x);
 }
 
-GM_HD GmVec3 gm_sub3(GmVec3 a, GmVec3 b) {
-    return gm_vec3(a.x - b.x, a.y - b.y, a.z - b.z);
+GM_HD gm_vec3 gm_sub3(gm_vec3 a, gm_vec3 b) {
+    return gm_make_vec3(a.x - b.x, a.y - b.y, a.z - b.z);
 }
 
 /* T: row-major 3x4 (rotation/scale | translation). */
-GM_HD GmVec3 gm_transform_point(const double* T, const float* v) {
+GM_HD gm_vec3 gm_transform_point(const double* T, const float* v) {
     double x = v[0], y = v[1], z = v[2];
-    return gm_vec3(T[0] * x + T[1] * y + T[2] * z + T[3], T[4] * x + T[5] * y + T[6] * z + T[7],
-                   T[8] * x + T[9] * y + T[10] * z + T[11]);
+    return gm_make_vec3(T[0] * x + T[1] * y + T[2] * z + T[3], T[4] * x + T[5] * y + T[6] * z + T[7],
+                        T[8] * x + T[9] * y + T[10] * z + T[11]);
 }
 
 /* M: row-major 3x3. */
-GM_HD GmVec3 gm_mat3_apply(const double* M, GmVec3 v) {
-    return gm_vec3(M[0] * v.x + M[1] * v.y + M[2] * v.z, M[3] * v.x + M[4] * v.y + M[5] * v.z,
-                   M[6] * v.x + M[7] * v.y + M[8] * v.z);
+GM_HD gm_vec3 gm_mat3_apply(const double* M, gm_vec3 v) {
+    return gm_make_vec3(M[0] * v.x + M[1] * v.y + M[2] * v.z, M[3] * v.x + M[4] * v.y + M[5] * v.z,
+                        M[6] * v.x + M[7] * v.y + M[8] * v.z);
 }
 
-/* Image coordinate (pixel centres at +0.5) -> fixed point where pixel centre c sits at c*256.
- * Rounds half up with floor(), independent of the FPU rounding mode. */
+/* Image coordinate (pixel centres at +0.5) -> fixed point where pixel centre c sits at
+ * c * GM_RASTER_SUBPIXEL. Rounds half up with floor(), independent of the FPU rounding mode. */
 GM_HD int32_t gm_raster_snap(double u) {
     /* callers keep |u| below the guard band (2^21 px); the clamp only keeps rounding noise
      * and non-finite input from overflowing the int32 conversion */
     const double lim = 4194304.0; /* 2^22 px */
     if (!(u > -lim)) u = -lim;
     if (u > lim) u = lim;
-    return (int32_t)floor(u * 256.0 - 128.0 + 0.5);
+    return (int32_t)floor(u * (double)GM_RASTER_SUBPIXEL - (double)(GM_RASTER_SUBPIXEL / 2) + 0.5);
 }
 
-GM_HD void gm_raster_project(GmVec3 P, double fx, double fy, double cx, double cy, int32_t* x, int32_t* y) {
+GM_HD void gm_raster_project(gm_vec3 P, double fx, double fy, double cx, double cy, int32_t* x, int32_t* y) {
     double inv_z = 1.0 / P.z;
     *x = gm_raster_snap(fx * P.x * inv_z + cx);
     *y = gm_raster_snap(fy * P.y * inv_z + cy);
@@ -105,7 +106,7 @@ GM_HD int64_t gm_raster_floor_div(int64_t a, int64_t b) {
 }
 
 GM_HD void gm_raster_clip_planes(double fx, double fy, double cx, double cy, double near_z, int32_t width,
-                                 int32_t height, double guard, GmPlane* planes) {
+                                 int32_t height, double guard, gm_plane* planes) {
     planes[0].a = 0.0;
     planes[0].b = 0.0;
     planes[0].c = 1.0;
@@ -129,12 +130,12 @@ GM_HD void gm_raster_clip_planes(double fx, double fy, double cx, double cy, dou
     planes[4].d = 0.0;
 }
 
-GM_HD double gm_raster_plane_dist(GmPlane pl, GmVec3 P) {
+GM_HD double gm_raster_plane_dist(gm_plane pl, gm_vec3 P) {
     return pl.a * P.x + pl.b * P.y + pl.c * P.z + pl.d;
 }
 
 /* Bit k set when P is outside plane k. */
-GM_HD unsigned gm_raster_outcode(const GmPlane* planes, GmVec3 P) {
+GM_HD unsigned gm_raster_outcode(const gm_plane* planes, gm_vec3 P) {
     unsigned code = 0;
     for (int k = 0; k < GM_RASTER_NUM_PLANES; ++k)
         if (!(gm_raster_plane_dist(planes[k], P) >= 0.0)) code |= 1u << k;
@@ -144,17 +145,17 @@ GM_HD unsigned gm_raster_outcode(const GmPlane* planes, GmVec3 P) {
 /* Point where the segment from the inside point a (da >= 0) to the outside point b (db < 0)
  * crosses the plane. Always parametrised from the inside end, so the two triangles sharing an
  * edge compute bit-identical points. */
-GM_HD GmVec3 gm_raster_intersect(GmVec3 a, double da, GmVec3 b, double db) {
+GM_HD gm_vec3 gm_raster_intersect(gm_vec3 a, double da, gm_vec3 b, double db) {
     double t = da / (da - db);
-    return gm_vec3(a.x + t * (b.x - a.x), a.y + t * (b.y - a.y), a.z + t * (b.z - a.z));
+    return gm_make_vec3(a.x + t * (b.x - a.x), a.y + t * (b.y - a.y), a.z + t * (b.z - a.z));
 }
 
 /* Sutherland-Hodgman step: clip the convex polygon in[0..n) against one plane into out
  * (capacity GM_RASTER_MAX_POLY). Returns the new vertex count. */
-GM_HD int gm_raster_clip_polygon(const GmVec3* in, int n, GmPlane pl, GmVec3* out) {
+GM_HD int gm_raster_clip_polygon(const gm_vec3* in, int n, gm_plane pl, gm_vec3* out) {
     int m = 0;
     for (int i = 0; i < n; ++i) {
-        GmVec3 a = in[i], b = in[(i + 1) % n];
+        gm_vec3 a = in[i], b = in[(i + 1) % n];
         double da = gm_raster_plane_dist(pl, a), db = gm_raster_plane_dist(pl, b);
         int ina = da >= 0.0, inb = db >= 0.0;
         if (ina && m < GM_RASTER_MAX_POLY) out[m++] = a;
@@ -167,8 +168,8 @@ GM_HD int gm_raster_clip_polygon(const GmVec3* in, int n, GmPlane pl, GmVec3* ou
 /* Perspective-correct barycentrics of the camera-space triangle (P0, P1, P2) at the pixel ray
  * d = (dx, dy, 1): b_k = d.C_k / sum_j d.C_j with C_0 = P1 x P2, C_1 = P2 x P0, C_2 = P0 x P1.
  * Returns sum_j d.C_j; the hit depth is Z = P0.(P1 x P2) / that sum. */
-GM_HD double gm_raster_persp_bary(GmVec3 P0, GmVec3 P1, GmVec3 P2, double dx, double dy, double* b) {
-    GmVec3 d = gm_vec3(dx, dy, 1.0);
+GM_HD double gm_raster_persp_bary(gm_vec3 P0, gm_vec3 P1, gm_vec3 P2, double dx, double dy, double* b) {
+    gm_vec3 d = gm_make_vec3(dx, dy, 1.0);
     double f0 = gm_dot3(d, gm_cross3(P1, P2));
     double f1 = gm_dot3(d, gm_cross3(P2, P0));
     double f2 = gm_dot3(d, gm_cross3(P0, P1));
@@ -183,7 +184,7 @@ GM_HD double gm_raster_persp_bary(GmVec3 P0, GmVec3 P1, GmVec3 P2, double dx, do
 /* Inverse depth on the pixel ray (dx, dy, 1) through the plane n . X = det
  * (n = (P1-P0) x (P2-P0), det = n . P0): 1/Z = (n . d) / det = a dx + b dy + e, affine in the
  * pixel position. Larger is closer; not positive when the ray misses the plane in front. */
-GM_HD void gm_raster_inv_depth_plane(GmVec3 n, double det, double* a, double* b, double* e) {
+GM_HD void gm_raster_inv_depth_plane(gm_vec3 n, double det, double* a, double* b, double* e) {
     double inv = 1.0 / det;
     *a = n.x * inv;
     *b = n.y * inv;

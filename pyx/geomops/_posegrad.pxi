@@ -2,50 +2,23 @@
 # every array (C-contiguous, dtype, shape) and option; these functions only fill the structs.
 
 from libc.stdint cimport uint8_t, int16_t, int32_t
-from libc.stddef cimport ptrdiff_t
+from geomops._c_posegrad cimport (GM_PG_ACC_GRAD, GM_PG_ACC_PIXELS, GM_PG_ACC_SINGULAR, GM_PG_ACC_STRIDE,
+                                  GM_PG_BORDER_REPLICATE, GM_PG_BORDER_ZERO, GM_PG_SEM_CPU, GM_PG_SEM_CUDA,
+                                  gm_pg_backprop_params, gm_pg_image, gm_pg_image_grad_params,
+                                  gm_posegrad_backprop_cpu, gm_posegrad_image_gradients_cpu)
 
-cdef extern from "geomops/posegrad.h" nogil:
-    ctypedef struct GmPgImage:
-        int height, width
-        const uint8_t* rgb_u8
-        const float* rgb_f32
-        int rgb_channels
-        float weight_x, weight_y
-        int border, semantics
-        const int16_t* instance
-        const float* depth
-        int num_threads
-
-    ctypedef struct GmPgImageGradParams:
-        GmPgImage img
-        float* grad_x
-        float* grad_y
-        uint8_t* valid
-
-    ctypedef struct GmPgBackpropParams:
-        GmPgImage img
-        const float* coords
-        const float* g_f32
-        const double* g_f64
-        ptrdiff_t g_cstride, g_pstride
-        int num_objects
-        const double* transforms
-        const double* projection
-        int denom_row
-        const int32_t* id_to_slot
-        const int32_t* slot_start
-        const int32_t* slot_objects
-        double* accum
-        float* contributions
-        uint8_t* masks
-        int32_t* bad_id
-
-    int gm_posegrad_image_gradients_cpu(const GmPgImageGradParams* p)
-    int gm_posegrad_backprop_cpu(const GmPgBackpropParams* p)
+# Options and accumulator columns of include/geomops/posegrad_types.h, for geomops.pose.diff.
+PG_BORDER_ZERO = GM_PG_BORDER_ZERO
+PG_BORDER_REPLICATE = GM_PG_BORDER_REPLICATE
+PG_SEM_CUDA = GM_PG_SEM_CUDA
+PG_SEM_CPU = GM_PG_SEM_CPU
+PG_ACC_GRAD = GM_PG_ACC_GRAD
+PG_ACC_SINGULAR = GM_PG_ACC_SINGULAR
+PG_ACC_PIXELS = GM_PG_ACC_PIXELS
+PG_ACC_STRIDE = GM_PG_ACC_STRIDE
 
 
-cdef void _pg_fill_image(GmPgImage* im, rgb, float weight_x, float weight_y, int border, int semantics,
-                         instance, depth, int num_threads):
+cdef void _pg_fill_image(gm_pg_image* im, rgb, int border, int semantics, instance, depth, int num_threads):
     im.height = instance.shape[0]
     im.width = instance.shape[1]
     if rgb.dtype.itemsize == 1:
@@ -55,8 +28,6 @@ cdef void _pg_fill_image(GmPgImage* im, rgb, float weight_x, float weight_y, int
         im.rgb_u8 = NULL
         im.rgb_f32 = <const float*>_addr(rgb)
     im.rgb_channels = rgb.shape[2]
-    im.weight_x = weight_x
-    im.weight_y = weight_y
     im.border = border
     im.semantics = semantics
     im.instance = <const int16_t*>_addr(instance)
@@ -64,12 +35,13 @@ cdef void _pg_fill_image(GmPgImage* im, rgb, float weight_x, float weight_y, int
     im.num_threads = num_threads
 
 
-def posegrad_image_gradients(rgb, float weight_x, float weight_y, int border, int semantics,
-                             instance, depth, grad_x, grad_y, valid, int num_threads):
+def posegrad_image_gradients(rgb, int border, int semantics, instance, depth, grad_x, grad_y, valid,
+                             int num_threads):
     """rgb uint8/float32 (H,W,3|4); instance int16 (H,W); depth float32 (H,W);
-    outputs grad_x, grad_y float32 (3,H,W) and valid uint8/bool (H,W)."""
-    cdef GmPgImageGradParams p
-    _pg_fill_image(&p.img, rgb, weight_x, weight_y, border, semantics, instance, depth, num_threads)
+    outputs grad_x, grad_y float32 (3,H,W) and valid uint8/bool (H,W). The NDC weights are
+    stillleben's, computed by the kernel from the image size (gm_pg_weight)."""
+    cdef gm_pg_image_grad_params p
+    _pg_fill_image(&p.img, rgb, border, semantics, instance, depth, num_threads)
     p.grad_x = <float*>_addr(grad_x)
     p.grad_y = <float*>_addr(grad_y)
     p.valid = <uint8_t*>_addr(valid)
@@ -79,18 +51,17 @@ def posegrad_image_gradients(rgb, float weight_x, float weight_y, int border, in
     _check(status)
 
 
-def posegrad_backprop(rgb, float weight_x, float weight_y, int border, int semantics, instance, depth,
-                      coords, g, Py_ssize_t g_cstride, Py_ssize_t g_pstride, transforms, projection,
-                      int denom_row, id_to_slot, slot_start, slot_objects, accum, contributions, masks,
-                      int num_threads):
+def posegrad_backprop(rgb, int border, int semantics, instance, depth, coords, g, Py_ssize_t g_cstride,
+                      Py_ssize_t g_pstride, transforms, projection, int denom_row, id_to_slot, slot_start,
+                      slot_objects, accum, contributions, masks, int num_threads):
     """Fused dilation + per-pixel contributions + per-object sums. g float32/float64 with the
     given element strides; transforms float64 (N,12); projection float64 (16,); id_to_slot,
-    slot_start, slot_objects int32; accum float64 (N,8) (output). contributions float32 (N,6,H,W)
-    and masks uint8 (N,H,W) are optional zero-filled outputs. Returns the smallest instance id of
-    the buffer that no object has (0 if none)."""
-    cdef GmPgBackpropParams p
+    slot_start, slot_objects int32; accum float64 (N, PG_ACC_STRIDE) (output). contributions
+    float32 (N,6,H,W) and masks uint8 (N,H,W) are optional zero-filled outputs. Returns the
+    smallest instance id of the buffer that no object has (0 if none)."""
+    cdef gm_pg_backprop_params p
     cdef int32_t bad = 0
-    _pg_fill_image(&p.img, rgb, weight_x, weight_y, border, semantics, instance, depth, num_threads)
+    _pg_fill_image(&p.img, rgb, border, semantics, instance, depth, num_threads)
     p.coords = <const float*>_addr(coords)
     if g.dtype.itemsize == 4:
         p.g_f32 = <const float*>_addr(g)

@@ -2,44 +2,16 @@
 # geomops.pose.render; this layer only copies pointers and numbers into the C structs.
 
 from libc.stdlib cimport calloc as _rs_calloc, free as _rs_free
-from libc.stdint cimport int16_t as _rs_i16, int32_t as _rs_i32, int64_t as _rs_i64, uint8_t as _rs_u8
+from libc.stdint cimport int16_t as _rs_i16, int32_t as _rs_i32, uint8_t as _rs_u8
 
-cdef extern from "geomops/raster.h" nogil:
-    ctypedef struct GmRasterObject:
-        const float* vertices
-        const _rs_i32* faces
-        const float* colors
-        const float* normals
-        _rs_i64 num_vertices
-        _rs_i64 num_faces
-        double transform[12]
-        double normal_matrix[9]
-        _rs_i32 instance_index
-        _rs_i32 class_index
+from geomops._c_raster cimport (GM_MAX_INSTANCE_INDEX, GM_RASTER_BACKGROUND, GM_RASTER_MAX_SIZE,
+                                gm_raster_cpu, gm_raster_object, gm_raster_params,
+                                gm_raster_release_cache)
 
-    ctypedef struct GmRasterParams:
-        _rs_i32 width, height
-        double fx, fy, cx, cy, near_z, far_z
-        _rs_i32 num_objects
-        const GmRasterObject* objects
-        double light_dir[3]
-        double light_color[3]
-        double ambient[3]
-        double background[3]
-        double default_color[3]
-        _rs_u8* rgb
-        float* depth
-        _rs_i16* instance_index
-        float* object_coordinates
-        float* cam_coordinates
-        float* normals
-        _rs_i16* class_index
-        _rs_i32* triangle_id
-        float* barycentrics
-        int num_threads
-
-    int gm_raster_cpu(const GmRasterParams* p)
-    void gm_raster_release_cache()
+# Constants of include/geomops/raster_types.h, for the Python facade (geomops.pose._constants).
+MAX_INSTANCE_INDEX = GM_MAX_INSTANCE_INDEX
+RASTER_MAX_SIZE = GM_RASTER_MAX_SIZE
+RASTER_BACKGROUND = GM_RASTER_BACKGROUND
 
 
 def raster_release_cache():
@@ -59,8 +31,8 @@ def raster_render(tuple size, tuple intrinsics, list objects, tuple shading, dic
     instance_index, class_index)] with C-contiguous float32/int32/float64 arrays;
     shading = (light_dir, light_color, ambient, background, default_color), each 3 floats.
     """
-    cdef GmRasterParams p
-    cdef GmRasterObject* objs = NULL
+    cdef gm_raster_params p
+    cdef gm_raster_object* objs = NULL
     cdef Py_ssize_t i, j, n = len(objects)
     cdef int status
     p.width = size[0]
@@ -94,7 +66,7 @@ def raster_render(tuple size, tuple intrinsics, list objects, tuple shading, dic
     p.num_threads = num_threads
     p.num_objects = <_rs_i32>n
     if n > 0:
-        objs = <GmRasterObject*>_rs_calloc(n, sizeof(GmRasterObject))
+        objs = <gm_raster_object*>_rs_calloc(n, sizeof(gm_raster_object))
         if objs == NULL:
             raise MemoryError("geomops: could not allocate the object table")
     try:

@@ -23,10 +23,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import as_array
+from ._constants import BACKGROUND_DEPTH  # stillleben's "invalid" clear value for depth and coordinates
+from ._constants import MAX_INSTANCE_INDEX
 
 __all__ = ["RenderResult", "BACKGROUND_DEPTH"]
-
-BACKGROUND_DEPTH = 3000.0  # stillleben's "invalid" clear value for depth and coordinates
 
 _OPTIONAL = ("cam_coordinates", "normals", "class_index", "triangle_id", "barycentrics")
 
@@ -122,7 +122,7 @@ class RenderResult:
             Shapes that disagree (message names the argument and the expected shape), ids out
             of the int16 range, non-finite foreground values, float rgb outside [0, 1].
         """
-        inst = _int_plane(instance_index, "instance_index", None, np.int16, 0, 32767)
+        inst = _int_plane(instance_index, "instance_index", None, np.int16, 0, MAX_INSTANCE_INDEX)
         h, w = inst.shape
         d = _float_buf(depth, "depth", (h, w), squeeze=True)
         fg = inst != 0
@@ -141,7 +141,7 @@ class RenderResult:
             if nrm.shape[2] == 3:
                 nrm = np.concatenate([nrm, np.zeros((h, w, 1), np.float32)], axis=2)
         cls_idx = None if class_index is None else \
-            _int_plane(class_index, "class_index", (h, w), np.int16, 0, 32767)
+            _int_plane(class_index, "class_index", (h, w), np.int16, 0, MAX_INSTANCE_INDEX)
         tri = None if triangle_id is None else \
             _int_plane(triangle_id, "triangle_id", (h, w), np.int32, -1, np.iinfo(np.int32).max)
         bary = None if barycentrics is None else _float_buf(barycentrics, "barycentrics", (h, w, 3))

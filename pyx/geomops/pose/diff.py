@@ -22,18 +22,19 @@ import warnings
 
 import numpy as np
 
-from .. import _cpu
+from .. import _backend
 from .._config import resolve_num_threads
 from .._validate import check_bool, check_option
+from ._constants import ACC_GRAD, ACC_SINGULAR, ACC_STRIDE
+from ._constants import BORDERS as _BORDERS
+from ._constants import MAX_INSTANCE_INDEX as _MAX_ID  # the instance buffer is int16
+from ._constants import SEMANTICS as _SEMANTICS
+from .scene import _object_to_camera
 
 __all__ = ["compute_image_space_gradients", "backpropagate_gradient_to_poses", "apply_pose_delta"]
 
 _MODES = ("exact", "compat")
-_SEMANTICS = {"cuda": 0, "cpu": 1}  # GM_PG_SEM_*
-_BORDERS = {"zero": 0, "replicate": 1}  # GM_PG_BORDER_*
 _LAYOUTS = ("CHW", "HWC")
-_ACC_SINGULAR, _ACC_PIXELS = 6, 7  # GM_PG_ACC_* columns of the kernel's (N, 8) sums
-_MAX_ID = 32767  # the instance buffer is int16
 
 
 # ----------------------------------------------------------------------------------------------
@@ -164,18 +165,21 @@ def _slot_tables(ids):
 
 
 def _transforms(scene, objs, honour_camera_pose):
-    """(N, 12) float64 object -> camera transforms: R row-major, then t."""
-    cam_inv = np.eye(4)
+    """(N, 12) float64 object -> camera transforms: R row-major, then t.
+
+    Exact mode: ``inv(scene.camera_pose) @ pose`` by the one helper that render and
+    ``Scene.object_to_camera`` use (a scene without a camera pose has the identity).
+    Compat mode reproduces stillleben, which ignores the camera pose (world = camera) and
+    stores poses as float32: the transform is the pose rounded to float32."""
+    poses = [_matrix4(getattr(obj, "pose", None), f"scene.objects[{i}].pose") for i, obj in enumerate(objs)]
     if honour_camera_pose:
         cp = getattr(scene, "camera_pose", None)
-        if cp is not None:
-            cam_inv = np.linalg.inv(_matrix4(cp, "scene.camera_pose"))
+        cp = np.eye(4) if cp is None else _matrix4(cp, "scene.camera_pose")
+        poses = _object_to_camera(cp, poses)
+    else:
+        poses = [t.astype(np.float32).astype(np.float64) for t in poses]
     out = np.empty((len(objs), 12), dtype=np.float64)
-    for i, obj in enumerate(objs):
-        t = _matrix4(getattr(obj, "pose", None), f"scene.objects[{i}].pose")
-        if not honour_camera_pose:  # compat: stillleben stores poses as float32
-            t = t.astype(np.float32).astype(np.float64)
-        t = cam_inv @ t
+    for i, t in enumerate(poses):
         out[i, :9] = t[:3, :3].ravel()
         out[i, 9:] = t[:3, 3]
     return out
@@ -206,16 +210,11 @@ def _resolve_options(mode, helper_semantics, border):
     return _SEMANTICS[helper_semantics], _BORDERS[border]
 
 
-def _weights(h, w):
-    """stillleben's NDC scale of the central differences: 1 / fl32(4/W) and 1 / fl32(4/H)."""
-    return (float(np.float32(1) / np.float32(4.0 / w)), float(np.float32(1) / np.float32(4.0 / h)))
-
-
 # ----------------------------------------------------------------------------------------------
 # public functions
 
 def compute_image_space_gradients(scene, render_result, *, border="zero", helper_semantics="cuda",
-                                  num_threads=None):
+                                  num_threads=None, device=None):
     """Gradient of the image intensity w.r.t. the 2-D position of its content, in NDC units.
 
     Central differences (not a Sobel filter, despite stillleben's helper name), scaled to NDC
@@ -243,12 +242,16 @@ def compute_image_space_gradients(scene, render_result, *, border="zero", helper
         to the image) or CPU helper (border pixels always valid).
     num_threads : int, optional
         OpenMP threads (default: :func:`geomops.get_num_threads`).
+    device : None or str, keyword-only
+        Where to run: None or ``"cpu"`` today; ``"cuda"``/``"cuda:N"`` once the CUDA backend
+        exists.
 
     Returns
     -------
     grad_x, grad_y : ndarray, float32, shape (3, H, W)
     valid : ndarray, bool, shape (H, W)
     """
+    kernels = _backend.resolve(device).kernels
     sem = _SEMANTICS[check_option(helper_semantics, "helper_semantics", tuple(_SEMANTICS))]
     bord = _BORDERS[check_option(border, "border", tuple(_BORDERS))]
     nt = resolve_num_threads(num_threads)
@@ -256,17 +259,16 @@ def compute_image_space_gradients(scene, render_result, *, border="zero", helper
     h, w = inst.shape
     if scene is not None:
         _check_camera_size(scene, h, w)
-    wx, wy = _weights(h, w)
     grad_x = np.empty((3, h, w), dtype=np.float32)
     grad_y = np.empty((3, h, w), dtype=np.float32)
     valid = np.empty((h, w), dtype=np.uint8)
-    _cpu.posegrad_image_gradients(rgb, wx, wy, bord, sem, inst, depth, grad_x, grad_y, valid, nt)
+    kernels.posegrad_image_gradients(rgb, bord, sem, inst, depth, grad_x, grad_y, valid, nt)
     return grad_x, grad_y, valid.view(np.bool_)
 
 
 def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=False, *, mode="exact",
                                     helper_semantics="cuda", border=None, return_contributions=False,
-                                    layout="CHW", num_threads=None):
+                                    layout="CHW", num_threads=None, device=None):
     """Back-propagate dLoss/dImage to one pose-delta gradient per object.
 
     For each object k (instance id ``id_k``), with S_k its pixels after stillleben's 1-pixel
@@ -294,7 +296,8 @@ def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=F
         object, diverging colours centred at 0). Needs matplotlib (the ``plot`` extra).
     mode : {"exact", "compat"}, keyword-only
         ``"exact"`` (default): true perspective Jacobian (divides by clip w), honours
-        ``scene.camera_pose`` (object -> camera = inv(camera_pose) @ pose), border default
+        ``scene.camera_pose`` (object -> camera = inv(camera_pose) @ pose as in
+        :meth:`Scene.object_to_camera`; the camera pose must be affine), border default
         ``"replicate"``. ``"compat"``: stillleben's numbers -- the row-2 (clip z) denominator, which
         is singular at Z = 2fn/(f+n) (about 0.198 m) and wrong-signed in front of it (a warning is
         issued when a visible object is there); the camera pose ignored; border default ``"zero"``.
@@ -310,6 +313,9 @@ def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=F
         Layout of ``grad``.
     num_threads : int, optional
         OpenMP threads. The result is bitwise identical for any count.
+    device : None or str, keyword-only
+        Where to run: None or ``"cpu"`` today; ``"cuda"``/``"cuda:N"`` once the CUDA backend
+        exists.
 
     Returns
     -------
@@ -322,6 +328,7 @@ def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=F
     figure : matplotlib.figure.Figure
         Only with ``visualize_grad=True``; it comes last: ``(grad, [contributions,] figure)``.
     """
+    kernels = _backend.resolve(device).kernels
     visualize_grad = check_bool(visualize_grad, "visualize_grad")
     return_contributions = check_bool(return_contributions, "return_contributions")
     sem, bord = _resolve_options(mode, helper_semantics, border)
@@ -342,20 +349,19 @@ def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=F
     id_to_slot, slot_start, slot_objects = _slot_tables(ids)
 
     n = len(objs)
-    accum = np.empty((n, 8), dtype=np.float64)
+    accum = np.empty((n, ACC_STRIDE), dtype=np.float64)
     want_maps = return_contributions or visualize_grad
     contributions = np.zeros((n, 6, h, w), dtype=np.float32) if want_maps else None
-    wx, wy = _weights(h, w)
-    bad = _cpu.posegrad_backprop(rgb, wx, wy, bord, sem, inst, depth, coords, g, cstride, pstride,
-                                 transforms, proj.ravel(), 2 if mode == "compat" else 3,
-                                 id_to_slot, slot_start, slot_objects, accum, contributions, None, nt)
+    bad = kernels.posegrad_backprop(rgb, bord, sem, inst, depth, coords, g, cstride, pstride,
+                                    transforms, proj.ravel(), 2 if mode == "compat" else 3,
+                                    id_to_slot, slot_start, slot_objects, accum, contributions, None, nt)
     if bad:
         known = sorted(set(int(i) for i in ids))
         raise ValueError(f"render_result.instance_index contains id {bad}, which no object in scene.objects has "
                          f"(object ids: {known[:20]}{' ...' if len(known) > 20 else ''}); 0 is the background")
     _warn_singular(accum, mode)
 
-    result = accum[:, :6].astype(g.dtype)
+    result = accum[:, ACC_GRAD:ACC_GRAD + 6].astype(g.dtype)
     out = [result]
     if return_contributions:
         out.append(contributions)
@@ -366,10 +372,10 @@ def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=F
 
 
 def _warn_singular(accum, mode):
-    bad = np.nonzero(accum[:, _ACC_SINGULAR] > 0)[0]
+    bad = np.nonzero(accum[:, ACC_SINGULAR] > 0)[0]
     if bad.size == 0:
         return
-    listing = ", ".join(f"{int(k)} ({int(accum[k, _ACC_SINGULAR])} px)" for k in bad[:10])
+    listing = ", ".join(f"{int(k)} ({int(accum[k, ACC_SINGULAR])} px)" for k in bad[:10])
     if mode == "compat":
         msg = (f"objects {listing} are visible where stillleben's row-2 projection denominator is <= 0 "
                "(camera Z <= 2fn/(f+n), about 0.198 m for near=0.1, far=10): compat mode returns what "
@@ -381,8 +387,9 @@ def _warn_singular(accum, mode):
     warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
-def _object_masks(scene, render_result, *, helper_semantics="cuda", num_threads=None):
+def _object_masks(scene, render_result, *, helper_semantics="cuda", num_threads=None, device=None):
     """The per-object pixel sets S_k (after the dilation) as bool (N, H, W). For tests/inspection."""
+    kernels = _backend.resolve(device).kernels
     sem = _SEMANTICS[check_option(helper_semantics, "helper_semantics", tuple(_SEMANTICS))]
     rgb, depth, inst, coords = _image_buffers(render_result, need_coords=True)
     h, w = inst.shape
@@ -392,11 +399,11 @@ def _object_masks(scene, render_result, *, helper_semantics="cuda", num_threads=
     n = len(objs)
     masks = np.zeros((n, h, w), dtype=np.uint8)
     g = np.zeros((3, h, w), dtype=np.float32)
-    accum = np.empty((n, 8), dtype=np.float64)
+    accum = np.empty((n, ACC_STRIDE), dtype=np.float64)
     transforms = np.tile(np.array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1], dtype=np.float64), (n, 1))
-    bad = _cpu.posegrad_backprop(rgb, 1.0, 1.0, 0, sem, inst, depth, coords, g, h * w, 1, transforms,
-                                 np.eye(4).ravel(), 3, id_to_slot, slot_start, slot_objects, accum, None,
-                                 masks, resolve_num_threads(num_threads))
+    bad = kernels.posegrad_backprop(rgb, _BORDERS["zero"], sem, inst, depth, coords, g, h * w, 1, transforms,
+                                    np.eye(4).ravel(), 3, id_to_slot, slot_start, slot_objects, accum, None,
+                                    masks, resolve_num_threads(num_threads))
     if bad:
         raise ValueError(f"render_result.instance_index contains id {bad}, which no object in scene.objects has")
     return masks.view(np.bool_)

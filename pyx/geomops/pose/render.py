@@ -4,30 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _cpu
+from .. import _backend
 from .._config import resolve_num_threads
 from .buffers import RenderResult
-from .scene import Scene
+from .scene import Scene, _inv_affine, _object_to_camera
 
 __all__ = ["render", "release_render_cache"]
 
 DEFAULT_COLOR = (0.7, 0.7, 0.7)  # vertex colour of meshes without colours
 OPTIONAL_BUFFERS = ("cam_coordinates", "normals", "class_index", "triangle_id", "barycentrics")
-
-
-def _inv_affine(T, name):
-    """Inverse of a (4, 4) affine matrix without LAPACK/BLAS (their thread pool would spin on
-    the cores the OpenMP kernel needs)."""
-    A = T[:3, :3]
-    cof = np.array([np.cross(A[1], A[2]), np.cross(A[2], A[0]), np.cross(A[0], A[1])])  # rows: adj(A).T
-    det = float(np.einsum("i,i->", A[0], cof[0]))
-    scale = float(np.abs(A).max())
-    if not np.isfinite(det) or abs(det) <= 1e-12 * scale ** 3 or scale == 0.0:
-        raise ValueError(f"{name} must be invertible (its 3x3 block is singular)")
-    inv = np.eye(4)
-    inv[:3, :3] = cof.T / det
-    inv[:3, 3] = -np.einsum("ij,j->i", inv[:3, :3], T[:3, 3])
-    return inv
 
 
 def _buffer_names(buffers):
@@ -51,18 +36,19 @@ def _buffer_names(buffers):
 
 
 def release_render_cache():
-    """Free the scratch memory that :func:`render` keeps between calls (a few bytes per
-    vertex and triangle of the largest scene rendered so far)."""
-    _cpu.raster_release_cache()
+    """Free the scratch memory that :func:`render` keeps between calls on the CPU (a few bytes
+    per vertex and triangle of the largest scene rendered so far)."""
+    _backend.cpu().kernels.raster_release_cache()
 
 
-def render(scene, num_threads=None, buffers="all"):
-    """Rasterize a scene on the CPU into all render buffers.
+def render(scene, num_threads=None, buffers="all", *, device=None):
+    """Rasterize a scene into all render buffers.
 
     Parameters
     ----------
     scene : Scene
-        Every object needs a :class:`Mesh`. Object-to-camera is ``inv(scene.camera_pose) @ pose``.
+        Every object needs a :class:`Mesh`. Object-to-camera is ``inv(scene.camera_pose) @ pose``
+        (:meth:`Scene.object_to_camera`); ``camera_pose`` must be affine and invertible.
     num_threads : int, optional
         OpenMP threads (default: :func:`geomops.get_num_threads`). The result is bitwise the
         same for any thread count.
@@ -70,6 +56,9 @@ def render(scene, num_threads=None, buffers="all"):
         Which optional buffers to make: ``"all"`` (default), ``"gradient"`` (none: only the
         four that the pose gradients read), or names from ``cam_coordinates``, ``normals``,
         ``class_index``, ``triangle_id``, ``barycentrics``. Buffers not made are ``None``.
+    device : None or str, keyword-only
+        Where to run: None or ``"cpu"`` today; ``"cuda"``/``"cuda:N"`` once the CUDA backend
+        exists.
 
     Returns
     -------
@@ -98,22 +87,20 @@ def render(scene, num_threads=None, buffers="all"):
       (grey 0.7 without colours); flat face normals unless the mesh has vertex normals.
       Background pixels get the background colour with alpha 0, covered pixels alpha 255.
     """
+    kernels = _backend.resolve(device).kernels
     if not isinstance(scene, Scene):
         raise TypeError(f"scene must be a geomops.pose.Scene, got {type(scene).__name__}")
     nt = resolve_num_threads(num_threads)
     wanted = _buffer_names(buffers)
     cam = scene.camera
-    cam_pose = scene.camera_pose
-    if not np.array_equal(cam_pose[3], [0.0, 0.0, 0.0, 1.0]):
-        raise ValueError(f"scene.camera_pose must be affine (last row [0, 0, 0, 1]), got {cam_pose[3]}")
-    world_to_cam = _inv_affine(cam_pose, "scene.camera_pose")
+    scene_objects = scene.objects
+    transforms = _object_to_camera(scene.camera_pose, [obj.pose for obj in scene_objects])
     objects = []
-    for k, obj in enumerate(scene.objects):
+    for k, (obj, T) in enumerate(zip(scene_objects, transforms)):
         mesh = obj.mesh
         if mesh is None:
             raise ValueError(f"scene.objects[{k}] has no mesh (mesh=None is only for user-provided buffers); "
                              "render() needs a Mesh for every object")
-        T = np.einsum("ij,jk->ik", world_to_cam, obj.pose)  # einsum: no BLAS thread pool
         if not np.all(np.isfinite(T)):
             raise ValueError(f"scene.objects[{k}].pose gives a non-finite object-to-camera transform")
         if not np.array_equal(obj.pose[3], [0.0, 0.0, 0.0, 1.0]):
@@ -147,5 +134,5 @@ def render(scene, num_threads=None, buffers="all"):
     light = scene.light
     shading = (tuple(light.direction.tolist()), tuple(light.color.tolist()), tuple(light.ambient.tolist()),
                tuple(scene.background.tolist()), DEFAULT_COLOR)
-    _cpu.raster_render((w, h), (cam.fx, cam.fy, cam.cx, cam.cy, cam.near, cam.far), objects, shading, out, nt)
+    kernels.raster_render((w, h), (cam.fx, cam.fy, cam.cx, cam.cy, cam.near, cam.far), objects, shading, out, nt)
     return RenderResult(**out)

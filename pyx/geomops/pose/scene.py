@@ -23,10 +23,10 @@ import operator
 import numpy as np
 
 from .._validate import as_array, check_real
+from ._constants import MAX_IMAGE_SIZE
+from ._constants import MAX_INSTANCE_INDEX as MAX_INDEX  # int16 instance/class buffers
 
 __all__ = ["Camera", "Mesh", "Light", "SceneObject", "Scene"]
-
-MAX_INDEX = 32767  # int16 instance/class buffers
 
 
 def _check_size(value, name):
@@ -38,8 +38,8 @@ def _check_size(value, name):
         raise TypeError(f"{name} must be a positive int, got {type(value).__name__}") from None
     if v < 1:
         raise ValueError(f"{name} must be a positive int, got {v}")
-    if v > 1 << 15:
-        raise ValueError(f"{name} must be <= {1 << 15}, got {v}")
+    if v > MAX_IMAGE_SIZE:
+        raise ValueError(f"{name} must be <= {MAX_IMAGE_SIZE}, got {v}")
     return int(v)
 
 
@@ -65,6 +65,36 @@ def _pose_array(x, name):
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} must be finite, got non-finite entries {a[~np.isfinite(a)][:3]}")
     return a
+
+
+def _inv_affine(T, name):
+    """Inverse of a (4, 4) affine matrix without LAPACK/BLAS (their thread pool would spin on
+    the cores the OpenMP kernel needs)."""
+    A = T[:3, :3]
+    cof = np.array([np.cross(A[1], A[2]), np.cross(A[2], A[0]), np.cross(A[0], A[1])])  # rows: adj(A).T
+    det = float(np.einsum("i,i->", A[0], cof[0]))
+    scale = float(np.abs(A).max())
+    if not np.isfinite(det) or abs(det) <= 1e-12 * scale ** 3 or scale == 0.0:
+        raise ValueError(f"{name} must be invertible (its 3x3 block is singular)")
+    inv = np.eye(4)
+    inv[:3, :3] = cof.T / det
+    inv[:3, 3] = -np.einsum("ij,j->i", inv[:3, :3], T[:3, 3])
+    return inv
+
+
+def _object_to_camera(camera_pose, poses):
+    """The object-to-camera transforms ``inv(camera_pose) @ pose`` of ``poses`` ((4, 4) float64
+    each), as a list of (4, 4) float64 arrays: the one formula behind
+    :meth:`Scene.object_to_camera`, :func:`geomops.pose.render` and the exact-mode pose gradients.
+
+    The inverse is the affine cofactor formula and the products are einsum: no LAPACK/BLAS, whose
+    thread pools would spin on the cores the OpenMP kernels need. Raises ValueError when
+    ``camera_pose`` is not affine or not invertible.
+    """
+    if not np.array_equal(camera_pose[3], [0.0, 0.0, 0.0, 1.0]):
+        raise ValueError(f"scene.camera_pose must be affine (last row [0, 0, 0, 1]), got {camera_pose[3]}")
+    world_to_cam = _inv_affine(camera_pose, "scene.camera_pose")
+    return [np.einsum("ij,jk->ik", world_to_cam, pose) for pose in poses]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -628,12 +658,13 @@ class Scene:
         return np.array([o.instance_index for o in self._objects], dtype=np.int64)
 
     def object_to_camera(self, obj):
-        """(4, 4) float64 ``inv(camera_pose) @ pose`` of a SceneObject or of ``objects[obj]``."""
+        """(4, 4) float64 ``inv(camera_pose) @ pose`` of a SceneObject or of ``objects[obj]``:
+        the transform :func:`geomops.pose.render` and the exact-mode gradients use, bit for bit.
+
+        Raises ValueError when ``camera_pose`` is not affine or not invertible."""
         if not isinstance(obj, SceneObject):
             obj = self._objects[operator.index(obj)]
-        if np.array_equal(self._camera_pose, np.eye(4)):
-            return obj.pose
-        return np.linalg.solve(self._camera_pose, obj.pose)
+        return _object_to_camera(self._camera_pose, [obj.pose])[0]
 
     def __repr__(self):
         return f"Scene({self._camera!r}, {len(self._objects)} objects)"
