@@ -1,9 +1,10 @@
-/* OpenMP CPU kernels of the continuous convolution (spec/continuous_conv.md sections 2-3).
+/* OpenMP CPU kernels of the continuous convolution (docs/cconv.md, "How it is computed").
  *
  * Differences from Open3D's CPU kernels, on purpose:
  *  - the filter gradient is reduced in a fixed order (bitwise identical for any thread count),
  *  - temporary memory is bounded by max_temp_bytes (Open3D ignores max_temp_mem_MB on the CPU),
- *  - the GEMM is a register-blocked AVX-512/AVX2 kernel (cpu/gemm.c) instead of Eigen. */
+ *  - the GEMM is a register-blocked AVX-512/AVX2 kernel (cpu/gemm.c) instead of Eigen.
+ * The per-entry and per-row formulas are the GM_HD helpers of geomops/cconv_math.h. */
 #include "geomops/cconv.h"
 
 #include <math.h>
@@ -13,12 +14,12 @@
 
 #include "gemm.h"
 #include "geomops/cconv_math.h"
+#include "isa.h"
 
 typedef struct {
     const gm_cconv_params* p;
     gm_cconv_geometry geom;
     int64_t K, Cin, Cout;
-    double inv_extent[3]; /* 1/extent when one extent is shared by all points */
     int num_threads;
 } cconv_ctx;
 
@@ -27,22 +28,7 @@ static int cconv_ctx_init(cconv_ctx* c, const gm_cconv_params* p) {
     if (p->filter_depth < 1 || p->filter_height < 1 || p->filter_width < 1) return GM_ERR_INVALID;
     if (p->extents_cols != 1 && p->extents_cols != 3) return GM_ERR_INVALID;
     c->p = p;
-    c->geom.mapping = p->coordinate_mapping;
-    c->geom.interpolation = p->interpolation;
-    c->geom.align_corners = p->align_corners;
-    c->geom.size[0] = p->filter_width;
-    c->geom.size[1] = p->filter_height;
-    c->geom.size[2] = p->filter_depth;
-    for (int k = 0; k < 3; ++k) {
-        c->geom.offset[k] =
-            p->dtype == GM_FLOAT32 ? (double)((const float*)p->offset)[k] : ((const double*)p->offset)[k];
-    }
-    for (int k = 0; k < 3 && p->extents_rows > 0; ++k) {
-        int col = p->extents_cols == 1 ? 0 : k;
-        double e = p->dtype == GM_FLOAT32 ? (double)((const float*)p->extents)[col]
-                                          : ((const double*)p->extents)[col];
-        c->inv_extent[k] = 1.0 / e;
-    }
+    gm_cconv_geometry_init(&c->geom, p);
     c->Cin = p->in_channels;
     c->Cout = p->out_channels;
     c->K = (int64_t)p->filter_depth * p->filter_height * p->filter_width * p->in_channels;
@@ -85,85 +71,8 @@ static int64_t cache_columns(int64_t bytes_per_column, int64_t cache_bytes) {
 /* how many neighbor entries ahead the fill prefetches input features */
 #define GM_PREFETCH_AHEAD 3
 
-static inline int64_t load_index(const gm_cconv_params* p, int64_t n) {
-    return p->index_int64 ? ((const int64_t*)p->neighbors_index)[n]
-                          : (int64_t)((const int32_t*)p->neighbors_index)[n];
-}
-
-/* ---- per-type helpers, then the type-generic body ------------------------------------- */
-
-#define GM_DEFINE_HELPERS(T, SUF)                                                                            \
-    /* taps of entry n (row i): relative position, extent, mapping, interpolation */                         \
-    static inline int neighbor_taps_##SUF(const cconv_ctx* c, int64_t i, int64_t n, int64_t* jout,           \
-                                          int cell[8], double w[8]) {                                        \
-        const gm_cconv_params* p = c->p;                                                                     \
-        const int64_t j = load_index(p, n);                                                                  \
-        *jout = j;                                                                                           \
-        const T* xo = (const T*)p->out_positions + 3 * i;                                                    \
-        const T* xi = (const T*)p->inp_positions + 3 * j;                                                    \
-        double rel[3];                                                                                       \
-        for (int k = 0; k < 3; ++k)                                                                          \
-            rel[k] = p->transpose ? (double)xo[k] - (double)xi[k] : (double)xi[k] - (double)xo[k];           \
-        if (p->extents_rows == 1) return gm_cconv_filter_taps(&c->geom, rel, c->inv_extent, cell, w);        \
-        const T* e = (const T*)p->extents + (p->transpose ? j : i) * p->extents_cols;                        \
-        double inv[3];                                                                                       \
-        for (int k = 0; k < 3; ++k) inv[k] = 1.0 / (double)e[p->extents_cols == 1 ? 0 : k];                  \
-        return gm_cconv_filter_taps(&c->geom, rel, inv, cell, w);                                            \
-    }                                                                                                        \
-    /* scalar weight of entry n: a_n (forward) or c_n (transpose), spec 2.5 / 2.6 */                         \
-    static inline double neighbor_weight_##SUF(const cconv_ctx* c, int64_t n, int64_t j) {                   \
-        const gm_cconv_params* p = c->p;                                                                     \
-        double a = p->neighbors_importance ? (double)((const T*)p->neighbors_importance)[n] : 1.0;           \
-        if (!p->transpose) {                                                                                 \
-            if (p->inp_importance) a *= (double)((const T*)p->inp_importance)[j];                            \
-        } else if (p->normalize) {                                                                           \
-            double phi =                                                                                     \
-                p->neighbors_importance                                                                      \
-                    ? (double)((const T*)p->inp_neighbors_importance_sum)[j]                                 \
-                    : (double)(p->inp_neighbors_row_splits[j + 1] - p->inp_neighbors_row_splits[j]);         \
-            if (phi != 0.0) a /= phi;                                                                        \
-        }                                                                                                    \
-        return a;                                                                                            \
-    }                                                                                                        \
-    /* factor applied to output row i: 1/psi_i (forward, normalize) or out_importance[i] */                  \
-    static inline double row_scale_##SUF(const cconv_ctx* c, int64_t i) {                                    \
-        const gm_cconv_params* p = c->p;                                                                     \
-        if (p->transpose) return p->out_importance ? (double)((const T*)p->out_importance)[i] : 1.0;         \
-        if (!p->normalize) return 1.0;                                                                       \
-        const int64_t b = p->neighbors_row_splits[i], e = p->neighbors_row_splits[i + 1];                    \
-        double psi;                                                                                          \
-        if (p->neighbors_importance) {                                                                       \
-            psi = 0.0;                                                                                       \
-            for (int64_t n = b; n < e; ++n) psi += (double)((const T*)p->neighbors_importance)[n];           \
-            psi = (double)(T)psi; /* the normaliser has the output type */                                   \
-        } else {                                                                                             \
-            psi = (double)(e - b);                                                                           \
-        }                                                                                                    \
-        return psi != 0.0 ? 1.0 / psi : 1.0;                                                                 \
-    }
-
-GM_DEFINE_HELPERS(float, f32)
-GM_DEFINE_HELPERS(double, f64)
-
-#define GM_T         float
-#define GM_SUF(name) name##_f32
-#define GM_GEMM      gm_gemm_f32
-#define GM_PANEL     GM_GEMM_PANEL_F32
-#include "cconv_impl.h"
-#undef GM_T
-#undef GM_SUF
-#undef GM_GEMM
-#undef GM_PANEL
-
-#define GM_T         double
-#define GM_SUF(name) name##_f64
-#define GM_GEMM      gm_gemm_f64
-#define GM_PANEL     GM_GEMM_PANEL_F64
-#include "cconv_impl.h"
-#undef GM_T
-#undef GM_SUF
-#undef GM_GEMM
-#undef GM_PANEL
+#define GM_TWIN_BODY "cconv_impl.h"
+#include "geomops/twin.h"
 
 /* ---- launchers ------------------------------------------------------------------------ */
 
@@ -183,6 +92,14 @@ int gm_cconv_backprop_filter_cpu(const gm_cconv_params* p) {
 
 int gm_cconv_neighbor_products_cpu(const gm_cconv_params* p) {
     GM_DISPATCH(neighbor_products)
+}
+
+int gm_cconv_normalizers_cpu(const gm_cconv_params* p, double* divisor, uint8_t* was_zero) {
+    cconv_ctx c;
+    int st = cconv_ctx_init(&c, p);
+    if (st != GM_OK) return st;
+    return p->dtype == GM_FLOAT32 ? normalizers_f32(&c, divisor, was_zero)
+                                  : normalizers_f64(&c, divisor, was_zero);
 }
 
 /* ---- list utilities ------------------------------------------------------------------- */

@@ -1,45 +1,28 @@
-/* Type-generic body of the CPU continuous convolution, included by cconv.c once per float
- * type with GM_T (float/double), GM_SUF(name) (name suffixing), GM_GEMM and GM_PANEL set.
+/* Type-generic body of the CPU continuous convolution (twin body, see geomops/twin.h;
+ * included by cconv.c once per float type).
  *
- * Scheme (spec section 3, done deterministically): output points are processed in chunks; for
- * each output point a "patch" column B_i[s * Cin + ic] gathers the interpolation-weighted,
- * importance-scaled input features of its neighbors; then one GEMM per chunk contracts the
- * patches with the filter matrix F[s * Cin + ic, oc]. */
+ * Scheme (docs/cconv.md, "How it is computed"; done deterministically): output points are
+ * processed in chunks; for each output point a "patch" column B_i[s * Cin + ic] gathers the
+ * interpolation-weighted, importance-scaled input features of its neighbors; then one GEMM per
+ * chunk contracts the patches with the filter matrix F[s * Cin + ic, oc]. */
+
+#define GM_GEMM GM_TFN(gm_gemm)
+#if GM_TIS_DOUBLE
+#define GM_PANEL GM_GEMM_PANEL_F64
+#else
+#define GM_PANEL GM_GEMM_PANEL_F32
+#endif
 
 /* ---- one patch column ---------------------------------------------------------------- */
 
-/* Adds every neighbor of row i into col[0:K] (col must be zeroed by the caller). */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void GM_SUF(fill_column)(
-    const cconv_ctx* c, int64_t i, GM_T* col) {
-    const gm_cconv_params* p = c->p;
-    const GM_T* feat = (const GM_T*)p->inp_features;
-    const int64_t Cin = c->Cin;
-    int cell[8];
-    double w[8];
-    const int64_t end = p->neighbors_row_splits[i + 1];
-    const int64_t row_bytes = Cin * (int64_t)sizeof(GM_T);
-    for (int64_t n = p->neighbors_row_splits[i]; n < end; ++n) {
-        /* neighbors are scattered in memory: fetch a later neighbor's features early */
-        if (n + GM_PREFETCH_AHEAD < end) {
-            const char* nf = (const char*)(feat + load_index(p, n + GM_PREFETCH_AHEAD) * Cin);
-            for (int64_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(nf + b);
-        }
-        int64_t j;
-        int taps = GM_SUF(neighbor_taps)(c, i, n, &j, cell, w);
-        if (taps == 0) continue;
-        double a = GM_SUF(neighbor_weight)(c, n, j);
-        const GM_T* restrict f = feat + j * Cin;
-        for (int t = 0; t < taps; ++t) {
-            const GM_T coef = (GM_T)(w[t] * a);
-            GM_T* restrict dst = col + (int64_t)cell[t] * Cin;
-            for (int64_t ic = 0; ic < Cin; ++ic) dst[ic] += coef * f[ic];
-        }
-    }
-}
+/* fill_column, compiled per ISA; a kernel picks its variant once per call (GM_ISA_PICK). */
+#define GM_ISA_BODY "cconv_fill.h"
+#include "isa_variants.h"
+typedef void (*GM_TFN(fill_column_fn))(const cconv_ctx* c, int64_t i, GM_T* col);
 
 /* ---- forward / transpose ------------------------------------------------------------- */
 
-static int GM_SUF(apply)(const cconv_ctx* c) {
+static int GM_TFN(apply)(const cconv_ctx* c) {
     const gm_cconv_params* p = c->p;
     const int64_t No = p->num_out, K = c->K, Cout = c->Cout;
     GM_T* out = (GM_T*)p->output;
@@ -58,6 +41,7 @@ static int GM_SUF(apply)(const cconv_ctx* c) {
         for (int64_t k = 0; k < K; ++k) memcpy(Fpad + k * ldf, F + k * Cout, (size_t)Cout * sizeof(GM_T));
         F = Fpad;
     }
+    const GM_TFN(fill_column_fn) fill_column = GM_ISA_PICK(GM_TFN(fill_column));
     const int nt = c->num_threads;
     int64_t chunk = chunk_columns(p->max_temp_bytes / nt, K * (int64_t)sizeof(GM_T),
                                   cache_columns(K * (int64_t)sizeof(GM_T), GM_APPLY_CACHE_BYTES));
@@ -78,11 +62,11 @@ static int GM_SUF(apply)(const cconv_ctx* c) {
             const int64_t cols = No - i0 < chunk ? No - i0 : chunk;
             for (int64_t col = 0; col < cols; ++col) { /* zero just before filling: stays in L1 */
                 memset(buf + col * K, 0, (size_t)K * sizeof(GM_T));
-                GM_SUF(fill_column)(c, i0 + col, buf + col * K);
+                fill_column(c, i0 + col, buf + col * K);
             }
             GM_GEMM(cols, Cout, K, buf, K, 1, F, ldf, INT64_MAX, 0, out + i0 * Cout, Cout, 0);
             for (int64_t col = 0; col < cols; ++col) {
-                const double s = GM_SUF(row_scale)(c, i0 + col);
+                const double s = GM_TFN(gm_cconv_row_scale)(p, i0 + col);
                 if (s != 1.0) {
                     GM_T* o = out + (i0 + col) * Cout;
                     for (int64_t oc = 0; oc < Cout; ++oc) o[oc] = (GM_T)(o[oc] * s);
@@ -109,7 +93,7 @@ static int GM_SUF(apply)(const cconv_ctx* c) {
  * sums a block sequentially into its private partial (the GEMM continues the running sum
  * across sub-chunks), then the partials are added to the total in block order (an OpenMP
  * ordered region), so only one partial per thread is alive and no per-chunk barrier exists. */
-static int GM_SUF(backprop_filter)(const cconv_ctx* c) {
+static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
     const gm_cconv_params* p = c->p;
     const int64_t No = p->num_out, K = c->K, Cout = c->Cout;
     GM_T* grad = (GM_T*)p->output;
@@ -119,6 +103,7 @@ static int GM_SUF(backprop_filter)(const cconv_ctx* c) {
     const GM_T* g = (const GM_T*)p->out_features_gradient;
     const int64_t PW = GM_PANEL, Kp = gm_round_up(K, PW), npanels = Kp / PW;
     const int64_t partial_len = Cout * Kp;
+    const GM_TFN(fill_column_fn) fill_column = GM_ISA_PICK(GM_TFN(fill_column));
     const int nt = c->num_threads;
     int64_t chunk = chunk_columns(p->max_temp_bytes / nt - partial_len * (int64_t)sizeof(GM_T),
                                   (Kp + Cout) * (int64_t)sizeof(GM_T),
@@ -150,11 +135,11 @@ static int GM_SUF(backprop_filter)(const cconv_ctx* c) {
                     for (int64_t col = 0; col < cols; ++col) {
                         const int64_t i = i0 + col;
                         memset(scratch, 0, (size_t)Kp * sizeof(GM_T));
-                        GM_SUF(fill_column)(c, i, scratch);
+                        fill_column(c, i, scratch);
                         for (int64_t q = 0; q < npanels; ++q)
                             memcpy(panels + q * cols * PW + col * PW, scratch + q * PW,
                                    (size_t)PW * sizeof(GM_T));
-                        const double s = GM_SUF(row_scale)(c, i);
+                        const double s = GM_TFN(gm_cconv_row_scale)(p, i);
                         for (int64_t oc = 0; oc < Cout; ++oc)
                             gs[col * Cout + oc] = (GM_T)(g[i * Cout + oc] * s);
                     }
@@ -185,7 +170,7 @@ static int GM_SUF(backprop_filter)(const cconv_ctx* c) {
 /* ---- per-neighbor products for the importance gradients ------------------------------ */
 
 /* out[n] = sum_t w_t <(F g_i)[cell_t, :], feat_j> for every entry n of row i (float64). */
-static int GM_SUF(neighbor_products)(const cconv_ctx* c) {
+static int GM_TFN(neighbor_products)(const cconv_ctx* c) {
     const gm_cconv_params* p = c->p;
     const int64_t No = p->num_out, K = c->K, Cout = c->Cout, Cin = c->Cin;
     double* out = (double*)p->output;
@@ -231,7 +216,7 @@ static int GM_SUF(neighbor_products)(const cconv_ctx* c) {
                 double w[8];
                 for (int64_t n = p->neighbors_row_splits[i]; n < p->neighbors_row_splits[i + 1]; ++n) {
                     int64_t j;
-                    int taps = GM_SUF(neighbor_taps)(c, i, n, &j, cell, w);
+                    int taps = GM_TFN(gm_cconv_entry_taps)(p, &c->geom, i, n, &j, cell, w);
                     double d = 0.0;
                     const GM_T* f = feat + j * Cin;
                     for (int t = 0; t < taps; ++t) {
@@ -249,3 +234,20 @@ static int GM_SUF(neighbor_products)(const cconv_ctx* c) {
     free(FT);
     return status;
 }
+
+/* ---- per-row normalisers for the facade's backward functions -------------------------- */
+
+static int GM_TFN(normalizers)(const cconv_ctx* c, double* divisor, uint8_t* was_zero) {
+    const gm_cconv_params* p = c->p;
+    const int64_t rows = p->transpose ? p->num_inp : p->num_out;
+#pragma omp parallel for schedule(static) num_threads(c->num_threads)
+    for (int64_t r = 0; r < rows; ++r) {
+        const double v = GM_TFN(gm_cconv_normalizer)(p, r);
+        divisor[r] = gm_cconv_divisor(v);
+        was_zero[r] = (uint8_t)gm_cconv_normalizer_is_zero(v);
+    }
+    return GM_OK;
+}
+
+#undef GM_GEMM
+#undef GM_PANEL

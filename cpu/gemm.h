@@ -14,7 +14,8 @@
  * block a caller passes, so results do not depend on how work is split across threads. With
  * accumulate != 0 the sum starts from C's value, so splitting k across consecutive calls
  * gives bitwise the same result as one call.
- * The micro-kernel is chosen once at run time: AVX-512, AVX2+FMA, or portable C. */
+ * The micro-kernels exist for AVX-512, AVX2+FMA and portable C; the one of the ISA in use
+ * (gm_cpu_isa(), isa.h) runs. */
 #ifndef GEOMOPS_CPU_GEMM_H
 #define GEOMOPS_CPU_GEMM_H
 
@@ -30,7 +31,6 @@ void gm_gemm_f32(int64_t m, int64_t n, int64_t k, const float* A, int64_t sa_i, 
 void gm_gemm_f64(int64_t m, int64_t n, int64_t k, const double* A, int64_t sa_i, int64_t sa_p,
                  const double* B, int64_t ldb, int64_t pw, int64_t ps, double* C, int64_t ldc,
                  int accumulate);
-
 
 /* Rows handled per micro-kernel call: callers splitting rows across threads use multiples. */
 #define GM_GEMM_MR 12

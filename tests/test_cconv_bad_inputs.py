@@ -43,17 +43,19 @@ def g_tr(dtype=np.float64):
     return np.ones((NO_T, T.filters.shape[4]), dtype)
 
 
-# every op, as (name, function building the positional args from a kwargs dict, base kwargs factory)
+# every op, as (name, function calling it with the positional args of a kwargs dict on a device)
 FORWARD_OPS = [
-    ("continuous_conv", lambda kw: gm.continuous_conv(*kw.values())),
-    ("continuous_conv_backprop_filter", lambda kw: gm.continuous_conv_backprop_filter(*kw.values(), g_fwd())),
-    ("continuous_conv_backward", lambda kw: gm.continuous_conv_backward(*kw.values(), g_fwd())),
+    ("continuous_conv", lambda kw, device: gm.continuous_conv(*kw.values(), device=device)),
+    ("continuous_conv_backprop_filter",
+     lambda kw, device: gm.continuous_conv_backprop_filter(*kw.values(), g_fwd(), device=device)),
+    ("continuous_conv_backward", lambda kw, device: gm.continuous_conv_backward(*kw.values(), g_fwd(), device=device)),
 ]
 TRANSPOSE_OPS = [
-    ("continuous_conv_transpose", lambda kw: gm.continuous_conv_transpose(*kw.values())),
-    ("continuous_conv_transpose_backward", lambda kw: gm.continuous_conv_transpose_backward(*kw.values(), g_tr())),
-    ("continuous_conv_transpose_backprop_filter", lambda kw: gm.continuous_conv_transpose_backprop_filter(
-        *[v for k, v in kw.items() if k != "inp_neighbors_index"], g_tr())),
+    ("continuous_conv_transpose", lambda kw, device: gm.continuous_conv_transpose(*kw.values(), device=device)),
+    ("continuous_conv_transpose_backward",
+     lambda kw, device: gm.continuous_conv_transpose_backward(*kw.values(), g_tr(), device=device)),
+    ("continuous_conv_transpose_backprop_filter", lambda kw, device: gm.continuous_conv_transpose_backprop_filter(
+        *[v for k, v in kw.items() if k != "inp_neighbors_index"], g_tr(), device=device)),
 ]
 
 
@@ -134,13 +136,13 @@ def _bad_id(case):
 
 @pytest.mark.parametrize("case", FORWARD_BAD, ids=[f"{k}-{_bad_id(c)}" for k, c in enumerate(FORWARD_BAD)])
 @pytest.mark.parametrize("op", FORWARD_OPS, ids=[o[0] for o in FORWARD_OPS])
-def test_forward_ops_reject_bad_argument(op, case):
+def test_forward_ops_reject_bad_argument(op, case, device):
     name, call = op
     arg, value, exc, pattern = case
     kw = fwd_kwargs()
     kw[arg] = value
     with pytest.raises(exc, match=pattern):
-        call(kw)
+        call(kw, device)
 
 
 TF = T.filters
@@ -187,25 +189,25 @@ TRANSPOSE_CASES = [(op, k, case) for op in TRANSPOSE_OPS for k, case in enumerat
 
 @pytest.mark.parametrize("op,k,case", TRANSPOSE_CASES,
                          ids=[f"{o[0]}-{k}-{_bad_id(c)}" for o, k, c in TRANSPOSE_CASES])
-def test_transpose_ops_reject_bad_argument(op, k, case):
+def test_transpose_ops_reject_bad_argument(op, k, case, device):
     name, call = op
     arg, value, exc, pattern = case
     kw = tr_kwargs()
     kw[arg] = value
     with pytest.raises(exc, match=pattern):
-        call(kw)
+        call(kw, device)
 
 
 @pytest.mark.parametrize("missing", ["neighbors_importance", "inp_neighbors_importance_sum"])
 @pytest.mark.parametrize("as_empty", [False, True])
 @pytest.mark.parametrize("op", TRANSPOSE_OPS, ids=[o[0] for o in TRANSPOSE_OPS])
-def test_transpose_mixed_importance_presence(op, missing, as_empty):
+def test_transpose_mixed_importance_presence(op, missing, as_empty, device):
     """Corrections #1: neighbors_importance and inp_neighbors_importance_sum both or neither."""
     name, call = op
     kw = tr_kwargs()
     kw[missing] = np.zeros(0) if as_empty else None
     with pytest.raises(ValueError) as info:
-        call(kw)
+        call(kw, device)
     msg = str(info.value)
     assert "inp_neighbors_importance_sum" in msg, msg
     assert re.search(NAME["neighbors_importance"], msg), msg
@@ -228,7 +230,7 @@ OPTION_BAD = [
 @pytest.mark.parametrize("opname", ["continuous_conv", "continuous_conv_transpose", "continuous_conv_backprop_filter",
                                     "continuous_conv_transpose_backprop_filter", "continuous_conv_backward",
                                     "continuous_conv_transpose_backward"])
-def test_bad_options(opname, case):
+def test_bad_options(opname, case, device):
     opts, exc, words = case
     fn = getattr(gm, opname)
     if "transpose" in opname:
@@ -241,27 +243,27 @@ def test_bad_options(opname, case):
         if "back" in opname:
             args.append(g_fwd())
     with pytest.raises(exc) as info:
-        fn(*args, **opts)
+        fn(*args, **opts, device=device)
     for w in words:
         assert w in str(info.value), f"message {str(info.value)!r} should mention {w!r}"
 
 
 @pytest.mark.parametrize("bad", [np.ones((NO, 3)), np.ones((NO + 1, 2)), np.ones(NO * 2), np.ones((NO, 2), np.float32)],
                          ids=["cols", "rows", "1d", "dtype"])
-def test_bad_out_features_gradient(bad):
+def test_bad_out_features_gradient(bad, device):
     kw = fwd_kwargs()
     for fn in (gm.continuous_conv_backprop_filter, gm.continuous_conv_backward):
         with pytest.raises((TypeError, ValueError), match="out_features_gradient"):
-            fn(*kw.values(), bad)
+            fn(*kw.values(), bad, device=device)
     tkw = tr_kwargs()
     tbad = np.ones((NO_T, 4)) if bad.ndim == 2 and bad.shape[1] == 3 else bad
     if bad.dtype == np.float32:
         tbad = np.ones((NO_T, 3), np.float32)
     with pytest.raises((TypeError, ValueError), match="out_features_gradient"):
-        gm.continuous_conv_transpose_backward(*tkw.values(), tbad)
+        gm.continuous_conv_transpose_backward(*tkw.values(), tbad, device=device)
     bkw = tr_kwargs(fields=R.TransposeProblem.BACKPROP_FILTER_FIELDS)
     with pytest.raises((TypeError, ValueError), match="out_features_gradient"):
-        gm.continuous_conv_transpose_backprop_filter(*bkw.values(), tbad)
+        gm.continuous_conv_transpose_backprop_filter(*bkw.values(), tbad, device=device)
 
 
 # --------------------------------------------------------------------------- support ops
@@ -284,12 +286,12 @@ INVERT_BAD = [
 
 
 @pytest.mark.parametrize("case", INVERT_BAD, ids=[str(k) for k in range(len(INVERT_BAD))])
-def test_invert_neighbors_list_rejects(case):
+def test_invert_neighbors_list_rejects(case, device):
     change, exc, pattern = case
     kw = dict(num_points=NI, inp_neighbors_index=IDX, inp_neighbors_row_splits=RS, inp_neighbors_attributes=ATTR)
     kw.update(change)
     with pytest.raises(exc, match=pattern):
-        gm.invert_neighbors_list(*kw.values())
+        gm.invert_neighbors_list(*kw.values(), device=device)
 
 
 REDUCE_BAD = [
@@ -303,12 +305,12 @@ REDUCE_BAD = [
 
 
 @pytest.mark.parametrize("case", REDUCE_BAD, ids=[str(k) for k in range(len(REDUCE_BAD))])
-def test_reduce_subarrays_sum_rejects(case):
+def test_reduce_subarrays_sum_rejects(case, device):
     change, exc, pattern = case
     kw = dict(values=ATTR, row_splits=RS)
     kw.update(change)
     with pytest.raises(exc, match=pattern):
-        gm.reduce_subarrays_sum(*kw.values())
+        gm.reduce_subarrays_sum(*kw.values(), device=device)
 
 
 # --------------------------------------------------------------------------- memory layouts
@@ -346,7 +348,7 @@ def _relayout(values, fn):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_memory_layouts_give_the_same_results(layout, dtype):
+def test_memory_layouts_give_the_same_results(layout, dtype, device):
     fn = LAYOUTS[layout]
     opts = dict(normalize=True, coordinate_mapping="ball_to_cube_volume_preserving", interpolation="linear_border")
     fa = list(fwd_kwargs(dtype).values())
@@ -354,14 +356,15 @@ def test_memory_layouts_give_the_same_results(layout, dtype):
     ba = list(tr_kwargs(dtype, R.TransposeProblem.BACKPROP_FILTER_FIELDS).values())
     g, gt = g_fwd(dtype) * 0.5, g_tr(dtype) * 0.25
     calls = {
-        "continuous_conv": lambda a, g_, gt_: gm.continuous_conv(*a[0], **opts),
-        "continuous_conv_transpose": lambda a, g_, gt_: gm.continuous_conv_transpose(*a[1], **opts),
-        "continuous_conv_backprop_filter": lambda a, g_, gt_: gm.continuous_conv_backprop_filter(*a[0], g_, **opts),
+        "continuous_conv": lambda a, g_, gt_: gm.continuous_conv(*a[0], **opts, device=device),
+        "continuous_conv_transpose": lambda a, g_, gt_: gm.continuous_conv_transpose(*a[1], **opts, device=device),
+        "continuous_conv_backprop_filter":
+            lambda a, g_, gt_: gm.continuous_conv_backprop_filter(*a[0], g_, **opts, device=device),
         "continuous_conv_transpose_backprop_filter":
-            lambda a, g_, gt_: gm.continuous_conv_transpose_backprop_filter(*a[2], gt_, **opts),
-        "continuous_conv_backward": lambda a, g_, gt_: gm.continuous_conv_backward(*a[0], g_, **opts),
+            lambda a, g_, gt_: gm.continuous_conv_transpose_backprop_filter(*a[2], gt_, **opts, device=device),
+        "continuous_conv_backward": lambda a, g_, gt_: gm.continuous_conv_backward(*a[0], g_, **opts, device=device),
         "continuous_conv_transpose_backward":
-            lambda a, g_, gt_: gm.continuous_conv_transpose_backward(*a[1], gt_, **opts),
+            lambda a, g_, gt_: gm.continuous_conv_transpose_backward(*a[1], gt_, **opts, device=device),
     }
     snapshot = [np.copy(v) if isinstance(v, np.ndarray) else v for v in fa + ta]
     odd = (_relayout(fa, fn), _relayout(ta, fn), _relayout(ba, fn))
@@ -377,8 +380,29 @@ def test_memory_layouts_give_the_same_results(layout, dtype):
         if isinstance(before, np.ndarray):
             assert np.array_equal(before, after)
     # support ops
-    inv = gm.invert_neighbors_list(NI, fn(IDX), fn(RS), fn(ATTR.astype(dtype)))
-    ref = gm.invert_neighbors_list(NI, IDX, RS, ATTR.astype(dtype))
+    inv = gm.invert_neighbors_list(NI, fn(IDX), fn(RS), fn(ATTR.astype(dtype)), device=device)
+    ref = gm.invert_neighbors_list(NI, IDX, RS, ATTR.astype(dtype), device=device)
     assert all(np.array_equal(a, b) for a, b in zip(inv, ref))
-    assert np.array_equal(gm.reduce_subarrays_sum(fn(ATTR.astype(dtype)), fn(RS)),
-                          gm.reduce_subarrays_sum(ATTR.astype(dtype), RS))
+    assert np.array_equal(gm.reduce_subarrays_sum(fn(ATTR.astype(dtype)), fn(RS), device=device),
+                          gm.reduce_subarrays_sum(ATTR.astype(dtype), RS, device=device))
+
+
+# --------------------------------------------------------------------------- device
+
+SUPPORT_OPS = [
+    ("invert_neighbors_list", lambda kw, device: gm.invert_neighbors_list(NI, IDX, RS, ATTR, device=device)),
+    ("reduce_subarrays_sum", lambda kw, device: gm.reduce_subarrays_sum(ATTR, RS, device=device)),
+]
+
+
+@pytest.mark.parametrize("bad,exc", [(3, TypeError), ("tpu", ValueError), ("cuda:x", ValueError)],
+                         ids=["int", "tpu", "cuda:x"])
+@pytest.mark.parametrize("op", FORWARD_OPS + TRANSPOSE_OPS + SUPPORT_OPS,
+                         ids=[o[0] for o in FORWARD_OPS + TRANSPOSE_OPS + SUPPORT_OPS])
+def test_every_op_rejects_a_bad_device_first(op, bad, exc):
+    """device= is validated before the other inputs: a bad offset does not hide it."""
+    name, call = op
+    kw = tr_kwargs() if "transpose" in name else fwd_kwargs()
+    kw["offset"] = np.zeros(2)
+    with pytest.raises(exc, match="device"):
+        call(kw, bad)

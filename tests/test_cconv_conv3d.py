@@ -34,11 +34,11 @@ def dense_scipy(volume, filters):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("filter_dhw,cin,cout,imp,normalize", CASES)
-def test_compare_to_conv3d(filter_dhw, cin, cout, imp, normalize, dtype):
+def test_compare_to_conv3d(filter_dhw, cin, cout, imp, normalize, dtype, device):
     grid = (11, 10, 9)  # x, y, z sizes differ so that an axis mix-up cannot pass
     p, vol, impvol = R.voxel_grid_problem(grid, filter_dhw, cin, cout, inp_importance=imp, seed=7)
     got = gm.continuous_conv(*p.args(dtype, np.int32), align_corners=False, coordinate_mapping="identity",
-                             interpolation="nearest_neighbor", normalize=normalize, max_temp_mem_MB=0)
+                             interpolation="nearest_neighbor", normalize=normalize, max_temp_mem_MB=0, device=device)
     dense, count = dense_scipy(vol if impvol is None else vol * impvol[..., None], p.filters)
     if normalize:
         dense /= count[..., None]

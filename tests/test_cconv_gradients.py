@@ -89,14 +89,14 @@ def fd_check(loss, x, grad, rng, what, *, eps=1e-6, directions=4, coordinates=0,
 
 
 @pytest.mark.parametrize("name", list(GRADIENT_CONFIGS))
-def test_forward_gradients_finite_differences(name):
+def test_forward_gradients_finite_differences(name, device):
     p, opts = gradient_problem(name)
     rng = np.random.default_rng(1)
     g = rng.uniform(-1, 1, (len(p.out_positions), p.filters.shape[4]))
-    grads = gm.continuous_conv_backward(*p.args(), g, **opts)
+    grads = gm.continuous_conv_backward(*p.args(), g, **opts, device=device)
 
     def loss(**kw):
-        return float(np.sum(gm.continuous_conv(*p.replace(**kw).args(), **opts) * g))
+        return float(np.sum(gm.continuous_conv(*p.replace(**kw).args(), **opts, device=device) * g))
 
     fd_check(lambda v: loss(filters=v), p.filters, grads.filters, rng, f"{name} d filters", coordinates=20)
     fd_check(lambda v: loss(inp_features=v), p.inp_features, grads.inp_features, rng, f"{name} d inp_features",
@@ -112,13 +112,13 @@ def test_forward_gradients_finite_differences(name):
     else:
         assert grads.neighbors_importance is None
     # the standalone filter gradient op agrees with the one-call backward
-    bpf = gm.continuous_conv_backprop_filter(*p.args(), g, **opts)
+    bpf = gm.continuous_conv_backprop_filter(*p.args(), g, **opts, device=device)
     assert np.allclose(bpf, grads.filters, rtol=1e-12, atol=1e-13)
 
 
 @pytest.mark.parametrize("name", list(GRADIENT_CONFIGS))
 @pytest.mark.parametrize("true_sums", [True, False])
-def test_transpose_gradients_finite_differences(name, true_sums):
+def test_transpose_gradients_finite_differences(name, true_sums, device):
     p, opts = gradient_problem(name)
     rng = np.random.default_rng(2)
     t = R.transpose_problem(p, swapped_filters=True, seed=3)
@@ -128,10 +128,10 @@ def test_transpose_gradients_finite_differences(name, true_sums):
         s[0] = 0.0
         t = t.replace(inp_neighbors_importance_sum=s)
     g = rng.uniform(-1, 1, (len(t.out_positions), t.filters.shape[4]))
-    grads = gm.continuous_conv_transpose_backward(*t.args(), g, **opts)
+    grads = gm.continuous_conv_transpose_backward(*t.args(), g, **opts, device=device)
 
     def loss(**kw):
-        return float(np.sum(gm.continuous_conv_transpose(*t.replace(**kw).args(), **opts) * g))
+        return float(np.sum(gm.continuous_conv_transpose(*t.replace(**kw).args(), **opts, device=device) * g))
 
     fd_check(lambda v: loss(filters=v), t.filters, grads.filters, rng, f"{name} transpose d filters", coordinates=20)
     fd_check(lambda v: loss(inp_features=v), t.inp_features, grads.inp_features, rng,
@@ -155,21 +155,21 @@ def test_transpose_gradients_finite_differences(name, true_sums):
     else:
         assert grads.neighbors_importance is None and grads.inp_neighbors_importance_sum is None
     tbpf = gm.continuous_conv_transpose_backprop_filter(
-        *t.args(fields=R.TransposeProblem.BACKPROP_FILTER_FIELDS), g, **opts)
+        *t.args(fields=R.TransposeProblem.BACKPROP_FILTER_FIELDS), g, **opts, device=device)
     assert np.allclose(tbpf, grads.filters, rtol=1e-12, atol=1e-13)
 
 
 @pytest.mark.parametrize("name", list(GRADIENT_CONFIGS))
-def test_zero_backprop_vector_gives_zero_gradients(name):
+def test_zero_backprop_vector_gives_zero_gradients(name, device):
     p, opts = gradient_problem(name)
     g = np.zeros((len(p.out_positions), p.filters.shape[4]))
-    grads = gm.continuous_conv_backward(*p.args(), g, **opts)
+    grads = gm.continuous_conv_backward(*p.args(), g, **opts, device=device)
     for field in grads._fields:
         v = getattr(grads, field)
         assert v is None or not np.any(v), field
     t = R.transpose_problem(p, swapped_filters=True)
     gt = np.zeros((len(t.out_positions), t.filters.shape[4]))
-    tg = gm.continuous_conv_transpose_backward(*t.args(), gt, **opts)
+    tg = gm.continuous_conv_transpose_backward(*t.args(), gt, **opts, device=device)
     for field in tg._fields:
         v = getattr(tg, field)
         assert v is None or not np.any(v), field
@@ -180,14 +180,14 @@ def test_zero_backprop_vector_gives_zero_gradients(name):
 ADJOINT_OPTS = [(m, i, a, n) for m in R.MAPPINGS for i in R.INTERPOLATIONS for a, n in ((True, False), (False, True))]
 
 
-def _transpose_via_ops(p, y, dtype, idx_dtype):
+def _transpose_via_ops(p, y, dtype, idx_dtype, device):
     """Spec §2.6 composition built with geomops' own invert_neighbors_list / reduce_subarrays_sum."""
     nimp = p.neighbors_importance
     args = p.args(dtype, idx_dtype)
     index, rs = args[7], args[9]
     attrs = args[8] if nimp is not None else np.zeros(0, dtype)
-    inv_index, inv_rs, inv_attrs = gm.invert_neighbors_list(len(p.inp_positions), index, rs, attrs)
-    sums = gm.reduce_subarrays_sum(attrs, rs)  # empty attrs -> empty sums ("absent")
+    inv_index, inv_rs, inv_attrs = gm.invert_neighbors_list(len(p.inp_positions), index, rs, attrs, device=device)
+    sums = gm.reduce_subarrays_sum(attrs, rs, device=device)  # empty attrs -> empty sums ("absent")
     return dict(filters=np.swapaxes(args[0], 3, 4), out_positions=args[4], out_importance=args[6],
                 extents=args[2], offset=args[3], inp_positions=args[1], inp_features=y.astype(dtype),
                 inp_neighbors_index=index, inp_neighbors_importance_sum=sums, inp_neighbors_row_splits=rs,
@@ -197,27 +197,28 @@ def _transpose_via_ops(p, y, dtype, idx_dtype):
 @pytest.mark.parametrize("importance", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mapping,interp,align,normalize", ADJOINT_OPTS)
-def test_transpose_is_adjoint_of_forward(mapping, interp, align, normalize, dtype, importance):
+def test_transpose_is_adjoint_of_forward(mapping, interp, align, normalize, dtype, importance, device):
     p = R.make_problem(21, extent_kind="Nx3", offset_nonzero=True, importance=importance)
     opts = dict(coordinate_mapping=mapping, interpolation=interp, align_corners=align, normalize=normalize)
     idx_dtype = np.int32 if dtype == np.float32 else np.int64
     y = R.f32(np.random.default_rng(4).uniform(-1, 1, (len(p.out_positions), p.filters.shape[4])))
-    conv = gm.continuous_conv(*p.args(dtype, idx_dtype), **opts).astype(np.float64)
-    targs = _transpose_via_ops(p, y, dtype, idx_dtype)
-    tr = gm.continuous_conv_transpose(**targs, **opts).astype(np.float64)
+    conv = gm.continuous_conv(*p.args(dtype, idx_dtype), **opts, device=device).astype(np.float64)
+    targs = _transpose_via_ops(p, y, dtype, idx_dtype, device)
+    tr = gm.continuous_conv_transpose(**targs, **opts, device=device).astype(np.float64)
     assert tr.shape == p.inp_features.shape
     lhs, rhs = np.sum(conv * y), np.sum(p.inp_features * tr)
     rtol = 1e-12 if dtype == np.float64 else 2e-5
     scale = np.sum(np.abs(conv * y)) + np.sum(np.abs(p.inp_features * tr))
     assert abs(lhs - rhs) <= rtol * scale, f"<conv(x), y> = {lhs!r} but <x, transpose(y)> = {rhs!r}"
     # the forward op's feature gradient is exactly this transpose
-    grads = gm.continuous_conv_backward(*p.args(dtype, idx_dtype), y.astype(dtype), **opts)
+    grads = gm.continuous_conv_backward(*p.args(dtype, idx_dtype), y.astype(dtype), **opts, device=device)
     R.assert_matches(grads.inp_features, tr, dtype, f"backward.inp_features vs transpose composition {opts}")
     # and the transpose's feature gradient is the forward op on the forward lists (§2.7)
     x = R.f32(np.random.default_rng(5).uniform(-1, 1, p.inp_features.shape)).astype(dtype)
-    tgrads = gm.continuous_conv_transpose_backward(**targs, out_features_gradient=x, **opts)
+    tgrads = gm.continuous_conv_transpose_backward(**targs, out_features_gradient=x, **opts, device=device)
     fwd = gm.continuous_conv(np.swapaxes(targs["filters"], 3, 4), targs["inp_positions"], targs["extents"],
                              targs["offset"], targs["out_positions"], x, targs["out_importance"],
-                             targs["inp_neighbors_index"], p.args(dtype)[8], targs["inp_neighbors_row_splits"], **opts)
+                             targs["inp_neighbors_index"], p.args(dtype)[8], targs["inp_neighbors_row_splits"], **opts,
+                             device=device)
     R.assert_matches(tgrads.inp_features, fwd.astype(np.float64), dtype,
                      f"transpose_backward.inp_features vs forward composition {opts}")

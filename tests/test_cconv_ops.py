@@ -104,13 +104,13 @@ def ref_forward(extent_kind, importance, offset_nonzero, opts_items, filter_dhw=
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("config", FORWARD_GRID, ids=[_grid_id(c) for c in FORWARD_GRID])
-def test_forward_matches_reference(config, dtype):
+def test_forward_matches_reference(config, dtype, device):
     mapping, interp, align, normalize, importance, extent_kind, offset = config
     opts = math_opts(mapping, interp, align, normalize)
     p = problem(extent_kind, importance, offset)
     check_nearest_margin(p, dtype, opts)
     ref = ref_forward(extent_kind, importance, offset, tuple(sorted(opts.items())))
-    got = gm.continuous_conv(*fwd_args(p, dtype, absent_as_empty=dtype == np.float64), **opts)
+    got = gm.continuous_conv(*fwd_args(p, dtype, absent_as_empty=dtype == np.float64), **opts, device=device)
     R.assert_matches(got, ref, dtype, f"continuous_conv {opts} imp={importance} extents={extent_kind} off={offset}")
 
 
@@ -122,7 +122,7 @@ SMALL_GRID = [(f, m, i, a) for f in SMALL_FILTERS for m in R.MAPPINGS for i in R
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("config", SMALL_GRID, ids=[f"{'x'.join(map(str, c[0]))}-{c[1][:12]}-{c[2]}-ac{int(c[3])}"
                                                     for c in SMALL_GRID])
-def test_forward_other_filter_sizes(config, dtype):
+def test_forward_other_filter_sizes(config, dtype, device):
     filter_dhw, mapping, interp, align = config
     # cycle the remaining options over the configs so each value occurs
     k = SMALL_GRID.index(config)
@@ -132,7 +132,7 @@ def test_forward_other_filter_sizes(config, dtype):
     p = problem(extent_kind, importance, offset, filter_dhw)
     check_nearest_margin(p, dtype, opts)
     ref = ref_forward(extent_kind, importance, offset, tuple(sorted(opts.items())), filter_dhw)
-    got = gm.continuous_conv(*fwd_args(p, dtype), **opts)
+    got = gm.continuous_conv(*fwd_args(p, dtype), **opts, device=device)
     R.assert_matches(got, ref, dtype, f"continuous_conv filter {filter_dhw} {opts} imp={importance} "
                                       f"extents={extent_kind} off={offset}")
 
@@ -182,48 +182,49 @@ def ref_other(op, key, opts_items):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("config", OTHER_GRID, ids=OTHER_IDS)
-def test_transpose_matches_reference(config, dtype):
+def test_transpose_matches_reference(config, dtype, device):
     opts, key = _setup(config)
     t = tproblem(*key)
     check_nearest_margin(t, dtype, opts, transpose=True)
-    got = gm.continuous_conv_transpose(*tr_args(t, dtype, absent_as_empty=dtype == np.float64), **opts)
+    got = gm.continuous_conv_transpose(*tr_args(t, dtype, absent_as_empty=dtype == np.float64), **opts, device=device)
     R.assert_matches(got, ref_other("transpose", key, tuple(sorted(opts.items()))), dtype,
                      _desc("continuous_conv_transpose", opts, key))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("config", OTHER_GRID, ids=OTHER_IDS)
-def test_backprop_filter_matches_reference(config, dtype):
+def test_backprop_filter_matches_reference(config, dtype, device):
     opts, key = _setup(config)
     p = problem(*key)
     check_nearest_margin(p, dtype, opts)
     g = grad_out(len(p.out_positions), 2).astype(dtype)
-    got = gm.continuous_conv_backprop_filter(*fwd_args(p, dtype), g, **opts)
+    got = gm.continuous_conv_backprop_filter(*fwd_args(p, dtype), g, **opts, device=device)
     R.assert_matches(got, ref_other("backprop_filter", key, tuple(sorted(opts.items()))), dtype,
                      _desc("continuous_conv_backprop_filter", opts, key))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("config", OTHER_GRID, ids=OTHER_IDS)
-def test_transpose_backprop_filter_matches_reference(config, dtype):
+def test_transpose_backprop_filter_matches_reference(config, dtype, device):
     opts, key = _setup(config)
     t = tproblem(*key)
     check_nearest_margin(t, dtype, opts, transpose=True)
     g = grad_out(len(t.out_positions), 3).astype(dtype)
     got = gm.continuous_conv_transpose_backprop_filter(
-        *tr_args(t, dtype, fields=R.TransposeProblem.BACKPROP_FILTER_FIELDS), g, **opts)
+        *tr_args(t, dtype, fields=R.TransposeProblem.BACKPROP_FILTER_FIELDS), g, **opts, device=device)
     R.assert_matches(got, ref_other("transpose_backprop_filter", key, tuple(sorted(opts.items()))), dtype,
                      _desc("continuous_conv_transpose_backprop_filter", opts, key))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("config", OTHER_GRID, ids=OTHER_IDS)
-def test_backward_matches_reference(config, dtype):
+def test_backward_matches_reference(config, dtype, device):
     opts, key = _setup(config)
     p = problem(*key)
     check_nearest_margin(p, dtype, opts)
     g = grad_out(len(p.out_positions), 2).astype(dtype)
-    got = gm.continuous_conv_backward(*fwd_args(p, dtype, absent_as_empty=dtype == np.float32), g, **opts)
+    got = gm.continuous_conv_backward(*fwd_args(p, dtype, absent_as_empty=dtype == np.float32), g, **opts,
+                                      device=device)
     ref = ref_other("backward", key, tuple(sorted(opts.items())))
     assert type(got).__name__ == "ContinuousConvGradients"
     assert got._fields == ("filters", "inp_features", "inp_importance", "neighbors_importance")
@@ -237,12 +238,12 @@ def test_backward_matches_reference(config, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("config", OTHER_GRID, ids=OTHER_IDS)
-def test_transpose_backward_matches_reference(config, dtype):
+def test_transpose_backward_matches_reference(config, dtype, device):
     opts, key = _setup(config)
     t = tproblem(*key)
     check_nearest_margin(t, dtype, opts, transpose=True)
     g = grad_out(len(t.out_positions), 3).astype(dtype)
-    got = gm.continuous_conv_transpose_backward(*tr_args(t, dtype), g, **opts)
+    got = gm.continuous_conv_transpose_backward(*tr_args(t, dtype), g, **opts, device=device)
     ref = ref_other("transpose_backward", key, tuple(sorted(opts.items())))
     assert type(got).__name__ == "ContinuousConvTransposeGradients"
     assert got._fields == ("filters", "inp_features", "out_importance", "neighbors_importance",
@@ -258,25 +259,25 @@ def test_transpose_backward_matches_reference(config, dtype):
 
 # --------------------------------------------------------------------------- dtype options
 
-def test_index_dtypes_and_absent_forms_agree():
+def test_index_dtypes_and_absent_forms_agree(device):
     p = problem("Nx3", False, True)
     opts = math_opts("ball_to_cube_volume_preserving", "linear", False, True)
-    base = gm.continuous_conv(*p.args(np.float64, np.int64), **opts)
-    assert np.array_equal(base, gm.continuous_conv(*p.args(np.float64, np.int32), **opts))
+    base = gm.continuous_conv(*p.args(np.float64, np.int64), **opts, device=device)
+    assert np.array_equal(base, gm.continuous_conv(*p.args(np.float64, np.int32), **opts, device=device))
     args = list(p.args(np.float64, np.int64))
     args[6] = np.zeros(0)
     args[8] = np.zeros(0)
-    assert np.array_equal(base, gm.continuous_conv(*args, **opts))
+    assert np.array_equal(base, gm.continuous_conv(*args, **opts, device=device))
     # int32 row splits are accepted (converted)
     args[9] = args[9].astype(np.int32)
-    assert np.array_equal(base, gm.continuous_conv(*args, **opts))
+    assert np.array_equal(base, gm.continuous_conv(*args, **opts, device=device))
 
 
 OUTPUT_TYPE_CASES = [(np.float32, np.float64), (np.float64, np.float32)]
 
 
 @pytest.mark.parametrize("inp_dtype,out_dtype", OUTPUT_TYPE_CASES)
-def test_output_type(inp_dtype, out_dtype):
+def test_output_type(inp_dtype, out_dtype, device):
     key = ("1x3", True, True)
     opts = math_opts("ball_to_cube_radial", "linear_border", False, True)
     items = tuple(sorted(opts.items()))
@@ -289,29 +290,31 @@ def test_output_type(inp_dtype, out_dtype):
         assert got.dtype == out_dtype, f"{what}: dtype {got.dtype}, expected output_type {out_dtype}"
         R.assert_matches(got.astype(np.float32), ref, tol_dtype, what)
 
-    check(gm.continuous_conv(*fwd_args(p, inp_dtype), output_type=out_dtype, **opts),
+    check(gm.continuous_conv(*fwd_args(p, inp_dtype), output_type=out_dtype, **opts, device=device),
           ref_forward(*key, items), "continuous_conv")
-    check(gm.continuous_conv_transpose(*tr_args(t, inp_dtype), output_type=out_dtype, **opts),
+    check(gm.continuous_conv_transpose(*tr_args(t, inp_dtype), output_type=out_dtype, **opts, device=device),
           ref_other("transpose", key, items), "continuous_conv_transpose")
-    check(gm.continuous_conv_backprop_filter(*fwd_args(p, inp_dtype), g, output_type=out_dtype, **opts),
+    check(gm.continuous_conv_backprop_filter(*fwd_args(p, inp_dtype), g, output_type=out_dtype, **opts, device=device),
           ref_other("backprop_filter", key, items), "continuous_conv_backprop_filter")
     check(gm.continuous_conv_transpose_backprop_filter(
         *tr_args(t, inp_dtype, fields=R.TransposeProblem.BACKPROP_FILTER_FIELDS), gt, output_type=out_dtype,
-        **opts), ref_other("transpose_backprop_filter", key, items), "continuous_conv_transpose_backprop_filter")
-    got = gm.continuous_conv_backward(*fwd_args(p, inp_dtype), g, output_type=out_dtype, **opts)
+        **opts, device=device), ref_other("transpose_backprop_filter", key, items),
+        "continuous_conv_transpose_backprop_filter")
+    got = gm.continuous_conv_backward(*fwd_args(p, inp_dtype), g, output_type=out_dtype, **opts, device=device)
     ref = ref_other("backward", key, items)
     for name in got._fields:
         check(getattr(got, name), getattr(ref, name), f"continuous_conv_backward.{name}")
-    got = gm.continuous_conv_transpose_backward(*tr_args(t, inp_dtype), gt, output_type=out_dtype, **opts)
+    got = gm.continuous_conv_transpose_backward(*tr_args(t, inp_dtype), gt, output_type=out_dtype, **opts,
+                                                device=device)
     ref = ref_other("transpose_backward", key, items)
     for name in got._fields:
         check(getattr(got, name), getattr(ref, name), f"continuous_conv_transpose_backward.{name}")
 
 
-def test_default_options_are_documented_defaults():
+def test_default_options_are_documented_defaults(device):
     # align_corners=True, ball_to_cube_radial, normalize=False, linear
     p = problem("Nx3", True, True)
-    got = gm.continuous_conv(*p.args())
+    got = gm.continuous_conv(*p.args(), device=device)
     ref = R.continuous_conv(*p.args(), align_corners=True, coordinate_mapping="ball_to_cube_radial",
                             normalize=False, interpolation="linear")
     R.assert_matches(got, ref, np.float64, "continuous_conv defaults")
@@ -324,13 +327,13 @@ ATTR_DTYPES = [np.float32, np.float64, np.int32, np.int64, np.uint8, np.int16]
 
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("attr_dtype", ATTR_DTYPES)
-def test_invert_neighbors_list_matches_reference(index_dtype, attr_dtype):
+def test_invert_neighbors_list_matches_reference(index_dtype, attr_dtype, device):
     p = problem("Nx1", True, False)
     ni = len(p.inp_positions) + 3  # trailing points that nobody references: empty rows
     rng = np.random.default_rng(3)
     attrs = rng.integers(0, 100, (len(p.neighbors_index), 2)).astype(attr_dtype)
     idx = p.neighbors_index.astype(index_dtype)
-    got = gm.invert_neighbors_list(ni, idx, p.neighbors_row_splits, attrs)
+    got = gm.invert_neighbors_list(ni, idx, p.neighbors_row_splits, attrs, device=device)
     ref = R.invert_neighbors_list(ni, idx, p.neighbors_row_splits, attrs)
     assert len(got) == 3
     assert got[0].dtype == index_dtype, "neighbors_index dtype must be kept"
@@ -341,31 +344,31 @@ def test_invert_neighbors_list_matches_reference(index_dtype, attr_dtype):
 
 
 @pytest.mark.parametrize("attr_shape", [(0,), (0, 3)])
-def test_invert_neighbors_list_empty(attr_shape):
+def test_invert_neighbors_list_empty(attr_shape, device):
     # empty attributes with a non-empty list
     p = problem("scalar", False, False)
     got = gm.invert_neighbors_list(len(p.inp_positions), p.neighbors_index, p.neighbors_row_splits,
-                                   np.zeros(0, np.float32))
+                                   np.zeros(0, np.float32), device=device)
     assert got[2].shape == (0,) and got[2].dtype == np.float32
     ref = R.invert_neighbors_list(len(p.inp_positions), p.neighbors_index, p.neighbors_row_splits, np.zeros(0))
     assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
     # an empty list (E = 0) over 4 points and 3 rows
-    got = gm.invert_neighbors_list(4, np.zeros(0, np.int32), np.zeros(4, np.int64), np.zeros(attr_shape))
+    got = gm.invert_neighbors_list(4, np.zeros(0, np.int32), np.zeros(4, np.int64), np.zeros(attr_shape), device=device)
     assert got[0].shape == (0,) and got[0].dtype == np.int32
     assert np.array_equal(got[1], np.zeros(5, np.int64))
     assert got[2].shape == attr_shape
     # zero points
-    got = gm.invert_neighbors_list(0, np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0))
+    got = gm.invert_neighbors_list(0, np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0), device=device)
     assert np.array_equal(got[1], [0]) and got[0].shape == (0,)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
-def test_reduce_subarrays_sum_matches_reference(dtype):
+def test_reduce_subarrays_sum_matches_reference(dtype, device):
     rng = np.random.default_rng(8)
     splits = np.array([0, 0, 3, 3, 10, 11, 40, 40], np.int64)
     values = (rng.uniform(-100, 100, 40) if np.issubdtype(dtype, np.floating) else rng.integers(-100, 100, 40))
     values = values.astype(dtype)
-    got = gm.reduce_subarrays_sum(values, splits)
+    got = gm.reduce_subarrays_sum(values, splits, device=device)
     ref = R.reduce_subarrays_sum(values.astype(np.float64) if np.issubdtype(dtype, np.floating) else values, splits)
     assert got.dtype == dtype and got.shape == (7,)
     if np.issubdtype(dtype, np.integer):
@@ -376,7 +379,7 @@ def test_reduce_subarrays_sum_matches_reference(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
-def test_reduce_subarrays_sum_empty_values(dtype):
+def test_reduce_subarrays_sum_empty_values(dtype, device):
     for splits in ([0], [0, 0, 0], [0, 0, 0, 0, 0]):
-        got = gm.reduce_subarrays_sum(np.zeros(0, dtype), np.array(splits, np.int64))
+        got = gm.reduce_subarrays_sum(np.zeros(0, dtype), np.array(splits, np.int64), device=device)
         assert got.shape == (0,) and got.dtype == dtype

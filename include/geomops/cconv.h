@@ -1,56 +1,14 @@
-/* Continuous convolution: parameter struct and CPU launchers (cpu/cconv.c).
- *
- * One struct serves the forward op, the transpose op, both filter gradients and the
- * per-neighbor products used for the importance gradients. The Python facade validates
- * every field before a launcher is called. Semantics: spec/continuous_conv.md section 2. */
+/* Continuous convolution: the CPU launchers (cpu/cconv.c). Parameter structs are in
+ * cconv_types.h, the per-neighbor formulas in cconv_math.h; semantics: docs/cconv.md. */
 #ifndef GEOMOPS_CCONV_H
 #define GEOMOPS_CCONV_H
 
-#include "geomops/common.h"
 #include "geomops/cconv_types.h"
+#include "geomops/common.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef struct {
-    int dtype;       /* GM_FLOAT32 or GM_FLOAT64: every float array below has this type */
-    int index_int64; /* neighbors_index is int64 (else int32) */
-    int transpose;   /* 0: forward op, 1: transpose op (relative position and weights, 2.6) */
-
-    int64_t num_out;      /* No: output points (rows of the result)                              */
-    int64_t num_inp;      /* Ni: input points                                                     */
-    int64_t in_channels;  /* Cin: channels of inp_features                                        */
-    int64_t out_channels; /* Cout                                                                 */
-    int filter_depth, filter_height, filter_width; /* D (z), H (y), W (x)                         */
-
-    const void* filters;                 /* [D*H*W*Cin, Cout] row-major (= [D,H,W,Cin,Cout])               */
-    const void* out_positions;           /* [No, 3]                                                        */
-    const void* inp_positions;           /* [Ni, 3]                                                        */
-    const void* extents;                 /* [extents_rows, extents_cols]; rows are 1 or per point          */
-    int64_t extents_rows;                /* 1 (shared) or No (forward) / Ni (transpose)                    */
-    int extents_cols;                    /* 1 (isotropic) or 3                                             */
-    const void* offset;                  /* [3]                                                            */
-    const void* inp_features;            /* [Ni, Cin]                                                      */
-    const void* inp_importance;          /* forward: [Ni] or NULL                                          */
-    const void* out_importance;          /* transpose: [No] or NULL                                        */
-    const void* neighbors_index;         /* [E] int32/int64, rows of neighbors_row_splits        */
-    const void* neighbors_importance;    /* [E] or NULL                                          */
-    const int64_t* neighbors_row_splits; /* [No + 1]                                             */
-    const void* inp_neighbors_importance_sum; /* transpose: [Ni] or NULL                          */
-    const int64_t* inp_neighbors_row_splits;  /* transpose: [Ni + 1]                              */
-
-    int align_corners;
-    int coordinate_mapping; /* gm_coordinate_mapping */
-    int interpolation;      /* gm_interpolation      */
-    int normalize;
-
-    const void* out_features_gradient; /* [No, Cout]: filter gradients and neighbor products      */
-    void* output;                      /* forward/transpose: [No, Cout]; filter gradient: [D*H*W*Cin, Cout];
-                            neighbor products: [E]                                                */
-    int64_t max_temp_bytes; /* bound on temporary memory (max_temp_mem_MB); a minimum is always used */
-    int num_threads;
-} gm_cconv_params;
 
 /* out = continuous_conv (transpose = 0) or continuous_conv_transpose (transpose = 1). */
 int gm_cconv_apply_cpu(const gm_cconv_params* p);
@@ -64,19 +22,14 @@ int gm_cconv_backprop_filter_cpu(const gm_cconv_params* p);
  * importance or normalisation factor. The facade combines it into importance gradients. */
 int gm_cconv_neighbor_products_cpu(const gm_cconv_params* p);
 
-/* Inverse neighbor list (counting sort, rows keep the original list order). */
-typedef struct {
-    int64_t num_points;        /* rows of the result                                 */
-    int64_t num_rows;          /* rows of the input list                             */
-    int64_t num_entries;       /* E                                                  */
-    int index_int64;           /* index arrays are int64 (else int32)                */
-    const void* index;         /* [E]                                                */
-    const int64_t* row_splits; /* [num_rows + 1]                                     */
-    void* out_index;           /* [E], same dtype as index                           */
-    int64_t* out_row_splits;   /* [num_points + 1]                                   */
-    int64_t* out_permutation;  /* [E]: position in the input list of each output entry */
-} gm_invert_params;
+/* The normaliser of every row r the op normalises (gm_cconv_normalizer_*: psi_r of the forward
+ * op's output rows, No of them; phi_r of the transpose's input points, Ni of them), ignoring
+ * p->normalize: divisor[r] = the float64 value the op divides by (gm_cconv_divisor) and
+ * was_zero[r] = 1 where the normaliser was exactly 0 (replaced by 1, so it has no derivative).
+ * The backward functions of the facade use these instead of recomputing them. */
+int gm_cconv_normalizers_cpu(const gm_cconv_params* p, double* divisor, uint8_t* was_zero);
 
+/* Inverse neighbor list (counting sort, rows keep the original list order). */
 int gm_invert_neighbors_cpu(const gm_invert_params* p);
 
 /* sums[r] = sum(values[row_splits[r]:row_splits[r+1]]) with a float64 accumulator. */

@@ -1,24 +1,66 @@
-/* Per-neighbor math of the continuous convolution (spec section 2.2-2.4), shared by the
- * OpenMP and CUDA backends. Coordinates are computed in double for both float32 and float64
- * features: this is at least as accurate as Open3D's positions-dtype math.
+/* Per-neighbor math of the continuous convolution (docs/cconv.md, "Semantics" and "How it is
+ * computed"), shared by the OpenMP and CUDA backends: one definition of each formula.
+ * Coordinates are computed in double for both float32 and float64 features: this is at least as
+ * accurate as Open3D's positions-dtype math.
  *
- * gm_cconv_filter_taps() maps one relative position to at most 8 (filter cell, weight) pairs. */
+ * gm_cconv_filter_taps() maps one relative position to at most 8 (filter cell, weight) pairs.
+ * The per-type helpers (cconv_math_impl.h, compiled once per float type by geomops/twin.h) read
+ * one entry or row of a gm_cconv_params call: an entry's taps, its scalar weight, the normaliser
+ * of a row and the factor applied to an output row. */
 #ifndef GEOMOPS_CCONV_MATH_H
 #define GEOMOPS_CCONV_MATH_H
 
 #include <math.h>
 
-#include "geomops/common.h"
 #include "geomops/cconv_types.h"
+#include "geomops/common.h"
 
 /* Geometry of one call, fixed for all neighbors. */
 typedef struct {
     int mapping;       /* gm_coordinate_mapping */
     int interpolation; /* gm_interpolation      */
     int align_corners;
-    int size[3];      /* filter size along x (W), y (H), z (D) */
-    double offset[3]; /* align_corners == 0 only */
+    int size[3];          /* filter size along x (W), y (H), z (D) */
+    double offset[3];     /* align_corners == 0 only */
+    double inv_extent[3]; /* 1/extent when one extent is shared by all points (extents_rows == 1) */
 } gm_cconv_geometry;
+
+/* The geometry of call p (dtype-dependent reads of offset and extents, converted to double). */
+GM_HD void gm_cconv_geometry_init(gm_cconv_geometry* g, const gm_cconv_params* p) {
+    g->mapping = p->coordinate_mapping;
+    g->interpolation = p->interpolation;
+    g->align_corners = p->align_corners;
+    g->size[0] = p->filter_width;
+    g->size[1] = p->filter_height;
+    g->size[2] = p->filter_depth;
+    for (int k = 0; k < 3; ++k) {
+        g->offset[k] =
+            p->dtype == GM_FLOAT32 ? (double)((const float*)p->offset)[k] : ((const double*)p->offset)[k];
+    }
+    for (int k = 0; k < 3 && p->extents_rows > 0; ++k) {
+        int col = p->extents_cols == 1 ? 0 : k;
+        double e = p->dtype == GM_FLOAT32 ? (double)((const float*)p->extents)[col]
+                                          : ((const double*)p->extents)[col];
+        g->inv_extent[k] = 1.0 / e;
+    }
+}
+
+/* Input point of neighbor entry n. */
+GM_HD int64_t gm_cconv_neighbor_index(const gm_cconv_params* p, int64_t n) {
+    return p->index_int64 ? ((const int64_t*)p->neighbors_index)[n]
+                          : (int64_t)((const int32_t*)p->neighbors_index)[n];
+}
+
+/* The zero rule of `normalize`, its one definition: a normaliser of exactly 0 divides by 1
+ * (and so has no derivative). */
+GM_HD int gm_cconv_normalizer_is_zero(double normalizer) {
+    return normalizer == 0.0;
+}
+
+/* What a normaliser divides by. */
+GM_HD double gm_cconv_divisor(double normalizer) {
+    return gm_cconv_normalizer_is_zero(normalizer) ? 1.0 : normalizer;
+}
 
 GM_HD double gm_clampd(double v, double lo, double hi) {
     return v < lo ? lo : (v > hi ? hi : v);
@@ -92,8 +134,8 @@ GM_HD double gm_round_half_away(double v) {
 
 /* Relative position p (already oriented for forward/transpose) and inverse extent inv -> up to
  * 8 taps: cell[t] = z*H*W + y*W + x, weight[t]. Returns the number of taps written. Taps of
- * linear_border outside the filter are dropped (their weight is 0 in the spec). A non-finite
- * position gives no taps. Corner order: x fastest, then y, then z (spec 2.4). */
+ * linear_border outside the filter are dropped (their weight is 0: zero padding). A non-finite
+ * position gives no taps. Corner order: x fastest, then y, then z. */
 GM_HD int gm_cconv_filter_taps(const gm_cconv_geometry* g, const double p[3], const double inv[3],
                                int cell[8], double weight[8]) {
     double q[3] = {p[0] * inv[0], p[1] * inv[1], p[2] * inv[2]};
@@ -161,5 +203,8 @@ GM_HD int gm_cconv_filter_taps(const gm_cconv_geometry* g, const double p[3], co
     (void)D;
     return count;
 }
+
+#define GM_TWIN_BODY "geomops/cconv_math_impl.h"
+#include "geomops/twin.h"
 
 #endif /* GEOMOPS_CCONV_MATH_H */

@@ -1,8 +1,16 @@
-/* Enums shared by every backend of the continuous convolution. */
+/* Enums and parameter structs of the continuous convolution, shared by every backend.
+ *
+ * One struct serves the forward op, the transpose op, both filter gradients, the per-neighbor
+ * products used for the importance gradients and the per-row normalisers. The Python facade
+ * validates every field before a launcher is called. Semantics: docs/cconv.md, "Semantics". */
 #ifndef GEOMOPS_CCONV_TYPES_H
 #define GEOMOPS_CCONV_TYPES_H
 
-#include "geomops/common.h" /* GM_FLOAT32 / GM_FLOAT64 */
+#include "geomops/common.h" /* GM_FLOAT32 / GM_FLOAT64, int64_t */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef enum {
     GM_MAP_BALL_TO_CUBE_RADIAL = 0,
@@ -15,5 +23,61 @@ typedef enum {
     GM_INTERP_LINEAR_BORDER = 1,
     GM_INTERP_NEAREST_NEIGHBOR = 2
 } gm_interpolation;
+
+typedef struct {
+    int dtype;       /* GM_FLOAT32 or GM_FLOAT64: every float array below has this type */
+    int index_int64; /* neighbors_index is int64 (else int32) */
+    int transpose;   /* 0: forward op, 1: transpose op (relative position and weights swap roles) */
+
+    int64_t num_out;      /* No: output points (rows of the result)                              */
+    int64_t num_inp;      /* Ni: input points                                                     */
+    int64_t in_channels;  /* Cin: channels of inp_features                                        */
+    int64_t out_channels; /* Cout                                                                 */
+    int filter_depth, filter_height, filter_width; /* D (z), H (y), W (x)                         */
+
+    const void* filters;                 /* [D*H*W*Cin, Cout] row-major (= [D,H,W,Cin,Cout])               */
+    const void* out_positions;           /* [No, 3]                                                        */
+    const void* inp_positions;           /* [Ni, 3]                                                        */
+    const void* extents;                 /* [extents_rows, extents_cols]; rows are 1 or per point          */
+    int64_t extents_rows;                /* 1 (shared) or No (forward) / Ni (transpose)                    */
+    int extents_cols;                    /* 1 (isotropic) or 3                                             */
+    const void* offset;                  /* [3]                                                            */
+    const void* inp_features;            /* [Ni, Cin]                                                      */
+    const void* inp_importance;          /* forward: [Ni] or NULL                                          */
+    const void* out_importance;          /* transpose: [No] or NULL                                        */
+    const void* neighbors_index;         /* [E] int32/int64, rows of neighbors_row_splits        */
+    const void* neighbors_importance;    /* [E] or NULL                                          */
+    const int64_t* neighbors_row_splits; /* [No + 1]                                             */
+    const void* inp_neighbors_importance_sum; /* transpose: [Ni] or NULL                          */
+    const int64_t* inp_neighbors_row_splits;  /* transpose: [Ni + 1]                              */
+
+    int align_corners;
+    int coordinate_mapping; /* gm_coordinate_mapping */
+    int interpolation;      /* gm_interpolation      */
+    int normalize;
+
+    const void* out_features_gradient; /* [No, Cout]: filter gradients and neighbor products      */
+    void* output;                      /* forward/transpose: [No, Cout]; filter gradient: [D*H*W*Cin, Cout];
+                            neighbor products: [E]                                                */
+    int64_t max_temp_bytes; /* bound on temporary memory (max_temp_mem_MB); a minimum is always used */
+    int num_threads;
+} gm_cconv_params;
+
+/* Inverse neighbor list (counting sort, rows keep the original list order). */
+typedef struct {
+    int64_t num_points;        /* rows of the result                                 */
+    int64_t num_rows;          /* rows of the input list                             */
+    int64_t num_entries;       /* E                                                  */
+    int index_int64;           /* index arrays are int64 (else int32)                */
+    const void* index;         /* [E]                                                */
+    const int64_t* row_splits; /* [num_rows + 1]                                     */
+    void* out_index;           /* [E], same dtype as index                           */
+    int64_t* out_row_splits;   /* [num_points + 1]                                   */
+    int64_t* out_permutation;  /* [E]: position in the input list of each output entry */
+} gm_invert_params;
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* GEOMOPS_CCONV_TYPES_H */

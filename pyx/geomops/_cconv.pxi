@@ -1,62 +1,23 @@
 # Bindings for the continuous-convolution kernels (cpu/cconv.c). Arrays arrive validated,
 # C-contiguous and of the right dtype from geomops.cconv; nothing here checks them again.
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t
 
-cdef extern from "geomops/cconv.h" nogil:
-    ctypedef struct gm_cconv_params:
-        int dtype, index_int64, transpose
-        int64_t num_out, num_inp, in_channels, out_channels
-        int filter_depth, filter_height, filter_width
-        const void* filters
-        const void* out_positions
-        const void* inp_positions
-        const void* extents
-        int64_t extents_rows
-        int extents_cols
-        const void* offset
-        const void* inp_features
-        const void* inp_importance
-        const void* out_importance
-        const void* neighbors_index
-        const void* neighbors_importance
-        const int64_t* neighbors_row_splits
-        const void* inp_neighbors_importance_sum
-        const int64_t* inp_neighbors_row_splits
-        int align_corners, coordinate_mapping, interpolation, normalize
-        const void* out_features_gradient
-        void* output
-        int64_t max_temp_bytes
-        int num_threads
-    int gm_cconv_apply_cpu(const gm_cconv_params* p)
-    int gm_cconv_backprop_filter_cpu(const gm_cconv_params* p)
-    int gm_cconv_neighbor_products_cpu(const gm_cconv_params* p)
-
-    ctypedef struct gm_invert_params:
-        int64_t num_points, num_rows, num_entries
-        int index_int64
-        const void* index
-        const int64_t* row_splits
-        void* out_index
-        int64_t* out_row_splits
-        int64_t* out_permutation
-    int gm_invert_neighbors_cpu(const gm_invert_params* p)
-    int gm_reduce_subarrays_sum_cpu(int dtype, const void* values, const int64_t* row_splits,
-                                    int64_t num_rows, void* sums, int num_threads)
-
-def gemm_kernel_name():
-    """Name of the GEMM micro-kernel selected for this CPU ("avx512", "avx2" or "generic")."""
-    return cpu_kernel()
+from geomops._c_cconv cimport (
+    gm_cconv_apply_cpu, gm_cconv_backprop_filter_cpu, gm_cconv_neighbor_products_cpu,
+    gm_cconv_normalizers_cpu, gm_cconv_params, gm_invert_neighbors_cpu, gm_invert_params,
+    gm_reduce_subarrays_sum_cpu)
 
 
 def cconv_run(int mode, int transpose, filters, out_positions, inp_positions, extents, offset,
               inp_features, inp_importance, out_importance, neighbors_index, neighbors_importance,
               neighbors_row_splits, inp_neighbors_importance_sum, inp_neighbors_row_splits,
               int align_corners, int coordinate_mapping, int interpolation, int normalize,
-              out_features_gradient, output, int64_t max_temp_bytes, int num_threads):
-    """mode 0: forward/transpose into output; 1: filter gradient; 2: neighbor products."""
+              out_features_gradient, output, int64_t max_temp_bytes, int num_threads, was_zero=None):
+    """mode 0: forward/transpose into output; 1: filter gradient; 2: neighbor products;
+    3: the normalisers (float64 divisors into output, uint8/bool ``was_zero`` where they were 0)."""
     cdef gm_cconv_params p
-    p.dtype = 0 if inp_features.dtype.itemsize == 4 else 1
+    p.dtype = GM_FLOAT32 if inp_features.dtype.itemsize == 4 else GM_FLOAT64
     p.index_int64 = 1 if neighbors_index.dtype.itemsize == 8 else 0
     p.transpose = transpose
     p.num_out = out_positions.shape[0]
@@ -89,14 +50,17 @@ def cconv_run(int mode, int transpose, filters, out_positions, inp_positions, ex
     p.output = <void*>_addr(output)
     p.max_temp_bytes = max_temp_bytes
     p.num_threads = num_threads
+    cdef uint8_t* zero = <uint8_t*>_addr(was_zero)
     cdef int status
     with nogil:
         if mode == 0:
             status = gm_cconv_apply_cpu(&p)
         elif mode == 1:
             status = gm_cconv_backprop_filter_cpu(&p)
-        else:
+        elif mode == 2:
             status = gm_cconv_neighbor_products_cpu(&p)
+        else:
+            status = gm_cconv_normalizers_cpu(&p, <double*>p.output, zero)
     _check(status)
 
 
@@ -118,7 +82,7 @@ def invert_neighbors(int64_t num_points, index, row_splits, out_index, out_row_s
 
 
 def reduce_subarrays_sum(values, row_splits, sums, int num_threads):
-    cdef int dtype = 0 if values.dtype.itemsize == 4 else 1
+    cdef int dtype = GM_FLOAT32 if values.dtype.itemsize == 4 else GM_FLOAT64
     cdef const void* v = <const void*>_addr(values)
     cdef const int64_t* rs = <const int64_t*>_addr(row_splits)
     cdef int64_t rows = row_splits.shape[0] - 1

@@ -6,7 +6,7 @@ in the call's float dtype, with absent optional inputs as ``None``. Nothing in C
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -47,9 +47,6 @@ class ConvCall:
     inp_neighbors_index: object = None     # transpose only (shape-checked, unused by the kernel)
     inp_neighbors_importance_sum: object = None
     inp_neighbors_row_splits: object = None
-
-    def with_(self, **kw):
-        return replace(self, **kw)
 
 
 def options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,

@@ -11,7 +11,7 @@ Argument names, order and defaults follow Open3D's TensorFlow ops, so code writt
 * One-call backward functions that also return the gradients w.r.t. both importances.
 * Every input is validated: a bad argument raises ``TypeError``/``ValueError`` naming it.
 
-Semantics (exactly those of Open3D's CPU kernels, spec ``continuous_conv.md`` section 2):
+Semantics (exactly those of Open3D's CPU kernels, see docs/cconv.md):
 for output point ``i`` with neighbor entries ``n`` (input point ``j``),
 ``out[i] = (1/psi_i) * sum_n a_n * sum_corners w_c * F[s_c]^T inp_features[j]`` with
 ``a_n = inp_importance[j] * neighbors_importance[n]`` and ``psi_i`` the sum of the row's
@@ -27,7 +27,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from . import _cpu
+from . import _backend
 from . import _validate as V
 from ._cconv_args import COORDINATE_MAPPINGS, INTERPOLATIONS, ConvCall, gradient, options
 from ._cconv_args import prepare_forward, prepare_transpose
@@ -40,6 +40,10 @@ __all__ = [
     "ContinuousConvGradients", "ContinuousConvTransposeGradients", "InvertedNeighbors",
     "COORDINATE_MAPPINGS", "INTERPOLATIONS",
 ]
+
+_DEVICE_DOC = """
+    device : None or str, default None
+        Where the op runs: None or "cpu" today; "cuda"/"cuda:N" once the CUDA backend exists."""
 
 _OPTIONS_DOC = """
     align_corners : bool, default True
@@ -60,7 +64,7 @@ _OPTIONS_DOC = """
         dtype of the result; None (default) uses the inputs' float dtype.
     num_threads : int or None
         OpenMP threads; None uses :func:`geomops.set_num_threads`'s value (default: all cores).
-        Results are bitwise identical for any value."""
+        Results are bitwise identical for any value.""" + _DEVICE_DOC
 
 _FORWARD_ARGS_DOC = """
     filters : ndarray, [D, H, W, Cin, Cout], float32 or float64
@@ -149,30 +153,42 @@ class InvertedNeighbors(NamedTuple):
 
 # ---- kernel calls ----------------------------------------------------------------------------
 
-def _run(mode, call: ConvCall, opt, *, normalize=None, g=None, output):
-    _cpu.cconv_run(mode, int(call.transpose), call.filters, call.out_positions, call.inp_positions,
-                   call.extents, call.offset, call.inp_features, call.inp_importance,
-                   call.out_importance, call.neighbors_index, call.neighbors_importance,
-                   call.neighbors_row_splits, call.inp_neighbors_importance_sum,
-                   call.inp_neighbors_row_splits, int(opt.align_corners), opt.coordinate_mapping,
-                   opt.interpolation, int(opt.normalize if normalize is None else normalize), g, output,
-                   opt.max_temp_bytes, opt.num_threads)
+def _run(k, mode, call: ConvCall, opt, *, normalize=None, g=None, output, was_zero=None):
+    """Run a cconv kernel of the backend module ``k`` (``_backend.resolve(device).kernels``)."""
+    k.cconv_run(mode, int(call.transpose), call.filters, call.out_positions, call.inp_positions,
+                call.extents, call.offset, call.inp_features, call.inp_importance,
+                call.out_importance, call.neighbors_index, call.neighbors_importance,
+                call.neighbors_row_splits, call.inp_neighbors_importance_sum,
+                call.inp_neighbors_row_splits, int(opt.align_corners), opt.coordinate_mapping,
+                opt.interpolation, int(opt.normalize if normalize is None else normalize), g, output,
+                opt.max_temp_bytes, opt.num_threads, was_zero)
     return output
 
 
-def _apply(call, opt, normalize=None):
+def _apply(k, call, opt, normalize=None):
     out = np.empty((call.out_positions.shape[0], call.filters.shape[4]), dtype=call.dtype)
-    return _run(0, call, opt, normalize=normalize, output=out)
+    return _run(k, 0, call, opt, normalize=normalize, output=out)
 
 
-def _backprop_filter(call, opt, g, normalize=None):
+def _backprop_filter(k, call, opt, g, normalize=None):
     out = np.empty(call.filters.shape, dtype=call.dtype)
-    return _run(1, call, opt, normalize=normalize, g=g, output=out)
+    return _run(k, 1, call, opt, normalize=normalize, g=g, output=out)
 
 
-def _neighbor_products(call, opt, g):
+def _neighbor_products(k, call, opt, g):
     out = np.empty(call.neighbors_index.shape[0], dtype=np.float64)
-    return _run(2, call, opt, g=g, output=out)
+    return _run(k, 2, call, opt, g=g, output=out)
+
+
+def _normalizers(k, call, opt):
+    """What each normalised row divides by (float64: psi_i of the forward op's output rows, phi_j
+    of the transpose's input points) and where its normaliser was exactly 0 (it then divides by
+    1 and has no derivative). The kernel owns both formulas and the zero rule."""
+    rows = (call.inp_positions if call.transpose else call.out_positions).shape[0]
+    divisor = np.empty(rows, dtype=np.float64)
+    was_zero = np.empty(rows, dtype=np.bool_)
+    _run(k, 3, call, opt, output=divisor, was_zero=was_zero)
+    return divisor, was_zero
 
 
 def _cast(a, opt):
@@ -181,17 +197,17 @@ def _cast(a, opt):
     return a.astype(opt.output_dtype)
 
 
-def _invert(num_points, index, row_splits):
+def _invert(k, num_points, index, row_splits):
     out_index = np.empty_like(index)
     out_splits = np.empty(num_points + 1, dtype=np.int64)
     perm = np.empty(index.shape[0], dtype=np.int64)
-    _cpu.invert_neighbors(num_points, index, row_splits, out_index, out_splits, perm)
+    k.invert_neighbors(num_points, index, row_splits, out_index, out_splits, perm)
     return out_index, out_splits, perm
 
 
-def _row_sums(values, row_splits, num_threads):
+def _row_sums(k, values, row_splits, num_threads):
     sums = np.empty(row_splits.shape[0] - 1, dtype=values.dtype)
-    _cpu.reduce_subarrays_sum(values, row_splits, sums, num_threads)
+    k.reduce_subarrays_sum(values, row_splits, sums, num_threads)
     return sums
 
 
@@ -205,7 +221,7 @@ def _row_ids(row_splits):
 def continuous_conv(filters, out_positions, extents, offset, inp_positions, inp_features,
                     inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits, *,
                     align_corners=True, coordinate_mapping="ball_to_cube_radial", normalize=False,
-                    interpolation="linear", max_temp_mem_MB=64, output_type=None, num_threads=None):
+                    interpolation="linear", max_temp_mem_MB=64, output_type=None, num_threads=None, device=None):
     """Continuous convolution of point features (Open3D's ``continuous_conv``).
 
     Parameters
@@ -230,11 +246,12 @@ def continuous_conv(filters, out_positions, extents, offset, inp_positions, inp_
     >>> out.shape
     (1000, 8)
     """
+    k = _backend.resolve(device).kernels
     opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
                   output_type, num_threads)
     call = prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
                            inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits)
-    return _cast(_apply(call, opt), opt)
+    return _cast(_apply(k, call, opt), opt)
 
 
 @_doc(args=_TRANSPOSE_ARGS_DOC, options=_OPTIONS_DOC)
@@ -244,7 +261,7 @@ def continuous_conv_transpose(filters, out_positions, out_importance, extents, o
                               neighbors_row_splits, *, align_corners=True,
                               coordinate_mapping="ball_to_cube_radial", normalize=False,
                               interpolation="linear", max_temp_mem_MB=64, output_type=None,
-                              num_threads=None):
+                              num_threads=None, device=None):
     """Transpose continuous convolution (Open3D's ``continuous_conv_transpose``).
 
     With the lists of a forward call inverted (:func:`invert_neighbors_list`) this is the
@@ -261,13 +278,14 @@ def continuous_conv_transpose(filters, out_positions, out_importance, extents, o
     -------
     out_features : ndarray, [No, Cout]
     """
+    k = _backend.resolve(device).kernels
     opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
                   output_type, num_threads)
     call = prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
                              inp_features, inp_neighbors_index, inp_neighbors_importance_sum,
                              inp_neighbors_row_splits, neighbors_index, neighbors_importance,
                              neighbors_row_splits)
-    return _cast(_apply(call, opt), opt)
+    return _cast(_apply(k, call, opt), opt)
 
 
 # ---- filter gradients ------------------------------------------------------------------------
@@ -278,7 +296,7 @@ def continuous_conv_backprop_filter(filters, out_positions, extents, offset, inp
                                     neighbors_importance, neighbors_row_splits, out_features_gradient,
                                     *, align_corners=True, coordinate_mapping="ball_to_cube_radial",
                                     normalize=False, interpolation="linear", max_temp_mem_MB=64,
-                                    output_type=None, num_threads=None):
+                                    output_type=None, num_threads=None, device=None):
     """Gradient of ``sum(continuous_conv(...) * out_features_gradient)`` w.r.t. ``filters``.
 
     ``filters`` is used for its shape only. Bitwise deterministic for any thread count.
@@ -293,13 +311,14 @@ def continuous_conv_backprop_filter(filters, out_positions, extents, offset, inp
     -------
     filters_gradient : ndarray, [D, H, W, Cin, Cout]
     """
+    k = _backend.resolve(device).kernels
     opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
                   output_type, num_threads)
     call = prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
                            inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
                            extra={"out_features_gradient": out_features_gradient})
     g = gradient(out_features_gradient, call)
-    return _cast(_backprop_filter(call, opt, g), opt)
+    return _cast(_backprop_filter(k, call, opt, g), opt)
 
 
 @_doc(args=_TRANSPOSE_ARGS_DOC, options=_OPTIONS_DOC)
@@ -310,7 +329,7 @@ def continuous_conv_transpose_backprop_filter(filters, out_positions, out_import
                                               out_features_gradient, *, align_corners=True,
                                               coordinate_mapping="ball_to_cube_radial", normalize=False,
                                               interpolation="linear", max_temp_mem_MB=64,
-                                              output_type=None, num_threads=None):
+                                              output_type=None, num_threads=None, device=None):
     """Gradient of ``sum(continuous_conv_transpose(...) * out_features_gradient)`` w.r.t. ``filters``.
 
     Same arguments as :func:`continuous_conv_transpose` without ``inp_neighbors_index``.
@@ -325,6 +344,7 @@ def continuous_conv_transpose_backprop_filter(filters, out_positions, out_import
     -------
     filters_gradient : ndarray, [D, H, W, Cin, Cout]
     """
+    k = _backend.resolve(device).kernels
     opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
                   output_type, num_threads)
     call = prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
@@ -332,22 +352,10 @@ def continuous_conv_transpose_backprop_filter(filters, out_positions, out_import
                              neighbors_index, neighbors_importance, neighbors_row_splits,
                              extra={"out_features_gradient": out_features_gradient})
     g = gradient(out_features_gradient, call)
-    return _cast(_backprop_filter(call, opt, g), opt)
+    return _cast(_backprop_filter(k, call, opt, g), opt)
 
 
 # ---- one-call backward -----------------------------------------------------------------------
-
-def _psi(call, opt):
-    """Effective per-row normaliser of the forward op (1 where not normalised or zero)."""
-    rs = call.neighbors_row_splits
-    if not opt.normalize:
-        return np.ones(rs.shape[0] - 1), None
-    if call.neighbors_importance is not None:
-        psi = _row_sums(call.neighbors_importance, rs, opt.num_threads).astype(np.float64)
-    else:
-        psi = np.diff(rs).astype(np.float64)
-    return np.where(psi != 0, psi, 1.0), psi
-
 
 @_doc(args=_FORWARD_ARGS_DOC, options=_OPTIONS_DOC)
 def continuous_conv_backward(filters, out_positions, extents, offset, inp_positions, inp_features,
@@ -355,7 +363,7 @@ def continuous_conv_backward(filters, out_positions, extents, offset, inp_positi
                              out_features_gradient, *, align_corners=True,
                              coordinate_mapping="ball_to_cube_radial", normalize=False,
                              interpolation="linear", max_temp_mem_MB=64, output_type=None,
-                             num_threads=None):
+                             num_threads=None, device=None):
     """All gradients of ``sum(continuous_conv(...) * out_features_gradient)`` in one call.
 
     The feature gradient is a transpose convolution over the inverted neighbor lists (as in
@@ -377,6 +385,7 @@ def continuous_conv_backward(filters, out_positions, extents, offset, inp_positi
         None, neighbors_importance [E] or None)``; an importance gradient is None when that
         importance was not given.
     """
+    k = _backend.resolve(device).kernels
     opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
                   output_type, num_threads)
     call = prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
@@ -384,18 +393,21 @@ def continuous_conv_backward(filters, out_positions, extents, offset, inp_positi
                            extra={"out_features_gradient": out_features_gradient})
     g = gradient(out_features_gradient, call)
     ni_count = call.inp_positions.shape[0]
-    d_filters = _backprop_filter(call, opt, g)
+    d_filters = _backprop_filter(k, call, opt, g)
 
     # d inp_features: transpose conv (filters Cin<->Cout) over the inverted lists, with each
     # entry's weight a_n / psi_i folded into its importance so no normalisation is redone.
-    psi_eff, psi = _psi(call, opt)
+    if opt.normalize:
+        psi_eff, psi_zero = _normalizers(k, call, opt)
+    else:
+        psi_eff, psi_zero = np.ones(call.out_positions.shape[0]), None
     rows = _row_ids(call.neighbors_row_splits)
     weights = None
     if call.neighbors_importance is not None or opt.normalize:
         w = np.ones(rows.shape[0]) if call.neighbors_importance is None else \
             call.neighbors_importance.astype(np.float64)
         weights = (w / psi_eff[rows]).astype(call.dtype)
-    inv_index, inv_splits, perm = _invert(ni_count, call.neighbors_index, call.neighbors_row_splits)
+    inv_index, inv_splits, perm = _invert(k, ni_count, call.neighbors_index, call.neighbors_row_splits)
     tcall = ConvCall(True, call.dtype, np.ascontiguousarray(call.filters.swapaxes(3, 4)),
                      out_positions=call.inp_positions, inp_positions=call.out_positions,
                      extents=call.extents, offset=call.offset, inp_features=g,
@@ -403,11 +415,11 @@ def continuous_conv_backward(filters, out_positions, extents, offset, inp_positi
                      neighbors_importance=None if weights is None else weights[perm],
                      neighbors_row_splits=inv_splits,
                      inp_neighbors_row_splits=call.neighbors_row_splits)
-    d_features = _apply(tcall, opt, normalize=False)
+    d_features = _apply(k, tcall, opt, normalize=False)
 
     d_inp_imp = d_nb_imp = None
     if call.inp_importance is not None or call.neighbors_importance is not None:
-        dots = _neighbor_products(call, opt, g)  # d <out_i, g_i> / d (entry weight) before scaling
+        dots = _neighbor_products(k, call, opt, g)  # d <out_i, g_i> / d (entry weight) before scaling
         j = call.neighbors_index
         nb_imp = np.ones(rows.shape[0]) if call.neighbors_importance is None else \
             call.neighbors_importance.astype(np.float64)
@@ -420,8 +432,8 @@ def continuous_conv_backward(filters, out_positions, extents, offset, inp_positi
             d = inp_imp * scaled
             if opt.normalize:
                 # psi_i = sum of the row's importances: d psi_i / d imp_n = 1 for every entry n of row i
-                gout = np.bincount(rows, weights=nb_imp * inp_imp * scaled, minlength=psi.shape[0])
-                d = d - np.where(psi != 0, gout / np.where(psi != 0, psi, 1.0), 0.0)[rows]
+                gout = np.bincount(rows, weights=nb_imp * inp_imp * scaled, minlength=psi_eff.shape[0])
+                d = d - np.where(psi_zero, 0.0, gout / psi_eff)[rows]
             d_nb_imp = d.astype(call.dtype)
     return ContinuousConvGradients(_cast(d_filters, opt), _cast(d_features, opt), _cast(d_inp_imp, opt),
                                    _cast(d_nb_imp, opt))
@@ -435,7 +447,7 @@ def continuous_conv_transpose_backward(filters, out_positions, out_importance, e
                                        out_features_gradient, *, align_corners=True,
                                        coordinate_mapping="ball_to_cube_radial", normalize=False,
                                        interpolation="linear", max_temp_mem_MB=64, output_type=None,
-                                       num_threads=None):
+                                       num_threads=None, device=None):
     """All gradients of ``sum(continuous_conv_transpose(...) * out_features_gradient)``.
 
     Partial derivatives w.r.t. each explicit input; ``inp_neighbors_importance_sum`` is treated
@@ -455,6 +467,7 @@ def continuous_conv_transpose_backward(filters, out_positions, out_importance, e
         Named tuple ``(filters, inp_features [Ni,Cin], out_importance [No] or None,
         neighbors_importance [E] or None, inp_neighbors_importance_sum [Ni] or None)``.
     """
+    k = _backend.resolve(device).kernels
     opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
                   output_type, num_threads)
     call = prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
@@ -464,35 +477,32 @@ def continuous_conv_transpose_backward(filters, out_positions, out_importance, e
     g = gradient(out_features_gradient, call)
     ni_count = call.inp_positions.shape[0]
     no_count = call.out_positions.shape[0]
-    d_filters = _backprop_filter(call, opt, g)
+    d_filters = _backprop_filter(k, call, opt, g)
 
-    # per-entry weight c_n = imp_n / phi_j (normalize) of the transpose, spec 2.6
+    # per-entry weight c_n = imp_n / phi_j (normalize) of the transpose (gm_cconv_entry_weight)
     rows = _row_ids(call.neighbors_row_splits)
     j = call.neighbors_index
     nb_imp = np.ones(rows.shape[0]) if call.neighbors_importance is None else \
         call.neighbors_importance.astype(np.float64)
-    phi = None
+    phi_zero = None
     phi_eff_j = np.ones(rows.shape[0])
     if opt.normalize:
-        if call.neighbors_importance is not None:
-            phi = call.inp_neighbors_importance_sum.astype(np.float64)
-        else:
-            phi = np.diff(call.inp_neighbors_row_splits).astype(np.float64)
-        phi_eff_j = np.where(phi != 0, phi, 1.0)[j]
+        phi_eff, phi_zero = _normalizers(k, call, opt)
+        phi_eff_j = phi_eff[j]
     c = nb_imp / phi_eff_j
 
     # d inp_features: forward conv (filters Cin<->Cout) over the inverted lists, weights c_n
-    inv_index, inv_splits, perm = _invert(ni_count, j, call.neighbors_row_splits)
+    inv_index, inv_splits, perm = _invert(k, ni_count, j, call.neighbors_row_splits)
     fcall = ConvCall(False, call.dtype, np.ascontiguousarray(call.filters.swapaxes(3, 4)),
                      out_positions=call.inp_positions, inp_positions=call.out_positions,
                      extents=call.extents, offset=call.offset, inp_features=g,
                      inp_importance=call.out_importance, neighbors_index=inv_index,
                      neighbors_importance=c.astype(call.dtype)[perm], neighbors_row_splits=inv_splits)
-    d_features = _apply(fcall, opt, normalize=False)
+    d_features = _apply(k, fcall, opt, normalize=False)
 
     d_out_imp = d_nb_imp = d_sum = None
     if call.out_importance is not None or call.neighbors_importance is not None:
-        dots = _neighbor_products(call, opt, g)
+        dots = _neighbor_products(k, call, opt, g)
         out_imp = np.ones(rows.shape[0]) if call.out_importance is None else \
             call.out_importance.astype(np.float64)[rows]
         if call.out_importance is not None:
@@ -503,15 +513,16 @@ def continuous_conv_transpose_backward(filters, out_positions, out_importance, e
             if opt.normalize:
                 contrib = -out_imp * nb_imp * dots / phi_eff_j ** 2
                 s = np.bincount(j, weights=contrib, minlength=ni_count)
-                d_sum = np.where(phi != 0, s, 0.0).astype(call.dtype)
+                d_sum = np.where(phi_zero, 0.0, s).astype(call.dtype)
     return ContinuousConvTransposeGradients(_cast(d_filters, opt), _cast(d_features, opt),
                                             _cast(d_out_imp, opt), _cast(d_nb_imp, opt), _cast(d_sum, opt))
 
 
 # ---- list utilities --------------------------------------------------------------------------
 
+@_doc(device=_DEVICE_DOC)
 def invert_neighbors_list(num_points, inp_neighbors_index, inp_neighbors_row_splits,
-                          inp_neighbors_attributes):
+                          inp_neighbors_attributes, *, device=None):
     """Invert a neighbor list: for every point, the rows of the input list that contain it.
 
     Parameters
@@ -522,7 +533,7 @@ def invert_neighbors_list(num_points, inp_neighbors_index, inp_neighbors_row_spl
         Values in ``[0, num_points)``.
     inp_neighbors_row_splits : ndarray, [R + 1], int64 (int32 accepted)
     inp_neighbors_attributes : ndarray, [E, ...] of any numeric dtype, or shape [0] (none)
-        Per entry attributes carried along (e.g. ``neighbors_importance``).
+        Per entry attributes carried along (e.g. ``neighbors_importance``).{device}
 
     Returns
     -------
@@ -532,6 +543,7 @@ def invert_neighbors_list(num_points, inp_neighbors_index, inp_neighbors_row_spl
         entries in ascending order of their position in the input list (Open3D's order is
         nondeterministic), so the result is reproducible.
     """
+    k = _backend.resolve(device).kernels
     num_points = V.check_int(num_points, "num_points", minimum=0)
     idx = V.index_array(inp_neighbors_index, "inp_neighbors_index")
     rs = V.row_splits(inp_neighbors_row_splits, "inp_neighbors_row_splits", total=idx.shape[0])
@@ -547,12 +559,13 @@ def invert_neighbors_list(num_points, inp_neighbors_index, inp_neighbors_row_spl
     if has_attrs and (attrs.ndim < 1 or attrs.shape[0] != idx.shape[0]):
         raise ValueError(f"inp_neighbors_attributes must have shape [{idx.shape[0]}, ...] (one row per "
                          f"entry of inp_neighbors_index) or [0], got shape {tuple(attrs.shape)}")
-    out_index, out_splits, perm = _invert(num_points, idx, rs)
+    out_index, out_splits, perm = _invert(k, num_points, idx, rs)
     out_attrs = attrs[perm] if has_attrs else attrs.copy()
     return InvertedNeighbors(out_index, out_splits, out_attrs)
 
 
-def reduce_subarrays_sum(values, row_splits, *, num_threads=None):
+@_doc(device=_DEVICE_DOC)
+def reduce_subarrays_sum(values, row_splits, *, num_threads=None, device=None):
     """Sum of each subarray ``values[row_splits[i]:row_splits[i+1]]``.
 
     Parameters
@@ -560,7 +573,7 @@ def reduce_subarrays_sum(values, row_splits, *, num_threads=None):
     values : ndarray, [E], float32, float64, int32 or int64
     row_splits : ndarray, [R + 1], int64 (int32 accepted); must end with E unless ``values`` is
         empty.
-    num_threads : int or None
+    num_threads : int or None{device}
 
     Returns
     -------
@@ -569,6 +582,7 @@ def reduce_subarrays_sum(values, row_splits, *, num_threads=None):
         dtype whatever ``row_splits`` is (Open3D's convention: "no importance" stays absent
         when passed through this op).
     """
+    k = _backend.resolve(device).kernels
     v = V.as_array(values, "values")
     allowed = (np.float32, np.float64, np.int32, np.int64)
     if v.dtype not in [np.dtype(t) for t in allowed]:
@@ -579,6 +593,6 @@ def reduce_subarrays_sum(values, row_splits, *, num_threads=None):
     rs = V.row_splits(row_splits, "row_splits", total=v.shape[0])
     v = np.ascontiguousarray(v)
     if v.dtype.kind == "f":
-        return _row_sums(v, rs, resolve_num_threads(num_threads))
+        return _row_sums(k, v, rs, resolve_num_threads(num_threads))
     csum = np.concatenate([np.zeros(1, v.dtype), np.cumsum(v, dtype=v.dtype)])
     return (csum[rs[1:]] - csum[rs[:-1]]).astype(v.dtype)
