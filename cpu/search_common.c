@@ -1,4 +1,5 @@
-/* Helpers shared by the search kernels: radix sort, result allocation, prefix sums, row sort. */
+/* Helpers shared by the search kernels: radix sort, prefix sums, row sort, and the fill / free
+ * entry points of the search plans. */
 #include "search_internal.h"
 
 #define RADIX_BITS       11
@@ -93,33 +94,6 @@ int gm_search_radix_sort(uint64_t* keys, int64_t* vals, int64_t n, uint64_t max_
     return GM_OK;
 }
 
-int gm_search_alloc_output(const gm_search_output* out, int64_t total, int index_is64, int want_distances,
-                           size_t dist_size) {
-    *out->index = NULL;
-    *out->distance = NULL;
-    *out->total = total;
-    if (total <= 0) return GM_OK;
-    *out->index = malloc((size_t)total * (index_is64 ? 8 : 4));
-    if (!*out->index) return GM_ERR_NOMEM;
-    if (want_distances) {
-        *out->distance = malloc((size_t)total * dist_size);
-        if (!*out->distance) {
-            free(*out->index);
-            *out->index = NULL;
-            return GM_ERR_NOMEM;
-        }
-    }
-    return GM_OK;
-}
-
-void gm_search_free_output(const gm_search_output* out) {
-    free(*out->index);
-    free(*out->distance);
-    *out->index = NULL;
-    *out->distance = NULL;
-    *out->total = 0;
-}
-
 int64_t gm_search_prefix_sum(int64_t* row_splits, int64_t num_queries) {
     row_splits[0] = 0;
     for (int64_t i = 0; i < num_queries; ++i) {
@@ -129,78 +103,16 @@ int64_t gm_search_prefix_sum(int64_t* row_splits, int64_t num_queries) {
     return row_splits[num_queries];
 }
 
-/* In-place sort of parallel (index, distance) arrays by index: insertion sort for short rows,
- * heapsort otherwise (no allocation; indices are distinct, so the order is unique). */
-#define DEFINE_SORT_PAIRS(SUFFIX, T)                                                                         \
-    /* Short rows with 32-bit indices: insertion sort of one array of (index << 32 | slot)    \
-     * keys, then the distances follow their slots. Returns 0 if an index needs > 32 bits. */              \
-    static int sort_packed_##SUFFIX(int64_t* a, T* d, int64_t n) {                                           \
-        uint64_t key[64];                                                                                    \
-        for (int64_t i = 0; i < n; ++i) {                                                                    \
-            if ((uint64_t)a[i] > 0xFFFFFFFFu) return 0;                                                      \
-            const uint64_t ki = ((uint64_t)a[i] << 32) | (uint64_t)i;                                        \
-            int64_t j = i;                                                                                   \
-            while (j > 0 && key[j - 1] > ki) {                                                               \
-                key[j] = key[j - 1];                                                                         \
-                --j;                                                                                         \
-            }                                                                                                \
-            key[j] = ki;                                                                                     \
-        }                                                                                                    \
-        if (d) {                                                                                             \
-            T tmp[64];                                                                                       \
-            memcpy(tmp, d, (size_t)n * sizeof(T));                                                           \
-            for (int64_t i = 0; i < n; ++i) d[i] = tmp[key[i] & 0xFFFFFFFFu];                                \
-        }                                                                                                    \
-        for (int64_t i = 0; i < n; ++i) a[i] = (int64_t)(key[i] >> 32);                                      \
-        return 1;                                                                                            \
-    }                                                                                                        \
-    static void sift_##SUFFIX(int64_t* a, T* d, int64_t root, int64_t n) {                                   \
-        for (;;) {                                                                                           \
-            int64_t c = 2 * root + 1;                                                                        \
-            if (c >= n) return;                                                                              \
-            if (c + 1 < n && a[c + 1] > a[c]) ++c;                                                           \
-            if (a[root] >= a[c]) return;                                                                     \
-            int64_t ti = a[root];                                                                            \
-            a[root] = a[c];                                                                                  \
-            a[c] = ti;                                                                                       \
-            if (d) {                                                                                         \
-                T td = d[root];                                                                              \
-                d[root] = d[c];                                                                              \
-                d[c] = td;                                                                                   \
-            }                                                                                                \
-            root = c;                                                                                        \
-        }                                                                                                    \
-    }                                                                                                        \
-    void gm_search_sort_pairs_##SUFFIX(int64_t* a, T* d, int64_t n) {                                        \
-        if (n <= 64 && sort_packed_##SUFFIX(a, d, n)) return;                                                \
-        if (n <= 32) {                                                                                       \
-            for (int64_t i = 1; i < n; ++i) {                                                                \
-                const int64_t ai = a[i];                                                                     \
-                const T di = d ? d[i] : (T)0;                                                                \
-                int64_t j = i;                                                                               \
-                while (j > 0 && a[j - 1] > ai) {                                                             \
-                    a[j] = a[j - 1];                                                                         \
-                    if (d) d[j] = d[j - 1];                                                                  \
-                    --j;                                                                                     \
-                }                                                                                            \
-                a[j] = ai;                                                                                   \
-                if (d) d[j] = di;                                                                            \
-            }                                                                                                \
-            return;                                                                                          \
-        }                                                                                                    \
-        for (int64_t i = n / 2 - 1; i >= 0; --i) sift_##SUFFIX(a, d, i, n);                                  \
-        for (int64_t end = n - 1; end > 0; --end) {                                                          \
-            int64_t ti = a[0];                                                                               \
-            a[0] = a[end];                                                                                   \
-            a[end] = ti;                                                                                     \
-            if (d) {                                                                                         \
-                T td = d[0];                                                                                 \
-                d[0] = d[end];                                                                               \
-                d[end] = td;                                                                                 \
-            }                                                                                                \
-            sift_##SUFFIX(a, d, 0, end);                                                                     \
-        }                                                                                                    \
-    }
+int gm_search_fill_cpu(gm_search_plan* plan, void* index, void* distance) {
+    if (!plan) return GM_ERR_INVALID;
+    if (plan->total == 0) return GM_OK;
+    if (!index || (plan->want_distances && !distance)) return GM_ERR_INVALID;
+    return plan->fill(plan, index, plan->want_distances ? distance : NULL);
+}
 
-DEFINE_SORT_PAIRS(f32, float)
-DEFINE_SORT_PAIRS(f64, double)
+void gm_search_plan_free(gm_search_plan* plan) {
+    if (plan) plan->destroy(plan);
+}
+
+#define GM_TWIN_BODY "search_sort_impl.h"
+#include "geomops/twin.h"

@@ -3,52 +3,19 @@
  * Unlike Open3D, points inside a bin are in ascending index order (a stable counting sort). */
 #include "search_internal.h"
 
-/* float -> int32 the way x86's cvtt instructions do it (Open3D's static_cast<int> there):
- * out-of-range and NaN give INT32_MIN. */
-static inline int32_t cell_f32(float v) {
-    const float f = floorf(v);
-    return (f >= -2147483648.0f && f < 2147483648.0f) ? (int32_t)f : INT32_MIN;
-}
+#define GM_TWIN_BODY "search_hash_impl.h"
+#include "geomops/twin.h"
 
-static inline int32_t cell_f64(double v) {
-    const double f = floor(v);
-    return (f >= -2147483648.0 && f < 2147483648.0) ? (int32_t)f : INT32_MIN;
-}
-
-/* Open3D's SpatialHash: wrapping 32-bit int arithmetic, then sign-extended to size_t. */
-static inline uint64_t spatial_hash(int32_t x, int32_t y, int32_t z) {
-    const uint32_t h = ((uint32_t)x * 73856096u) ^ ((uint32_t)y * 193649663u) ^ ((uint32_t)z * 83492791u);
-    return (uint64_t)(int64_t)(int32_t)h;
-}
-
-/* bins[i] = table_splits[b] + hash(cell(p_i)) % T_b for every point i of item b. The voxel
- * arithmetic runs in the points' precision like Open3D's (radius cast to T, 1/(2r) in T). */
+/* bins[i] = table_splits[b] + hash(cell(p_i)) % T_b for every point i of item b. */
 static int compute_bins(const gm_hash_table_params* p, int32_t* bins) {
-    const int nt = gm_threads(p->num_threads);
     for (int64_t b = 0; b < p->batch_size; ++b) {
         const int64_t lo = p->points_row_splits[b], hi = p->points_row_splits[b + 1];
         const uint64_t tsize = (uint64_t)(p->table_splits[b + 1] - p->table_splits[b]);
-        const int64_t first = p->table_splits[b];
         if (tsize == 0 && hi > lo) return GM_ERR_INVALID;
-        if (p->dtype == GM_FLOAT32) {
-            const float r = (float)p->radius, vs = 2 * r, inv = 1 / vs;
-            const float* pts = (const float*)p->points;
-#pragma omp parallel for schedule(static) num_threads(nt) if (hi - lo > 16384)
-            for (int64_t i = lo; i < hi; ++i) {
-                const float px = pts[3 * i] * inv, py = pts[3 * i + 1] * inv, pz = pts[3 * i + 2] * inv;
-                bins[i] = (int32_t)(first + (int64_t)(spatial_hash(cell_f32(px), cell_f32(py), cell_f32(pz)) %
-                                                      tsize));
-            }
-        } else {
-            const double r = p->radius, vs = 2 * r, inv = 1 / vs;
-            const double* pts = (const double*)p->points;
-#pragma omp parallel for schedule(static) num_threads(nt) if (hi - lo > 16384)
-            for (int64_t i = lo; i < hi; ++i) {
-                const double px = pts[3 * i] * inv, py = pts[3 * i + 1] * inv, pz = pts[3 * i + 2] * inv;
-                bins[i] = (int32_t)(first + (int64_t)(spatial_hash(cell_f64(px), cell_f64(py), cell_f64(pz)) %
-                                                      tsize));
-            }
-        }
+        if (p->dtype == GM_FLOAT32)
+            hash_bins_f32(p, lo, hi, p->table_splits[b], tsize, bins);
+        else
+            hash_bins_f64(p, lo, hi, p->table_splits[b], tsize, bins);
     }
     return GM_OK;
 }

@@ -2,11 +2,8 @@
 #ifndef GEOMOPS_SEARCH_INTERNAL_H
 #define GEOMOPS_SEARCH_INTERNAL_H
 
-/* Distances must be rounded exactly like the reference (one rounding per operation, in the
- * points' precision): no fused multiply-add, whatever ISA a clone below targets. */
-#pragma GCC optimize("fp-contract=off")
-
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,27 +12,23 @@
 #endif
 
 #include "geomops/search.h"
-
-/* Hot loops get AVX-512 / AVX2 clones picked at load time (results are identical: no FMA,
- * only exactly rounded +, -, *, abs, max and compares). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(GM_NO_CLONES)
-#define GM_HOT __attribute__((target_clones("avx512f", "avx2", "default"), noinline))
-#else
-#define GM_HOT __attribute__((noinline))
-#endif
+#include "geomops/search_math.h"
+#include "isa.h"
 
 #define GM_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* The plan of every CPU count phase (opaque in geomops/search.h): each search embeds it as the
+ * first member of its own plan struct and supplies the fill and the destructor. */
+struct gm_search_plan {
+    int (*fill)(gm_search_plan* plan, void* index, void* distance); /* distance NULL: not wanted */
+    void (*destroy)(gm_search_plan* plan);
+    int64_t total;      /* entries of index / distance */
+    int want_distances; /* return_distances of the params */
+};
 
 /* Stable LSD radix sort of (key, value) pairs by key, keys <= max_key. Uses num_threads
  * threads; the result does not depend on it (a stable sort has one answer). */
 int gm_search_radix_sort(uint64_t* keys, int64_t* vals, int64_t n, uint64_t max_key, int num_threads);
-
-/* Allocates the result arrays of a search with `total` entries into out->index / out->distance
- * (NULL when total == 0 or distances are not wanted). */
-int gm_search_alloc_output(const gm_search_output* out, int64_t total, int index_is64, int want_distances,
-                           size_t dist_size);
-/* Frees what gm_search_alloc_output allocated (error paths). */
-void gm_search_free_output(const gm_search_output* out);
 
 /* row_splits[0] = 0; row_splits[i+1] += row_splits[i]; returns the total (or -1 on overflow). */
 int64_t gm_search_prefix_sum(int64_t* row_splits, int64_t num_queries);
@@ -46,6 +39,16 @@ void gm_search_sort_pairs_f64(int64_t* idx, double* dist, int64_t n);
 
 GM_ALWAYS_INLINE int gm_threads(int n) {
     return n < 1 ? 1 : n;
+}
+
+/* A status shared by the threads of a parallel loop: any thread may record a failure, the
+ * others stop early when they see one. */
+GM_ALWAYS_INLINE void gm_search_fail(atomic_int* err, int status) {
+    atomic_store_explicit(err, status, memory_order_relaxed);
+}
+
+GM_ALWAYS_INLINE int gm_search_failed(atomic_int* err) {
+    return atomic_load_explicit(err, memory_order_relaxed);
 }
 
 #endif /* GEOMOPS_SEARCH_INTERNAL_H */

@@ -50,7 +50,7 @@ def brute_force_neighbors(points, queries, radius, metric, strict):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("normalize", [False, True])
-def test_fixed_radius_search_feeds_continuous_conv(dtype, index_dtype, normalize):
+def test_fixed_radius_search_feeds_continuous_conv(dtype, index_dtype, normalize, device):
     rng = np.random.default_rng(3)
     inp = rng.random((300, 3)).astype(dtype)
     out_pos = rng.random((40, 3)).astype(dtype)
@@ -58,7 +58,7 @@ def test_fixed_radius_search_feeds_continuous_conv(dtype, index_dtype, normalize
     filters = rng.standard_normal((3, 5, 2, 4, 6)).astype(dtype)
     offset = np.array([0.1, -0.2, 0.05], dtype)
     extent = 0.4
-    nb = geomops.fixed_radius_search(inp, out_pos, extent / 2, index_dtype=index_dtype, metric="Linf")
+    nb = geomops.fixed_radius_search(inp, out_pos, extent / 2, index_dtype=index_dtype, metric="Linf", device=device)
     got = geomops.continuous_conv(filters, out_pos, np.array([[extent]], dtype), offset, inp, feats, None,
                                   nb.neighbors_index, None, nb.neighbors_row_splits, align_corners=False,
                                   coordinate_mapping="identity", interpolation="nearest_neighbor",
@@ -71,7 +71,7 @@ def test_fixed_radius_search_feeds_continuous_conv(dtype, index_dtype, normalize
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_radius_and_knn_search_feed_continuous_conv(dtype):
+def test_radius_and_knn_search_feed_continuous_conv(dtype, device):
     rng = np.random.default_rng(4)
     inp = rng.random((200, 3)).astype(dtype)
     out_pos = rng.random((30, 3)).astype(dtype)
@@ -79,7 +79,7 @@ def test_radius_and_knn_search_feed_continuous_conv(dtype):
     filters = rng.standard_normal((3, 3, 3, 3, 2)).astype(dtype)
     offset = np.zeros(3, dtype)
     extents = (0.3 + 0.2 * rng.random(30)).astype(dtype)  # one extent per output point
-    nb = geomops.radius_search(inp, out_pos, extents / 2, metric="L2")
+    nb = geomops.radius_search(inp, out_pos, extents / 2, metric="L2", device=device)
     got = geomops.continuous_conv(filters, out_pos, extents[:, None], offset, inp, feats, None, nb.neighbors_index,
                                   None, nb.neighbors_row_splits, align_corners=False, coordinate_mapping="identity",
                                   interpolation="nearest_neighbor")
@@ -88,7 +88,7 @@ def test_radius_and_knn_search_feed_continuous_conv(dtype):
     tol = 2e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, expect, rtol=tol, atol=tol * np.abs(expect).max())
 
-    knn = geomops.knn_search(inp, out_pos, 8, index_dtype=np.int64)
+    knn = geomops.knn_search(inp, out_pos, 8, index_dtype=np.int64, device=device)
     got = geomops.continuous_conv(filters, out_pos, extents[:, None], offset, inp, feats, None, knn.neighbors_index,
                                   None, knn.neighbors_row_splits, align_corners=False, coordinate_mapping="identity",
                                   interpolation="nearest_neighbor", normalize=True)

@@ -11,12 +11,13 @@ Q = np.random.default_rng(1).random((10, 3)).astype(np.float32)
 R = np.full(10, 0.2, np.float32)
 
 
-def calls():
+def calls(device):
     """One entry per search: (name, function taking keyword overrides)."""
     return [
-        ("fixed", lambda **kw: geomops.fixed_radius_search(**{**dict(points=P, queries=Q, radius=0.2), **kw})),
-        ("radius", lambda **kw: geomops.radius_search(**{**dict(points=P, queries=Q, radii=R), **kw})),
-        ("knn", lambda **kw: geomops.knn_search(**{**dict(points=P, queries=Q, k=3), **kw})),
+        ("fixed", lambda **kw: geomops.fixed_radius_search(**{**dict(points=P, queries=Q, radius=0.2, device=device),
+                                                              **kw})),
+        ("radius", lambda **kw: geomops.radius_search(**{**dict(points=P, queries=Q, radii=R, device=device), **kw})),
+        ("knn", lambda **kw: geomops.knn_search(**{**dict(points=P, queries=Q, k=3, device=device), **kw})),
     ]
 
 
@@ -47,25 +48,25 @@ COMMON_BAD = [
 
 @pytest.mark.parametrize("which", ["fixed", "radius", "knn"])
 @pytest.mark.parametrize("case", range(len(COMMON_BAD)))
-def test_common_bad_inputs(which, case):
-    fn = dict(calls())[which]
+def test_common_bad_inputs(which, case, device):
+    fn = dict(calls(device))[which]
     kwargs, exc, match = COMMON_BAD[case]
     with pytest.raises(exc, match=match):
         fn(**kwargs)
 
 
-def test_bad_radius():
+def test_bad_radius(device):
     for radius, exc in ((-0.1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
                         ("0.1", TypeError), (None, TypeError)):
         with pytest.raises(exc, match="radius"):
-            geomops.fixed_radius_search(P, Q, radius)
+            geomops.fixed_radius_search(P, Q, radius, device=device)
     with pytest.raises(ValueError, match="hash_table_size_factor"):
-        geomops.fixed_radius_search(P, Q, 0.1, hash_table_size_factor=-1)
+        geomops.fixed_radius_search(P, Q, 0.1, hash_table_size_factor=-1, device=device)
     with pytest.raises(TypeError, match="sort"):
-        geomops.fixed_radius_search(P, Q, 0.1, sort=None)
+        geomops.fixed_radius_search(P, Q, 0.1, sort=None, device=device)
 
 
-def test_bad_radii():
+def test_bad_radii(device):
     bad = [
         (R[:-1], ValueError, "radii"),
         (R[:, None], ValueError, "radii"),
@@ -77,17 +78,17 @@ def test_bad_radii():
     ]
     for radii, exc, match in bad:
         with pytest.raises(exc, match=match):
-            geomops.radius_search(P, Q, radii)
+            geomops.radius_search(P, Q, radii, device=device)
     with pytest.raises(TypeError, match="normalize_distances"):
-        geomops.radius_search(P, Q, R, normalize_distances=0)
+        geomops.radius_search(P, Q, R, normalize_distances=0, device=device)
 
 
-def test_bad_k():
+def test_bad_k(device):
     for k, exc in ((0, ValueError), (-3, ValueError), (2.5, TypeError), ("3", TypeError)):
         with pytest.raises(exc, match="k"):
-            geomops.knn_search(P, Q, k)
+            geomops.knn_search(P, Q, k, device=device)
     with pytest.raises(ValueError, match="k must be greater than zero"):
-        geomops.knn_search(P, Q, 0)
+        geomops.knn_search(P, Q, 0, device=device)
 
 
 def test_int32_indices_never_wrap():
@@ -97,12 +98,13 @@ def test_int32_indices_never_wrap():
         S._check_index_capacity(2 ** 31 + 1, np.dtype(np.int32))
 
 
-def test_inputs_are_not_modified_and_views_are_accepted():
+def test_inputs_are_not_modified_and_views_are_accepted(device):
     big = np.random.default_rng(2).random((40, 6))
     points = big[:, ::2]  # non-contiguous view
     keep = big.copy()
-    res = geomops.fixed_radius_search(points, points[::3], 0.3, sort=True)
-    ref = geomops.fixed_radius_search(np.ascontiguousarray(points), np.ascontiguousarray(points[::3]), 0.3, sort=True)
+    res = geomops.fixed_radius_search(points, points[::3], 0.3, sort=True, device=device)
+    ref = geomops.fixed_radius_search(np.ascontiguousarray(points), np.ascontiguousarray(points[::3]), 0.3, sort=True,
+                                      device=device)
     np.testing.assert_array_equal(res.neighbors_index, ref.neighbors_index)
     np.testing.assert_array_equal(big, keep)
 
@@ -113,3 +115,23 @@ def test_exports():
         assert name in S.__all__
         assert getattr(geomops, name) is getattr(S, name)
         assert getattr(geomops.ops, name) is getattr(S, name)
+
+
+@pytest.mark.parametrize("which", ["fixed", "radius", "knn", "table"])
+def test_device_argument(which):
+    op = dict(calls(None), table=lambda **kw: geomops.build_spatial_hash_table(P, 0.2, **kw))[which]
+    with pytest.raises(ValueError, match="device"):
+        op(device="gpu")
+    with pytest.raises(TypeError, match="device"):
+        op(device=0)
+    ref = op()
+    for a, b in zip(op(device="cpu"), ref):
+        np.testing.assert_array_equal(a, b)
+    if not geomops.cuda_available():
+        with pytest.raises(RuntimeError, match="cuda"):
+            op(device="cuda")
+
+
+def test_device_is_keyword_only():
+    with pytest.raises(TypeError):
+        geomops.knn_search(P, Q, 3, None, None, np.int32, "L2", False, False, None, "cpu")

@@ -1,96 +1,23 @@
 # Bindings for the search kernels (cpu/search_*.c). The facade (search.py) validates every
-# argument and passes C-contiguous arrays; results the kernels malloc are adopted by Cython
-# arrays that free() them when the last NumPy view is gone.
+# argument and passes C-contiguous arrays. A search is two calls (geomops/search.h): its
+# ``search_*_count`` fills the row splits and returns a SearchPlan; the facade allocates the
+# outputs for ``plan.total`` entries and calls ``plan.fill``.
 
-from libc.stdint cimport int32_t as _srch_i32, int64_t as _srch_i64
-from libc.stdlib cimport free as _srch_free
-from cython.view cimport array as _srch_array
+from libc.stdint cimport int32_t, int64_t
 
-cdef extern from "geomops/search.h" nogil:
-    int GM_METRIC_L1, GM_METRIC_L2, GM_METRIC_LINF
+from geomops._c_search cimport (
+    GM_METRIC_L1, GM_METRIC_L2, GM_METRIC_LINF, gm_hash_table_params, gm_grid, gm_grid_params,
+    gm_search_plan, gm_fixed_radius_params, gm_tree_search_params, gm_build_spatial_hash_table_cpu,
+    gm_verify_spatial_hash_table_cpu, gm_grid_build_cpu, gm_grid_free, gm_grid_matches_cpu, gm_grid_nbytes,
+    gm_fixed_radius_search_count_cpu, gm_radius_search_count_cpu, gm_knn_search_count_cpu, gm_search_fill_cpu,
+    gm_search_plan_free)
 
-    ctypedef struct gm_hash_table_params:
-        int dtype
-        const void *points
-        _srch_i64 num_points
-        const _srch_i64 *points_row_splits
-        _srch_i64 batch_size
-        double radius
-        const _srch_i64 *table_splits
-        _srch_i32 *index
-        _srch_i32 *cell_splits
-        int num_threads
-
-    int gm_build_spatial_hash_table_cpu(const gm_hash_table_params *p)
-    int gm_verify_spatial_hash_table_cpu(const gm_hash_table_params *p, int *valid)
-
-    ctypedef struct gm_grid:
-        pass
-
-    ctypedef struct gm_grid_params:
-        int dtype
-        const void *points
-        _srch_i64 num_points
-        const _srch_i64 *points_row_splits
-        _srch_i64 batch_size
-        double radius
-        int num_threads
-
-    int gm_grid_build_cpu(const gm_grid_params *p, gm_grid **out)
-    void gm_grid_free(gm_grid *g)
-    int gm_grid_matches_cpu(const gm_grid *g, const void *points, _srch_i64 num_points, int *match)
-    _srch_i64 gm_grid_nbytes(const gm_grid *g)
-
-    ctypedef struct gm_search_output:
-        _srch_i64 *row_splits
-        void **index
-        void **distance
-        _srch_i64 *total
-
-    ctypedef struct gm_fixed_radius_params:
-        const gm_grid *grid
-        const void *queries
-        _srch_i64 num_queries
-        const _srch_i64 *queries_row_splits
-        int metric
-        int ignore_query_point
-        int return_distances
-        int sort
-        int index_is64
-        int num_threads
-        gm_search_output out
-
-    int gm_fixed_radius_search_cpu(const gm_fixed_radius_params *p)
-
-    ctypedef struct gm_tree_search_params:
-        int dtype
-        const void *points
-        _srch_i64 num_points
-        const _srch_i64 *points_row_splits
-        const void *queries
-        _srch_i64 num_queries
-        const _srch_i64 *queries_row_splits
-        _srch_i64 batch_size
-        int metric
-        int ignore_query_point
-        int return_distances
-        int index_is64
-        int num_threads
-        const void *radii
-        int normalize_distances
-        int sort
-        _srch_i64 k
-        gm_search_output out
-
-    int gm_radius_search_cpu(const gm_tree_search_params *p)
-    int gm_knn_search_cpu(const gm_tree_search_params *p)
-
-
-_SEARCH_METRICS = {"L1": GM_METRIC_L1, "L2": GM_METRIC_L2, "Linf": GM_METRIC_LINF}
+# metric name -> the header's gm_metric value
+SEARCH_METRICS = {"L1": GM_METRIC_L1, "L2": GM_METRIC_L2, "Linf": GM_METRIC_LINF}
 
 
 cdef inline const void *_srch_ptr(a) except NULL:
-    """Data pointer of a validated, C-contiguous, non-empty-or-empty NumPy array."""
+    """Data pointer of a validated, C-contiguous NumPy array."""
     cdef size_t addr = _addr(a)
     if addr == 0:
         raise ValueError("geomops: internal error, array without data")
@@ -101,35 +28,54 @@ cdef inline int _srch_dtype(a) except -1:
     return GM_FLOAT64 if a.dtype.itemsize == 8 else GM_FLOAT32
 
 
-cdef object _srch_adopt(void *ptr, _srch_i64 n, Py_ssize_t itemsize, fmt):
-    """A Cython array owning malloc'ed memory (freed with it); None when empty."""
-    cdef _srch_array arr
-    if ptr == NULL or n <= 0:
-        _srch_free(ptr)
-        return None
+cdef class SearchPlan:
+    """What a search's count phase keeps for its fill (a native plan, freed with this object).
+
+    ``total`` is the number of neighbor entries; ``fill`` writes them and frees the plan. The
+    plan holds on to the inputs it points to, so they stay alive until the fill."""
+    cdef gm_search_plan *plan
+    cdef readonly int64_t total
+    cdef object inputs
+
+    def __dealloc__(self):
+        gm_search_plan_free(self.plan)
+        self.plan = NULL
+
+    def fill(self, index, distance=None):
+        """Write ``index`` ([total] int32/int64, as asked for at the count) and, when distances
+        were asked for, ``distance`` ([total], the points' dtype); a plan fills once."""
+        if self.plan == NULL:
+            raise ValueError("geomops: internal error, this search plan was already filled")
+        cdef void *ip = <void *>_addr(index)
+        cdef void *dp = <void *>_addr(distance)
+        cdef int status
+        with nogil:
+            status = gm_search_fill_cpu(self.plan, ip, dp)
+        gm_search_plan_free(self.plan)
+        self.plan = NULL
+        self.inputs = None
+        _check(status)
+
+    def __reduce__(self):
+        raise TypeError("SearchPlan cannot be pickled")
+
+
+cdef object _srch_plan(gm_search_plan *plan, int64_t total, inputs):
+    cdef SearchPlan obj
     try:
-        arr = _srch_array(shape=(n,), itemsize=itemsize, format=fmt, mode="c", allocate_buffer=False)
+        obj = SearchPlan.__new__(SearchPlan)
     except BaseException:
-        _srch_free(ptr)
+        gm_search_plan_free(plan)
         raise
-    arr.data = <char *>ptr
-    arr.callback_free_data = _srch_free
-    return arr
+    obj.plan = plan
+    obj.total = total
+    obj.inputs = inputs
+    return obj
 
 
-cdef object _srch_adopt_pair(void *idx, void *dist, _srch_i64 total, bint index_is64, Py_ssize_t tsize):
-    try:
-        index = _srch_adopt(idx, total, 8 if index_is64 else 4, "q" if index_is64 else "i")
-    except BaseException:
-        _srch_free(dist)
-        raise
-    distance = _srch_adopt(dist, total, tsize, "d" if tsize == 8 else "f")
-    return index, distance
-
-
-def search_build_hash_table(points, const _srch_i64[::1] row_splits, double radius,
-                            const _srch_i64[::1] table_splits, _srch_i32[::1] index,
-                            _srch_i32[::1] cell_splits, int num_threads):
+def search_build_hash_table(points, const int64_t[::1] row_splits, double radius,
+                            const int64_t[::1] table_splits, int32_t[::1] index,
+                            int32_t[::1] cell_splits, int num_threads):
     """Fill index / cell_splits with the Open3D-compatible hash table of ``points``."""
     cdef gm_hash_table_params p
     p.dtype = _srch_dtype(points)
@@ -148,9 +94,9 @@ def search_build_hash_table(points, const _srch_i64[::1] row_splits, double radi
     _check(status)
 
 
-def search_verify_hash_table(points, const _srch_i64[::1] row_splits, double radius,
-                             const _srch_i64[::1] table_splits, const _srch_i32[::1] index,
-                             const _srch_i32[::1] cell_splits, int num_threads):
+def search_verify_hash_table(points, const int64_t[::1] row_splits, double radius,
+                             const int64_t[::1] table_splits, const int32_t[::1] index,
+                             const int32_t[::1] cell_splits, int num_threads):
     """True when (index, cell_splits) is the hash table of ``points`` for ``radius``."""
     cdef gm_hash_table_params p
     cdef int valid = 0
@@ -161,8 +107,8 @@ def search_verify_hash_table(points, const _srch_i64[::1] row_splits, double rad
     p.batch_size = row_splits.shape[0] - 1
     p.radius = radius
     p.table_splits = &table_splits[0]
-    p.index = <_srch_i32 *>&index[0] if index.shape[0] else NULL
-    p.cell_splits = <_srch_i32 *>&cell_splits[0]
+    p.index = <int32_t *>&index[0] if index.shape[0] else NULL
+    p.cell_splits = <int32_t *>&cell_splits[0]
     p.num_threads = num_threads
     cdef int status
     with nogil:
@@ -185,7 +131,7 @@ cdef class SearchGrid:
         """True when ``points`` (validated, C-contiguous) are the coordinates it was built from."""
         cdef int match = 0
         cdef const void *ptr = _srch_ptr(points)
-        cdef _srch_i64 n = points.shape[0]
+        cdef int64_t n = points.shape[0]
         if points.dtype != self.dtype:
             return False
         cdef int status
@@ -202,7 +148,7 @@ cdef class SearchGrid:
         raise TypeError("SearchGrid cannot be pickled; it is rebuilt on demand")
 
 
-def search_grid_build(points, const _srch_i64[::1] row_splits, double radius, int num_threads):
+def search_grid_build(points, const int64_t[::1] row_splits, double radius, int num_threads):
     """Build the fixed-radius search grid of ``points``."""
     cdef gm_grid_params p
     cdef gm_grid *g = NULL
@@ -217,54 +163,45 @@ def search_grid_build(points, const _srch_i64[::1] row_splits, double radius, in
     with nogil:
         status = gm_grid_build_cpu(&p, &g)
     _check(status)
-    cdef SearchGrid obj = SearchGrid.__new__(SearchGrid)
+    cdef SearchGrid obj
+    try:
+        obj = SearchGrid.__new__(SearchGrid)
+    except BaseException:
+        gm_grid_free(g)
+        raise
     obj.grid = g
     obj.radius = radius
     obj.dtype = points.dtype
     return obj
 
 
-def search_fixed_radius(SearchGrid grid, queries, const _srch_i64[::1] queries_row_splits,
-                        _srch_i64[::1] row_splits_out, metric, bint ignore_query_point,
-                        bint return_distances, bint sort, bint index_is64, int num_threads):
-    """Fixed-radius search; fills row_splits_out and returns (index, distance) buffers or None."""
+def search_fixed_radius_count(SearchGrid grid, queries, const int64_t[::1] queries_row_splits,
+                              int64_t[::1] row_splits_out, metric, bint ignore_query_point,
+                              bint return_distances, bint sort, bint index_is64, int num_threads):
+    """Count phase of fixed_radius_search: fills row_splits_out, returns the SearchPlan."""
     cdef gm_fixed_radius_params p
-    cdef void *idx = NULL
-    cdef void *dist = NULL
-    cdef _srch_i64 total = 0
+    cdef gm_search_plan *plan = NULL
+    cdef int64_t total = 0
     cdef int status
     p.grid = grid.grid
     p.queries = _srch_ptr(queries)
     p.num_queries = queries.shape[0]
     p.queries_row_splits = &queries_row_splits[0]
-    p.metric = _SEARCH_METRICS[metric]
+    p.metric = SEARCH_METRICS[metric]
     p.ignore_query_point = ignore_query_point
     p.return_distances = return_distances
     p.sort = sort
     p.index_is64 = index_is64
     p.num_threads = num_threads
-    p.out.row_splits = &row_splits_out[0]
-    p.out.index = &idx
-    p.out.distance = &dist
-    p.out.total = &total
     with nogil:
-        status = gm_fixed_radius_search_cpu(&p)
+        status = gm_fixed_radius_search_count_cpu(&p, &row_splits_out[0], &total, &plan)
     _check(status)
-    cdef Py_ssize_t tsize = queries.dtype.itemsize
-    return _srch_adopt_pair(idx, dist, total, index_is64, tsize)
+    return _srch_plan(plan, total, (grid, queries, queries_row_splits))
 
 
-def search_tree(kind, points, const _srch_i64[::1] points_row_splits, queries,
-                const _srch_i64[::1] queries_row_splits, _srch_i64[::1] row_splits_out, metric,
-                bint ignore_query_point, bint return_distances, bint index_is64, int num_threads,
-                radii=None, bint normalize_distances=False, bint sort=False, _srch_i64 k=0):
-    """radius_search (kind 'radius', per-query radii) or knn_search (kind 'knn')."""
-    cdef gm_tree_search_params p
-    cdef void *idx = NULL
-    cdef void *dist = NULL
-    cdef _srch_i64 total = 0
-    cdef int status
-    cdef bint is_knn = kind == "knn"
+cdef int _srch_tree_params(gm_tree_search_params *p, points, const int64_t[::1] points_row_splits, queries,
+                           const int64_t[::1] queries_row_splits, metric, bint ignore_query_point,
+                           bint return_distances, bint index_is64, int num_threads) except -1:
     p.dtype = _srch_dtype(points)
     p.points = _srch_ptr(points)
     p.num_points = points.shape[0]
@@ -273,26 +210,50 @@ def search_tree(kind, points, const _srch_i64[::1] points_row_splits, queries,
     p.num_queries = queries.shape[0]
     p.queries_row_splits = &queries_row_splits[0]
     p.batch_size = points_row_splits.shape[0] - 1
-    p.metric = _SEARCH_METRICS[metric]
+    p.metric = SEARCH_METRICS[metric]
     p.ignore_query_point = ignore_query_point
     p.return_distances = return_distances
     p.index_is64 = index_is64
     p.num_threads = num_threads
-    p.radii = _srch_ptr(radii) if radii is not None else NULL
+    p.radii = NULL
+    p.normalize_distances = 0
+    p.sort = 0
+    p.k = 0
+    return 0
+
+
+def search_radius_count(points, const int64_t[::1] points_row_splits, queries,
+                        const int64_t[::1] queries_row_splits, radii, int64_t[::1] row_splits_out, metric,
+                        bint ignore_query_point, bint return_distances, bint normalize_distances, bint sort,
+                        bint index_is64, int num_threads):
+    """Count phase of radius_search (per-query radii): fills row_splits_out, returns the SearchPlan."""
+    cdef gm_tree_search_params p
+    cdef gm_search_plan *plan = NULL
+    cdef int64_t total = 0
+    cdef int status
+    _srch_tree_params(&p, points, points_row_splits, queries, queries_row_splits, metric, ignore_query_point,
+                      return_distances, index_is64, num_threads)
+    p.radii = _srch_ptr(radii)
     p.normalize_distances = normalize_distances
     p.sort = sort
-    p.k = k
-    p.out.row_splits = &row_splits_out[0]
-    p.out.index = &idx
-    p.out.distance = &dist
-    p.out.total = &total
-    if not is_knn and p.radii == NULL:
-        raise ValueError("geomops: internal error, radius search without radii")
     with nogil:
-        if is_knn:
-            status = gm_knn_search_cpu(&p)
-        else:
-            status = gm_radius_search_cpu(&p)
+        status = gm_radius_search_count_cpu(&p, &row_splits_out[0], &total, &plan)
     _check(status)
-    cdef Py_ssize_t tsize = queries.dtype.itemsize
-    return _srch_adopt_pair(idx, dist, total, index_is64, tsize)
+    return _srch_plan(plan, total, (points, points_row_splits, queries, queries_row_splits, radii))
+
+
+def search_knn_count(points, const int64_t[::1] points_row_splits, queries,
+                     const int64_t[::1] queries_row_splits, int64_t k, int64_t[::1] row_splits_out, metric,
+                     bint ignore_query_point, bint return_distances, bint index_is64, int num_threads):
+    """Count phase of knn_search: fills row_splits_out, returns the SearchPlan."""
+    cdef gm_tree_search_params p
+    cdef gm_search_plan *plan = NULL
+    cdef int64_t total = 0
+    cdef int status
+    _srch_tree_params(&p, points, points_row_splits, queries, queries_row_splits, metric, ignore_query_point,
+                      return_distances, index_is64, num_threads)
+    p.k = k
+    with nogil:
+        status = gm_knn_search_count_cpu(&p, &row_splits_out[0], &total, &plan)
+    _check(status)
+    return _srch_plan(plan, total, (points, points_row_splits, queries, queries_row_splits))

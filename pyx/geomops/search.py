@@ -1,4 +1,4 @@
-"""Neighbor search on the CPU: Open3D-compatible spatial hash table, fixed-radius, radius and kNN search.
+"""Neighbor search: Open3D-compatible spatial hash table, fixed-radius, radius and kNN search.
 
 Semantics follow Open3D's ops (``open3d.ml.*.ops``): indices are global (not relative to the batch
 item), queries of batch item ``b`` only see points of item ``b``, L2 distances are squared, L1 and
@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _cpu
+from . import _backend
 from ._config import resolve_num_threads
 from ._validate import (check_bool, check_int, check_option, check_real, float_array, index_array,
                         row_splits)
@@ -108,14 +108,13 @@ def _metric(metric):
     return check_option(metric, "metric", METRICS)
 
 
-def _result(index, row_splits_out, distance, index_dtype, float_dtype):
-    idx = np.asarray(index) if index is not None else np.empty(0, index_dtype)
-    dist = np.asarray(distance) if distance is not None else np.empty(0, float_dtype)
-    return NeighborSearchResult(idx, row_splits_out, dist)
-
-
-def _empty_splits(num_queries):
-    return np.zeros(num_queries + 1, np.int64)
+def _fill(plan, row_splits_out, args):
+    """The fill phase of a search whose count phase returned ``plan``: the outputs are allocated
+    here, once the count is known."""
+    index = np.empty(plan.total, args.index_dtype)
+    distance = np.empty(plan.total if args.return_distances else 0, args.points.dtype)
+    plan.fill(index, distance if args.return_distances else None)
+    return NeighborSearchResult(index, row_splits_out, distance)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,7 +149,7 @@ def _search_args(points, queries, points_row_splits, queries_row_splits, index_d
 
 
 def build_spatial_hash_table(points, radius, points_row_splits=None, hash_table_size_factor=1 / 64,
-                             max_hash_table_size=33554432, num_threads=None):
+                             max_hash_table_size=33554432, num_threads=None, *, device=None):
     """Build Open3D's spatial hash table of a point set for a fixed-radius search.
 
     The table is identical to Open3D's (same voxel size ``2*radius``, hash function and table sizes
@@ -171,6 +170,9 @@ def build_spatial_hash_table(points, radius, points_row_splits=None, hash_table_
         Upper bound of each item's table size. Default 33554432.
     num_threads : int, optional
         OpenMP threads (default: :func:`geomops.get_num_threads`).
+    device : str, optional
+        Where to run: None or ``"cpu"`` today; ``"cuda"`` / ``"cuda:N"`` once the CUDA backend
+        exists.
 
     Returns
     -------
@@ -179,6 +181,7 @@ def build_spatial_hash_table(points, radius, points_row_splits=None, hash_table_
         hash_table_splits [B+1] int32)`` with attributes ``radius``, ``num_points``,
         ``points_row_splits`` and ``dtype``.
     """
+    kernels = _backend.resolve(device).kernels
     pts = _points(points, "points")
     radius = check_real(radius, "radius", nonnegative=True)
     factor = check_real(hash_table_size_factor, "hash_table_size_factor", positive=True)
@@ -198,13 +201,12 @@ def build_spatial_hash_table(points, radius, points_row_splits=None, hash_table_
     table_splits[1:] = np.cumsum(sizes, dtype=np.int64)
     index = np.empty(n, np.int32)
     cell_splits = np.empty(total + 1, np.int32)
-    _cpu.search_build_hash_table(pts, ps, radius, table_splits, index, cell_splits, nt)
+    kernels.search_build_hash_table(pts, ps, radius, table_splits, index, cell_splits, nt)
     table = SpatialHashTable(index, cell_splits, table_splits.astype(np.int32))
     table.radius = radius
     table.num_points = n
     table.points_row_splits = ps
     table.dtype = pts.dtype
-    table.hash_table_size_factor = factor
     return table
 
 
@@ -241,7 +243,7 @@ def _table_arrays(hash_table, num_points, num_items):
     return index, cells, splits.astype(np.int64)
 
 
-def _grid_for_table(hash_table, pts, ps, radius, nt):
+def _grid_for_table(kernels, hash_table, pts, ps, radius, nt):
     """The search grid for a user-supplied hash table, after checking the table fits the call."""
     if isinstance(hash_table, SpatialHashTable) and hasattr(hash_table, "radius"):
         if hash_table.dtype != pts.dtype:
@@ -261,10 +263,10 @@ def _grid_for_table(hash_table, pts, ps, radius, nt):
                 raise ValueError("hash_table was built for another point set (same size, other coordinates)")
             return grid
     index, cells, splits = _table_arrays(hash_table, pts.shape[0], ps.shape[0] - 1)
-    if not _cpu.search_verify_hash_table(pts, ps, radius, splits, index, cells, nt):
+    if not kernels.search_verify_hash_table(pts, ps, radius, splits, index, cells, nt):
         raise ValueError(f"hash_table is not the spatial hash table of these points for radius={radius}: it was "
                          "built for another radius, point set or row splits")
-    grid = _cpu.search_grid_build(pts, ps, radius, nt)
+    grid = kernels.search_grid_build(pts, ps, radius, nt)
     if isinstance(hash_table, SpatialHashTable):
         hash_table._grid = grid
     return grid
@@ -275,7 +277,8 @@ def _grid_for_table(hash_table, pts, ps, radius, nt):
 
 def fixed_radius_search(points, queries, radius, points_row_splits=None, queries_row_splits=None,
                         hash_table=None, hash_table_size_factor=1 / 64, index_dtype=np.int32, metric="L2",
-                        ignore_query_point=False, return_distances=False, sort=False, num_threads=None):
+                        ignore_query_point=False, return_distances=False, sort=False, num_threads=None, *,
+                        device=None):
     """All points within a fixed radius of each query (inclusive: ``dist <= radius``).
 
     Parameters
@@ -294,8 +297,8 @@ def fixed_radius_search(points, queries, radius, points_row_splits=None, queries
         checked (a table for another radius or point set raises ``ValueError``), and the search
         index derived from it is cached on a :class:`SpatialHashTable` for reuse.
     hash_table_size_factor : float
-        Accepted for Open3D compatibility and validated (> 0); the search index here does not
-        depend on it.
+        Accepted for Open3D compatibility only: it is validated (> 0) and otherwise unused (the
+        search grid does not depend on it; a ``hash_table`` keeps the size it was built with).
     index_dtype : {np.int32, np.int64}
         Dtype of ``neighbors_index``.
     metric : {"L2", "L1", "Linf"}
@@ -309,12 +312,17 @@ def fixed_radius_search(points, queries, radius, points_row_splits=None, queries
         search (the same for any thread count) but not meaningful.
     num_threads : int, optional
         OpenMP threads (default: :func:`geomops.get_num_threads`).
+    device : str, optional
+        Where to run: None or ``"cpu"`` today; ``"cuda"`` / ``"cuda:N"`` once the CUDA backend
+        exists.
 
     Returns
     -------
     NeighborSearchResult
         ``(neighbors_index [E], neighbors_row_splits [Nq+1] int64, neighbors_distance [E] or [0])``.
     """
+    kernels = _backend.resolve(device).kernels
+
     def check(pts, qs):
         r = check_real(radius, "radius", nonnegative=True)
         check_real(hash_table_size_factor, "hash_table_size_factor", positive=True)
@@ -324,14 +332,14 @@ def fixed_radius_search(points, queries, radius, points_row_splits=None, queries
                         ignore_query_point, return_distances, num_threads, check)
     sort = check_bool(sort, "sort")
     if hash_table is None:
-        grid = _cpu.search_grid_build(a.points, a.points_splits, r, a.num_threads)
+        grid = kernels.search_grid_build(a.points, a.points_splits, r, a.num_threads)
     else:
-        grid = _grid_for_table(hash_table, a.points, a.points_splits, r, a.num_threads)
+        grid = _grid_for_table(kernels, hash_table, a.points, a.points_splits, r, a.num_threads)
     rs = np.empty(a.queries.shape[0] + 1, np.int64)
-    idx, dist = _cpu.search_fixed_radius(grid, a.queries, a.queries_splits, rs, a.metric, a.ignore_query_point,
-                                         a.return_distances, sort, a.index_dtype == np.dtype(np.int64),
-                                         a.num_threads)
-    return _result(idx, rs, dist, a.index_dtype, a.points.dtype)
+    plan = kernels.search_fixed_radius_count(grid, a.queries, a.queries_splits, rs, a.metric,
+                                             a.ignore_query_point, a.return_distances, sort,
+                                             a.index_dtype == np.dtype(np.int64), a.num_threads)
+    return _fill(plan, rs, a)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,7 +362,7 @@ def _radii(radii, num_queries, dtype):
 
 def radius_search(points, queries, radii, points_row_splits=None, queries_row_splits=None, index_dtype=np.int32,
                   metric="L2", ignore_query_point=False, return_distances=False, normalize_distances=False,
-                  sort=False, num_threads=None):
+                  sort=False, num_threads=None, *, device=None):
     """All points strictly within a per-query radius of each query (``dist < radii[i]``).
 
     Parameters
@@ -382,28 +390,32 @@ def radius_search(points, queries, radii, points_row_splits=None, queries_row_sp
         Give each query's neighbors in ascending index order.
     num_threads : int, optional
         OpenMP threads.
+    device : str, optional
+        Where to run: None or ``"cpu"`` today; ``"cuda"`` / ``"cuda:N"`` once the CUDA backend
+        exists.
 
     Returns
     -------
     NeighborSearchResult
     """
+    kernels = _backend.resolve(device).kernels
     a, r = _search_args(points, queries, points_row_splits, queries_row_splits, index_dtype, metric,
                         ignore_query_point, return_distances, num_threads,
                         lambda pts, qs: _radii(radii, qs.shape[0], pts.dtype))
     normalize = check_bool(normalize_distances, "normalize_distances")
     sort = check_bool(sort, "sort")
     rs = np.empty(a.queries.shape[0] + 1, np.int64)
-    idx, dist = _cpu.search_tree("radius", a.points, a.points_splits, a.queries, a.queries_splits, rs, a.metric,
-                                 a.ignore_query_point, a.return_distances, a.index_dtype == np.dtype(np.int64),
-                                 a.num_threads, radii=r, normalize_distances=normalize, sort=sort)
-    return _result(idx, rs, dist, a.index_dtype, a.points.dtype)
+    plan = kernels.search_radius_count(a.points, a.points_splits, a.queries, a.queries_splits, r, rs, a.metric,
+                                       a.ignore_query_point, a.return_distances, normalize, sort,
+                                       a.index_dtype == np.dtype(np.int64), a.num_threads)
+    return _fill(plan, rs, a)
 
 
 # ---------------------------------------------------------------------------------------------
 # knn_search
 
 def knn_search(points, queries, k, points_row_splits=None, queries_row_splits=None, index_dtype=np.int32,
-               metric="L2", ignore_query_point=False, return_distances=False, num_threads=None):
+               metric="L2", ignore_query_point=False, return_distances=False, num_threads=None, *, device=None):
     """The k nearest points of each query.
 
     Each query gets ``min(k, n_b)`` neighbors (``n_b``: points in its batch item) sorted by
@@ -430,11 +442,16 @@ def knn_search(points, queries, k, points_row_splits=None, queries_row_splits=No
         Also return the distances (squared for L2, plain for L1 / Linf).
     num_threads : int, optional
         OpenMP threads.
+    device : str, optional
+        Where to run: None or ``"cpu"`` today; ``"cuda"`` / ``"cuda:N"`` once the CUDA backend
+        exists.
 
     Returns
     -------
     NeighborSearchResult
     """
+    kernels = _backend.resolve(device).kernels
+
     def check(pts, qs):
         kk = check_int(k, "k")
         if kk < 1:
@@ -444,7 +461,7 @@ def knn_search(points, queries, k, points_row_splits=None, queries_row_splits=No
     a, kk = _search_args(points, queries, points_row_splits, queries_row_splits, index_dtype, metric,
                          ignore_query_point, return_distances, num_threads, check)
     rs = np.empty(a.queries.shape[0] + 1, np.int64)
-    idx, dist = _cpu.search_tree("knn", a.points, a.points_splits, a.queries, a.queries_splits, rs, a.metric,
-                                 a.ignore_query_point, a.return_distances, a.index_dtype == np.dtype(np.int64),
-                                 a.num_threads, k=kk)
-    return _result(idx, rs, dist, a.index_dtype, a.points.dtype)
+    plan = kernels.search_knn_count(a.points, a.points_splits, a.queries, a.queries_splits, kk, rs, a.metric,
+                                    a.ignore_query_point, a.return_distances, a.index_dtype == np.dtype(np.int64),
+                                    a.num_threads)
+    return _fill(plan, rs, a)
