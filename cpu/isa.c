@@ -22,10 +22,14 @@ int gm_cpu_isa_supported(int isa) {
 
 const char* gm_cpu_isa_name(int isa) {
     switch (isa) {
-        case GM_ISA_GENERIC: return "generic";
-        case GM_ISA_AVX2: return "avx2";
-        case GM_ISA_AVX512: return "avx512";
-        default: return "unknown";
+        case GM_ISA_GENERIC:
+            return "generic";
+        case GM_ISA_AVX2:
+            return "avx2";
+        case GM_ISA_AVX512:
+            return "avx512";
+        default:
+            return "unknown";
     }
 }
 

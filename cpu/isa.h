@@ -16,9 +16,9 @@
 
 /* Macros, not an enum, so ISA bodies can test GM_ISA_ID with #if. */
 #define GM_ISA_GENERIC 0
-#define GM_ISA_AVX2 1
-#define GM_ISA_AVX512 2
-#define GM_ISA_COUNT 3
+#define GM_ISA_AVX2    1
+#define GM_ISA_AVX512  2
+#define GM_ISA_COUNT   3
 
 /* The ISA in use (GM_ISA_*). Thread-safe; constant after the first call. */
 int gm_cpu_isa(void);
@@ -30,15 +30,15 @@ const char* gm_cpu_isa_name(int isa);
 int gm_cpu_isa_request_ignored(void);
 
 #define GM_ICAT_(a, b) a##_##b
-#define GM_ICAT(a, b) GM_ICAT_(a, b)
+#define GM_ICAT(a, b)  GM_ICAT_(a, b)
 
 /* The variant of a function compiled by isa_variants.h for the ISA in use (a function pointer
  * expression; call it or store it once per kernel call). `name` may be a macro (GM_TFN(x)). */
 #if GM_ISA_X86
-#define GM_ISA_PICK(name)                                              \
-    (gm_cpu_isa() == GM_ISA_AVX512 ? GM_ICAT(name, avx512)             \
-                                   : (gm_cpu_isa() == GM_ISA_AVX2 ? GM_ICAT(name, avx2) \
-                                                                  : GM_ICAT(name, generic)))
+#define GM_ISA_PICK(name)                                                                                    \
+    (gm_cpu_isa() == GM_ISA_AVX512                                                                           \
+         ? GM_ICAT(name, avx512)                                                                             \
+         : (gm_cpu_isa() == GM_ISA_AVX2 ? GM_ICAT(name, avx2) : GM_ICAT(name, generic)))
 #else
 #define GM_ISA_PICK(name) GM_ICAT(name, generic)
 #endif

@@ -28,16 +28,16 @@
 
 #if GM_ISA_X86
 #define GM_ISA_ATTR __attribute__((target(GM_ISA_AVX512_TARGET)))
-#define GM_ISFX avx512
-#define GM_ISA_ID GM_ISA_AVX512
+#define GM_ISFX     avx512
+#define GM_ISA_ID   GM_ISA_AVX512
 #include GM_ISA_BODY
 #undef GM_ISA_ATTR
 #undef GM_ISFX
 #undef GM_ISA_ID
 
 #define GM_ISA_ATTR __attribute__((target(GM_ISA_AVX2_TARGET)))
-#define GM_ISFX avx2
-#define GM_ISA_ID GM_ISA_AVX2
+#define GM_ISFX     avx2
+#define GM_ISA_ID   GM_ISA_AVX2
 #include GM_ISA_BODY
 #undef GM_ISA_ATTR
 #undef GM_ISFX
@@ -45,7 +45,7 @@
 #endif
 
 #define GM_ISA_ATTR
-#define GM_ISFX generic
+#define GM_ISFX   generic
 #define GM_ISA_ID GM_ISA_GENERIC
 #include GM_ISA_BODY
 #undef GM_ISA_ATTR

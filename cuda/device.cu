@@ -11,7 +11,9 @@ namespace {
 thread_local char g_last_error[512];
 
 // Version as "13.0" from CUDA's 13000 encoding.
-void version_text(int v, char* out, size_t n) { snprintf(out, n, "%d.%d", v / 1000, v % 1000 / 10); }
+void version_text(int v, char* out, size_t n) {
+    snprintf(out, n, "%d.%d", v / 1000, v % 1000 / 10);
+}
 
 // Maps a CUDA error to a GM status and records the reason for gm_cuda_last_error().
 int fail(cudaError_t err, const char* what) {
@@ -41,8 +43,8 @@ int fail(cudaError_t err, const char* what) {
         case cudaErrorSystemDriverMismatch:
         case cudaErrorCompatNotSupportedOnDevice:
         case cudaErrorDevicesUnavailable:
-            snprintf(g_last_error, sizeof g_last_error, "no usable CUDA device: %s (%s)", cudaGetErrorString(err),
-                     what);
+            snprintf(g_last_error, sizeof g_last_error, "no usable CUDA device: %s (%s)",
+                     cudaGetErrorString(err), what);
             return GM_ERR_NO_DEVICE;
         default:
             snprintf(g_last_error, sizeof g_last_error, "CUDA error %d in %s: %s", (int)err, what,
@@ -91,4 +93,6 @@ extern "C" int gm_cuda_versions(int* runtime_version, int* driver_version) {
     return ok();
 }
 
-extern "C" const char* gm_cuda_last_error(void) { return g_last_error; }
+extern "C" const char* gm_cuda_last_error(void) {
+    return g_last_error;
+}

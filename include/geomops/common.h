@@ -11,10 +11,10 @@
  * GM_HD_INLINE is the same, forced inline: for small functions called in the innermost loops
  * with compile-time constant arguments (a metric, a mode) that the call site must specialise. */
 #if defined(__CUDACC__)
-#define GM_HD __host__ __device__ __forceinline__
+#define GM_HD        __host__ __device__ __forceinline__
 #define GM_HD_INLINE __host__ __device__ __forceinline__
 #else
-#define GM_HD static inline
+#define GM_HD        static inline
 #define GM_HD_INLINE static inline __attribute__((always_inline))
 #endif
 

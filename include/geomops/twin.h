@@ -22,18 +22,18 @@
 
 #include "geomops/common.h"
 #define GM_TCAT_(a, b) a##_##b
-#define GM_TCAT(a, b) GM_TCAT_(a, b)
-#define GM_TFN(name) GM_TCAT(name, GM_TSFX)
+#define GM_TCAT(a, b)  GM_TCAT_(a, b)
+#define GM_TFN(name)   GM_TCAT(name, GM_TSFX)
 #endif
 
 #ifndef GM_TWIN_BODY
 #error "define GM_TWIN_BODY (the body file to compile per float type) before including geomops/twin.h"
 #endif
 
-#define GM_T float
-#define GM_TSFX f32
-#define GM_TDTYPE GM_FLOAT32
-#define GM_TABS(x) fabsf(x)
+#define GM_T          float
+#define GM_TSFX       f32
+#define GM_TDTYPE     GM_FLOAT32
+#define GM_TABS(x)    fabsf(x)
 #define GM_TIS_DOUBLE 0
 #include GM_TWIN_BODY
 #undef GM_T
@@ -42,10 +42,10 @@
 #undef GM_TABS
 #undef GM_TIS_DOUBLE
 
-#define GM_T double
-#define GM_TSFX f64
-#define GM_TDTYPE GM_FLOAT64
-#define GM_TABS(x) fabs(x)
+#define GM_T          double
+#define GM_TSFX       f64
+#define GM_TDTYPE     GM_FLOAT64
+#define GM_TABS(x)    fabs(x)
 #define GM_TIS_DOUBLE 1
 #include GM_TWIN_BODY
 #undef GM_T
