@@ -133,8 +133,11 @@ int gm_posegrad_image_gradients_cpu(const gm_pg_image_grad_params* p) {
             }
             uint8_t* val = p->valid + (ptrdiff_t)r * w;
             pg_uniform_row(im->instance, h, w, r, uni);
-            for (int c = 0; c < w; ++c)
-                val[c] = (uint8_t)gm_pg_valid(uni[c], im->instance, im->depth, h, w, r, c, im->semantics);
+            /* locals: the uint8 stores below may alias *im, which would force a reload per pixel */
+            const int16_t* inst = im->instance;
+            const float* depth = im->depth;
+            const int sem = im->semantics;
+            for (int c = 0; c < w; ++c) val[c] = (uint8_t)gm_pg_valid(uni[c], inst, depth, h, w, r, c, sem);
             const uint8_t* restrict vr = val;
             /* the rows of the y difference as the border mode picks them (NULL: zero samples) */
             int ylo, yhi;
@@ -194,8 +197,10 @@ static void pg_backprop_block(const gm_pg_backprop_params* p, const gm_pg_object
             continue;
         }
         pg_uniform_row(im->instance, h, w, r, uni);
-        for (int c = 0; c < w; ++c)
-            val[c] = (uint8_t)gm_pg_valid(uni[c], im->instance, im->depth, h, w, r, c, im->semantics);
+        const int16_t* inst = im->instance; /* locals: the uint8 stores may alias *im */
+        const float* depth = im->depth;
+        const int sem = im->semantics;
+        for (int c = 0; c < w; ++c) val[c] = (uint8_t)gm_pg_valid(uni[c], inst, depth, h, w, r, c, sem);
     }
     int32_t worst = INT32_MAX;
     for (int r = r0; r < r1; ++r) {
