@@ -1,9 +1,12 @@
 """Build script for geomops.
 
-Two extension modules:
+Three extension modules:
 
-* ``geomops._cpu``  -- Cython bindings + the OpenMP C kernels in ``cpu/`` (always built).
-* ``geomops._cuda`` -- Cython bindings + nvcc objects from ``cuda/*.cu`` (optional).
+* ``geomops._cpu``      -- Cython bindings + the OpenMP C kernels in ``cpu/`` (always built).
+* ``geomops._cuda``     -- Cython bindings + nvcc objects from ``cuda/*.cu`` (optional).
+* ``geomops._cuda_emu`` -- the same bindings and ``cuda/*.cu`` compiled by the host C++ compiler
+  through ``cuda/emu/cuda_emu.h`` (always built, no nvcc needed): the CUDA kernels' logic runs
+  on the CPU so that tests exercise it on machines without a GPU.
 
 Environment switches:
 
@@ -27,8 +30,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 os.chdir(HERE)  # relative source paths below
 
 HEADERS = sorted(glob.glob("include/geomops/*.h")) + sorted(glob.glob("cpu/*.h"))
+CUDA_HEADERS = sorted(glob.glob("cuda/*.cuh")) + sorted(glob.glob("cuda/emu/*.h"))
 CPU_SOURCES = sorted(glob.glob("cpu/*.c"))
 CUDA_SOURCES = sorted(glob.glob("cuda/*.cu"))
+EMU_CXXFLAGS = ["-x", "c++", "-std=c++17", "-O2", "-g0", "-fPIC", "-fvisibility=hidden", "-ffp-contract=off",
+                "-DGM_CUDA_EMULATE", "-Iinclude", "-Icuda", "-Wall", "-Wno-unused-function",
+                "-Wno-unknown-pragmas"]
 COMMON_CFLAGS = ["-O3", "-g0", "-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wno-unused-function",
                  "-Wno-unknown-pragmas"]
 COMMON_LDFLAGS = ["-s"]
@@ -133,21 +140,35 @@ class BuildExt(build_ext):
     def build_extension(self, ext):
         cu_files = CUDA_EXTENSION_SOURCES.get(ext.name)
         if cu_files:
-            nvcc = CUDA_EXTENSION_SOURCES["__nvcc__"]
-            objdir = os.path.join(self.build_temp, "cuda_objects")
+            emulate = ext.name == "geomops._cuda_emu"
+            objdir = os.path.join(self.build_temp, "cuda_emu_objects" if emulate else "cuda_objects")
             os.makedirs(objdir, exist_ok=True)
             objects = []
             for cu in cu_files:
                 obj = os.path.join(objdir, os.path.basename(cu) + ".o")
-                newest_input = max(os.path.getmtime(p) for p in [cu] + HEADERS)
+                newest_input = max(os.path.getmtime(p) for p in [cu] + HEADERS + CUDA_HEADERS)
                 if not os.path.exists(obj) or os.path.getmtime(obj) < newest_input:
-                    cmd = [nvcc, "-O3", "-std=c++17", "-Xcompiler", "-fPIC,-fvisibility=hidden",
-                           "-Iinclude", *_gencode_flags(), "-c", cu, "-o", obj]
+                    if emulate:
+                        cmd = [self._cxx(), *EMU_CXXFLAGS, "-c", cu, "-o", obj]
+                    else:
+                        nvcc = CUDA_EXTENSION_SOURCES["__nvcc__"]
+                        cmd = [nvcc, "-O3", "-std=c++17", "-Xcompiler", "-fPIC,-fvisibility=hidden",
+                               "-Iinclude", "-Icuda", *_gencode_flags(), "-c", cu, "-o", obj]
                     _log(" ".join(cmd))
                     subprocess.run(cmd, check=True)
                 objects.append(obj)
             ext.extra_objects = list(ext.extra_objects or []) + objects
         super().build_extension(ext)
+
+    def _cxx(self):
+        """The host C++ compiler matching the C compiler setuptools uses (g++ for gcc)."""
+        cc = self.compiler.compiler_so[0]
+        base = os.path.basename(cc)
+        for c, cxx in (("gcc", "g++"), ("clang", "clang++"), ("cc", "c++")):
+            if base.endswith(c):
+                cand = os.path.join(os.path.dirname(cc), base[: -len(c)] + cxx)
+                return cand if os.path.dirname(cc) else (shutil.which(base[: -len(c)] + cxx) or cxx)
+        return os.environ.get("CXX", "c++")
 
 
 def _extensions():
@@ -160,7 +181,17 @@ def _extensions():
         extra_link_args=COMMON_LDFLAGS + ["-fopenmp"],
         libraries=["m"],
     )
-    exts = [cpu]
+    CUDA_EXTENSION_SOURCES["geomops._cuda_emu"] = CUDA_SOURCES
+    emu = Extension(
+        "geomops._cuda_emu",
+        sources=["pyx/geomops/_cuda_emu.pyx"],
+        include_dirs=["include"],
+        depends=HEADERS + CUDA_HEADERS + CUDA_SOURCES + sorted(glob.glob("pyx/geomops/_cuda*.pxi")),
+        extra_compile_args=COMMON_CFLAGS,
+        extra_link_args=COMMON_LDFLAGS,
+        libraries=["stdc++", "m"],
+    )
+    exts = [cpu, emu]
 
     mode = _cuda_mode()
     if mode != "OFF":
@@ -181,7 +212,7 @@ def _extensions():
                 "geomops._cuda",
                 sources=["pyx/geomops/_cuda.pyx"],
                 include_dirs=["include"],
-                depends=HEADERS + CUDA_SOURCES,
+                depends=HEADERS + CUDA_HEADERS + CUDA_SOURCES + sorted(glob.glob("pyx/geomops/_cuda*.pxi")),
                 extra_compile_args=COMMON_CFLAGS,
                 extra_link_args=COMMON_LDFLAGS,
                 library_dirs=[libdir],

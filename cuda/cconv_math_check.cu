@@ -1,6 +1,6 @@
 // Compiles the shared continuous-convolution math (include/geomops/cconv_math.h) with nvcc
 // into real kernels, so that header stays usable by the CUDA backend.
-#include <cuda_runtime.h>
+#include "gm_cuda.cuh"
 
 #include "geomops/cconv_math.h"
 

@@ -1,5 +1,7 @@
 // Compile check: include/geomops/posegrad_math.h builds as CUDA device code. A tiny kernel calls
 // every shared per-pixel function once; the CUDA port of the pose gradients will use them.
+#include "gm_cuda.cuh"
+
 #include "geomops/posegrad_math.h"
 
 __global__ void gm_posegrad_math_check_kernel(const int16_t* inst, const float* depth, const uint8_t* valid,

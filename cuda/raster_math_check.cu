@@ -1,5 +1,7 @@
 // Compile check: nvcc must build the rasterizer's shared per-pixel math (raster_math.h) as
 // device code. No CUDA rasterizer yet; this kernel is never launched by geomops.
+#include "gm_cuda.cuh"
+
 #include "geomops/raster_math.h"
 
 __global__ void gm_raster_math_check_kernel(const double* cam, int n, int32_t* out_xy, double* out_bary) {

@@ -2,7 +2,7 @@
 // kernels, so that header stays usable by the CUDA backend. The kernels are the per-candidate
 // body the CUDA port will launch: one thread per candidate point -> its distance under every
 // metric, its radius test against a k-d box bound, and its hash-table and grid cells.
-#include <cuda_runtime.h>
+#include "gm_cuda.cuh"
 
 #include "geomops/search_math.h"
 

@@ -527,8 +527,11 @@ def test_object_to_camera_is_one_formula(device, monkeypatch):
             return call
 
     real_resolve = _backend.resolve
-    monkeypatch.setattr(_backend, "resolve", lambda device=None: real_resolve(device)._replace(
-        kernels=Recorder(real_resolve(device).kernels)))
+    def recording_resolve(device=None):
+        be = real_resolve(device)
+        return _backend.Backend(be.name, be.device_id, Recorder(be.kernels))
+
+    monkeypatch.setattr(_backend, "resolve", recording_resolve)
     cam = Camera(40, 30, 45.0, 45.0, 19.7, 15.2)
     cam_pose = pose(rot(0.3, -0.2, 0.4), (0.1, -0.05, 0.2))
     objs = [SceneObject(Mesh.sphere(0.2, 12, 7), cam_pose @ pose(rot(0.1, 0.2, 0.3), (0.1, 0.0, 1.2))),

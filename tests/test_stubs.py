@@ -33,3 +33,8 @@ def test_cpu_stub_matches_module():
 @pytest.mark.skipif(_config._cuda is None, reason="CUDA module not built")
 def test_cuda_stub_matches_module():
     assert _stub_names("_cuda") == _public(_config._cuda)
+
+
+def test_cuda_emulator_has_the_cuda_interface():
+    from geomops import _cuda_emu
+    assert _stub_names("_cuda") == _public(_cuda_emu)

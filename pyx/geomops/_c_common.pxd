@@ -21,19 +21,23 @@ cdef inline size_t buffer_address(a) except? 0:
     return <size_t>iface["data"][0]
 
 
-cdef inline int check_status(int status, str backend) except -1:
-    """Turn a launcher status code into a Python exception (``backend`` names it: "CPU"/"CUDA")."""
+cdef inline int check_status(int status, str backend, str detail=None) except -1:
+    """Turn a launcher status code into a Python exception (``backend`` names it: "CPU"/"CUDA";
+    ``detail`` is the backend's own reason, e.g. the CUDA error text or the bytes asked for)."""
     if status == GM_OK:
         return 0
+    why = f": {detail}" if detail else ""
     if status == GM_ERR_NOMEM:
+        if detail:
+            raise MemoryError(f"geomops ({backend}): {detail}")
         raise MemoryError(f"geomops: a {backend} kernel could not allocate its memory")
     if status == GM_ERR_OVERFLOW:
-        raise OverflowError("geomops: a result count does not fit the requested index dtype")
+        raise OverflowError(f"geomops: a result count does not fit the requested index dtype{why}")
     if status == GM_ERR_UNSUPPORTED:
-        raise NotImplementedError(f"geomops: option combination not supported by the {backend} backend")
+        raise NotImplementedError(f"geomops: option combination not supported by the {backend} backend{why}")
     if status == GM_ERR_NO_DEVICE:
-        raise RuntimeError("geomops: no usable CUDA driver or device")
+        raise RuntimeError(f"geomops: no usable CUDA driver or device{why}")
     if status == GM_ERR_DEVICE:
-        raise RuntimeError(f"geomops: a {backend} runtime call failed")
-    raise RuntimeError(f"geomops: kernel reported an invalid argument (status {status}); "
+        raise RuntimeError(f"geomops: a {backend} runtime call failed{why}")
+    raise RuntimeError(f"geomops: kernel reported an invalid argument (status {status}){why}; "
                        "this is a bug in the input validation, please report it")
