@@ -1,7 +1,8 @@
 """geomops: continuous convolutions, neighbor search and pose gradients for plain NumPy.
 
 The ops live in :mod:`geomops.ops` (re-exported here); the render-and-compare pose
-gradients live in :mod:`geomops.pose`.
+gradients live in :mod:`geomops.pose`. On a CUDA device they take and return device arrays
+(:class:`DeviceArray`, :func:`to_device`; see docs/cuda.md).
 """
 
 __version__ = "0.1.0"
@@ -32,11 +33,12 @@ del _check_compiled
 
 from ._config import (cuda_available, get_num_threads, set_num_threads,  # noqa: E402
                       show_config)
+from ._device import DeviceArray, to_device  # noqa: E402
 from .ops import *  # noqa: F401,F403,E402
 from .ops import __all__ as _ops_all  # noqa: E402
 
-__all__ = ["__version__", "cuda_available", "get_num_threads", "set_num_threads",
-           "show_config", "ops", "pose", "layers"] + list(_ops_all)
+__all__ = ["__version__", "DeviceArray", "cuda_available", "get_num_threads", "set_num_threads",
+           "show_config", "to_device", "ops", "pose", "layers"] + list(_ops_all)
 
 
 def __getattr__(name):  # lazy submodule: importing geomops does not build the pose tools

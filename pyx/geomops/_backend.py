@@ -5,12 +5,16 @@ the returned :class:`Backend`; no other module imports ``_cpu``, ``_cuda`` or ``
 kernels.
 
 ``device`` values: ``None`` (where the inputs are), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+:func:`select` applies the placement rules to a call's inputs; :func:`call_stream` gives the
+stream a call runs on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import numbers
 import re
+import threading
 from typing import Any, Optional
 
 import numpy as np
@@ -18,7 +22,8 @@ import numpy as np
 from . import _cpu
 from . import _device
 
-__all__ = ["Backend", "resolve", "cpu", "parse_device", "cuda_emulation"]
+__all__ = ["Backend", "resolve", "select", "call_stream", "CallStream", "stream_handle", "cpu", "parse_device",
+           "cuda_emulation"]
 
 _CUDA_RE = re.compile(r"^cuda(?::(\d+))?$")
 
@@ -117,12 +122,9 @@ def cuda_emulation(enabled=True):
         _emulate_cuda = old
 
 
-def resolve(device=None) -> Backend:
-    """The backend that runs a call with this ``device=`` argument."""
-    kind, ordinal = parse_device(device)
-    if kind in ("auto", "cpu"):
-        return _CPU
-    module = cuda_module()
+def _cuda_backend(device, ordinal, module=None) -> Backend:
+    """The CUDA backend of device ``ordinal`` (``device`` is the argument, for messages)."""
+    module = module if module is not None else cuda_module()
     if not getattr(module, "EMULATED", False):
         from . import _config
         count = _config.cuda_device_count()
@@ -131,3 +133,269 @@ def resolve(device=None) -> Backend:
     elif ordinal != 0:
         raise ValueError(f"device={device!r}: the CUDA emulator has one device, cuda:0")
     return Backend("cuda", ordinal, module)
+
+
+def resolve(device=None) -> Backend:
+    """The backend that runs a call with this ``device=`` argument."""
+    kind, ordinal = parse_device(device)
+    if kind in ("auto", "cpu"):
+        return _CPU
+    return _cuda_backend(device, ordinal)
+
+
+def _host_kind(x):
+    """How a host input is described in placement errors."""
+    if isinstance(x, np.ndarray):
+        return "a NumPy array"
+    if isinstance(x, np.generic):
+        return "a NumPy scalar"
+    if isinstance(x, (list, tuple, int, float, bool, complex)):
+        return f"a Python {type(x).__name__}"
+    return f"a host object ({type(x).__name__})"
+
+
+def _absent_host(x):
+    """Open3D's "not given" for an optional host input: an empty 1-D array."""
+    try:
+        a = np.asarray(x)
+    except Exception:
+        return False
+    return a.ndim == 1 and a.shape[0] == 0
+
+
+def select(device, *, optional=(), **named_inputs) -> tuple[Backend, bool]:
+    """The backend of a call and whether its inputs are on the device.
+
+    Parameters
+    ----------
+    device : None, "cpu", "cuda" or "cuda:N"
+        The call's ``device=`` argument.
+    optional : iterable of str
+        Names of optional inputs: for them an empty 1-D host array (Open3D's "absent") is ignored
+        like None.
+    **named_inputs
+        The call's array inputs by argument name. None is ignored; device arrays
+        (:func:`geomops._device.is_device_array`) are on their device; everything else (NumPy
+        arrays, lists, scalars) is on the host.
+
+    Returns
+    -------
+    (Backend, on_device)
+        ``on_device`` is True when the inputs are device arrays (the op returns DeviceArrays) and
+        False when they are on the host (NumPy results, also with ``device="cuda"``, where the op
+        copies the inputs in and the results out).
+
+    Rules (each violation is a ValueError naming the arguments): device inputs must all be on one
+    device and cannot be mixed with host inputs; ``device=None`` runs where the inputs are (the
+    CPU when there is no device input); ``device="cpu"`` takes no device input; ``"cuda"`` runs
+    on the inputs' device (cuda:0 for host inputs); ``"cuda:N"`` requires them on cuda:N.
+    """
+    from . import _device
+    kind, ordinal = parse_device(device)
+    optional = set(optional)
+    on_device, on_host = [], []
+    for name, x in named_inputs.items():
+        if x is None:
+            continue
+        if _device.is_device_array(x):
+            on_device.append((name,) + _device.locate(x))
+        elif not (name in optional and _absent_host(x)):
+            on_host.append((name, _host_kind(x)))
+    if not on_device:
+        return resolve(device), False
+    name0, dev0, id0, module0 = on_device[0]
+    for name, dev, _, _ in on_device[1:]:
+        if dev != dev0:
+            raise ValueError(f"{name0} is on {dev0} but {name} is on {dev}; all device inputs of one call must be "
+                             "on the same device")
+    if on_host:
+        hname, hkind = on_host[0]
+        raise ValueError(f"{hname} is {hkind} but {name0} is on {dev0}; pass every array input of one call on the "
+                         "same device (geomops.to_device() copies a NumPy array to the GPU, DeviceArray.get() "
+                         "copies one back)")
+    if kind == "cpu":
+        raise ValueError(f"device='cpu' but {name0} is on {dev0}; copy it to the host first (DeviceArray.get()) "
+                         f"or pass device=None to run on {dev0}")
+    explicit = kind == "cuda" and ":" in device
+    if explicit and ordinal != id0:
+        raise ValueError(f"device={device!r} but {name0} is on {dev0}; pass device=None to run where the inputs "
+                         f"are, or move them with geomops.to_device(x, {device!r})")
+    module = next((m for _, _, _, m in on_device if m is not None), None)
+    return _cuda_backend(device if device is not None else dev0, id0, module), True
+
+
+# ---- streams -----------------------------------------------------------------------------------
+
+def stream_handle(stream) -> Optional[int]:
+    """Validate a ``stream=`` argument: None, or the int cudaStream_t handle it designates.
+
+    Accepted: an int handle (0: the legacy default stream; 1 and 2: the legacy and per-thread
+    default streams as CUDA spells them), an object with ``__cuda_stream__`` (the CUDA Python
+    stream protocol: an attribute or method giving ``(version, handle)``), or a stream object
+    with an int ``.cuda_stream`` (PyTorch) or ``.ptr`` (CuPy). TypeError/ValueError name
+    ``stream`` otherwise."""
+    if stream is None:
+        return None
+    if isinstance(stream, numbers.Integral) and not isinstance(stream, bool):
+        handle = int(stream)
+    elif isinstance(stream, bool):
+        raise TypeError("stream must be None, an int cudaStream_t handle or a CUDA stream object, got bool")
+    elif getattr(stream, "__cuda_stream__", None) is not None:
+        proto = stream.__cuda_stream__
+        if callable(proto):
+            proto = proto()
+        try:
+            _, handle = proto
+            handle = int(handle)
+        except (TypeError, ValueError):
+            raise TypeError(f"stream.__cuda_stream__ must give (version, handle), got {proto!r}") from None
+    else:
+        for attr in ("cuda_stream", "ptr"):
+            value = getattr(stream, attr, None)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                handle = int(value)
+                break
+        else:
+            if type(stream).__module__.startswith("geomops.") and type(stream).__name__ == "Stream":
+                handle = int(stream.handle)
+            else:
+                raise TypeError("stream must be None, an int cudaStream_t handle or a CUDA stream object (with "
+                                f"__cuda_stream__, .cuda_stream or .ptr), got {type(stream).__name__}")
+    if not 0 <= handle < 1 << 64:
+        raise ValueError(f"stream must be a cudaStream_t handle (an int >= 0), got {handle}")
+    return handle
+
+
+_pool_lock = threading.Lock()
+_stream_pools = {}
+
+
+def _acquire_stream(be):
+    key = (be.kernels.__name__, be.device_id)
+    with _pool_lock:
+        pool = _stream_pools.setdefault(key, [])
+        if pool:
+            return pool.pop()
+    return be.kernels.Stream(be.device_id)
+
+
+def _release_stream(be, s):
+    with _pool_lock:
+        _stream_pools[(be.kernels.__name__, be.device_id)].append(s)
+
+
+class CallStream:
+    """The stream one op call runs on (made by :func:`call_stream`).
+
+    Attributes
+    ----------
+    backend : Backend
+    handle : int
+        The cudaStream_t to pass to the bindings' ``stream=`` (0 on the CPU).
+    explicit : bool
+        True when the caller gave the stream: the call then returns without waiting and its
+        outputs are marked as pending on it.
+    """
+
+    __slots__ = ("backend", "handle", "explicit", "_outputs")
+
+    def __init__(self, backend, handle, explicit):
+        self.backend = backend
+        self.handle = handle
+        self.explicit = explicit
+        self._outputs = []
+
+    def empty(self, shape, dtype):
+        """An output array of the call (``backend.empty``), marked with the stream on exit when
+        the stream is the caller's."""
+        out = self.backend.empty(shape, dtype)
+        self.mark(out)
+        return out
+
+    def mark(self, *arrays):
+        """Register further output DeviceArrays of the call (see :meth:`empty`)."""
+        from . import _device
+        self._outputs.extend(a for a in arrays if isinstance(a, _device.DeviceArray))
+
+    def wait_for(self, *arrays):
+        """Order the call's stream after the pending work of its input DeviceArrays (those with
+        a ``_stream`` other than this one); the host does not block."""
+        from . import _device
+        for a in arrays:
+            if isinstance(a, _device.DeviceArray) and a._stream is not None and a._stream != self.handle:
+                a._module.stream_wait(self.handle, a._stream, a.device_id)
+
+
+class _CallStreamContext:
+    __slots__ = ("_be", "_handle", "_inputs", "_pooled", "_prev_device", "_cs")
+
+    def __init__(self, be, stream, inputs):
+        self._be = be
+        self._inputs = inputs
+        self._handle = stream_handle(stream)
+        if self._handle is not None and not be.is_cuda:
+            raise ValueError(f"stream={stream!r} is only used on a CUDA device, but this call runs on the CPU")
+        self._pooled = None
+        self._prev_device = None
+
+    def __enter__(self) -> CallStream:
+        be = self._be
+        if not be.is_cuda:
+            self._cs = CallStream(be, 0, False)
+            return self._cs
+        module = be.kernels
+        self._prev_device = module.get_device()
+        if self._prev_device != be.device_id:
+            module.set_device(be.device_id)
+        try:
+            handle = self._handle
+            if handle is None:
+                self._pooled = _acquire_stream(be)
+                handle = self._pooled.handle
+            self._cs = CallStream(be, handle, self._handle is not None)
+            self._cs.wait_for(*self._inputs)
+        except BaseException:
+            self._finish()
+            raise
+        return self._cs
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self._be.is_cuda:
+            return False
+        try:
+            if exc_type is None:
+                if self._cs.explicit:
+                    for out in self._cs._outputs:
+                        out._stream = self._cs.handle
+                else:
+                    self._pooled.synchronize()
+            elif self._pooled is not None:
+                try:  # let the failed call's queued work drain before the stream is reused
+                    self._pooled.synchronize()
+                except Exception:
+                    pass
+        finally:
+            self._finish()
+        return False
+
+    def _finish(self):
+        if self._pooled is not None:
+            _release_stream(self._be, self._pooled)
+            self._pooled = None
+        if self._prev_device is not None and self._prev_device != self._be.device_id:
+            self._be.kernels.set_device(self._prev_device)
+
+
+def call_stream(be: Backend, stream=None, inputs=()):
+    """Context manager giving the :class:`CallStream` one op call runs on.
+
+    ``stream=None``: a stream of a small per-device pool; the block's work is waited for on exit,
+    so the outputs are ready when the op returns. An explicit ``stream`` (see
+    :func:`stream_handle`): the work is ordered on it and not waited for; the outputs made with
+    :meth:`CallStream.empty` (or registered with :meth:`CallStream.mark`) are marked as pending
+    on it (``DeviceArray._stream``), so readers wait for it. ``inputs``: the call's input
+    DeviceArrays; the stream first waits for their pending streams. The backend's device is
+    current inside the block (the previous one is restored). On the CPU backend the block gets a
+    handle of 0 and ``stream`` must be None (ValueError).
+    """
+    return _CallStreamContext(be, stream, inputs)

@@ -2,14 +2,19 @@
 
 Each ``prepare_*`` function returns a :class:`ConvCall`: every array validated, C-contiguous,
 in the call's float dtype, with absent optional inputs as ``None``. Nothing in C checks again.
+Device arrays are accepted wherever NumPy arrays are (same messages; see ``_validate``): a call
+on device inputs gives a ConvCall of DeviceArrays, and :meth:`ConvCall.to_backend` moves a
+validated NumPy call to a device.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import _device
 from . import _validate as V
 from ._config import resolve_num_threads
 
@@ -48,6 +53,13 @@ class ConvCall:
     inp_neighbors_importance_sum: object = None
     inp_neighbors_row_splits: object = None
 
+    def to_backend(self, be):
+        """This call with every NumPy array copied to ``be``'s memory (``be.from_host``: the same
+        call on the CPU backend). For NumPy inputs run with ``device="cuda"``."""
+        moved = {f.name: be.from_host(getattr(self, f.name)) for f in dataclasses.fields(self)
+                 if isinstance(getattr(self, f.name), np.ndarray)}
+        return dataclasses.replace(self, **moved)
+
 
 def options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
             output_type, num_threads):
@@ -69,11 +81,26 @@ def options(align_corners, coordinate_mapping, normalize, interpolation, max_tem
                    resolve_num_threads(num_threads))
 
 
+def _typed(a):
+    """NumPy and device arrays carry a dtype; lists and scalars adapt to the call's."""
+    return isinstance(a, np.ndarray) or _device.is_device_array(a)
+
+
+def _size(a):
+    if isinstance(a, np.ndarray):
+        return a.size
+    n = 1
+    for s in _device.shape_of(a):
+        n *= s
+    return n
+
+
 def _call_dtype(**arrays):
-    """The float dtype of the call: from the ndarray float inputs (lists/scalars adapt to it)."""
-    typed = {n: a for n, a in arrays.items() if isinstance(a, np.ndarray) and a.size > 0}
+    """The float dtype of the call: from the ndarray and device-array float inputs (lists and
+    scalars adapt to it)."""
+    typed = {n: a for n, a in arrays.items() if _typed(a) and _size(a) > 0}
     if not typed:
-        typed = {n: a for n, a in arrays.items() if isinstance(a, np.ndarray)}
+        typed = {n: a for n, a in arrays.items() if _typed(a)}
     if not typed:
         return np.dtype(np.float32) if not any(
             np.asarray(a).dtype == np.float64 for a in arrays.values() if a is not None) else np.dtype(np.float64)
@@ -81,8 +108,9 @@ def _call_dtype(**arrays):
 
 
 def adapt(x, name, dtype):
-    """Python lists and scalars take the call's dtype; ndarrays must already have it."""
-    if x is None or isinstance(x, np.ndarray):
+    """Python lists and scalars take the call's dtype; ndarrays and device arrays must already
+    have it."""
+    if x is None or isinstance(x, np.ndarray) or _device.is_device_array(x):
         return x
     try:
         return np.asarray(x, dtype=dtype)
@@ -110,7 +138,7 @@ def _extents(extents, dtype, rows, rows_name):
     if e.ndim != 2 or e.shape[1] not in (1, 3) or e.shape[0] not in (1, rows):
         raise ValueError(f"extents must be a scalar or have shape [1, 1], [1, 3], [{rows_name}, 1] or "
                          f"[{rows_name}, 3] with {rows_name} = {rows}, got shape {tuple(e.shape)}")
-    if e.size and not (np.all(np.isfinite(e)) and np.all(e > 0)):
+    if e.size and not V.all_finite(e, above=0):
         raise ValueError("extents must be finite and > 0")
     return e
 
@@ -131,9 +159,11 @@ def _neighbors(index, splits, importance, *, num_rows, rows_name, num_points, po
                importance_name="neighbors_importance"):
     idx = V.index_array(index, index_name)
     rs = V.row_splits(splits, splits_name, num_rows=num_rows, total=idx.shape[0])
-    if idx.size and (idx.min() < 0 or idx.max() >= num_points):
-        bad = int(idx.min()) if idx.min() < 0 else int(idx.max())
-        raise ValueError(f"{index_name} contains {bad}, outside [0, {num_points}) ({points_name})")
+    if idx.size:
+        lo, hi = V.value_range(idx)
+        if lo < 0 or hi >= num_points:
+            bad = int(lo) if lo < 0 else int(hi)
+            raise ValueError(f"{index_name} contains {bad}, outside [0, {num_points}) ({points_name})")
     imp = V.optional_float(adapt(importance, importance_name, dtype), importance_name, length=idx.shape[0], dtype=dtype)
     return idx, rs, imp
 
@@ -206,8 +236,10 @@ def prepare_transpose(filters, out_positions, out_importance, extents, offset, i
         if inv_idx.shape[0] != e_count:
             raise ValueError(f"inp_neighbors_index must have the same length as neighbors_index ({e_count}), "
                              f"got {inv_idx.shape[0]}")
-        if inv_idx.size and (inv_idx.min() < 0 or inv_idx.max() >= no):
-            raise ValueError(f"inp_neighbors_index contains values outside [0, {no}) (num_out_points)")
+        if inv_idx.size:
+            lo, hi = V.value_range(inv_idx)
+            if lo < 0 or hi >= no:
+                raise ValueError(f"inp_neighbors_index contains values outside [0, {no}) (num_out_points)")
     inv_rs = V.row_splits(inp_neighbors_row_splits, "inp_neighbors_row_splits", num_rows=ni, total=e_count)
     return ConvCall(True, dtype, f, xo, xi, e, o, feat, out_importance=oi, neighbors_index=idx,
                     neighbors_importance=imp, neighbors_row_splits=rs, inp_neighbors_index=inv_idx,

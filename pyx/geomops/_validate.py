@@ -3,6 +3,13 @@
 All checks happen here, in Python, before any pointer reaches C. Each helper returns an
 array the kernels can use directly (C-contiguous, the expected dtype) or raises a
 ``TypeError`` / ``ValueError`` that names the argument and what was expected.
+
+Every helper takes NumPy input (and lists, scalars) and device arrays alike, with the same
+messages for the same problem. A device array (any producer, see
+:func:`geomops._device.as_device_array`) comes back as a :class:`geomops._device.DeviceArray` on
+its device: its values are checked there by small reductions (:func:`geomops._device.stats`),
+and conversions (int to float, int32 row splits to int64, strided to contiguous) run there; it
+is never copied to the host.
 """
 
 from __future__ import annotations
@@ -11,6 +18,9 @@ import numbers
 import operator
 
 import numpy as np
+
+from . import _device
+from ._device import DeviceArray
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
@@ -21,9 +31,12 @@ def _describe(a):
 
 
 def as_array(x, name):
-    """``np.asarray`` that reports a useful error for objects that are not array-like."""
+    """``np.asarray`` that reports a useful error for objects that are not array-like; device
+    arrays become DeviceArray views (C-contiguous; a strided one is copied on its device)."""
     if x is None:
         raise TypeError(f"{name} must be an array, got None")
+    if _device.is_device_array(x):
+        return _device.as_device_array(x, name)
     try:
         return np.asarray(x)
     except Exception as exc:  # pragma: no cover - exotic inputs
@@ -34,8 +47,49 @@ def is_absent(x):
     """True for ``None`` or an empty 1-D array (Open3D's "not given" convention)."""
     if x is None:
         return True
+    if _device.is_device_array(x):
+        shape = _device.shape_of(x)
+        return len(shape) == 1 and shape[0] == 0
     a = np.asarray(x)
     return a.ndim == 1 and a.shape[0] == 0
+
+
+def contiguous(a, dtype=None):
+    """``np.ascontiguousarray(a, dtype)`` for NumPy arrays; a DeviceArray (always C-contiguous)
+    is converted on its device when ``dtype`` differs."""
+    if isinstance(a, DeviceArray):
+        return a if dtype is None else a.astype(dtype)
+    return np.ascontiguousarray(a) if dtype is None else np.ascontiguousarray(a, dtype=dtype)
+
+
+def value_range(a):
+    """``(min, max)`` of a non-empty integer array (NumPy scalars, or Python ints for a
+    DeviceArray: a reduction on its device)."""
+    if isinstance(a, DeviceArray):
+        s = _device.stats(a)
+        return s.min, s.max
+    return a.min(), a.max()
+
+
+def all_finite(a, *, above=None, at_least=None):
+    """True when every value of the float array ``a`` is finite and, if given, > ``above`` or
+    >= ``at_least`` (a reduction on the device for a DeviceArray)."""
+    if isinstance(a, DeviceArray):
+        if a.size == 0:
+            return True
+        s = _device.stats(a.reshape(-1))
+        ok = s.nonfinite == 0
+        if above is not None:
+            ok = ok and s.min > above
+        if at_least is not None:
+            ok = ok and s.min >= at_least
+        return bool(ok)
+    ok = bool(np.isfinite(a).all())
+    if above is not None:
+        ok = ok and bool((a > above).all())
+    if at_least is not None:
+        ok = ok and bool((a >= at_least).all())
+    return ok
 
 
 def float_array(x, name, *, ndim=None, shape=None, dtype=None):
@@ -54,7 +108,7 @@ def float_array(x, name, *, ndim=None, shape=None, dtype=None):
                             "all float inputs of one call must share a dtype")
         a = a.astype(dtype)
     check_shape(a, name, ndim=ndim, shape=shape)
-    return np.ascontiguousarray(a)
+    return contiguous(a)
 
 
 def check_shape(a, name, *, ndim=None, shape=None):
@@ -82,7 +136,7 @@ def common_float_dtype(**arrays):
     for name, a in arrays.items():
         if a is None:
             continue
-        dt = np.asarray(a).dtype
+        dt = as_array(a, name).dtype if _device.is_device_array(a) else np.asarray(a).dtype
         dtypes[name] = dt
     bad = {n: d for n, d in dtypes.items() if d not in FLOAT_DTYPES}
     if bad:
@@ -101,9 +155,9 @@ def index_array(x, name, *, num_points=None, allow=INDEX_DTYPES):
     if a.dtype not in allow:
         raise TypeError(f"{name} must be " + " or ".join(str(d) for d in allow) + f", got dtype {a.dtype}")
     check_shape(a, name, ndim=1)
-    a = np.ascontiguousarray(a)
+    a = contiguous(a)
     if num_points is not None and a.size:
-        lo, hi = a.min(), a.max()
+        lo, hi = value_range(a)
         if lo < 0 or hi >= num_points:
             bad = lo if lo < 0 else hi
             raise ValueError(f"{name} contains {int(bad)}, outside the valid range [0, {num_points}) "
@@ -124,7 +178,16 @@ def row_splits(x, name, *, num_rows=None, total=None):
         raise ValueError(f"{name} must have {num_rows + 1} entries (number of rows + 1), got {a.shape[0]}")
     if a.shape[0] < 1:
         raise ValueError(f"{name} must have at least one entry (it starts with 0)")
-    a = np.ascontiguousarray(a, dtype=np.int64)
+    a = contiguous(a, np.int64)
+    if isinstance(a, DeviceArray):
+        s = _device.stats(a)
+        if s.first != 0:
+            raise ValueError(f"{name} must start with 0, got {s.first}")
+        if s.decreasing:
+            raise ValueError(f"{name} must be non-decreasing (monotone row splits)")
+        if total is not None and s.last != total:
+            raise ValueError(f"{name} must end with {total} (the length of the array it splits), got {s.last}")
+        return a
     if a[0] != 0:
         raise ValueError(f"{name} must start with 0, got {int(a[0])}")
     if a.shape[0] > 1 and np.any(a[1:] < a[:-1]):
@@ -170,6 +233,8 @@ def check_int(value, name, *, minimum=None):
 def check_real(value, name, *, positive=False, nonnegative=False):
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
+    elif _device.is_device_array(value) and _device.shape_of(value) == ():
+        value = _device.as_device_array(value, name).get().item()  # one element
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     v = float(value)

@@ -13,9 +13,10 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _backend
+from . import _device
 from ._config import resolve_num_threads
-from ._validate import (check_bool, check_int, check_option, check_real, float_array, index_array,
-                        row_splits)
+from ._validate import (all_finite, as_array, check_bool, check_int, check_option, check_real, contiguous,
+                        float_array, index_array, row_splits)
 
 __all__ = ["NeighborSearchResult", "SpatialHashTable", "build_spatial_hash_table", "fixed_radius_search",
            "radius_search", "knn_search"]
@@ -63,23 +64,34 @@ class SpatialHashTable(_HashTableArrays):
 
 
 # ---------------------------------------------------------------------------------------------
-# validation helpers (private)
+# validation helpers (private). They take NumPy and device arrays alike (same messages); device
+# arrays are checked on their device and come back as DeviceArrays (see _validate).
 
 def _points(x, name, dtype=None):
-    if dtype is not None and x is not None and not isinstance(x, np.ndarray):
+    if dtype is not None and x is not None and not isinstance(x, np.ndarray) and not _device.is_device_array(x):
         x = np.asarray(x)  # lists of Python floats take the points' dtype; arrays must match it
         if x.dtype.kind in "fiu":
             x = x.astype(dtype)
     a = float_array(x, name, shape=(None, 3), dtype=dtype)
-    if a.size and not np.isfinite(a).all():
+    if a.size and not all_finite(a):
         raise ValueError(f"{name} must be finite (no NaN or inf coordinates)")
     return a
 
 
-def _batch_splits(points_row_splits, queries_row_splits, num_points, num_queries):
-    ps = (np.array([0, num_points], np.int64) if points_row_splits is None
+def _default_splits(n, like):
+    """The one-item row splits [0, n], where ``like`` is (host or its device)."""
+    splits = np.array([0, n], np.int64)
+    if isinstance(like, _device.DeviceArray):
+        return _device.from_host(like._module, splits, like.device_id)
+    return splits
+
+
+def _batch_splits(points_row_splits, queries_row_splits, num_points, num_queries, like=None):
+    """Validated batch row splits; absent ones default to one item, on the device of ``like``
+    (the points) when it is a DeviceArray."""
+    ps = (_default_splits(num_points, like) if points_row_splits is None
           else row_splits(points_row_splits, "points_row_splits", total=num_points))
-    qs = (np.array([0, num_queries], np.int64) if queries_row_splits is None
+    qs = (_default_splits(num_queries, like) if queries_row_splits is None
           else row_splits(queries_row_splits, "queries_row_splits", total=num_queries))
     if ps.shape[0] != qs.shape[0]:
         raise ValueError("points_row_splits and queries_row_splits must have the same length (batch size + 1), "
@@ -132,6 +144,13 @@ class _SearchArgs(NamedTuple):
     return_distances: bool
     num_threads: int
 
+    def to_backend(self, be):
+        """These arguments with every NumPy array copied to ``be``'s memory (``be.from_host``;
+        the same tuple on the CPU backend). For NumPy inputs run with ``device="cuda"``."""
+        return self._replace(points=be.from_host(self.points), queries=be.from_host(self.queries),
+                             points_splits=be.from_host(self.points_splits),
+                             queries_splits=be.from_host(self.queries_splits))
+
 
 def _search_args(points, queries, points_row_splits, queries_row_splits, index_dtype, metric,
                  ignore_query_point, return_distances, num_threads, check=None):
@@ -140,7 +159,7 @@ def _search_args(points, queries, points_row_splits, queries_row_splits, index_d
     pts = _points(points, "points")
     qs = _points(queries, "queries", dtype=pts.dtype)
     extra = check(pts, qs) if check is not None else None
-    ps, qsp = _batch_splits(points_row_splits, queries_row_splits, pts.shape[0], qs.shape[0])
+    ps, qsp = _batch_splits(points_row_splits, queries_row_splits, pts.shape[0], qs.shape[0], like=pts)
     dt = _index_dtype(index_dtype)
     _check_index_capacity(pts.shape[0], dt)
     args = _SearchArgs(pts, qs, ps, qsp, dt, _metric(metric), check_bool(ignore_query_point, "ignore_query_point"),
@@ -211,12 +230,12 @@ def build_spatial_hash_table(points, radius, points_row_splits=None, hash_table_
 
 
 def _int32_vector(x, name):
-    a = np.asarray(x)
+    a = as_array(x, name) if _device.is_device_array(x) else np.asarray(x)
     if a.dtype != np.int32:
         raise TypeError(f"{name} must be int32 (as build_spatial_hash_table returns it), got dtype {a.dtype}")
     if a.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {tuple(a.shape)}")
-    return np.ascontiguousarray(a)
+    return contiguous(a)
 
 
 def _table_arrays(hash_table, num_points, num_items):
@@ -234,10 +253,20 @@ def _table_arrays(hash_table, num_points, num_items):
     if splits.shape[0] != num_items + 1:
         raise ValueError(f"hash_table.hash_table_splits must have {num_items + 1} entries (batch size + 1), got "
                          f"{splits.shape[0]}: the table was built for other row splits")
-    if splits[0] != 0 or np.any(np.diff(splits) < 1) or splits[-1] != cells.shape[0] - 1:
+    if isinstance(splits, _device.DeviceArray):
+        s = _device.stats(splits)
+        bad_splits = s.first != 0 or s.nonincreasing > 0 or s.last != cells.shape[0] - 1
+    else:
+        bad_splits = splits[0] != 0 or np.any(np.diff(splits) < 1) or splits[-1] != cells.shape[0] - 1
+    if bad_splits:
         raise ValueError("hash_table.hash_table_splits must start at 0, grow by >= 1 per batch item and end at "
                          "len(hash_table_cell_splits) - 1")
-    if cells[0] != 0 or np.any(np.diff(cells) < 0) or cells[-1] != num_points:
+    if isinstance(cells, _device.DeviceArray):
+        c = _device.stats(cells) if cells.size else None
+        bad_cells = c is None or c.first != 0 or c.decreasing > 0 or c.last != num_points
+    else:
+        bad_cells = cells[0] != 0 or np.any(np.diff(cells) < 0) or cells[-1] != num_points
+    if bad_cells:
         raise ValueError(f"hash_table.hash_table_cell_splits must start at 0, be non-decreasing and end at "
                          f"{num_points}")
     return index, cells, splits.astype(np.int64)
@@ -346,7 +375,7 @@ def fixed_radius_search(points, queries, radius, points_row_splits=None, queries
 # radius_search
 
 def _radii(radii, num_queries, dtype):
-    if isinstance(radii, np.ndarray):
+    if isinstance(radii, np.ndarray) or _device.is_device_array(radii):
         r = float_array(radii, "radii", dtype=dtype)
     else:  # Python floats / lists take the points' dtype
         r = np.asarray(radii)
@@ -355,7 +384,7 @@ def _radii(radii, num_queries, dtype):
         r = np.ascontiguousarray(r, dtype=dtype)
     if r.shape != (num_queries,):
         raise ValueError(f"radii must have shape [{num_queries}] (one radius per query), got shape {tuple(r.shape)}")
-    if r.size and not (np.isfinite(r).all() and (r >= 0).all()):
+    if r.size and not all_finite(r, at_least=0):
         raise ValueError("radii must be finite and >= 0 (found a negative, NaN or inf radius)")
     return r
 

@@ -1,0 +1,120 @@
+# Device-array services (cuda/array_ops.cu), included by _cuda_impl.pxi: the reductions behind
+# the validation of device inputs, dtype conversions, strided copies, pointer and stream
+# queries. Arrays are device arrays exposing __cuda_array_interface__ (geomops.DeviceArray).
+
+from libc.stdint cimport int64_t, uint64_t
+
+from geomops._c_array cimport *
+
+import numpy as _np
+
+_GM_DTYPES = {_np.dtype(_np.bool_): GM_DT_BOOL, _np.dtype(_np.int8): GM_DT_INT8,
+              _np.dtype(_np.uint8): GM_DT_UINT8, _np.dtype(_np.int16): GM_DT_INT16,
+              _np.dtype(_np.uint16): GM_DT_UINT16, _np.dtype(_np.int32): GM_DT_INT32,
+              _np.dtype(_np.uint32): GM_DT_UINT32, _np.dtype(_np.int64): GM_DT_INT64,
+              _np.dtype(_np.uint64): GM_DT_UINT64, _np.dtype(_np.float16): GM_DT_FLOAT16,
+              _np.dtype(_np.float32): GM_DT_FLOAT32, _np.dtype(_np.float64): GM_DT_FLOAT64}
+_CAST_TARGETS = (_np.dtype(_np.int32), _np.dtype(_np.int64), _np.dtype(_np.float32), _np.dtype(_np.float64))
+
+MAX_DIMS = GM_ARRAY_MAX_DIMS
+
+
+def _decode(uint64_t bits, dtype):
+    return _np.frombuffer(int(bits).to_bytes(8, "little")[:dtype.itemsize], dtype)[0].item()
+
+
+def array_stats(a, *, uintptr_t stream=0):
+    """Summary of the non-empty 1-D int32/int64/float32/float64 device array ``a``, computed on
+    the device (ordered on ``stream``, which is then synchronised).
+
+    Returns ``(min, max, nonfinite, decreasing, nonincreasing, first, last)``: for integer arrays
+    ``min``/``max`` are ints and ``nonfinite`` is 0; for float arrays they are the extremes of the
+    finite values (``inf``/``-inf`` when there is none) and ``nonfinite`` counts NaN and inf;
+    ``decreasing`` counts the i with a[i+1] < a[i], ``nonincreasing`` those with a[i+1] <= a[i];
+    ``first``/``last`` are a[0] and a[-1] as Python scalars."""
+    dt = a.dtype
+    cdef int code = _GM_DTYPES.get(dt, -1)
+    if code not in (GM_DT_INT32, GM_DT_INT64, GM_DT_FLOAT32, GM_DT_FLOAT64):
+        raise TypeError(f"array_stats: unsupported dtype {dt}")
+    cdef int64_t n = a.size
+    if n < 1:
+        raise ValueError("array_stats: the array is empty")
+    cdef const void* p = <const void*>_addr(a)
+    cdef gm_array_stats s
+    cdef int status
+    cdef object lo, hi  # Python ints or floats (Cython would infer a C double)
+    with nogil:
+        status = gm_array_stats_cuda(p, code, n, &s, <void*>stream)
+    _check(status)
+    if code in (GM_DT_INT32, GM_DT_INT64):
+        lo, hi = int(s.imin), int(s.imax)
+    else:
+        lo, hi = float(s.fmin), float(s.fmax)
+    return (lo, hi, int(s.nonfinite), int(s.decreasing), int(s.nonincreasing), _decode(s.first, dt),
+            _decode(s.last, dt))
+
+
+def array_cast(src, dst, *, uintptr_t stream=0):
+    """``dst[...] = src`` converted with C's rules (NumPy's ``astype``), ordered on ``stream``
+    (asynchronous). ``src``: bool, int, uint or float (16/32/64 bits); ``dst``: int32, int64,
+    float32 or float64, of the same size."""
+    if src.size != dst.size:
+        raise ValueError(f"array_cast: sizes differ ({src.size} and {dst.size})")
+    cdef int sc = _GM_DTYPES.get(src.dtype, -1)
+    if sc < 0:
+        raise TypeError(f"array_cast: cannot convert from dtype {src.dtype}")
+    if dst.dtype not in _CAST_TARGETS:
+        raise TypeError(f"array_cast: cannot convert to dtype {dst.dtype}")
+    cdef int dc = _GM_DTYPES[dst.dtype]
+    cdef int64_t n = src.size
+    cdef const void* ps = <const void*>_addr(src)
+    cdef void* pd = <void*>_addr(dst)
+    cdef int status
+    with nogil:
+        status = gm_array_cast_cuda(ps, sc, pd, dc, n, <void*>stream)
+    _check(status)
+
+
+def array_copy_strided(uintptr_t src, uintptr_t dst, int64_t itemsize, shape, strides, *, uintptr_t stream=0):
+    """Copy the strided array at ``src`` (``strides`` in bytes, any sign) into the C-contiguous
+    array at ``dst``, ordered on ``stream`` (asynchronous). At most ``MAX_DIMS`` dimensions."""
+    cdef int ndim = len(shape)
+    if ndim > GM_ARRAY_MAX_DIMS or len(strides) != ndim:
+        raise ValueError(f"array_copy_strided: {ndim} dimensions (at most {GM_ARRAY_MAX_DIMS}) "
+                         f"with {len(strides)} strides")
+    cdef int64_t c_shape[GM_ARRAY_MAX_DIMS]
+    cdef int64_t c_strides[GM_ARRAY_MAX_DIMS]
+    cdef int d
+    for d in range(ndim):
+        c_shape[d] = shape[d]
+        c_strides[d] = strides[d]
+    cdef int status
+    with nogil:
+        status = gm_array_copy_strided_cuda(<const void*>src, <void*>dst, itemsize, ndim, c_shape, c_strides,
+                                            <void*>stream)
+    _check(status)
+
+
+def pointer_device(uintptr_t ptr):
+    """``(device, is_device_memory)`` of the memory at ``ptr`` (the current device for 0)."""
+    cdef int dev = 0, is_dev = 0, status
+    with nogil:
+        status = gm_cuda_pointer_device(<const void*>ptr, &dev, &is_dev)
+    _check(status)
+    return dev, bool(is_dev)
+
+
+def stream_wait(uintptr_t waiter, uintptr_t producer, int device):
+    """Make stream ``waiter`` wait, on the GPU, for the work queued so far on ``producer`` (a
+    stream of ``device``); the host does not block."""
+    cdef int status
+    with nogil:
+        status = gm_cuda_stream_wait(<void*>waiter, <void*>producer, device)
+    _check(status)
+
+
+def get_device():
+    """The calling thread's current CUDA device."""
+    cdef int dev = 0
+    _check(gm_cuda_get_device(&dev))
+    return dev
