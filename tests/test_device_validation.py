@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import geomops
-from geomops import _backend, _device
+from geomops import _backend
 from geomops import _cconv_args as CA
 from geomops import _validate as V
 from geomops import search as S
