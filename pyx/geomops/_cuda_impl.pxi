@@ -139,3 +139,7 @@ def synchronize(uintptr_t stream):
     with nogil:
         status = gm_cuda_stream_synchronize(<void*>stream)
     _check(status)
+
+
+# ---- kernel families ----------------------------------------------------------------------------
+include "_cuda_search.pxi"
