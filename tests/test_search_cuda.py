@@ -471,3 +471,39 @@ def test_gpu_public_searches_and_stream():
     stream.synchronize()
     ref = geomops.knn_search(pts, qs, 8, ps, qsp)
     np.testing.assert_array_equal(index.get(), ref.neighbors_index)
+
+
+@pytest.mark.parametrize("kind", ["table", "fixed", "radius", "knn", "knn_ignore"])
+def test_out_of_device_memory_at_every_step(be, kind, monkeypatch):
+    """Allocations failing at any point raise MemoryError with the size asked for and leave
+    nothing behind; whatever succeeds is still the CPU's result."""
+    pts, qs = cloud(np.float32, seed=13)
+    radii = np.full(len(qs), 0.2, np.float32)
+    ins = [be.from_host(a) for a in (pts, PS, qs, QS, radii)]  # allocated before the limit
+    ref = {"fixed": fixed(be, pts, qs, PS, QS, 0.2)[0], "radius": radius(be, pts, qs, PS, QS, radii, sort=True)[0],
+           "knn": knn(be, pts, qs, PS, QS, 40)[0], "knn_ignore": knn(be, pts, qs, PS, QS, 40, ignore=True)[0]}
+    K = be.kernels
+    failed = 0
+    for limit in (8, 64, 300, 700, 1300, 2000, 3000, 5000, 8000, 12000, 20000, 10**6):
+        monkeypatch.setenv("GEOMOPS_CUDA_EMU_MAX_BYTES", str(limit))
+        try:
+            if kind == "table":
+                ts = be.from_host(np.array([0, 7, 8, 12, 13], np.int64))
+                index, cells = be.empty((len(pts),), np.int32), be.empty((14,), np.int32)
+                K.search_build_hash_table(ins[0], ins[1], 0.2, ts, index, cells, 1)
+                continue
+            rs = be.empty((len(qs) + 1,), np.int64)
+            if kind == "fixed":
+                grid = K.search_grid_build(ins[0], ins[1], 0.2, 1)
+                plan = K.search_fixed_radius_count(grid, ins[2], ins[3], rs, "L2", False, True, False, False, 1)
+            elif kind == "radius":
+                plan = K.search_radius_count(*ins[:4], ins[4], rs, "L2", False, True, False, True, False, 1)
+            else:
+                plan = K.search_knn_count(*ins[:4], 40, rs, "L2", kind == "knn_ignore", True, False, 1)
+            index, dist = be.empty((plan.total,), np.int32), be.empty((plan.total,), np.float32)
+            plan.fill(index, dist)
+            assert_equal(ref[kind], (index.get(), rs.get(), dist.get()))
+        except MemoryError as e:
+            assert "bytes of device memory" in str(e)
+            failed += 1
+    assert 0 < failed < 12
