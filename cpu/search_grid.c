@@ -41,22 +41,6 @@ struct gm_grid {
     int64_t* dense;     /* [sum of dense sizes] */
 };
 
-/* Cells per axis are capped so that a key (with a 2-cell margin each side for queries)
- * fits 64 bits; only an extent/radius ratio above 2^20 coarsens the grid. */
-#define GRID_MAX_DIM 1048576.0
-
-/* first position in [lo, hi) with keys[pos] >= key */
-static inline int64_t lower_bound_u64(const uint64_t* keys, int64_t lo, int64_t hi, uint64_t key) {
-    while (lo < hi) {
-        const int64_t mid = lo + (hi - lo) / 2;
-        if (keys[mid] < key)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 /* The <= 9 point runs (start, end pairs) around query cell (cx, cy, cz) of item b; adjacent
  * runs are merged. Returns the number of runs. */
 static int grid_runs(const gm_grid* g, int64_t b, int64_t cx, int64_t cy, int64_t cz, int64_t* runs) {
@@ -90,8 +74,8 @@ static int grid_runs(const gm_grid* g, int64_t b, int64_t cx, int64_t cy, int64_
         if (z < 0 || z >= dims[2]) continue;
         for (int64_t y = cy - 1; y <= cy + 1; ++y) {
             if (y < 0 || y >= dims[1]) continue;
-            const int64_t i0 = lower_bound_u64(g->ckey, from, end, gm_search_grid_key(xlo, y, z, dims));
-            const int64_t i1 = lower_bound_u64(g->ckey, i0, end, gm_search_grid_key(xhi, y, z, dims) + 1);
+            int64_t i0, i1;
+            gm_search_grid_row(g->ckey, from, end, xlo, xhi, y, z, dims, &i0, &i1);
             from = i1;
             if (i0 == i1) continue;
             const int64_t s = g->cstart[i0], e = g->cstart[i1];

@@ -47,22 +47,10 @@ static int GM_TFN(grid_build)(const gm_grid_params* p, gm_grid* g) {
             mxy = py > mxy ? py : mxy;
             mxz = pz > mxz ? pz : mxz;
         }
-        double ext = mxx - mnx;
-        ext = mxy - mny > ext ? mxy - mny : ext;
-        ext = mxz - mnz > ext ? mxz - mnz : ext;
-        double cs = r * (1.0 + 1e-5);
-        if (ext / GRID_MAX_DIM > cs) cs = ext / GRID_MAX_DIM;
-        if (!(cs > 0) || !isfinite(1.0 / cs)) cs = ext > 0 ? ext : 1.0;
-        const double inv = 1.0 / cs;
-        o[0] = mnx;
-        o[1] = mny;
-        o[2] = mnz;
-        g->inv_cs[b] = inv;
-        const double mx[3] = {mxx, mxy, mxz};
-        for (int k = 0; k < 3; ++k) {
-            double d = floor((mx[k] - o[k]) * inv) + 1;
-            dims[k] = d > GRID_MAX_DIM + 2 ? (int64_t)GRID_MAX_DIM + 2 : (int64_t)d;
-        }
+        const double mn[3] = {mnx, mny, mnz}, mx[3] = {mxx, mxy, mxz};
+        double cell;
+        gm_search_grid_geometry(mn, mx, r, o, &cell, &g->inv_cs[b], dims);
+        const double inv = g->inv_cs[b];
 #pragma omp parallel for schedule(static) num_threads(nt) if (hi - lo > 16384)
         for (int64_t i = lo; i < hi; ++i) {
             const int64_t cx = gm_search_grid_coord(pts[3 * i], o[0], inv, 0, dims[0] - 1);

@@ -30,20 +30,6 @@
 #define KD_CHUNK      64
 #define KD_SORTED_MAX 48 /* kNN keeps a sorted array up to this k, a heap above */
 
-/* The item a query belongs to: last b with splits[b] <= q (items may be empty). */
-static inline int64_t kd_item_of(const int64_t* splits, int64_t nb, int64_t q) {
-    int64_t lo = 0, hi = nb; /* answer in [lo, hi) */
-    while (hi - lo > 1) {
-        const int64_t mid = lo + (hi - lo) / 2;
-        if (splits[mid] <= q)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    while (lo + 1 < nb && splits[lo + 1] <= q) ++lo;
-    return lo;
-}
-
 static inline int kd_depth(int64_t n) {
     int d = 0;
     while (d < KD_MAX_DEPTH && ((n + ((int64_t)1 << d) - 1) >> d) > KD_LEAF) ++d;

@@ -14,7 +14,7 @@ static GM_ISA_ATTR void GM_IFN(GM_TFN(kd_knn_chunk))(const GM_TFN(kd_plan) * pl,
     const int64_t kk = pl->kk;
     for (int64_t pos = ps; pos < pe; ++pos) {
         const int64_t q = pl->qord[pos];
-        const int64_t b = kd_item_of(p->queries_row_splits, p->batch_size, q);
+        const int64_t b = gm_search_item_of(p->queries_row_splits, p->batch_size, q);
         if (t->depth[b] < 0) {
             if (cnt_out) cnt_out[q] = 0;
             continue;
@@ -71,7 +71,7 @@ static GM_ISA_ATTR int64_t GM_IFN(GM_TFN(kd_radius_chunk))(const GM_TFN(kd_plan)
     const GM_T* radii = (const GM_T*)p->radii;
     for (int64_t pos = ps; pos < pe; ++pos) {
         const int64_t q = pl->qord[pos];
-        const int64_t b = kd_item_of(p->queries_row_splits, p->batch_size, q);
+        const int64_t b = gm_search_item_of(p->queries_row_splits, p->batch_size, q);
         if (t->depth[b] < 0) continue;
         const GM_T* qp = pl->qsrt + 3 * pos;
         const GM_T r = radii[q];
@@ -107,10 +107,8 @@ static GM_ISA_ATTR int64_t GM_IFN(GM_TFN(kd_radius_chunk))(const GM_TFN(kd_plan)
             return pos;
         }
         for (int64_t j = 0; j < cnt; ++j) jbuf[j] = t->idx[jbuf[j]];
-        if (distance && p->normalize_distances) {
-            const GM_T scale = GM_TFN(gm_search_threshold)(r, p->metric);
-            for (int64_t j = 0; j < cnt; ++j) dbuf[j] /= scale;
-        }
+        if (distance && p->normalize_distances)
+            for (int64_t j = 0; j < cnt; ++j) dbuf[j] = GM_TFN(gm_search_normalize)(dbuf[j], r, p->metric);
         if (p->sort) GM_TFN(gm_search_sort_pairs)(jbuf, distance ? dbuf : NULL, cnt);
         const int64_t at = pl->start_s[pos];
         if (p->index_is64)

@@ -248,7 +248,7 @@ static int GM_TFN(kd_query_order)(const gm_tree_search_params* p, const GM_TFN(k
     }
 #pragma omp parallel for schedule(static) num_threads(nt) if (nq > 16384)
     for (int64_t q = 0; q < nq; ++q) {
-        const int64_t b = kd_item_of(p->queries_row_splits, p->batch_size, q);
+        const int64_t b = gm_search_item_of(p->queries_row_splits, p->batch_size, q);
         uint64_t key = 0;
         if (t->depth[b] >= 0) {
             const int64_t off = t->node_off[b], first_leaf = ((int64_t)1 << t->depth[b]) - 1;

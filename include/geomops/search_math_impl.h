@@ -21,6 +21,17 @@ GM_HD_INLINE GM_T GM_TFN(gm_search_mul)(GM_T a, GM_T b) {
 #endif
 }
 
+/* a / b, rounded once (IEEE division on the device too). */
+GM_HD_INLINE GM_T GM_TFN(gm_search_div)(GM_T a, GM_T b) {
+#if defined(__CUDA_ARCH__) && GM_TIS_DOUBLE
+    return __ddiv_rn(a, b);
+#elif defined(__CUDA_ARCH__)
+    return __fdiv_rn(a, b);
+#else
+    return a / b;
+#endif
+}
+
 /* The metric's combination of three non-negative per-axis gaps: o0*o0 + o1*o1 + o2*o2 (L2),
  * o0 + o1 + o2 (L1), max (Linf), in this order. Monotone in each gap, so for the gaps between a
  * query and a k-d tree box it is a lower bound of the distance of every point inside. `metric`
@@ -45,6 +56,11 @@ GM_HD_INLINE GM_T GM_TFN(gm_search_dist)(GM_T dx, GM_T dy, GM_T dz, const int me
  * squared), r otherwise. */
 GM_HD GM_T GM_TFN(gm_search_threshold)(GM_T r, int metric) {
     return metric == GM_METRIC_L2 ? GM_TFN(gm_search_mul)(r, r) : r;
+}
+
+/* A returned distance d of a query with radius r under normalize_distances: d / threshold. */
+GM_HD GM_T GM_TFN(gm_search_normalize)(GM_T d, GM_T r, int metric) {
+    return GM_TFN(gm_search_div)(d, GM_TFN(gm_search_threshold)(r, metric));
 }
 
 /* 1 / (2 r) in the points' precision, the inverse voxel size of Open3D's hash table. */

@@ -84,3 +84,23 @@ cdef extern from "geomops/search.h" nogil:
                                 gm_search_plan** plan)
     int gm_search_fill_cpu(gm_search_plan* plan, void* index, void* distance)
     void gm_search_plan_free(gm_search_plan* plan)
+
+cdef extern from "geomops/search_cuda.h" nogil:
+    # every pointer inside the params structs is device memory here; streams are cudaStream_t
+    int gm_build_spatial_hash_table_cuda(const gm_hash_table_params* p, int64_t num_cells, void* stream)
+    int gm_verify_spatial_hash_table_cuda(const gm_hash_table_params* p, int64_t num_cells, int* valid,
+                                          void* stream)
+
+    int gm_grid_build_cuda(const gm_grid_params* p, gm_grid** out, void* stream)
+    void gm_grid_free_cuda(gm_grid* g)
+    int gm_grid_matches_cuda(const gm_grid* g, const void* points, int64_t num_points, int* match, void* stream)
+    int64_t gm_grid_nbytes_cuda(const gm_grid* g)
+
+    int gm_fixed_radius_search_count_cuda(const gm_fixed_radius_params* p, int64_t* row_splits, int64_t* total,
+                                          gm_search_plan** plan, void* stream)
+    int gm_radius_search_count_cuda(const gm_tree_search_params* p, int64_t* row_splits, int64_t* total,
+                                    gm_search_plan** plan, void* stream)
+    int gm_knn_search_count_cuda(const gm_tree_search_params* p, int64_t* row_splits, int64_t* total,
+                                 gm_search_plan** plan, void* stream)
+    int gm_search_fill_cuda(gm_search_plan* plan, void* index, void* distance, void* stream)
+    void gm_search_plan_free_cuda(gm_search_plan* plan)

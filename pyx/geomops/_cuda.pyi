@@ -1,6 +1,10 @@
 """Type stubs of the private CUDA bindings (``_cuda.pyx`` and ``_cuda_emu.pyx``, both from
 ``_cuda_impl.pxi``): runtime services so far; kernel families add their functions."""
 
+from typing import Any, Optional
+
+DeviceArrayLike = Any  # an object with __cuda_array_interface__ (geomops.DeviceArray, CuPy, ...)
+
 EMULATED: bool
 NO_DEVICE: int
 
@@ -54,3 +58,43 @@ def array_copy_strided(src: int, dst: int, itemsize: int, shape: tuple[int, ...]
 def pointer_device(ptr: int) -> tuple[int, bool]: ...
 def stream_wait(waiter: int, producer: int, device: int) -> None: ...
 def get_device() -> int: ...
+# --- neighbor search (_cuda_search.pxi) ----------------------------------------------------
+# Device arrays (``__cuda_array_interface__``) everywhere; ``num_threads`` is accepted to mirror
+# ``_cpu`` and unused; work is ordered on ``stream`` (0: the legacy default stream).
+
+SEARCH_METRICS: dict[str, int]
+
+class SearchGrid:
+    """Opaque device cell grid of a point set for one radius (not picklable)."""
+    radius: float
+    dtype: Any
+    nbytes: int
+    def matches(self, points: DeviceArrayLike, *, stream: int = 0) -> bool: ...
+
+class SearchPlan:
+    """What a search's count phase keeps for its fill; ``fill`` runs once (default stream: the
+    count's)."""
+    total: int
+    def fill(self, index: DeviceArrayLike, distance: Optional[DeviceArrayLike] = None, *,
+             stream: Optional[int] = None) -> None: ...
+
+def search_build_hash_table(points: DeviceArrayLike, row_splits: DeviceArrayLike, radius: float,
+                            table_splits: DeviceArrayLike, index: DeviceArrayLike, cell_splits: DeviceArrayLike,
+                            num_threads: int, *, stream: int = 0) -> None: ...
+def search_verify_hash_table(points: DeviceArrayLike, row_splits: DeviceArrayLike, radius: float,
+                             table_splits: DeviceArrayLike, index: DeviceArrayLike, cell_splits: DeviceArrayLike,
+                             num_threads: int, *, stream: int = 0) -> bool: ...
+def search_grid_build(points: DeviceArrayLike, row_splits: DeviceArrayLike, radius: float, num_threads: int, *,
+                      stream: int = 0) -> SearchGrid: ...
+def search_fixed_radius_count(grid: SearchGrid, queries: DeviceArrayLike, queries_row_splits: DeviceArrayLike,
+                              row_splits_out: DeviceArrayLike, metric: str, ignore_query_point: bool,
+                              return_distances: bool, sort: bool, index_is64: bool, num_threads: int, *,
+                              stream: int = 0) -> SearchPlan: ...
+def search_radius_count(points: DeviceArrayLike, points_row_splits: DeviceArrayLike, queries: DeviceArrayLike,
+                        queries_row_splits: DeviceArrayLike, radii: DeviceArrayLike, row_splits_out: DeviceArrayLike,
+                        metric: str, ignore_query_point: bool, return_distances: bool, normalize_distances: bool,
+                        sort: bool, index_is64: bool, num_threads: int, *, stream: int = 0) -> SearchPlan: ...
+def search_knn_count(points: DeviceArrayLike, points_row_splits: DeviceArrayLike, queries: DeviceArrayLike,
+                     queries_row_splits: DeviceArrayLike, k: int, row_splits_out: DeviceArrayLike, metric: str,
+                     ignore_query_point: bool, return_distances: bool, index_is64: bool, num_threads: int, *,
+                     stream: int = 0) -> SearchPlan: ...

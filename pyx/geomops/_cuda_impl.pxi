@@ -143,3 +143,5 @@ def synchronize(uintptr_t stream):
 
 include "_cuda_dlpack.pxi"
 include "_cuda_array.pxi"
+# ---- kernel families ----------------------------------------------------------------------------
+include "_cuda_search.pxi"

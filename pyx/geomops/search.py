@@ -120,13 +120,30 @@ def _metric(metric):
     return check_option(metric, "metric", METRICS)
 
 
-def _fill(plan, row_splits_out, args):
+def _on(be, a):
+    """A validated host array in backend ``be``'s memory (the array itself on the CPU)."""
+    return be.from_host(a) if isinstance(a, np.ndarray) else a
+
+
+def _on_backend(be, args):
+    """The validated arguments with their arrays in backend ``be``'s memory."""
+    return args._replace(points=_on(be, args.points), queries=_on(be, args.queries),
+                         points_splits=_on(be, args.points_splits), queries_splits=_on(be, args.queries_splits))
+
+
+def _fill(be, plan, row_splits_out, args):
     """The fill phase of a search whose count phase returned ``plan``: the outputs are allocated
-    here, once the count is known."""
-    index = np.empty(plan.total, args.index_dtype)
-    distance = np.empty(plan.total if args.return_distances else 0, args.points.dtype)
+    here, in the backend's memory, once the count is known. Host inputs give host results."""
+    index = be.empty((plan.total,), args.index_dtype)
+    distance = be.empty((plan.total if args.return_distances else 0,), args.points.dtype)
     plan.fill(index, distance if args.return_distances else None)
-    return NeighborSearchResult(index, row_splits_out, distance)
+    return NeighborSearchResult(be.to_host(index), be.to_host(row_splits_out), be.to_host(distance))
+
+
+def _grid_key(be):
+    """Where a cached search grid lives: a grid is only ever handed back to the kernels that
+    built it (a CPU grid never reaches CUDA, nor one device's grid another)."""
+    return be.kernels.__name__, be.device
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,7 +217,7 @@ def build_spatial_hash_table(points, radius, points_row_splits=None, hash_table_
         hash_table_splits [B+1] int32)`` with attributes ``radius``, ``num_points``,
         ``points_row_splits`` and ``dtype``.
     """
-    kernels = _backend.resolve(device).kernels
+    be = _backend.resolve(device)
     pts = _points(points, "points")
     radius = check_real(radius, "radius", nonnegative=True)
     factor = check_real(hash_table_size_factor, "hash_table_size_factor", positive=True)
@@ -218,10 +235,11 @@ def build_spatial_hash_table(points, radius, points_row_splits=None, hash_table_
                          "int32 table can hold")
     table_splits = np.zeros(len(sizes) + 1, np.int64)
     table_splits[1:] = np.cumsum(sizes, dtype=np.int64)
-    index = np.empty(n, np.int32)
-    cell_splits = np.empty(total + 1, np.int32)
-    kernels.search_build_hash_table(pts, ps, radius, table_splits, index, cell_splits, nt)
-    table = SpatialHashTable(index, cell_splits, table_splits.astype(np.int32))
+    index = be.empty((n,), np.int32)
+    cell_splits = be.empty((total + 1,), np.int32)
+    be.kernels.search_build_hash_table(_on(be, pts), _on(be, ps), radius, _on(be, table_splits), index, cell_splits,
+                                       nt)
+    table = SpatialHashTable(be.to_host(index), be.to_host(cell_splits), table_splits.astype(np.int32))
     table.radius = radius
     table.num_points = n
     table.points_row_splits = ps
@@ -272,8 +290,10 @@ def _table_arrays(hash_table, num_points, num_items):
     return index, cells, splits.astype(np.int64)
 
 
-def _grid_for_table(kernels, hash_table, pts, ps, radius, nt):
-    """The search grid for a user-supplied hash table, after checking the table fits the call."""
+def _grid_for_table(be, hash_table, a, d, radius):
+    """The search grid for a user-supplied hash table, after checking the table fits the call
+    (``a``: the validated arguments, ``d``: the same in the backend's memory)."""
+    pts, ps, nt = a.points, a.points_splits, a.num_threads
     if isinstance(hash_table, SpatialHashTable) and hasattr(hash_table, "radius"):
         if hash_table.dtype != pts.dtype:
             raise ValueError(f"hash_table was built from {hash_table.dtype} points, but points are {pts.dtype}")
@@ -286,18 +306,21 @@ def _grid_for_table(kernels, hash_table, pts, ps, radius, nt):
         if pts.dtype.type(hash_table.radius) != pts.dtype.type(radius):
             raise ValueError(f"hash_table was built for radius={hash_table.radius}, but radius={radius}: build a "
                              "table for this radius")
-        grid = getattr(hash_table, "_grid", None)
+        grid = getattr(hash_table, "_grid", {}).get(_grid_key(be))
         if grid is not None:
-            if not grid.matches(pts):
+            if not grid.matches(d.points):
                 raise ValueError("hash_table was built for another point set (same size, other coordinates)")
             return grid
     index, cells, splits = _table_arrays(hash_table, pts.shape[0], ps.shape[0] - 1)
-    if not kernels.search_verify_hash_table(pts, ps, radius, splits, index, cells, nt):
+    if not be.kernels.search_verify_hash_table(d.points, d.points_splits, radius, _on(be, splits), _on(be, index),
+                                               _on(be, cells), nt):
         raise ValueError(f"hash_table is not the spatial hash table of these points for radius={radius}: it was "
                          "built for another radius, point set or row splits")
-    grid = kernels.search_grid_build(pts, ps, radius, nt)
+    grid = be.kernels.search_grid_build(d.points, d.points_splits, radius, nt)
     if isinstance(hash_table, SpatialHashTable):
-        hash_table._grid = grid
+        if getattr(hash_table, "_grid", None) is None:
+            hash_table._grid = {}
+        hash_table._grid[_grid_key(be)] = grid
     return grid
 
 
@@ -350,7 +373,7 @@ def fixed_radius_search(points, queries, radius, points_row_splits=None, queries
     NeighborSearchResult
         ``(neighbors_index [E], neighbors_row_splits [Nq+1] int64, neighbors_distance [E] or [0])``.
     """
-    kernels = _backend.resolve(device).kernels
+    be = _backend.resolve(device)
 
     def check(pts, qs):
         r = check_real(radius, "radius", nonnegative=True)
@@ -360,15 +383,16 @@ def fixed_radius_search(points, queries, radius, points_row_splits=None, queries
     a, r = _search_args(points, queries, points_row_splits, queries_row_splits, index_dtype, metric,
                         ignore_query_point, return_distances, num_threads, check)
     sort = check_bool(sort, "sort")
+    d = _on_backend(be, a)
     if hash_table is None:
-        grid = kernels.search_grid_build(a.points, a.points_splits, r, a.num_threads)
+        grid = be.kernels.search_grid_build(d.points, d.points_splits, r, a.num_threads)
     else:
-        grid = _grid_for_table(kernels, hash_table, a.points, a.points_splits, r, a.num_threads)
-    rs = np.empty(a.queries.shape[0] + 1, np.int64)
-    plan = kernels.search_fixed_radius_count(grid, a.queries, a.queries_splits, rs, a.metric,
-                                             a.ignore_query_point, a.return_distances, sort,
-                                             a.index_dtype == np.dtype(np.int64), a.num_threads)
-    return _fill(plan, rs, a)
+        grid = _grid_for_table(be, hash_table, a, d, r)
+    rs = be.empty((a.queries.shape[0] + 1,), np.int64)
+    plan = be.kernels.search_fixed_radius_count(grid, d.queries, d.queries_splits, rs, a.metric,
+                                                a.ignore_query_point, a.return_distances, sort,
+                                                a.index_dtype == np.dtype(np.int64), a.num_threads)
+    return _fill(be, plan, rs, a)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,17 +451,18 @@ def radius_search(points, queries, radii, points_row_splits=None, queries_row_sp
     -------
     NeighborSearchResult
     """
-    kernels = _backend.resolve(device).kernels
+    be = _backend.resolve(device)
     a, r = _search_args(points, queries, points_row_splits, queries_row_splits, index_dtype, metric,
                         ignore_query_point, return_distances, num_threads,
                         lambda pts, qs: _radii(radii, qs.shape[0], pts.dtype))
     normalize = check_bool(normalize_distances, "normalize_distances")
     sort = check_bool(sort, "sort")
-    rs = np.empty(a.queries.shape[0] + 1, np.int64)
-    plan = kernels.search_radius_count(a.points, a.points_splits, a.queries, a.queries_splits, r, rs, a.metric,
-                                       a.ignore_query_point, a.return_distances, normalize, sort,
-                                       a.index_dtype == np.dtype(np.int64), a.num_threads)
-    return _fill(plan, rs, a)
+    d = _on_backend(be, a)
+    rs = be.empty((a.queries.shape[0] + 1,), np.int64)
+    plan = be.kernels.search_radius_count(d.points, d.points_splits, d.queries, d.queries_splits, _on(be, r), rs,
+                                          a.metric, a.ignore_query_point, a.return_distances, normalize, sort,
+                                          a.index_dtype == np.dtype(np.int64), a.num_threads)
+    return _fill(be, plan, rs, a)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -479,7 +504,7 @@ def knn_search(points, queries, k, points_row_splits=None, queries_row_splits=No
     -------
     NeighborSearchResult
     """
-    kernels = _backend.resolve(device).kernels
+    be = _backend.resolve(device)
 
     def check(pts, qs):
         kk = check_int(k, "k")
@@ -489,8 +514,9 @@ def knn_search(points, queries, k, points_row_splits=None, queries_row_splits=No
 
     a, kk = _search_args(points, queries, points_row_splits, queries_row_splits, index_dtype, metric,
                          ignore_query_point, return_distances, num_threads, check)
-    rs = np.empty(a.queries.shape[0] + 1, np.int64)
-    plan = kernels.search_knn_count(a.points, a.points_splits, a.queries, a.queries_splits, kk, rs, a.metric,
-                                    a.ignore_query_point, a.return_distances, a.index_dtype == np.dtype(np.int64),
-                                    a.num_threads)
-    return _fill(plan, rs, a)
+    d = _on_backend(be, a)
+    rs = be.empty((a.queries.shape[0] + 1,), np.int64)
+    plan = be.kernels.search_knn_count(d.points, d.points_splits, d.queries, d.queries_splits, kk, rs, a.metric,
+                                       a.ignore_query_point, a.return_distances,
+                                       a.index_dtype == np.dtype(np.int64), a.num_threads)
+    return _fill(be, plan, rs, a)
