@@ -12,6 +12,7 @@ stream a call runs on.
 from __future__ import annotations
 
 import contextlib
+import functools
 import numbers
 import re
 import threading
@@ -30,15 +31,17 @@ _CUDA_RE = re.compile(r"^cuda(?::(\d+))?$")
 
 class Backend:
     """A resolved backend: ``name`` ("cpu" or "cuda"), the device ordinal (None on the CPU),
-    ``kernels`` (the compiled module whose functions run the kernels) and the allocation and
+    ``kernels`` (the compiled module whose functions run the kernels; inside an op call on CUDA a
+    view of it that passes the call's ``stream=`` to every kernel function) and the allocation and
     copy functions of its memory."""
 
-    __slots__ = ("name", "device_id", "kernels")
+    __slots__ = ("name", "device_id", "kernels", "module")
 
     def __init__(self, name: str, device_id: Optional[int], kernels: Any):
         self.name = name
         self.device_id = device_id
         self.kernels = kernels
+        self.module = kernels  # the binding module itself (memory, copies, streams)
 
     @property
     def device(self) -> str:
@@ -48,17 +51,25 @@ class Backend:
     def is_cuda(self) -> bool:
         return self.name == "cuda"
 
+    def on_stream(self, handle: int) -> "Backend":
+        """This backend with ``kernels`` passing ``stream=handle`` to every kernel call (CUDA)."""
+        if not self.is_cuda:
+            return self
+        be = Backend(self.name, self.device_id, _StreamKernels(self.module, handle))
+        be.module = self.module
+        return be
+
     def empty(self, shape, dtype):
         """An uninitialised output array in this backend's memory."""
         if not self.is_cuda:
             return np.empty(shape, dtype)
-        return _device.empty(self.kernels, shape, dtype, self.device_id)
+        return _device.empty(self.module, shape, dtype, self.device_id)
 
     def from_host(self, a):
         """A NumPy array moved to this backend's memory (the same array on the CPU)."""
         if not self.is_cuda or a is None:
             return a
-        return _device.from_host(self.kernels, a, self.device_id)
+        return _device.from_host(self.module, a, self.device_id)
 
     def to_host(self, a):
         """An array of this backend as a NumPy array (the same array on the CPU)."""
@@ -67,8 +78,24 @@ class Backend:
         return a.get()
 
     def __repr__(self):
-        emu = " (emulated)" if self.is_cuda and getattr(self.kernels, "EMULATED", False) else ""
+        emu = " (emulated)" if self.is_cuda and getattr(self.module, "EMULATED", False) else ""
         return f"Backend({self.device!r}{emu})"
+
+
+class _StreamKernels:
+    """A binding module whose functions get ``stream=handle`` (classes and constants pass through)."""
+
+    __slots__ = ("_module", "_handle")
+
+    def __init__(self, module, handle):
+        self._module = module
+        self._handle = handle
+
+    def __getattr__(self, name):
+        value = getattr(self._module, name)
+        if callable(value) and not isinstance(value, type):
+            return functools.partial(value, stream=self._handle)
+        return value
 
 
 _CPU = Backend("cpu", None, _cpu)
@@ -271,17 +298,17 @@ _stream_pools = {}
 
 
 def _acquire_stream(be):
-    key = (be.kernels.__name__, be.device_id)
+    key = (be.module.__name__, be.device_id)
     with _pool_lock:
         pool = _stream_pools.setdefault(key, [])
         if pool:
             return pool.pop()
-    return be.kernels.Stream(be.device_id)
+    return be.module.Stream(be.device_id)
 
 
 def _release_stream(be, s):
     with _pool_lock:
-        _stream_pools[(be.kernels.__name__, be.device_id)].append(s)
+        _stream_pools[(be.module.__name__, be.device_id)].append(s)
 
 
 class CallStream:
@@ -343,7 +370,7 @@ class _CallStreamContext:
         if not be.is_cuda:
             self._cs = CallStream(be, 0, False)
             return self._cs
-        module = be.kernels
+        module = be.module
         self._prev_device = module.get_device()
         if self._prev_device != be.device_id:
             module.set_device(be.device_id)
@@ -383,7 +410,7 @@ class _CallStreamContext:
             _release_stream(self._be, self._pooled)
             self._pooled = None
         if self._prev_device is not None and self._prev_device != self._be.device_id:
-            self._be.kernels.set_device(self._prev_device)
+            self._be.module.set_device(self._prev_device)
 
 
 def call_stream(be: Backend, stream=None, inputs=()):
@@ -399,3 +426,70 @@ def call_stream(be: Backend, stream=None, inputs=()):
     handle of 0 and ``stream`` must be None (ValueError).
     """
     return _CallStreamContext(be, stream, inputs)
+
+
+# ---- one op call -------------------------------------------------------------------------------
+
+class OpCall:
+    """What a public op needs to run on the right backend (made by :func:`op_call`).
+
+    Attributes
+    ----------
+    be : Backend
+        The backend; on CUDA its ``kernels`` pass the call's stream to every kernel function.
+    on_device : bool
+        The inputs are device arrays: results stay on the device (DeviceArrays). False for host
+        inputs, also with ``device="cuda"`` (results are copied back to NumPy).
+    args : dict
+        The array inputs given to :func:`op_call`, foreign device arrays (CuPy, torch, ...)
+        turned into DeviceArray views.
+    """
+
+    __slots__ = ("be", "on_device", "args", "_cs")
+
+    def result(self, x):
+        """The op's result for the caller: device results of host inputs copied to NumPy; named
+        tuples, tuples and lists converted element by element."""
+        if not self.be.is_cuda:
+            return x
+        if isinstance(x, tuple) and hasattr(x, "_fields"):
+            return type(x)(*(self.result(v) for v in x))
+        if isinstance(x, (tuple, list)):
+            return type(x)(self.result(v) for v in x)
+        if isinstance(x, _device.DeviceArray):
+            if self.on_device:
+                self._cs.mark(x)
+                return x
+            return x.get()
+        return x
+
+
+def _is_placed(x):
+    """Arrays whose place (host or device) decides the backend: NumPy arrays and device arrays.
+    Python scalars and lists fit any backend (they are converted after validation)."""
+    return isinstance(x, np.ndarray) or _device.is_device_array(x)
+
+
+@contextlib.contextmanager
+def op_call(device=None, stream=None, *, optional=(), **inputs):
+    """Run one public op: choose its backend from ``device`` and the inputs (:func:`select`),
+    open its stream (:func:`call_stream`), and hand back an :class:`OpCall`.
+
+    ``inputs`` are the op's array arguments by name (None and absent optionals are ignored;
+    Python scalars and lists never conflict with device inputs)."""
+    placed = {k: v for k, v in inputs.items() if v is not None and _is_placed(v)}
+    be, on_device = select(device, optional=optional, **placed)
+    args = dict(inputs)
+    device_inputs = []
+    if on_device:
+        for k, v in placed.items():
+            if _device.is_device_array(v):
+                args[k] = _device.as_device_array(v, k)
+                device_inputs.append(args[k])
+    with call_stream(be, stream, inputs=device_inputs) as cs:
+        call = OpCall()
+        call.be = be.on_stream(cs.handle)
+        call.on_device = on_device
+        call.args = args
+        call._cs = cs
+        yield call

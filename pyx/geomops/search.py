@@ -133,11 +133,17 @@ def _on_backend(be, args):
 
 def _fill(be, plan, row_splits_out, args):
     """The fill phase of a search whose count phase returned ``plan``: the outputs are allocated
-    here, in the backend's memory, once the count is known. Host inputs give host results."""
+    here, in the backend's memory, once the count is known (the op call brings them to the host
+    for host inputs)."""
     index = be.empty((plan.total,), args.index_dtype)
     distance = be.empty((plan.total if args.return_distances else 0,), args.points.dtype)
     plan.fill(index, distance if args.return_distances else None)
-    return NeighborSearchResult(be.to_host(index), be.to_host(row_splits_out), be.to_host(distance))
+    return NeighborSearchResult(index, row_splits_out, distance)
+
+
+def _host(a):
+    """A small validated array (row splits) on the host."""
+    return a if isinstance(a, np.ndarray) else a.get()
 
 
 def _grid_key(be):
@@ -185,7 +191,8 @@ def _search_args(points, queries, points_row_splits, queries_row_splits, index_d
 
 
 def build_spatial_hash_table(points, radius, points_row_splits=None, hash_table_size_factor=1 / 64,
-                             max_hash_table_size=33554432, num_threads=None, *, device=None):
+                             max_hash_table_size=33554432, num_threads=None, *, device=None,
+                             stream=None):
     """Build Open3D's spatial hash table of a point set for a fixed-radius search.
 
     The table is identical to Open3D's (same voxel size ``2*radius``, hash function and table sizes
@@ -206,9 +213,15 @@ def build_spatial_hash_table(points, radius, points_row_splits=None, hash_table_
         Upper bound of each item's table size. Default 33554432.
     num_threads : int, optional
         OpenMP threads (default: :func:`geomops.get_num_threads`).
-    device : str, optional
-        Where to run: None or ``"cpu"`` today; ``"cuda"`` / ``"cuda:N"`` once the CUDA backend
-        exists.
+    device : {None, "cpu", "cuda", "cuda:N"}, keyword-only
+        Where to run. None: where the array inputs are (the CPU for NumPy inputs). ``"cuda"`` with
+        NumPy inputs copies them to the GPU and the results back. Device arrays (anything with
+        ``__cuda_array_interface__`` or CUDA ``__dlpack__``: CuPy, PyTorch, JAX, DeviceArray) run on
+        their device and give :class:`geomops.DeviceArray` results. See docs/cuda.md.
+    stream : None, int or CUDA stream object, keyword-only
+        CUDA only: run on this stream (a ``cudaStream_t`` as an int, or an object with
+        ``__cuda_stream__``, ``.cuda_stream`` or ``.ptr``) and return without waiting; results are
+        marked as pending on it. None: a stream of geomops', waited for before returning.
 
     Returns
     -------
@@ -217,32 +230,35 @@ def build_spatial_hash_table(points, radius, points_row_splits=None, hash_table_
         hash_table_splits [B+1] int32)`` with attributes ``radius``, ``num_points``,
         ``points_row_splits`` and ``dtype``.
     """
-    be = _backend.resolve(device)
-    pts = _points(points, "points")
-    radius = check_real(radius, "radius", nonnegative=True)
-    factor = check_real(hash_table_size_factor, "hash_table_size_factor", positive=True)
-    max_size = check_int(max_hash_table_size, "max_hash_table_size", minimum=1)
-    n = pts.shape[0]
-    ps = (np.array([0, n], np.int64) if points_row_splits is None
-          else row_splits(points_row_splits, "points_row_splits", total=n))
-    nt = resolve_num_threads(num_threads)
-    if n > _INT32_MAX:
-        raise ValueError(f"points: the hash table stores int32 indices and cannot hold {n} points")
-    sizes = [min(max(int(factor * int(c)), 1), max_size) for c in np.diff(ps)]
-    total = sum(sizes)
-    if total > _INT32_MAX - 1:
-        raise ValueError(f"hash_table_size_factor / max_hash_table_size give {total} cells in all, more than an "
-                         "int32 table can hold")
-    table_splits = np.zeros(len(sizes) + 1, np.int64)
-    table_splits[1:] = np.cumsum(sizes, dtype=np.int64)
-    index = be.empty((n,), np.int32)
-    cell_splits = be.empty((total + 1,), np.int32)
-    be.kernels.search_build_hash_table(_on(be, pts), _on(be, ps), radius, _on(be, table_splits), index, cell_splits,
-                                       nt)
-    table = SpatialHashTable(be.to_host(index), be.to_host(cell_splits), table_splits.astype(np.int32))
+    with _backend.op_call(device, stream, points=points, points_row_splits=points_row_splits) as c:
+        be = c.be
+        pts = _points(c.args["points"], "points")
+        radius = check_real(radius, "radius", nonnegative=True)
+        factor = check_real(hash_table_size_factor, "hash_table_size_factor", positive=True)
+        max_size = check_int(max_hash_table_size, "max_hash_table_size", minimum=1)
+        n = pts.shape[0]
+        ps = (np.array([0, n], np.int64) if points_row_splits is None
+              else row_splits(c.args["points_row_splits"], "points_row_splits", total=n))
+        nt = resolve_num_threads(num_threads)
+        if n > _INT32_MAX:
+            raise ValueError(f"points: the hash table stores int32 indices and cannot hold {n} points")
+        ps_host = _host(ps)
+        sizes = [min(max(int(factor * int(cnt)), 1), max_size) for cnt in np.diff(ps_host)]
+        total = sum(sizes)
+        if total > _INT32_MAX - 1:
+            raise ValueError(f"hash_table_size_factor / max_hash_table_size give {total} cells in all, more than "
+                             "an int32 table can hold")
+        table_splits = np.zeros(len(sizes) + 1, np.int64)
+        table_splits[1:] = np.cumsum(sizes, dtype=np.int64)
+        index = be.empty((n,), np.int32)
+        cell_splits = be.empty((total + 1,), np.int32)
+        be.kernels.search_build_hash_table(_on(be, pts), _on(be, ps), radius, _on(be, table_splits), index,
+                                           cell_splits, nt)
+        splits32 = table_splits.astype(np.int32)
+        table = SpatialHashTable(*c.result((index, cell_splits, be.from_host(splits32) if c.on_device else splits32)))
     table.radius = radius
     table.num_points = n
-    table.points_row_splits = ps
+    table.points_row_splits = ps_host
     table.dtype = pts.dtype
     return table
 
@@ -300,9 +316,10 @@ def _grid_for_table(be, hash_table, a, d, radius):
         if hash_table.num_points != pts.shape[0]:
             raise ValueError(f"hash_table was built for {hash_table.num_points} points, but points has "
                              f"{pts.shape[0]}: it belongs to another point set")
-        if not np.array_equal(hash_table.points_row_splits, ps):
+        ps_host = _host(ps)
+        if not np.array_equal(hash_table.points_row_splits, ps_host):
             raise ValueError("hash_table was built with other points_row_splits "
-                             f"({hash_table.points_row_splits.tolist()[:8]} vs {ps.tolist()[:8]})")
+                             f"({hash_table.points_row_splits.tolist()[:8]} vs {ps_host.tolist()[:8]})")
         if pts.dtype.type(hash_table.radius) != pts.dtype.type(radius):
             raise ValueError(f"hash_table was built for radius={hash_table.radius}, but radius={radius}: build a "
                              "table for this radius")
@@ -330,7 +347,7 @@ def _grid_for_table(be, hash_table, a, d, radius):
 def fixed_radius_search(points, queries, radius, points_row_splits=None, queries_row_splits=None,
                         hash_table=None, hash_table_size_factor=1 / 64, index_dtype=np.int32, metric="L2",
                         ignore_query_point=False, return_distances=False, sort=False, num_threads=None, *,
-                        device=None):
+                        device=None, stream=None):
     """All points within a fixed radius of each query (inclusive: ``dist <= radius``).
 
     Parameters
@@ -364,35 +381,44 @@ def fixed_radius_search(points, queries, radius, points_row_splits=None, queries
         search (the same for any thread count) but not meaningful.
     num_threads : int, optional
         OpenMP threads (default: :func:`geomops.get_num_threads`).
-    device : str, optional
-        Where to run: None or ``"cpu"`` today; ``"cuda"`` / ``"cuda:N"`` once the CUDA backend
-        exists.
+    device : {None, "cpu", "cuda", "cuda:N"}, keyword-only
+        Where to run. None: where the array inputs are (the CPU for NumPy inputs). ``"cuda"`` with
+        NumPy inputs copies them to the GPU and the results back. Device arrays (anything with
+        ``__cuda_array_interface__`` or CUDA ``__dlpack__``: CuPy, PyTorch, JAX, DeviceArray) run on
+        their device and give :class:`geomops.DeviceArray` results. See docs/cuda.md.
+    stream : None, int or CUDA stream object, keyword-only
+        CUDA only: run on this stream (a ``cudaStream_t`` as an int, or an object with
+        ``__cuda_stream__``, ``.cuda_stream`` or ``.ptr``) and return without waiting; results are
+        marked as pending on it. None: a stream of geomops', waited for before returning.
 
     Returns
     -------
     NeighborSearchResult
         ``(neighbors_index [E], neighbors_row_splits [Nq+1] int64, neighbors_distance [E] or [0])``.
     """
-    be = _backend.resolve(device)
-
     def check(pts, qs):
         r = check_real(radius, "radius", nonnegative=True)
         check_real(hash_table_size_factor, "hash_table_size_factor", positive=True)
         return r
 
-    a, r = _search_args(points, queries, points_row_splits, queries_row_splits, index_dtype, metric,
-                        ignore_query_point, return_distances, num_threads, check)
-    sort = check_bool(sort, "sort")
-    d = _on_backend(be, a)
-    if hash_table is None:
-        grid = be.kernels.search_grid_build(d.points, d.points_splits, r, a.num_threads)
-    else:
-        grid = _grid_for_table(be, hash_table, a, d, r)
-    rs = be.empty((a.queries.shape[0] + 1,), np.int64)
-    plan = be.kernels.search_fixed_radius_count(grid, d.queries, d.queries_splits, rs, a.metric,
-                                                a.ignore_query_point, a.return_distances, sort,
-                                                a.index_dtype == np.dtype(np.int64), a.num_threads)
-    return _fill(be, plan, rs, a)
+    table0 = hash_table[0] if isinstance(hash_table, (tuple, list)) and len(hash_table) == 3 else None
+    with _backend.op_call(device, stream, points=points, queries=queries, points_row_splits=points_row_splits,
+                          queries_row_splits=queries_row_splits, hash_table=table0) as c:
+        be = c.be
+        a, r = _search_args(c.args["points"], c.args["queries"], c.args["points_row_splits"],
+                            c.args["queries_row_splits"], index_dtype, metric, ignore_query_point, return_distances,
+                            num_threads, check)
+        sort = check_bool(sort, "sort")
+        d = _on_backend(be, a)
+        if hash_table is None:
+            grid = be.kernels.search_grid_build(d.points, d.points_splits, r, a.num_threads)
+        else:
+            grid = _grid_for_table(be, hash_table, a, d, r)
+        rs = be.empty((a.queries.shape[0] + 1,), np.int64)
+        plan = be.kernels.search_fixed_radius_count(grid, d.queries, d.queries_splits, rs, a.metric,
+                                                    a.ignore_query_point, a.return_distances, sort,
+                                                    a.index_dtype == np.dtype(np.int64), a.num_threads)
+        return c.result(_fill(be, plan, rs, a))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,7 +441,7 @@ def _radii(radii, num_queries, dtype):
 
 def radius_search(points, queries, radii, points_row_splits=None, queries_row_splits=None, index_dtype=np.int32,
                   metric="L2", ignore_query_point=False, return_distances=False, normalize_distances=False,
-                  sort=False, num_threads=None, *, device=None):
+                  sort=False, num_threads=None, *, device=None, stream=None):
     """All points strictly within a per-query radius of each query (``dist < radii[i]``).
 
     Parameters
@@ -443,33 +469,42 @@ def radius_search(points, queries, radii, points_row_splits=None, queries_row_sp
         Give each query's neighbors in ascending index order.
     num_threads : int, optional
         OpenMP threads.
-    device : str, optional
-        Where to run: None or ``"cpu"`` today; ``"cuda"`` / ``"cuda:N"`` once the CUDA backend
-        exists.
+    device : {None, "cpu", "cuda", "cuda:N"}, keyword-only
+        Where to run. None: where the array inputs are (the CPU for NumPy inputs). ``"cuda"`` with
+        NumPy inputs copies them to the GPU and the results back. Device arrays (anything with
+        ``__cuda_array_interface__`` or CUDA ``__dlpack__``: CuPy, PyTorch, JAX, DeviceArray) run on
+        their device and give :class:`geomops.DeviceArray` results. See docs/cuda.md.
+    stream : None, int or CUDA stream object, keyword-only
+        CUDA only: run on this stream (a ``cudaStream_t`` as an int, or an object with
+        ``__cuda_stream__``, ``.cuda_stream`` or ``.ptr``) and return without waiting; results are
+        marked as pending on it. None: a stream of geomops', waited for before returning.
 
     Returns
     -------
     NeighborSearchResult
     """
-    be = _backend.resolve(device)
-    a, r = _search_args(points, queries, points_row_splits, queries_row_splits, index_dtype, metric,
-                        ignore_query_point, return_distances, num_threads,
-                        lambda pts, qs: _radii(radii, qs.shape[0], pts.dtype))
-    normalize = check_bool(normalize_distances, "normalize_distances")
-    sort = check_bool(sort, "sort")
-    d = _on_backend(be, a)
-    rs = be.empty((a.queries.shape[0] + 1,), np.int64)
-    plan = be.kernels.search_radius_count(d.points, d.points_splits, d.queries, d.queries_splits, _on(be, r), rs,
-                                          a.metric, a.ignore_query_point, a.return_distances, normalize, sort,
-                                          a.index_dtype == np.dtype(np.int64), a.num_threads)
-    return _fill(be, plan, rs, a)
+    with _backend.op_call(device, stream, points=points, queries=queries, radii=radii,
+                          points_row_splits=points_row_splits, queries_row_splits=queries_row_splits) as c:
+        be = c.be
+        a, r = _search_args(c.args["points"], c.args["queries"], c.args["points_row_splits"],
+                            c.args["queries_row_splits"], index_dtype, metric, ignore_query_point, return_distances,
+                            num_threads, lambda pts, qs: _radii(c.args["radii"], qs.shape[0], pts.dtype))
+        normalize = check_bool(normalize_distances, "normalize_distances")
+        sort = check_bool(sort, "sort")
+        d = _on_backend(be, a)
+        rs = be.empty((a.queries.shape[0] + 1,), np.int64)
+        plan = be.kernels.search_radius_count(d.points, d.points_splits, d.queries, d.queries_splits, _on(be, r),
+                                              rs, a.metric, a.ignore_query_point, a.return_distances, normalize,
+                                              sort, a.index_dtype == np.dtype(np.int64), a.num_threads)
+        return c.result(_fill(be, plan, rs, a))
 
 
 # ---------------------------------------------------------------------------------------------
 # knn_search
 
 def knn_search(points, queries, k, points_row_splits=None, queries_row_splits=None, index_dtype=np.int32,
-               metric="L2", ignore_query_point=False, return_distances=False, num_threads=None, *, device=None):
+               metric="L2", ignore_query_point=False, return_distances=False, num_threads=None, *, device=None,
+               stream=None):
     """The k nearest points of each query.
 
     Each query gets ``min(k, n_b)`` neighbors (``n_b``: points in its batch item) sorted by
@@ -496,27 +531,35 @@ def knn_search(points, queries, k, points_row_splits=None, queries_row_splits=No
         Also return the distances (squared for L2, plain for L1 / Linf).
     num_threads : int, optional
         OpenMP threads.
-    device : str, optional
-        Where to run: None or ``"cpu"`` today; ``"cuda"`` / ``"cuda:N"`` once the CUDA backend
-        exists.
+    device : {None, "cpu", "cuda", "cuda:N"}, keyword-only
+        Where to run. None: where the array inputs are (the CPU for NumPy inputs). ``"cuda"`` with
+        NumPy inputs copies them to the GPU and the results back. Device arrays (anything with
+        ``__cuda_array_interface__`` or CUDA ``__dlpack__``: CuPy, PyTorch, JAX, DeviceArray) run on
+        their device and give :class:`geomops.DeviceArray` results. See docs/cuda.md.
+    stream : None, int or CUDA stream object, keyword-only
+        CUDA only: run on this stream (a ``cudaStream_t`` as an int, or an object with
+        ``__cuda_stream__``, ``.cuda_stream`` or ``.ptr``) and return without waiting; results are
+        marked as pending on it. None: a stream of geomops', waited for before returning.
 
     Returns
     -------
     NeighborSearchResult
     """
-    be = _backend.resolve(device)
-
     def check(pts, qs):
         kk = check_int(k, "k")
         if kk < 1:
             raise ValueError(f"k must be greater than zero, got {kk}")
         return kk
 
-    a, kk = _search_args(points, queries, points_row_splits, queries_row_splits, index_dtype, metric,
-                         ignore_query_point, return_distances, num_threads, check)
-    d = _on_backend(be, a)
-    rs = be.empty((a.queries.shape[0] + 1,), np.int64)
-    plan = be.kernels.search_knn_count(d.points, d.points_splits, d.queries, d.queries_splits, kk, rs, a.metric,
-                                       a.ignore_query_point, a.return_distances,
-                                       a.index_dtype == np.dtype(np.int64), a.num_threads)
-    return _fill(be, plan, rs, a)
+    with _backend.op_call(device, stream, points=points, queries=queries, points_row_splits=points_row_splits,
+                          queries_row_splits=queries_row_splits) as c:
+        be = c.be
+        a, kk = _search_args(c.args["points"], c.args["queries"], c.args["points_row_splits"],
+                             c.args["queries_row_splits"], index_dtype, metric, ignore_query_point, return_distances,
+                             num_threads, check)
+        d = _on_backend(be, a)
+        rs = be.empty((a.queries.shape[0] + 1,), np.int64)
+        plan = be.kernels.search_knn_count(d.points, d.points_splits, d.queries, d.queries_splits, kk, rs, a.metric,
+                                           a.ignore_query_point, a.return_distances,
+                                           a.index_dtype == np.dtype(np.int64), a.num_threads)
+        return c.result(_fill(be, plan, rs, a))
