@@ -139,3 +139,6 @@ def synchronize(uintptr_t stream):
     with nogil:
         status = gm_cuda_stream_synchronize(<void*>stream)
     _check(status)
+
+
+include "_cuda_cconv.pxi"
