@@ -28,7 +28,8 @@
 enum {
     GM_CCONV_MIN_ROWS = 32,    // rows per chunk, at least
     GM_CCONV_MIN_TAPS = 1024,  // entries per tap window, at least
-    GM_CCONV_SLICE = 1024      // output rows per partial sum of the filter gradient (a power of two)
+    GM_CCONV_SLICE = 512,      // output rows per partial sum of the filter gradient (a power of two)
+    GM_CCONV_KSEG = 512        // GEMM depth per partial product of the forward op (a split along K)
 };
 
 // Launch `kernel` over n items (nothing for n <= 0) and return its launch status on failure.

@@ -70,13 +70,13 @@ __global__ void GM_TFN(gm_cconv_scaled_grad_kernel)(const GM_T* g, int64_t cols,
     GM_FOR_EACH(t, cols * Cout) gs[t] = (GM_T)(g[t] * scale[t / Cout]);
 }
 
-// total[e] += parts[0][e] + parts[1][e] + ... in part order (the fixed-order reduction of the
-// filter gradient's slices).
+// total[e] = (accumulate ? total[e] : 0) + parts[0][e] + parts[1][e] + ... in part order (parts
+// `stride` apart): the fixed-order reductions of the split GEMMs.
 __global__ void GM_TFN(gm_cconv_reduce_parts_kernel)(GM_T* total, const GM_T* parts, int64_t nparts,
-                                                     int64_t len) {
+                                                     int64_t stride, int64_t len, int accumulate) {
     GM_FOR_EACH(e, len) {
-        GM_T acc = total[e];
-        for (int64_t q = 0; q < nparts; ++q) acc += parts[q * len + e];
+        GM_T acc = accumulate ? total[e] : parts[e];
+        for (int64_t q = accumulate ? 0 : 1; q < nparts; ++q) acc += parts[q * stride + e];
         total[e] = acc;
     }
 }
@@ -170,6 +170,9 @@ static int GM_TFN(has_row_scale)(const gm_cconv_params* p) {
     return p->transpose ? p->out_importance != NULL : p->normalize;
 }
 
+// out = patches F per chunk. With K > GM_CCONV_KSEG the GEMM is split along K into fixed segments
+// (batched, more blocks for the GPU when a chunk has few rows) whose partial products are then
+// added in segment order: every element's chain depends on K only, not on the chunk.
 static int GM_TFN(apply)(const gm_cconv_params* p, cudaStream_t s) {
     const int64_t No = p->num_out, Cin = p->in_channels, Cout = p->out_channels;
     const int64_t K = (int64_t)p->filter_depth * p->filter_height * p->filter_width * Cin;
@@ -179,31 +182,50 @@ static int GM_TFN(apply)(const gm_cconv_params* p, cudaStream_t s) {
         GM_CUDA_TRY(cudaMemsetAsync(out, 0, (size_t)(No * Cout) * sizeof(GM_T), s), "cudaMemsetAsync");
         return GM_OK;
     }
-    const int64_t sz = (int64_t)sizeof(GM_T);
+    const int64_t sz = (int64_t)sizeof(GM_T), KS = GM_CCONV_KSEG;
+    const int64_t nseg = (K + KS - 1) / KS;
+    const int64_t row_bytes = K * sz + 8 + (nseg > 1 ? nseg * Cout * sz : 0);
     gm_cconv_plan plan;
     int st = gm_cconv_make_plan(p->neighbors_row_splits, No,
-                                gm_cconv_chunk_rows(p->max_temp_bytes / 4 * 3, K * sz + 8, No), &plan, s);
+                                gm_cconv_chunk_rows(p->max_temp_bytes / 4 * 3, row_bytes, No), &plan, s);
     if (st != GM_OK) return st;
     const int64_t win = gm_cconv_window(p->max_temp_bytes / 4, 8 * (4 + sz), plan.max_entries());
-    gm_dev_buffer<GM_T> patch, coefs;
+    const int64_t part_len = plan.cols * Cout;
+    gm_dev_buffer<GM_T> patch, coefs, parts;
     gm_dev_buffer<int> cells;
     gm_dev_buffer<double> scale;
     if ((st = patch.alloc((size_t)(plan.cols * K), s, "the patch matrix")) != GM_OK ||
         (st = cells.alloc((size_t)(win * 8), s, "the filter taps")) != GM_OK ||
         (st = coefs.alloc((size_t)(win * 8), s, "the filter taps")) != GM_OK ||
-        (st = scale.alloc((size_t)plan.cols, s, "the row scales")) != GM_OK)
+        (st = scale.alloc((size_t)plan.cols, s, "the row scales")) != GM_OK ||
+        (nseg > 1 &&
+         (st = parts.alloc((size_t)(nseg * part_len), s, "the split GEMM's partial sums")) != GM_OK))
         return st;
-    const gm_gemm_desc gemm = {0,    0,    0, Cout, K, patch.ptr,    K, 0, p->filters, Cout, 0,
-                               NULL, Cout, 0, 1,    0, p->allow_tf32};
+    const GM_T* F = (const GM_T*)p->filters;
     for (int64_t c = 0; c < plan.count; ++c) {
         const int64_t i0 = c * plan.cols, cols = plan.rows(c, No);
         st = GM_TFN(fill_chunk)(p, i0, cols, K, plan.first[c], plan.first[c + 1], win, cells.ptr, coefs.ptr,
                                 patch.ptr, s);
         if (st != GM_OK) return st;
-        gm_gemm_desc d = gemm;
-        d.m = cols;
-        d.C = out + i0 * Cout;
+        // segment q: parts[q] = patch[:, q*KS : (q+1)*KS] F[q*KS : (q+1)*KS, :] (the last one shorter)
+        gm_gemm_desc d = {
+            0,        0, cols, Cout,         K, patch.ptr, K, KS, F, Cout, KS * Cout, out + i0 * Cout, Cout,
+            part_len, 1, 0,    p->allow_tf32};
+        if (nseg > 1) {
+            d.C = parts.ptr;
+            d.k = KS;
+            d.batch = K / KS;
+            if ((st = GM_GEMM(&d, s)) != GM_OK) return st;
+            d.k = K % KS;
+            d.A = patch.ptr + d.batch * KS;
+            d.B = F + d.batch * KS * Cout;
+            d.C = parts.ptr + d.batch * part_len;
+            d.batch = d.k > 0 ? 1 : 0;
+        }
         if ((st = GM_GEMM(&d, s)) != GM_OK) return st;
+        if (nseg > 1)
+            GM_CUDA_RUN(GM_TFN(gm_cconv_reduce_parts_kernel), cols * Cout, s, "the split GEMM's reduction",
+                        out + i0 * Cout, parts.ptr, nseg, part_len, cols * Cout, 0);
         if (GM_TFN(has_row_scale)(p)) {
             GM_CUDA_RUN(GM_TFN(gm_cconv_scale_kernel), cols, s, "the cconv scale kernel", *p, i0, cols,
                         scale.ptr);
@@ -292,7 +314,7 @@ static int GM_TFN(backprop_filter)(const gm_cconv_params* p, cudaStream_t s) {
         }
         if (reduce)
             GM_CUDA_RUN(GM_TFN(gm_cconv_reduce_parts_kernel), K * Cout, s, "the filter gradient reduction",
-                        grad, parts.ptr, reduce, K * Cout);
+                        grad, parts.ptr, reduce, K * Cout, K * Cout, 1);
     }
     return GM_OK;
 }

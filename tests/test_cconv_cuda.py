@@ -185,18 +185,25 @@ def _dense_problem(num_out, num_inp, in_channels, out_channels, filter_dhw, radi
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_results_do_not_depend_on_max_temp_mem(dtype):
     """max_temp_mem_MB 0 (the minimum: 32-row chunks, 1024-entry tap windows, filter-gradient
-    slices continued over chunks) and large (one chunk; whole slices, batched) give the same
-    bits, forward, transpose, filter gradients and neighbor products."""
+    slices continued over chunks) and large (one chunk; whole 512-row slices, batched) give the
+    same bits, forward, transpose, filter gradients and neighbor products; also with K > 512
+    (the forward GEMM split along K), where the emulation is compared with the CPU too."""
     p = _dense_problem(1100, 300, 2, 3, (2, 2, 2), 0.4)
     assert np.diff(p.neighbors_row_splits)[:32].sum() > 1024  # the first chunk needs several windows
-    for normalize, call in itertools.product((False, True), calls(p, dtype, np.int32)):
-        g = EMU.from_host(grad_for(call))
-        call = C._to_backend(EMU, call)
-        small, large = opts(normalize=normalize, mb=0), opts(normalize=normalize, mb=4096)
-        for fn in (lambda o: C._apply(EMU, call, o), lambda o: C._backprop_filter(EMU, call, o, g),
-                   lambda o: C._neighbor_products(EMU, call, o, g)):
-            a, b = fn(small).get(), fn(large).get()
-            assert np.array_equal(a, b)
+    deep = _dense_problem(70, 50, 9, 5, (4, 4, 4), 0.3, seed=1)  # K = 576
+    for q, normalize in itertools.product((p, deep), (False, True)):
+        for cpu_call in calls(q, dtype, np.int32):
+            g_host = grad_for(cpu_call)
+            g = EMU.from_host(g_host)
+            call = C._to_backend(EMU, cpu_call)
+            small, large = opts(normalize=normalize, mb=0), opts(normalize=normalize, mb=4096)
+            for fn in (lambda be, c, g_, o: C._apply(be, c, o), lambda be, c, g_, o: C._backprop_filter(be, c, o, g_),
+                       lambda be, c, g_, o: C._neighbor_products(be, c, o, g_)):
+                a, b = fn(EMU, call, g, small).get(), fn(EMU, call, g, large).get()
+                assert np.array_equal(a, b)
+                if q is deep:
+                    close(a, host(fn(CPU, cpu_call, g_host, small)), a.dtype if a.dtype == np.float64 else dtype,
+                          "K > 512")
 
 
 # ---- the backward functions through the emulated backend ---------------------------------------

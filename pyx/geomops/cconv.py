@@ -44,7 +44,8 @@ __all__ = [
 
 _DEVICE_DOC = """
     device : None or str, default None
-        Where the op runs: None or "cpu" today; "cuda"/"cuda:N" once the CUDA backend exists."""
+        Where the op runs: None or "cpu" (the OpenMP kernels), "cuda" or "cuda:N" (the CUDA
+        kernels; NumPy inputs are copied to the device and the results back)."""
 
 _OPTIONS_DOC = """
     align_corners : bool, default True
