@@ -14,7 +14,8 @@
 #define GM_G_TN  4
 #define GM_G_BK  8
 #define GM_G_PAD 4 /* row padding of the shared tiles: conflict-free transposing stores */
-/* (BM / TM) x (BN / TN) threads, each owning TM x TN elements strided by the thread grid */
+/* (BM / TM) x (BN / TN) threads, each owning a TM x TN block: contiguous in shared memory, so the
+ * inner loop reads it with vector loads (and the A reads of a warp are broadcasts) */
 #define GM_G_THREADS ((GM_G_BM / GM_G_TM) * (GM_G_BN / GM_G_TN))
 #define GM_G_LA      (GM_G_BM * GM_G_BK / GM_G_THREADS) /* A elements each thread loads per tile */
 #define GM_G_LB      (GM_G_BN * GM_G_BK / GM_G_THREADS)
@@ -53,8 +54,8 @@ static int GM_TFN(gemm_host)(const gm_gemm_desc* d) {
 // memory, the next step's global loads in registers while the current one is multiplied.
 template <int TA, int TB>
 __global__ void __launch_bounds__(GM_G_THREADS) GM_TFN(gemm_kernel)(gm_gemm_desc d) {
-    __shared__ GM_T As[GM_G_BK][GM_G_BM + GM_G_PAD];
-    __shared__ GM_T Bs[GM_G_BK][GM_G_BN + GM_G_PAD];
+    __shared__ __align__(16) GM_T As[GM_G_BK][GM_G_BM + GM_G_PAD];
+    __shared__ __align__(16) GM_T Bs[GM_G_BK][GM_G_BN + GM_G_PAD];
     const int tid = threadIdx.x;
     const int64_t m0 = (int64_t)blockIdx.x * GM_G_BM, n0 = (int64_t)blockIdx.y * GM_G_BN;
     const GM_T* A = (const GM_T*)d.A + (int64_t)blockIdx.z * d.stride_a;
@@ -67,7 +68,7 @@ __global__ void __launch_bounds__(GM_G_THREADS) GM_TFN(gemm_kernel)(gm_gemm_desc
     for (int r = 0; r < GM_G_TM; ++r)
 #pragma unroll
         for (int c = 0; c < GM_G_TN; ++c) {
-            const int64_t i = m0 + ty + r * (GM_G_BM / GM_G_TM), j = n0 + tx + c * (GM_G_BN / GM_G_TN);
+            const int64_t i = m0 + ty * GM_G_TM + r, j = n0 + tx * GM_G_TN + c;
             acc[r][c] = (d.accumulate && i < d.m && j < d.n) ? C[i * d.ldc + j] : (GM_T)0;
         }
 
@@ -108,9 +109,9 @@ __global__ void __launch_bounds__(GM_G_THREADS) GM_TFN(gemm_kernel)(gm_gemm_desc
         for (int kk = 0; kk < kend; ++kk) {
             GM_T a[GM_G_TM], b[GM_G_TN];
 #pragma unroll
-            for (int r = 0; r < GM_G_TM; ++r) a[r] = As[kk][ty + r * (GM_G_BM / GM_G_TM)];
+            for (int r = 0; r < GM_G_TM; ++r) a[r] = As[kk][ty * GM_G_TM + r];
 #pragma unroll
-            for (int c = 0; c < GM_G_TN; ++c) b[c] = Bs[kk][tx + c * (GM_G_BN / GM_G_TN)];
+            for (int c = 0; c < GM_G_TN; ++c) b[c] = Bs[kk][tx * GM_G_TN + c];
 #pragma unroll
             for (int r = 0; r < GM_G_TM; ++r)
 #pragma unroll
@@ -122,7 +123,7 @@ __global__ void __launch_bounds__(GM_G_THREADS) GM_TFN(gemm_kernel)(gm_gemm_desc
     for (int r = 0; r < GM_G_TM; ++r)
 #pragma unroll
         for (int c = 0; c < GM_G_TN; ++c) {
-            const int64_t i = m0 + ty + r * (GM_G_BM / GM_G_TM), j = n0 + tx + c * (GM_G_BN / GM_G_TN);
+            const int64_t i = m0 + ty * GM_G_TM + r, j = n0 + tx * GM_G_TN + c;
             if (i < d.m && j < d.n) C[i * d.ldc + j] = acc[r][c];
         }
 }
