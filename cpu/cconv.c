@@ -102,6 +102,44 @@ int gm_cconv_normalizers_cpu(const gm_cconv_params* p, double* divisor, uint8_t*
                                   : normalizers_f64(&c, divisor, was_zero);
 }
 
+int gm_cconv_inverted_weights_cpu(const gm_cconv_grad_params* p) {
+    if (p->dtype != GM_FLOAT32 && p->dtype != GM_FLOAT64) return GM_ERR_INVALID;
+    return p->dtype == GM_FLOAT32 ? inverted_weights_f32(p) : inverted_weights_f64(p);
+}
+
+int gm_cconv_importance_grads_cpu(const gm_cconv_grad_params* p) {
+    if (p->dtype != GM_FLOAT32 && p->dtype != GM_FLOAT64) return GM_ERR_INVALID;
+    return p->dtype == GM_FLOAT32 ? importance_grads_f32(p) : importance_grads_f64(p);
+}
+
+int gm_cconv_swap_channels_cpu(int dtype, const void* filters, int64_t cells, int64_t in_channels,
+                               int64_t out_channels, void* out, int num_threads) {
+    const int nt = num_threads > 0 ? num_threads : 1;
+    if (dtype == GM_FLOAT32)
+        swap_channels_f32((const float*)filters, cells, in_channels, out_channels, (float*)out, nt);
+    else if (dtype == GM_FLOAT64)
+        swap_channels_f64((const double*)filters, cells, in_channels, out_channels, (double*)out, nt);
+    else
+        return GM_ERR_INVALID;
+    return GM_OK;
+}
+
+int gm_cconv_cast_cpu(int src_dtype, const void* src, int dst_dtype, void* dst, int64_t n, int num_threads) {
+    if ((src_dtype != GM_FLOAT32 && src_dtype != GM_FLOAT64) ||
+        (dst_dtype != GM_FLOAT32 && dst_dtype != GM_FLOAT64))
+        return GM_ERR_INVALID;
+    const int nt = num_threads > 0 ? num_threads : 1;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t k = 0; k < n; ++k) {
+        const double v = src_dtype == GM_FLOAT32 ? (double)((const float*)src)[k] : ((const double*)src)[k];
+        if (dst_dtype == GM_FLOAT32)
+            ((float*)dst)[k] = (float)v;
+        else
+            ((double*)dst)[k] = v;
+    }
+    return GM_OK;
+}
+
 /* ---- list utilities ------------------------------------------------------------------- */
 
 int gm_invert_neighbors_cpu(const gm_invert_params* p) {

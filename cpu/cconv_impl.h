@@ -249,5 +249,36 @@ static int GM_TFN(normalizers)(const cconv_ctx* c, double* divisor, uint8_t* was
     return GM_OK;
 }
 
+/* ---- the backward functions' per-entry math (gm_cconv_bwd_*, cconv_math.h) ---------------- */
+
+static int GM_TFN(inverted_weights)(const gm_cconv_grad_params* p) {
+#pragma omp parallel for schedule(static) num_threads(p->num_threads > 0 ? p->num_threads : 1)
+    for (int64_t pos = 0; pos < p->num_entries; ++pos) GM_TFN(gm_cconv_bwd_inv_weight)(p, pos);
+    return GM_OK;
+}
+
+static int GM_TFN(importance_grads)(const gm_cconv_grad_params* p) {
+    const int nt = p->num_threads > 0 ? p->num_threads : 1;
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < p->num_out; ++r) GM_TFN(gm_cconv_bwd_row)(p, r);
+#pragma omp for schedule(static)
+        for (int64_t q = 0; q < p->num_inp; ++q) GM_TFN(gm_cconv_bwd_inv_row)(p, q);
+    }
+    return GM_OK;
+}
+
+/* out[c, oc, ic] = filters[c, ic, oc]: the filters with Cin and Cout swapped (the gradient
+ * identities' filter) */
+static void GM_TFN(swap_channels)(const GM_T* f, int64_t cells, int64_t cin, int64_t cout, GM_T* out,
+                                  int nt) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t c = 0; c < cells; ++c)
+        for (int64_t oc = 0; oc < cout; ++oc)
+            for (int64_t ic = 0; ic < cin; ++ic)
+                out[(c * cout + oc) * cin + ic] = f[(c * cin + ic) * cout + oc];
+}
+
 #undef GM_GEMM
 #undef GM_PANEL

@@ -11,7 +11,7 @@ import pytest
 import geomops as gm
 from geomops import _backend
 from geomops._cconv_args import options, prepare_forward, prepare_transpose
-from geomops.cconv import _normalizers
+from geomops.cconv import _normalizers, _to_backend
 
 import reference_cconv as R
 
@@ -227,13 +227,13 @@ def test_normalizers_kernel(dtype, importance, device):
         rs = p.neighbors_row_splits
         rows = [i for i in range(len(rs) - 1) if rs[i + 1] == rs[i]]  # empty rows: count 0
     t = R.transpose_problem(p, in_channels=2, out_channels=3)
-    k = _backend.resolve(device).kernels
+    be = _backend.resolve(device)
     opt = options(True, "identity", True, "linear", 64, None, None)
     for call, splits, imp, zero_rows in (
             (prepare_forward(*p.args(dtype)), p.neighbors_row_splits, p.neighbors_importance, rows),
             (prepare_transpose(*t.args(dtype)), t.inp_neighbors_row_splits,
              None if not importance else t.inp_neighbors_importance_sum, None)):
-        divisor, was_zero = _normalizers(k, call, opt)
+        divisor, was_zero = (be.to_host(a) for a in _normalizers(be, _to_backend(be, call), opt))
         if imp is None:
             want = np.diff(splits).astype(np.float64)
         elif call.transpose:  # phi_j is the given sum, in the call's dtype

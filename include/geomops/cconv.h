@@ -29,6 +29,19 @@ int gm_cconv_neighbor_products_cpu(const gm_cconv_params* p);
  * The backward functions of the facade use these instead of recomputing them. */
 int gm_cconv_normalizers_cpu(const gm_cconv_params* p, double* divisor, uint8_t* was_zero);
 
+/* The backward functions' per-entry math (gm_cconv_grad_params, formulas gm_cconv_bwd_* of
+ * cconv_math.h): inv_weights, the weights of the inverted list's entries; then the importance
+ * gradients (every non-NULL output; needs products). */
+int gm_cconv_inverted_weights_cpu(const gm_cconv_grad_params* p);
+int gm_cconv_importance_grads_cpu(const gm_cconv_grad_params* p);
+
+/* out[c, oc, ic] = filters[c, ic, oc] for c < cells: [D,H,W,Cin,Cout] -> [D,H,W,Cout,Cin]. */
+int gm_cconv_swap_channels_cpu(int dtype, const void* filters, int64_t cells, int64_t in_channels,
+                               int64_t out_channels, void* out, int num_threads);
+
+/* dst[k] = src[k] converted (round to nearest) between GM_FLOAT32 / GM_FLOAT64, k < n. */
+int gm_cconv_cast_cpu(int src_dtype, const void* src, int dst_dtype, void* dst, int64_t n, int num_threads);
+
 /* Inverse neighbor list (counting sort, rows keep the original list order). */
 int gm_invert_neighbors_cpu(const gm_invert_params* p);
 

@@ -204,6 +204,30 @@ GM_HD int gm_cconv_filter_taps(const gm_cconv_geometry* g, const double p[3], co
     return count;
 }
 
+/* The row of rows [lo, hi) of `splits` that holds entry n (splits[lo] <= n < splits[hi]): the
+ * last row r with splits[r] <= n (empty rows never qualify: the next row starts at their end). */
+GM_HD int64_t gm_cconv_row_of(const int64_t* splits, int64_t lo, int64_t hi, int64_t n) {
+    while (hi - lo > 1) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (splits[mid] <= n)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Entry n of an int32 or int64 index array. */
+GM_HD int64_t gm_cconv_index_at(const void* index, int is64, int64_t n) {
+    return is64 ? ((const int64_t*)index)[n] : (int64_t)((const int32_t*)index)[n];
+}
+
+/* What the backward functions divide by for normalised row (forward) or point (transpose) k:
+ * its divisor, 1 without normalize. */
+GM_HD double gm_cconv_bwd_divisor(const gm_cconv_grad_params* p, int64_t k) {
+    return p->divisor ? p->divisor[k] : 1.0;
+}
+
 #define GM_TWIN_BODY "geomops/cconv_math_impl.h"
 #include "geomops/twin.h"
 

@@ -66,3 +66,104 @@ GM_HD double GM_TFN(gm_cconv_row_scale)(const gm_cconv_params* p, int64_t i) {
     if (!p->normalize) return 1.0;
     return 1.0 / gm_cconv_divisor(GM_TFN(gm_cconv_row_normalizer)(p, i));
 }
+
+/* ---- backward functions (gm_cconv_grad_params) ---------------------------------------------
+ * Each writes what the facade's backward functions computed in float64 NumPy before, with the
+ * same operations in the same order, so the results are bitwise those of that code:
+ * np.bincount(keys, weights) adds each bin's entries in ascending entry order starting from 0.0,
+ * which is the order of a row of the original list (rows) or of the inverted list (points). */
+
+/* Value k of an optional float array, 1 when absent. */
+GM_HD double GM_TFN(gm_cconv_bwd_value)(const void* a, int64_t k) {
+    return a ? (double)((const GM_T*)a)[k] : 1.0;
+}
+
+/* Weight of entry pos of the inverted list (original entry n): the entry's importance over the
+ * divisor of its normalised row, imp_n / psi_r (forward; the feature gradient is a transpose
+ * convolution whose entries carry a_n / psi_i), or imp_n / phi_j (transpose, c_n). */
+GM_HD void GM_TFN(gm_cconv_bwd_inv_weight)(const gm_cconv_grad_params* p, int64_t pos) {
+    const int64_t n = p->inv_permutation[pos];
+    const int64_t key = p->transpose ? gm_cconv_index_at(p->neighbors_index, p->index_int64, n)
+                                     : gm_cconv_index_at(p->inv_index, p->index_int64, pos);
+    ((GM_T*)p->inv_weights)[pos] =
+        (GM_T)(GM_TFN(gm_cconv_bwd_value)(p->neighbors_importance, n) / gm_cconv_bwd_divisor(p, key));
+}
+
+/* The importance gradients that belong to row r of the neighbor list. Forward:
+ * d neighbors_importance[n] = inp_imp_j * dots_n / psi_r, minus (normalize, psi_r != 0)
+ * gout_r / psi_r with gout_r = sum_row nb_imp_n * inp_imp_j * dots_n / psi_r (d psi_r / d imp_n = 1).
+ * Transpose: d out_importance[r] = sum_row c_n * dots_n and
+ * d neighbors_importance[n] = out_imp_r * dots_n / phi_j. */
+GM_HD void GM_TFN(gm_cconv_bwd_row)(const gm_cconv_grad_params* p, int64_t r) {
+    const int64_t b = p->neighbors_row_splits[r], e = p->neighbors_row_splits[r + 1];
+    const double* dots = p->products;
+    if (!p->transpose) {
+        if (!p->d_neighbors_importance) return;
+        const double psi = gm_cconv_bwd_divisor(p, r);
+        double corr = 0.0;
+        if (p->divisor) {
+            double gout = 0.0;
+            for (int64_t n = b; n < e; ++n) {
+                const int64_t j = gm_cconv_index_at(p->neighbors_index, p->index_int64, n);
+                gout += GM_TFN(gm_cconv_bwd_value)(p->neighbors_importance, n) *
+                        GM_TFN(gm_cconv_bwd_value)(p->point_importance, j) * (dots[n] / psi);
+            }
+            corr = p->was_zero[r] ? 0.0 : gout / psi;
+        }
+        for (int64_t n = b; n < e; ++n) {
+            const int64_t j = gm_cconv_index_at(p->neighbors_index, p->index_int64, n);
+            double d = GM_TFN(gm_cconv_bwd_value)(p->point_importance, j) * (dots[n] / psi);
+            if (p->divisor) d = d - corr;
+            ((GM_T*)p->d_neighbors_importance)[n] = (GM_T)d;
+        }
+        return;
+    }
+    if (p->d_point_importance) {
+        double s = 0.0;
+        for (int64_t n = b; n < e; ++n) {
+            const int64_t j = gm_cconv_index_at(p->neighbors_index, p->index_int64, n);
+            s +=
+                GM_TFN(gm_cconv_bwd_value)(p->neighbors_importance, n) / gm_cconv_bwd_divisor(p, j) * dots[n];
+        }
+        ((GM_T*)p->d_point_importance)[r] = (GM_T)s;
+    }
+    if (p->d_neighbors_importance) {
+        const double oi = GM_TFN(gm_cconv_bwd_value)(p->point_importance, r);
+        for (int64_t n = b; n < e; ++n) {
+            const int64_t j = gm_cconv_index_at(p->neighbors_index, p->index_int64, n);
+            ((GM_T*)p->d_neighbors_importance)[n] = (GM_T)(oi * dots[n] / gm_cconv_bwd_divisor(p, j));
+        }
+    }
+}
+
+/* The importance gradients that belong to point q (row q of the inverted list). Forward:
+ * d inp_importance[q] = sum_entries nb_imp_n * dots_n / psi_r. Transpose (normalize, phi_q != 0):
+ * d inp_neighbors_importance_sum[q] = sum_entries -out_imp_r * nb_imp_n * dots_n / phi_q^2, else 0. */
+GM_HD void GM_TFN(gm_cconv_bwd_inv_row)(const gm_cconv_grad_params* p, int64_t q) {
+    const int64_t b = p->inv_row_splits[q], e = p->inv_row_splits[q + 1];
+    const double* dots = p->products;
+    if (!p->transpose) {
+        if (!p->d_point_importance) return;
+        double s = 0.0;
+        for (int64_t pos = b; pos < e; ++pos) {
+            const int64_t n = p->inv_permutation[pos];
+            const int64_t r = gm_cconv_index_at(p->inv_index, p->index_int64, pos);
+            s += GM_TFN(gm_cconv_bwd_value)(p->neighbors_importance, n) *
+                 (dots[n] / gm_cconv_bwd_divisor(p, r));
+        }
+        ((GM_T*)p->d_point_importance)[q] = (GM_T)s;
+        return;
+    }
+    if (!p->d_importance_sum) return;
+    double s = 0.0;
+    if (p->divisor && !p->was_zero[q]) {
+        const double phi = p->divisor[q];
+        for (int64_t pos = b; pos < e; ++pos) {
+            const int64_t n = p->inv_permutation[pos];
+            const int64_t r = gm_cconv_index_at(p->inv_index, p->index_int64, pos);
+            s += -GM_TFN(gm_cconv_bwd_value)(p->point_importance, r) *
+                 GM_TFN(gm_cconv_bwd_value)(p->neighbors_importance, n) * dots[n] / (phi * phi);
+        }
+    }
+    ((GM_T*)p->d_importance_sum)[q] = (GM_T)s;
+}

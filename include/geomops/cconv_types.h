@@ -61,6 +61,7 @@ typedef struct {
                             neighbor products: [E]                                                */
     int64_t max_temp_bytes; /* bound on temporary memory (max_temp_mem_MB); a minimum is always used */
     int num_threads;
+    int allow_tf32; /* CUDA, float32: the GEMMs may use TF32 tensor cores (ignored on the CPU) */
 } gm_cconv_params;
 
 /* Inverse neighbor list (counting sort, rows keep the original list order). */
@@ -75,6 +76,36 @@ typedef struct {
     int64_t* out_row_splits;   /* [num_points + 1]                                   */
     int64_t* out_permutation;  /* [E]: position in the input list of each output entry */
 } gm_invert_params;
+
+/* The per-entry math of the two backward functions after their kernels ran: the weights of the
+ * inverted list that carries the feature gradient, and the importance gradients. Rows: the
+ * neighbor list of the op (`num_out` rows, entries n, input point j = neighbors_index[n]) and
+ * its inversion (`num_inp` rows, gm_invert_neighbors_*: inv_row_splits, inv_index = original row
+ * of each inverted entry, inv_permutation = its original entry). Float arrays have type `dtype`
+ * unless marked float64. Formulas: the gm_cconv_bwd_* functions of cconv_math.h. */
+typedef struct {
+    int dtype;                   /* GM_FLOAT32 or GM_FLOAT64 */
+    int index_int64;             /* neighbors_index and inv_index are int64 (else int32) */
+    int transpose;               /* 0: continuous_conv_backward, 1: continuous_conv_transpose_backward */
+    int64_t num_out;             /* No: rows of neighbors_row_splits */
+    int64_t num_inp;             /* Ni: rows of inv_row_splits */
+    int64_t num_entries;         /* E */
+    const void* neighbors_index; /* [E] */
+    const int64_t* neighbors_row_splits; /* [No + 1] */
+    const void* neighbors_importance;    /* [E] or NULL (1) */
+    const void* point_importance;  /* forward: inp_importance [Ni]; transpose: out_importance [No]; or NULL */
+    const double* divisor;         /* normalize: psi [No] (forward) or phi [Ni] (transpose); else NULL (1) */
+    const uint8_t* was_zero;       /* with divisor: 1 where the normaliser was 0 */
+    const void* inv_index;         /* [E] */
+    const int64_t* inv_row_splits; /* [Ni + 1] */
+    const int64_t* inv_permutation; /* [E] */
+    const double* products;         /* [E] float64, gm_cconv_neighbor_products_* (importance gradients) */
+    void* inv_weights;              /* out [E]: entry weights of the inverted list, or NULL */
+    void* d_point_importance;       /* out: d inp_importance [Ni] / d out_importance [No], or NULL */
+    void* d_neighbors_importance;   /* out [E] or NULL */
+    void* d_importance_sum;         /* out, transpose: d inp_neighbors_importance_sum [Ni], or NULL */
+    int num_threads;
+} gm_cconv_grad_params;
 
 #ifdef __cplusplus
 }

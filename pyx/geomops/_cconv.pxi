@@ -1,55 +1,30 @@
 # Bindings for the continuous-convolution kernels (cpu/cconv.c). Arrays arrive validated,
-# C-contiguous and of the right dtype from geomops.cconv; nothing here checks them again.
-
-from libc.stdint cimport int64_t, uint8_t
+# C-contiguous and of the right dtype from geomops.cconv; nothing here checks them again. The
+# CUDA bindings (_cuda_cconv.pxi) have the same functions and arguments.
 
 from geomops._c_cconv cimport (
-    gm_cconv_apply_cpu, gm_cconv_backprop_filter_cpu, gm_cconv_neighbor_products_cpu,
-    gm_cconv_normalizers_cpu, gm_cconv_params, gm_invert_neighbors_cpu, gm_invert_params,
-    gm_reduce_subarrays_sum_cpu)
+    gm_cconv_apply_cpu, gm_cconv_backprop_filter_cpu, gm_cconv_cast_cpu, gm_cconv_importance_grads_cpu,
+    gm_cconv_inverted_weights_cpu, gm_cconv_neighbor_products_cpu, gm_cconv_normalizers_cpu,
+    gm_cconv_swap_channels_cpu, gm_invert_neighbors_cpu, gm_reduce_subarrays_sum_cpu)
+
+include "_cconv_params.pxi"
 
 
 def cconv_run(int mode, int transpose, filters, out_positions, inp_positions, extents, offset,
               inp_features, inp_importance, out_importance, neighbors_index, neighbors_importance,
               neighbors_row_splits, inp_neighbors_importance_sum, inp_neighbors_row_splits,
               int align_corners, int coordinate_mapping, int interpolation, int normalize,
-              out_features_gradient, output, int64_t max_temp_bytes, int num_threads, was_zero=None):
+              out_features_gradient, output, int64_t max_temp_bytes, int num_threads, was_zero=None,
+              bint allow_tf32=False):
     """mode 0: forward/transpose into output; 1: filter gradient; 2: neighbor products;
-    3: the normalisers (float64 divisors into output, uint8/bool ``was_zero`` where they were 0)."""
+    3: the normalisers (float64 divisors into output, uint8/bool ``was_zero`` where they were 0).
+    ``allow_tf32`` is for the CUDA backend (ignored here)."""
     cdef gm_cconv_params p
-    p.dtype = GM_FLOAT32 if inp_features.dtype.itemsize == 4 else GM_FLOAT64
-    p.index_int64 = 1 if neighbors_index.dtype.itemsize == 8 else 0
-    p.transpose = transpose
-    p.num_out = out_positions.shape[0]
-    p.num_inp = inp_positions.shape[0]
-    p.in_channels = filters.shape[3]
-    p.out_channels = filters.shape[4]
-    p.filter_depth = filters.shape[0]
-    p.filter_height = filters.shape[1]
-    p.filter_width = filters.shape[2]
-    p.filters = <const void*>_addr(filters)
-    p.out_positions = <const void*>_addr(out_positions)
-    p.inp_positions = <const void*>_addr(inp_positions)
-    p.extents = <const void*>_addr(extents)
-    p.extents_rows = extents.shape[0]
-    p.extents_cols = extents.shape[1]
-    p.offset = <const void*>_addr(offset)
-    p.inp_features = <const void*>_addr(inp_features)
-    p.inp_importance = <const void*>_addr(inp_importance)
-    p.out_importance = <const void*>_addr(out_importance)
-    p.neighbors_index = <const void*>_addr(neighbors_index)
-    p.neighbors_importance = <const void*>_addr(neighbors_importance)
-    p.neighbors_row_splits = <const int64_t*>_addr(neighbors_row_splits)
-    p.inp_neighbors_importance_sum = <const void*>_addr(inp_neighbors_importance_sum)
-    p.inp_neighbors_row_splits = <const int64_t*>_addr(inp_neighbors_row_splits)
-    p.align_corners = align_corners
-    p.coordinate_mapping = coordinate_mapping
-    p.interpolation = interpolation
-    p.normalize = normalize
-    p.out_features_gradient = <const void*>_addr(out_features_gradient)
-    p.output = <void*>_addr(output)
-    p.max_temp_bytes = max_temp_bytes
-    p.num_threads = num_threads
+    _fill_cconv(&p, transpose, filters, out_positions, inp_positions, extents, offset, inp_features,
+                inp_importance, out_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
+                inp_neighbors_importance_sum, inp_neighbors_row_splits, align_corners, coordinate_mapping,
+                interpolation, normalize, out_features_gradient, output, max_temp_bytes, num_threads,
+                allow_tf32)
     cdef uint8_t* zero = <uint8_t*>_addr(was_zero)
     cdef int status
     with nogil:
@@ -64,17 +39,65 @@ def cconv_run(int mode, int transpose, filters, out_positions, inp_positions, ex
     _check(status)
 
 
+def cconv_inverted_weights(int transpose, neighbors_index, neighbors_row_splits, neighbors_importance,
+                           divisor, inv_index, inv_row_splits, inv_permutation, inv_weights, int num_threads):
+    """inv_weights[pos] = the weight of entry pos of the inverted list (gm_cconv_bwd_inv_weight)."""
+    cdef gm_cconv_grad_params p
+    _fill_grad(&p, transpose, neighbors_index, neighbors_row_splits, neighbors_importance, None, divisor,
+               None, inv_index, inv_row_splits, inv_permutation, None, inv_weights, None, None, None,
+               num_threads)
+    cdef int status
+    with nogil:
+        status = gm_cconv_inverted_weights_cpu(&p)
+    _check(status)
+
+
+def cconv_importance_grads(int transpose, neighbors_index, neighbors_row_splits, neighbors_importance,
+                           point_importance, divisor, was_zero, inv_index, inv_row_splits, inv_permutation,
+                           products, d_point_importance, d_neighbors_importance, d_importance_sum,
+                           int num_threads):
+    """The importance gradients of the backward functions into the given (non-None) outputs
+    (gm_cconv_bwd_row / gm_cconv_bwd_inv_row)."""
+    cdef gm_cconv_grad_params p
+    _fill_grad(&p, transpose, neighbors_index, neighbors_row_splits, neighbors_importance, point_importance,
+               divisor, was_zero, inv_index, inv_row_splits, inv_permutation, products, None,
+               d_point_importance, d_neighbors_importance, d_importance_sum, num_threads)
+    cdef int status
+    with nogil:
+        status = gm_cconv_importance_grads_cpu(&p)
+    _check(status)
+
+
+def cconv_swap_channels(filters, out, int num_threads):
+    """out[d, h, w, oc, ic] = filters[d, h, w, ic, oc]."""
+    cdef int dtype = _float_dtype(filters)
+    cdef int64_t cells = filters.shape[0] * filters.shape[1] * filters.shape[2]
+    cdef int64_t cin = filters.shape[3], cout = filters.shape[4]
+    cdef const void* f = <const void*>_addr(filters)
+    cdef void* o = <void*>_addr(out)
+    cdef int status
+    with nogil:
+        status = gm_cconv_swap_channels_cpu(dtype, f, cells, cin, cout, o, num_threads)
+    _check(status)
+
+
+def cconv_cast(src, dst, int num_threads):
+    """dst[...] = src converted between float32 and float64 (same shape)."""
+    cdef int sd = _float_dtype(src), dd = _float_dtype(dst)
+    cdef const void* s = <const void*>_addr(src)
+    cdef void* d = <void*>_addr(dst)
+    cdef int64_t n = 1
+    for extent in src.shape:
+        n *= extent
+    cdef int status
+    with nogil:
+        status = gm_cconv_cast_cpu(sd, s, dd, d, n, num_threads)
+    _check(status)
+
+
 def invert_neighbors(int64_t num_points, index, row_splits, out_index, out_row_splits, out_permutation):
     cdef gm_invert_params p
-    p.num_points = num_points
-    p.num_rows = row_splits.shape[0] - 1
-    p.num_entries = index.shape[0]
-    p.index_int64 = 1 if index.dtype.itemsize == 8 else 0
-    p.index = <const void*>_addr(index)
-    p.row_splits = <const int64_t*>_addr(row_splits)
-    p.out_index = <void*>_addr(out_index)
-    p.out_row_splits = <int64_t*>_addr(out_row_splits)
-    p.out_permutation = <int64_t*>_addr(out_permutation)
+    _fill_invert(&p, num_points, index, row_splits, out_index, out_row_splits, out_permutation)
     cdef int status
     with nogil:
         status = gm_invert_neighbors_cpu(&p)
@@ -82,7 +105,7 @@ def invert_neighbors(int64_t num_points, index, row_splits, out_index, out_row_s
 
 
 def reduce_subarrays_sum(values, row_splits, sums, int num_threads):
-    cdef int dtype = GM_FLOAT32 if values.dtype.itemsize == 4 else GM_FLOAT64
+    cdef int dtype = _float_dtype(values)
     cdef const void* v = <const void*>_addr(values)
     cdef const int64_t* rs = <const int64_t*>_addr(row_splits)
     cdef int64_t rows = row_splits.shape[0] - 1

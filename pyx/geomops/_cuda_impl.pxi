@@ -145,3 +145,4 @@ include "_cuda_dlpack.pxi"
 include "_cuda_array.pxi"
 # ---- kernel families ----------------------------------------------------------------------------
 include "_cuda_search.pxi"
+include "_cuda_cconv.pxi"

@@ -23,6 +23,7 @@ nothing; it still counts in the normaliser.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -43,7 +44,8 @@ __all__ = [
 
 _DEVICE_DOC = """
     device : None or str, default None
-        Where the op runs: None or "cpu" today; "cuda"/"cuda:N" once the CUDA backend exists."""
+        Where the op runs: None or "cpu" (the OpenMP kernels), "cuda" or "cuda:N" (the CUDA
+        kernels; NumPy inputs are copied to the device and the results back)."""
 
 _OPTIONS_DOC = """
     align_corners : bool, default True
@@ -64,7 +66,11 @@ _OPTIONS_DOC = """
         dtype of the result; None (default) uses the inputs' float dtype.
     num_threads : int or None
         OpenMP threads; None uses :func:`geomops.set_num_threads`'s value (default: all cores).
-        Results are bitwise identical for any value.""" + _DEVICE_DOC
+        Results are bitwise identical for any value.
+    allow_tf32 : bool, default False
+        CUDA only (ignored on the CPU): float32 calls may run their GEMMs on TF32 tensor cores
+        (inputs rounded to a 10-bit mantissa: about 1e-3 relative error, several times faster).
+        Still deterministic.""" + _DEVICE_DOC
 
 _FORWARD_ARGS_DOC = """
     filters : ndarray, [D, H, W, Cin, Cout], float32 or float64
@@ -152,67 +158,104 @@ class InvertedNeighbors(NamedTuple):
 
 
 # ---- kernel calls ----------------------------------------------------------------------------
+# Written against a Backend (``be.kernels``: the binding module, ``be.empty``: its arrays), so the
+# same code runs on NumPy arrays (CPU) and on device arrays (CUDA): no array math here, every
+# formula is a kernel of both backends.
 
-def _run(k, mode, call: ConvCall, opt, *, normalize=None, g=None, output, was_zero=None):
-    """Run a cconv kernel of the backend module ``k`` (``_backend.resolve(device).kernels``)."""
-    k.cconv_run(mode, int(call.transpose), call.filters, call.out_positions, call.inp_positions,
-                call.extents, call.offset, call.inp_features, call.inp_importance,
-                call.out_importance, call.neighbors_index, call.neighbors_importance,
-                call.neighbors_row_splits, call.inp_neighbors_importance_sum,
-                call.inp_neighbors_row_splits, int(opt.align_corners), opt.coordinate_mapping,
-                opt.interpolation, int(opt.normalize if normalize is None else normalize), g, output,
-                opt.max_temp_bytes, opt.num_threads, was_zero)
+def _run(be, mode, call: ConvCall, opt, *, normalize=None, g=None, output, was_zero=None, allow_tf32=False):
+    """Run cconv kernel ``mode`` of backend ``be`` on ``call`` into ``output``."""
+    be.kernels.cconv_run(mode, int(call.transpose), call.filters, call.out_positions, call.inp_positions,
+                         call.extents, call.offset, call.inp_features, call.inp_importance,
+                         call.out_importance, call.neighbors_index, call.neighbors_importance,
+                         call.neighbors_row_splits, call.inp_neighbors_importance_sum,
+                         call.inp_neighbors_row_splits, int(opt.align_corners), opt.coordinate_mapping,
+                         opt.interpolation, int(opt.normalize if normalize is None else normalize), g,
+                         output, opt.max_temp_bytes, opt.num_threads, was_zero, allow_tf32)
     return output
 
 
-def _apply(k, call, opt, normalize=None):
-    out = np.empty((call.out_positions.shape[0], call.filters.shape[4]), dtype=call.dtype)
-    return _run(k, 0, call, opt, normalize=normalize, output=out)
+def _apply(be, call, opt, normalize=None, allow_tf32=False):
+    out = be.empty((call.out_positions.shape[0], call.filters.shape[4]), call.dtype)
+    return _run(be, 0, call, opt, normalize=normalize, output=out, allow_tf32=allow_tf32)
 
 
-def _backprop_filter(k, call, opt, g, normalize=None):
-    out = np.empty(call.filters.shape, dtype=call.dtype)
-    return _run(k, 1, call, opt, normalize=normalize, g=g, output=out)
+def _backprop_filter(be, call, opt, g, normalize=None, allow_tf32=False):
+    out = be.empty(call.filters.shape, call.dtype)
+    return _run(be, 1, call, opt, normalize=normalize, g=g, output=out, allow_tf32=allow_tf32)
 
 
-def _neighbor_products(k, call, opt, g):
-    out = np.empty(call.neighbors_index.shape[0], dtype=np.float64)
-    return _run(k, 2, call, opt, g=g, output=out)
+def _neighbor_products(be, call, opt, g, allow_tf32=False):
+    out = be.empty((call.neighbors_index.shape[0],), np.float64)
+    return _run(be, 2, call, opt, g=g, output=out, allow_tf32=allow_tf32)
 
 
-def _normalizers(k, call, opt):
+def _normalizers(be, call, opt):
     """What each normalised row divides by (float64: psi_i of the forward op's output rows, phi_j
     of the transpose's input points) and where its normaliser was exactly 0 (it then divides by
     1 and has no derivative). The kernel owns both formulas and the zero rule."""
     rows = (call.inp_positions if call.transpose else call.out_positions).shape[0]
-    divisor = np.empty(rows, dtype=np.float64)
-    was_zero = np.empty(rows, dtype=np.bool_)
-    _run(k, 3, call, opt, output=divisor, was_zero=was_zero)
+    divisor = be.empty((rows,), np.float64)
+    was_zero = be.empty((rows,), np.bool_)
+    _run(be, 3, call, opt, output=divisor, was_zero=was_zero)
     return divisor, was_zero
 
 
-def _cast(a, opt):
+def _cast(be, a, opt):
     if a is None or opt.output_dtype is None or a.dtype == opt.output_dtype:
         return a
-    return a.astype(opt.output_dtype)
+    out = be.empty(a.shape, opt.output_dtype)
+    be.kernels.cconv_cast(a, out, opt.num_threads)
+    return out
 
 
-def _invert(k, num_points, index, row_splits):
-    out_index = np.empty_like(index)
-    out_splits = np.empty(num_points + 1, dtype=np.int64)
-    perm = np.empty(index.shape[0], dtype=np.int64)
-    k.invert_neighbors(num_points, index, row_splits, out_index, out_splits, perm)
+def _invert(be, num_points, index, row_splits):
+    out_index = be.empty(index.shape, index.dtype)
+    out_splits = be.empty((num_points + 1,), np.int64)
+    perm = be.empty(index.shape, np.int64)
+    be.kernels.invert_neighbors(num_points, index, row_splits, out_index, out_splits, perm)
     return out_index, out_splits, perm
 
 
-def _row_sums(k, values, row_splits, num_threads):
-    sums = np.empty(row_splits.shape[0] - 1, dtype=values.dtype)
-    k.reduce_subarrays_sum(values, row_splits, sums, num_threads)
+def _row_sums(be, values, row_splits, num_threads):
+    sums = be.empty((row_splits.shape[0] - 1,), values.dtype)
+    be.kernels.reduce_subarrays_sum(values, row_splits, sums, num_threads)
     return sums
 
 
-def _row_ids(row_splits):
-    return np.repeat(np.arange(row_splits.shape[0] - 1), np.diff(row_splits))
+def _swap_channels(be, filters, num_threads):
+    """The filters with Cin and Cout swapped ([D, H, W, Cout, Cin]): the gradient identities' filter."""
+    f = filters.shape
+    out = be.empty((f[0], f[1], f[2], f[4], f[3]), filters.dtype)
+    be.kernels.cconv_swap_channels(filters, out, num_threads)
+    return out
+
+
+def _inverted_weights(be, call, divisor, inverted, num_threads):
+    """The entry weights of the inverted list that carries the feature gradient: imp_n / psi_r
+    (forward) or imp_n / phi_j (transpose), in the inverted list's order."""
+    inv_index, inv_splits, perm = inverted
+    out = be.empty(call.neighbors_index.shape, call.dtype)
+    be.kernels.cconv_inverted_weights(int(call.transpose), call.neighbors_index, call.neighbors_row_splits,
+                                      call.neighbors_importance, divisor, inv_index, inv_splits, perm, out,
+                                      num_threads)
+    return out
+
+
+def _to_backend(be, call):
+    """The call's arrays in ``be``'s memory (unchanged on the CPU)."""
+    if not be.is_cuda:
+        return call
+    moved = {f.name: be.from_host(getattr(call, f.name)) for f in dataclasses.fields(call)
+             if isinstance(getattr(call, f.name), np.ndarray)}
+    return dataclasses.replace(call, **moved)
+
+
+def _to_host(be, result):
+    """A result (array or named tuple of arrays) as NumPy arrays."""
+    if isinstance(result, tuple):
+        host = (be.to_host(a) for a in result)
+        return type(result)(*host) if hasattr(result, "_fields") else tuple(host)
+    return be.to_host(result)
 
 
 # ---- forward and transpose -------------------------------------------------------------------
@@ -221,7 +264,8 @@ def _row_ids(row_splits):
 def continuous_conv(filters, out_positions, extents, offset, inp_positions, inp_features,
                     inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits, *,
                     align_corners=True, coordinate_mapping="ball_to_cube_radial", normalize=False,
-                    interpolation="linear", max_temp_mem_MB=64, output_type=None, num_threads=None, device=None):
+                    interpolation="linear", max_temp_mem_MB=64, output_type=None, num_threads=None,
+                    allow_tf32=False, device=None):
     """Continuous convolution of point features (Open3D's ``continuous_conv``).
 
     Parameters
@@ -246,12 +290,14 @@ def continuous_conv(filters, out_positions, extents, offset, inp_positions, inp_
     >>> out.shape
     (1000, 8)
     """
-    k = _backend.resolve(device).kernels
+    be = _backend.resolve(device)
     opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
                   output_type, num_threads)
+    tf32 = V.check_bool(allow_tf32, "allow_tf32")
     call = prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
                            inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits)
-    return _cast(_apply(k, call, opt), opt)
+    call = _to_backend(be, call)
+    return _to_host(be, _cast(be, _apply(be, call, opt, allow_tf32=tf32), opt))
 
 
 @_doc(args=_TRANSPOSE_ARGS_DOC, options=_OPTIONS_DOC)
@@ -261,7 +307,7 @@ def continuous_conv_transpose(filters, out_positions, out_importance, extents, o
                               neighbors_row_splits, *, align_corners=True,
                               coordinate_mapping="ball_to_cube_radial", normalize=False,
                               interpolation="linear", max_temp_mem_MB=64, output_type=None,
-                              num_threads=None, device=None):
+                              num_threads=None, allow_tf32=False, device=None):
     """Transpose continuous convolution (Open3D's ``continuous_conv_transpose``).
 
     With the lists of a forward call inverted (:func:`invert_neighbors_list`) this is the
@@ -278,14 +324,16 @@ def continuous_conv_transpose(filters, out_positions, out_importance, extents, o
     -------
     out_features : ndarray, [No, Cout]
     """
-    k = _backend.resolve(device).kernels
+    be = _backend.resolve(device)
     opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
                   output_type, num_threads)
+    tf32 = V.check_bool(allow_tf32, "allow_tf32")
     call = prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
                              inp_features, inp_neighbors_index, inp_neighbors_importance_sum,
                              inp_neighbors_row_splits, neighbors_index, neighbors_importance,
                              neighbors_row_splits)
-    return _cast(_apply(k, call, opt), opt)
+    call = _to_backend(be, call)
+    return _to_host(be, _cast(be, _apply(be, call, opt, allow_tf32=tf32), opt))
 
 
 # ---- filter gradients ------------------------------------------------------------------------
@@ -296,7 +344,7 @@ def continuous_conv_backprop_filter(filters, out_positions, extents, offset, inp
                                     neighbors_importance, neighbors_row_splits, out_features_gradient,
                                     *, align_corners=True, coordinate_mapping="ball_to_cube_radial",
                                     normalize=False, interpolation="linear", max_temp_mem_MB=64,
-                                    output_type=None, num_threads=None, device=None):
+                                    output_type=None, num_threads=None, allow_tf32=False, device=None):
     """Gradient of ``sum(continuous_conv(...) * out_features_gradient)`` w.r.t. ``filters``.
 
     ``filters`` is used for its shape only. Bitwise deterministic for any thread count.
@@ -311,14 +359,16 @@ def continuous_conv_backprop_filter(filters, out_positions, extents, offset, inp
     -------
     filters_gradient : ndarray, [D, H, W, Cin, Cout]
     """
-    k = _backend.resolve(device).kernels
+    be = _backend.resolve(device)
     opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
                   output_type, num_threads)
+    tf32 = V.check_bool(allow_tf32, "allow_tf32")
     call = prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
                            inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
                            extra={"out_features_gradient": out_features_gradient})
-    g = gradient(out_features_gradient, call)
-    return _cast(_backprop_filter(k, call, opt, g), opt)
+    g = be.from_host(gradient(out_features_gradient, call))
+    call = _to_backend(be, call)
+    return _to_host(be, _cast(be, _backprop_filter(be, call, opt, g, allow_tf32=tf32), opt))
 
 
 @_doc(args=_TRANSPOSE_ARGS_DOC, options=_OPTIONS_DOC)
@@ -329,7 +379,8 @@ def continuous_conv_transpose_backprop_filter(filters, out_positions, out_import
                                               out_features_gradient, *, align_corners=True,
                                               coordinate_mapping="ball_to_cube_radial", normalize=False,
                                               interpolation="linear", max_temp_mem_MB=64,
-                                              output_type=None, num_threads=None, device=None):
+                                              output_type=None, num_threads=None,
+                                              allow_tf32=False, device=None):
     """Gradient of ``sum(continuous_conv_transpose(...) * out_features_gradient)`` w.r.t. ``filters``.
 
     Same arguments as :func:`continuous_conv_transpose` without ``inp_neighbors_index``.
@@ -344,15 +395,17 @@ def continuous_conv_transpose_backprop_filter(filters, out_positions, out_import
     -------
     filters_gradient : ndarray, [D, H, W, Cin, Cout]
     """
-    k = _backend.resolve(device).kernels
+    be = _backend.resolve(device)
     opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
                   output_type, num_threads)
+    tf32 = V.check_bool(allow_tf32, "allow_tf32")
     call = prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
                              inp_features, None, inp_neighbors_importance_sum, inp_neighbors_row_splits,
                              neighbors_index, neighbors_importance, neighbors_row_splits,
                              extra={"out_features_gradient": out_features_gradient})
-    g = gradient(out_features_gradient, call)
-    return _cast(_backprop_filter(k, call, opt, g), opt)
+    g = be.from_host(gradient(out_features_gradient, call))
+    call = _to_backend(be, call)
+    return _to_host(be, _cast(be, _backprop_filter(be, call, opt, g, allow_tf32=tf32), opt))
 
 
 # ---- one-call backward -----------------------------------------------------------------------
@@ -363,7 +416,7 @@ def continuous_conv_backward(filters, out_positions, extents, offset, inp_positi
                              out_features_gradient, *, align_corners=True,
                              coordinate_mapping="ball_to_cube_radial", normalize=False,
                              interpolation="linear", max_temp_mem_MB=64, output_type=None,
-                             num_threads=None, device=None):
+                             num_threads=None, allow_tf32=False, device=None):
     """All gradients of ``sum(continuous_conv(...) * out_features_gradient)`` in one call.
 
     The feature gradient is a transpose convolution over the inverted neighbor lists (as in
@@ -385,58 +438,48 @@ def continuous_conv_backward(filters, out_positions, extents, offset, inp_positi
         None, neighbors_importance [E] or None)``; an importance gradient is None when that
         importance was not given.
     """
-    k = _backend.resolve(device).kernels
+    be = _backend.resolve(device)
     opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
                   output_type, num_threads)
+    tf32 = V.check_bool(allow_tf32, "allow_tf32")
     call = prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
                            inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
                            extra={"out_features_gradient": out_features_gradient})
-    g = gradient(out_features_gradient, call)
-    ni_count = call.inp_positions.shape[0]
-    d_filters = _backprop_filter(k, call, opt, g)
+    g = be.from_host(gradient(out_features_gradient, call))
+    call = _to_backend(be, call)
+    nt = opt.num_threads
+    d_filters = _backprop_filter(be, call, opt, g, allow_tf32=tf32)
+    divisor = was_zero = None
+    if opt.normalize:
+        divisor, was_zero = _normalizers(be, call, opt)
+    inverted = _invert(be, call.inp_positions.shape[0], call.neighbors_index, call.neighbors_row_splits)
 
     # d inp_features: transpose conv (filters Cin<->Cout) over the inverted lists, with each
     # entry's weight a_n / psi_i folded into its importance so no normalisation is redone.
-    if opt.normalize:
-        psi_eff, psi_zero = _normalizers(k, call, opt)
-    else:
-        psi_eff, psi_zero = np.ones(call.out_positions.shape[0]), None
-    rows = _row_ids(call.neighbors_row_splits)
     weights = None
     if call.neighbors_importance is not None or opt.normalize:
-        w = np.ones(rows.shape[0]) if call.neighbors_importance is None else \
-            call.neighbors_importance.astype(np.float64)
-        weights = (w / psi_eff[rows]).astype(call.dtype)
-    inv_index, inv_splits, perm = _invert(k, ni_count, call.neighbors_index, call.neighbors_row_splits)
-    tcall = ConvCall(True, call.dtype, np.ascontiguousarray(call.filters.swapaxes(3, 4)),
+        weights = _inverted_weights(be, call, divisor, inverted, nt)
+    tcall = ConvCall(True, call.dtype, _swap_channels(be, call.filters, nt),
                      out_positions=call.inp_positions, inp_positions=call.out_positions,
                      extents=call.extents, offset=call.offset, inp_features=g,
-                     out_importance=call.inp_importance, neighbors_index=inv_index,
-                     neighbors_importance=None if weights is None else weights[perm],
-                     neighbors_row_splits=inv_splits,
+                     out_importance=call.inp_importance, neighbors_index=inverted[0],
+                     neighbors_importance=weights, neighbors_row_splits=inverted[1],
                      inp_neighbors_row_splits=call.neighbors_row_splits)
-    d_features = _apply(k, tcall, opt, normalize=False)
+    d_features = _apply(be, tcall, opt, normalize=False, allow_tf32=tf32)
 
     d_inp_imp = d_nb_imp = None
     if call.inp_importance is not None or call.neighbors_importance is not None:
-        dots = _neighbor_products(k, call, opt, g)  # d <out_i, g_i> / d (entry weight) before scaling
-        j = call.neighbors_index
-        nb_imp = np.ones(rows.shape[0]) if call.neighbors_importance is None else \
-            call.neighbors_importance.astype(np.float64)
-        inp_imp = np.ones(rows.shape[0]) if call.inp_importance is None else \
-            call.inp_importance.astype(np.float64)[j]
-        scaled = dots / psi_eff[rows]
+        # d <out_i, g_i> / d (entry weight) before scaling, then the gm_cconv_bwd_* formulas
+        dots = _neighbor_products(be, call, opt, g, allow_tf32=tf32)
         if call.inp_importance is not None:
-            d_inp_imp = np.bincount(j, weights=nb_imp * scaled, minlength=ni_count).astype(call.dtype)
+            d_inp_imp = be.empty(call.inp_importance.shape, call.dtype)
         if call.neighbors_importance is not None:
-            d = inp_imp * scaled
-            if opt.normalize:
-                # psi_i = sum of the row's importances: d psi_i / d imp_n = 1 for every entry n of row i
-                gout = np.bincount(rows, weights=nb_imp * inp_imp * scaled, minlength=psi_eff.shape[0])
-                d = d - np.where(psi_zero, 0.0, gout / psi_eff)[rows]
-            d_nb_imp = d.astype(call.dtype)
-    return ContinuousConvGradients(_cast(d_filters, opt), _cast(d_features, opt), _cast(d_inp_imp, opt),
-                                   _cast(d_nb_imp, opt))
+            d_nb_imp = be.empty(call.neighbors_importance.shape, call.dtype)
+        be.kernels.cconv_importance_grads(0, call.neighbors_index, call.neighbors_row_splits,
+                                          call.neighbors_importance, call.inp_importance, divisor, was_zero,
+                                          *inverted, dots, d_inp_imp, d_nb_imp, None, nt)
+    return _to_host(be, ContinuousConvGradients(_cast(be, d_filters, opt), _cast(be, d_features, opt),
+                                                _cast(be, d_inp_imp, opt), _cast(be, d_nb_imp, opt)))
 
 
 @_doc(args=_TRANSPOSE_ARGS_DOC, options=_OPTIONS_DOC)
@@ -447,7 +490,7 @@ def continuous_conv_transpose_backward(filters, out_positions, out_importance, e
                                        out_features_gradient, *, align_corners=True,
                                        coordinate_mapping="ball_to_cube_radial", normalize=False,
                                        interpolation="linear", max_temp_mem_MB=64, output_type=None,
-                                       num_threads=None, device=None):
+                                       num_threads=None, allow_tf32=False, device=None):
     """All gradients of ``sum(continuous_conv_transpose(...) * out_features_gradient)``.
 
     Partial derivatives w.r.t. each explicit input; ``inp_neighbors_importance_sum`` is treated
@@ -467,55 +510,47 @@ def continuous_conv_transpose_backward(filters, out_positions, out_importance, e
         Named tuple ``(filters, inp_features [Ni,Cin], out_importance [No] or None,
         neighbors_importance [E] or None, inp_neighbors_importance_sum [Ni] or None)``.
     """
-    k = _backend.resolve(device).kernels
+    be = _backend.resolve(device)
     opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
                   output_type, num_threads)
+    tf32 = V.check_bool(allow_tf32, "allow_tf32")
     call = prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
                              inp_features, inp_neighbors_index, inp_neighbors_importance_sum,
                              inp_neighbors_row_splits, neighbors_index, neighbors_importance,
                              neighbors_row_splits, extra={"out_features_gradient": out_features_gradient})
-    g = gradient(out_features_gradient, call)
-    ni_count = call.inp_positions.shape[0]
-    no_count = call.out_positions.shape[0]
-    d_filters = _backprop_filter(k, call, opt, g)
-
-    # per-entry weight c_n = imp_n / phi_j (normalize) of the transpose (gm_cconv_entry_weight)
-    rows = _row_ids(call.neighbors_row_splits)
-    j = call.neighbors_index
-    nb_imp = np.ones(rows.shape[0]) if call.neighbors_importance is None else \
-        call.neighbors_importance.astype(np.float64)
-    phi_zero = None
-    phi_eff_j = np.ones(rows.shape[0])
+    g = be.from_host(gradient(out_features_gradient, call))
+    call = _to_backend(be, call)
+    nt = opt.num_threads
+    d_filters = _backprop_filter(be, call, opt, g, allow_tf32=tf32)
+    divisor = was_zero = None
     if opt.normalize:
-        phi_eff, phi_zero = _normalizers(k, call, opt)
-        phi_eff_j = phi_eff[j]
-    c = nb_imp / phi_eff_j
+        divisor, was_zero = _normalizers(be, call, opt)
+    inverted = _invert(be, call.inp_positions.shape[0], call.neighbors_index, call.neighbors_row_splits)
 
-    # d inp_features: forward conv (filters Cin<->Cout) over the inverted lists, weights c_n
-    inv_index, inv_splits, perm = _invert(k, ni_count, j, call.neighbors_row_splits)
-    fcall = ConvCall(False, call.dtype, np.ascontiguousarray(call.filters.swapaxes(3, 4)),
+    # d inp_features: forward conv (filters Cin<->Cout) over the inverted lists, with each entry's
+    # weight c_n = imp_n / phi_j of the transpose (gm_cconv_entry_weight) as its importance
+    fcall = ConvCall(False, call.dtype, _swap_channels(be, call.filters, nt),
                      out_positions=call.inp_positions, inp_positions=call.out_positions,
                      extents=call.extents, offset=call.offset, inp_features=g,
-                     inp_importance=call.out_importance, neighbors_index=inv_index,
-                     neighbors_importance=c.astype(call.dtype)[perm], neighbors_row_splits=inv_splits)
-    d_features = _apply(k, fcall, opt, normalize=False)
+                     inp_importance=call.out_importance, neighbors_index=inverted[0],
+                     neighbors_importance=_inverted_weights(be, call, divisor, inverted, nt),
+                     neighbors_row_splits=inverted[1])
+    d_features = _apply(be, fcall, opt, normalize=False, allow_tf32=tf32)
 
     d_out_imp = d_nb_imp = d_sum = None
     if call.out_importance is not None or call.neighbors_importance is not None:
-        dots = _neighbor_products(k, call, opt, g)
-        out_imp = np.ones(rows.shape[0]) if call.out_importance is None else \
-            call.out_importance.astype(np.float64)[rows]
+        dots = _neighbor_products(be, call, opt, g, allow_tf32=tf32)
         if call.out_importance is not None:
-            d_out_imp = np.bincount(rows, weights=c * dots, minlength=no_count).astype(call.dtype)
+            d_out_imp = be.empty(call.out_importance.shape, call.dtype)
         if call.neighbors_importance is not None:
-            d_nb_imp = (out_imp * dots / phi_eff_j).astype(call.dtype)
-            d_sum = np.zeros(ni_count, dtype=call.dtype)
-            if opt.normalize:
-                contrib = -out_imp * nb_imp * dots / phi_eff_j ** 2
-                s = np.bincount(j, weights=contrib, minlength=ni_count)
-                d_sum = np.where(phi_zero, 0.0, s).astype(call.dtype)
-    return ContinuousConvTransposeGradients(_cast(d_filters, opt), _cast(d_features, opt),
-                                            _cast(d_out_imp, opt), _cast(d_nb_imp, opt), _cast(d_sum, opt))
+            d_nb_imp = be.empty(call.neighbors_importance.shape, call.dtype)
+            d_sum = be.empty(call.inp_neighbors_importance_sum.shape, call.dtype)
+        be.kernels.cconv_importance_grads(1, call.neighbors_index, call.neighbors_row_splits,
+                                          call.neighbors_importance, call.out_importance, divisor, was_zero,
+                                          *inverted, dots, d_out_imp, d_nb_imp, d_sum, nt)
+    return _to_host(be, ContinuousConvTransposeGradients(
+        _cast(be, d_filters, opt), _cast(be, d_features, opt), _cast(be, d_out_imp, opt),
+        _cast(be, d_nb_imp, opt), _cast(be, d_sum, opt)))
 
 
 # ---- list utilities --------------------------------------------------------------------------
@@ -543,7 +578,7 @@ def invert_neighbors_list(num_points, inp_neighbors_index, inp_neighbors_row_spl
         entries in ascending order of their position in the input list (Open3D's order is
         nondeterministic), so the result is reproducible.
     """
-    k = _backend.resolve(device).kernels
+    be = _backend.resolve(device)
     num_points = V.check_int(num_points, "num_points", minimum=0)
     idx = V.index_array(inp_neighbors_index, "inp_neighbors_index")
     rs = V.row_splits(inp_neighbors_row_splits, "inp_neighbors_row_splits", total=idx.shape[0])
@@ -559,7 +594,7 @@ def invert_neighbors_list(num_points, inp_neighbors_index, inp_neighbors_row_spl
     if has_attrs and (attrs.ndim < 1 or attrs.shape[0] != idx.shape[0]):
         raise ValueError(f"inp_neighbors_attributes must have shape [{idx.shape[0]}, ...] (one row per "
                          f"entry of inp_neighbors_index) or [0], got shape {tuple(attrs.shape)}")
-    out_index, out_splits, perm = _invert(k, num_points, idx, rs)
+    out_index, out_splits, perm = _to_host(be, _invert(be, num_points, be.from_host(idx), be.from_host(rs)))
     out_attrs = attrs[perm] if has_attrs else attrs.copy()
     return InvertedNeighbors(out_index, out_splits, out_attrs)
 
@@ -582,7 +617,7 @@ def reduce_subarrays_sum(values, row_splits, *, num_threads=None, device=None):
         dtype whatever ``row_splits`` is (Open3D's convention: "no importance" stays absent
         when passed through this op).
     """
-    k = _backend.resolve(device).kernels
+    be = _backend.resolve(device)
     v = V.as_array(values, "values")
     allowed = (np.float32, np.float64, np.int32, np.int64)
     if v.dtype not in [np.dtype(t) for t in allowed]:
@@ -593,6 +628,6 @@ def reduce_subarrays_sum(values, row_splits, *, num_threads=None, device=None):
     rs = V.row_splits(row_splits, "row_splits", total=v.shape[0])
     v = np.ascontiguousarray(v)
     if v.dtype.kind == "f":
-        return _row_sums(k, v, rs, resolve_num_threads(num_threads))
+        return be.to_host(_row_sums(be, be.from_host(v), be.from_host(rs), resolve_num_threads(num_threads)))
     csum = np.concatenate([np.zeros(1, v.dtype), np.cumsum(v, dtype=v.dtype)])
     return (csum[rs[1:]] - csum[rs[:-1]]).astype(v.dtype)
