@@ -347,3 +347,64 @@ extern "C" int gm_cuda_get_device(int* dev) {
     GM_CUDA_TRY(cudaGetDevice(dev), "cudaGetDevice");
     return GM_OK;
 }
+
+// ---- row gather and integer segment sums ---------------------------------------------------------
+
+namespace {
+// One thread per byte-word of the output; rows are `words` words of W.
+template <class W>
+__global__ void gather_rows_kernel(const W* __restrict__ src, W* __restrict__ dst, int64_t words,
+                                   const int64_t* __restrict__ perm, int64_t n) {
+    GM_FOR_EACH(t, n * words) {
+        const int64_t i = t / words, w = t % words;
+        dst[t] = src[perm[i] * words + w];
+    }
+}
+
+template <class T>
+__global__ void segment_sum_int_kernel(const T* __restrict__ v, const int64_t* __restrict__ rs, int64_t rows,
+                                       T* __restrict__ out) {
+    GM_FOR_EACH(r, rows) {
+        uint64_t s = 0;  // unsigned: wraparound is defined, and equals the values' type's modulo sum
+        for (int64_t k = rs[r]; k < rs[r + 1]; ++k) s += (uint64_t)(int64_t)v[k];
+        out[r] = (T)(int64_t)s;
+    }
+}
+}  // namespace
+
+extern "C" int gm_array_gather_rows_cuda(const void* src, void* dst, int64_t row_bytes, const int64_t* perm,
+                                         int64_t n, void* stream) {
+    if (n <= 0 || row_bytes <= 0) return GM_OK;
+    cudaStream_t s = (cudaStream_t)stream;
+    (void)s;  // unused by the host emulation's launches
+    const uintptr_t align = (uintptr_t)src | (uintptr_t)dst | (uintptr_t)row_bytes;
+    if (align % 8 == 0) {
+        const int64_t words = row_bytes / 8;
+        GM_LAUNCH(gather_rows_kernel<uint64_t>, gm_cuda_blocks(n * words), GM_CUDA_THREADS, s,
+                  (const uint64_t*)src, (uint64_t*)dst, words, perm, n);
+    } else if (align % 4 == 0) {
+        const int64_t words = row_bytes / 4;
+        GM_LAUNCH(gather_rows_kernel<uint32_t>, gm_cuda_blocks(n * words), GM_CUDA_THREADS, s,
+                  (const uint32_t*)src, (uint32_t*)dst, words, perm, n);
+    } else {
+        GM_LAUNCH(gather_rows_kernel<uint8_t>, gm_cuda_blocks(n * row_bytes), GM_CUDA_THREADS, s,
+                  (const uint8_t*)src, (uint8_t*)dst, row_bytes, perm, n);
+    }
+    return gm_cuda_check_launch("a row gather");
+}
+
+extern "C" int gm_array_segment_sum_int_cuda(const void* values, int dtype, const int64_t* row_splits,
+                                             int64_t rows, void* sums, void* stream) {
+    if (rows <= 0) return GM_OK;
+    cudaStream_t s = (cudaStream_t)stream;
+    (void)s;  // unused by the host emulation's launches
+    if (dtype == GM_DT_INT32)
+        GM_LAUNCH(segment_sum_int_kernel<int32_t>, gm_cuda_blocks(rows), GM_CUDA_THREADS, s,
+                  (const int32_t*)values, row_splits, rows, (int32_t*)sums);
+    else if (dtype == GM_DT_INT64)
+        GM_LAUNCH(segment_sum_int_kernel<int64_t>, gm_cuda_blocks(rows), GM_CUDA_THREADS, s,
+                  (const int64_t*)values, row_splits, rows, (int64_t*)sums);
+    else
+        return GM_ERR_INVALID;
+    return gm_cuda_check_launch("an integer segment sum");
+}

@@ -79,7 +79,7 @@ def grad_for(call, seed=3):
 def both(fn, call, *args):
     """fn(backend, call, *args) on the CPU and on the emulated CUDA backend, as host arrays."""
     cpu = fn(CPU, call, *args)
-    emu_call = None if call is None else C._to_backend(EMU, call)
+    emu_call = None if call is None else call.to_backend(EMU)
     emu = fn(EMU, emu_call, *(EMU.from_host(a) if isinstance(a, np.ndarray) else a for a in args))
     if isinstance(cpu, tuple):
         return cpu, tuple(host(a) for a in emu)
@@ -195,7 +195,7 @@ def test_results_do_not_depend_on_max_temp_mem(dtype):
         for cpu_call in calls(q, dtype, np.int32):
             g_host = grad_for(cpu_call)
             g = EMU.from_host(g_host)
-            call = C._to_backend(EMU, cpu_call)
+            call = cpu_call.to_backend(EMU)
             small, large = opts(normalize=normalize, mb=0), opts(normalize=normalize, mb=4096)
             for fn in (lambda be, c, g_, o: C._apply(be, c, o), lambda be, c, g_, o: C._backprop_filter(be, c, o, g_),
                        lambda be, c, g_, o: C._neighbor_products(be, c, o, g_)):
@@ -341,7 +341,7 @@ def test_cpu_backward_kernels_equal_old_numpy_formulas(dtype, normalize):
         # the emulated CUDA kernels compute the same float64 expressions
         e_inv = tuple(EMU.from_host(a) for a in inverted)
         e_div = None if divisor is None else EMU.from_host(divisor)
-        e_call = C._to_backend(EMU, call)
+        e_call = call.to_backend(EMU)
         assert np.array_equal(C._inverted_weights(EMU, e_call, e_div, e_inv, 1).get(), weights)
 
 

@@ -11,7 +11,7 @@ import pytest
 import geomops as gm
 from geomops import _backend
 from geomops._cconv_args import options, prepare_forward, prepare_transpose
-from geomops.cconv import _normalizers, _to_backend
+from geomops.cconv import _normalizers
 
 import reference_cconv as R
 
@@ -233,7 +233,7 @@ def test_normalizers_kernel(dtype, importance, device):
             (prepare_forward(*p.args(dtype)), p.neighbors_row_splits, p.neighbors_importance, rows),
             (prepare_transpose(*t.args(dtype)), t.inp_neighbors_row_splits,
              None if not importance else t.inp_neighbors_importance_sum, None)):
-        divisor, was_zero = (be.to_host(a) for a in _normalizers(be, _to_backend(be, call), opt))
+        divisor, was_zero = (be.to_host(a) for a in _normalizers(be, call.to_backend(be), opt))
         if imp is None:
             want = np.diff(splits).astype(np.float64)
         elif call.transpose:  # phi_j is the given sum, in the call's dtype

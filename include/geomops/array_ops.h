@@ -72,6 +72,15 @@ int gm_cuda_stream_wait(void* waiter, void* producer, int dev);
 /* The calling thread's current device. */
 int gm_cuda_get_device(int* dev);
 
+/* dst row i = src row perm[i] (i < n), each row `row_bytes` bytes: a gather of rows by an int64
+ * permutation, ordered on `stream`. */
+int gm_array_gather_rows_cuda(const void* src, void* dst, int64_t row_bytes, const int64_t* perm, int64_t n,
+                              void* stream);
+/* sums[r] = values[row_splits[r]:row_splits[r+1]] summed for int32 (dtype GM_DT_INT32) or int64
+ * values, with wraparound in the values' type (NumPy's cumsum-difference result). */
+int gm_array_segment_sum_int_cuda(const void* values, int dtype, const int64_t* row_splits, int64_t rows,
+                                  void* sums, void* stream);
+
 #ifdef __cplusplus
 }
 #endif

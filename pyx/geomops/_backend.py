@@ -67,8 +67,8 @@ class Backend:
 
     def from_host(self, a):
         """A NumPy array moved to this backend's memory (the same array on the CPU)."""
-        if not self.is_cuda or a is None:
-            return a
+        if not self.is_cuda or a is None or not isinstance(a, np.ndarray):
+            return a  # host backend, absent, or already a device array
         return _device.from_host(self.module, a, self.device_id)
 
     def to_host(self, a):

@@ -23,3 +23,7 @@ cdef extern from "geomops/array_ops.h" nogil:
     int gm_cuda_pointer_device(const void* p, int* device, int* is_device)
     int gm_cuda_stream_wait(void* waiter, void* producer, int dev)
     int gm_cuda_get_device(int* dev)
+    int gm_array_gather_rows_cuda(const void* src, void* dst, int64_t row_bytes, const int64_t* perm, int64_t n,
+                                  void* stream)
+    int gm_array_segment_sum_int_cuda(const void* values, int dtype, const int64_t* row_splits, int64_t rows,
+                                      void* sums, void* stream)

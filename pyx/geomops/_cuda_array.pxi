@@ -118,3 +118,35 @@ def get_device():
     cdef int dev = 0
     _check(gm_cuda_get_device(&dev))
     return dev
+
+
+def array_gather_rows(src, dst, perm, *, uintptr_t stream=0):
+    """``dst[i] = src[perm[i]]`` for the rows of C-contiguous device arrays (``perm`` int64 [n],
+    ``dst`` n rows of ``src``'s row size), ordered on ``stream`` (asynchronous)."""
+    cdef int64_t n = perm.shape[0]
+    cdef int64_t row_bytes = (src.nbytes // src.shape[0]) if src.shape[0] else 0
+    if dst.shape[0] != n or (n and dst.nbytes // n != row_bytes):
+        raise ValueError("array_gather_rows: dst must have len(perm) rows of src's row size")
+    cdef const void* ps = <const void*>_addr(src)
+    cdef void* pd = <void*>_addr(dst)
+    cdef const int64_t* pp = <const int64_t*>_addr(perm)
+    cdef int status
+    with nogil:
+        status = gm_array_gather_rows_cuda(ps, pd, row_bytes, pp, n, <void*>stream)
+    _check(status)
+
+
+def array_segment_sum_int(values, row_splits, sums, *, uintptr_t stream=0):
+    """``sums[r] = sum(values[row_splits[r]:row_splits[r+1]])`` for int32/int64 device arrays,
+    wrapping around in the values' dtype, ordered on ``stream`` (asynchronous)."""
+    cdef int code = _GM_DTYPES.get(values.dtype, -1)
+    if code not in (GM_DT_INT32, GM_DT_INT64):
+        raise TypeError(f"array_segment_sum_int: unsupported dtype {values.dtype}")
+    cdef const void* pv = <const void*>_addr(values)
+    cdef const int64_t* pr = <const int64_t*>_addr(row_splits)
+    cdef int64_t rows = row_splits.shape[0] - 1
+    cdef void* ps = <void*>_addr(sums)
+    cdef int status
+    with nogil:
+        status = gm_array_segment_sum_int_cuda(pv, code, pr, rows, ps, <void*>stream)
+    _check(status)

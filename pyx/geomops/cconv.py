@@ -241,21 +241,25 @@ def _inverted_weights(be, call, divisor, inverted, num_threads):
     return out
 
 
-def _to_backend(be, call):
-    """The call's arrays in ``be``'s memory (unchanged on the CPU)."""
-    if not be.is_cuda:
-        return call
-    moved = {f.name: be.from_host(getattr(call, f.name)) for f in dataclasses.fields(call)
-             if isinstance(getattr(call, f.name), np.ndarray)}
-    return dataclasses.replace(call, **moved)
+_OPTIONAL = ("inp_importance", "neighbors_importance", "out_importance", "inp_neighbors_importance_sum")
 
 
-def _to_host(be, result):
-    """A result (array or named tuple of arrays) as NumPy arrays."""
-    if isinstance(result, tuple):
-        host = (be.to_host(a) for a in result)
-        return type(result)(*host) if hasattr(result, "_fields") else tuple(host)
-    return be.to_host(result)
+def _named(names, scope):
+    """The arguments ``names`` from a function's ``locals()``, by name (for op_call)."""
+    return {n: scope[n] for n in names}
+
+
+def _args(c, names):
+    """The call's inputs (device inputs as DeviceArray views) in signature order."""
+    return [c.args[n] for n in names]
+
+
+_FWD = ("filters", "out_positions", "extents", "offset", "inp_positions", "inp_features", "inp_importance",
+        "neighbors_index", "neighbors_importance", "neighbors_row_splits")
+_TR = ("filters", "out_positions", "out_importance", "extents", "offset", "inp_positions", "inp_features",
+       "inp_neighbors_index", "inp_neighbors_importance_sum", "inp_neighbors_row_splits", "neighbors_index",
+       "neighbors_importance", "neighbors_row_splits")
+_TR_BPF = tuple(n for n in _TR if n != "inp_neighbors_index")
 
 
 # ---- forward and transpose -------------------------------------------------------------------
@@ -265,7 +269,7 @@ def continuous_conv(filters, out_positions, extents, offset, inp_positions, inp_
                     inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits, *,
                     align_corners=True, coordinate_mapping="ball_to_cube_radial", normalize=False,
                     interpolation="linear", max_temp_mem_MB=64, output_type=None, num_threads=None,
-                    allow_tf32=False, device=None):
+                    allow_tf32=False, device=None, stream=None):
     """Continuous convolution of point features (Open3D's ``continuous_conv``).
 
     Parameters
@@ -290,14 +294,18 @@ def continuous_conv(filters, out_positions, extents, offset, inp_positions, inp_
     >>> out.shape
     (1000, 8)
     """
-    be = _backend.resolve(device)
-    opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
-                  output_type, num_threads)
-    tf32 = V.check_bool(allow_tf32, "allow_tf32")
-    call = prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
-                           inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits)
-    call = _to_backend(be, call)
-    return _to_host(be, _cast(be, _apply(be, call, opt, allow_tf32=tf32), opt))
+    names = _FWD
+    with _backend.op_call(device, stream, optional=_OPTIONAL, **_named(names, locals())) as c:
+        be = c.be
+        (filters, out_positions, extents, offset, inp_positions, inp_features, inp_importance,
+         neighbors_index, neighbors_importance, neighbors_row_splits) = _args(c, _FWD)
+        opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
+                      output_type, num_threads)
+        tf32 = V.check_bool(allow_tf32, "allow_tf32")
+        call = prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
+                               inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits)
+        call = call.to_backend(be)
+        return c.result(_cast(be, _apply(be, call, opt, allow_tf32=tf32), opt))
 
 
 @_doc(args=_TRANSPOSE_ARGS_DOC, options=_OPTIONS_DOC)
@@ -307,7 +315,7 @@ def continuous_conv_transpose(filters, out_positions, out_importance, extents, o
                               neighbors_row_splits, *, align_corners=True,
                               coordinate_mapping="ball_to_cube_radial", normalize=False,
                               interpolation="linear", max_temp_mem_MB=64, output_type=None,
-                              num_threads=None, allow_tf32=False, device=None):
+                              num_threads=None, allow_tf32=False, device=None, stream=None):
     """Transpose continuous convolution (Open3D's ``continuous_conv_transpose``).
 
     With the lists of a forward call inverted (:func:`invert_neighbors_list`) this is the
@@ -324,16 +332,21 @@ def continuous_conv_transpose(filters, out_positions, out_importance, extents, o
     -------
     out_features : ndarray, [No, Cout]
     """
-    be = _backend.resolve(device)
-    opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
-                  output_type, num_threads)
-    tf32 = V.check_bool(allow_tf32, "allow_tf32")
-    call = prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
-                             inp_features, inp_neighbors_index, inp_neighbors_importance_sum,
-                             inp_neighbors_row_splits, neighbors_index, neighbors_importance,
-                             neighbors_row_splits)
-    call = _to_backend(be, call)
-    return _to_host(be, _cast(be, _apply(be, call, opt, allow_tf32=tf32), opt))
+    names = _TR
+    with _backend.op_call(device, stream, optional=_OPTIONAL, **_named(names, locals())) as c:
+        be = c.be
+        (filters, out_positions, out_importance, extents, offset, inp_positions, inp_features,
+         inp_neighbors_index, inp_neighbors_importance_sum, inp_neighbors_row_splits,
+         neighbors_index, neighbors_importance, neighbors_row_splits) = _args(c, _TR)
+        opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
+                      output_type, num_threads)
+        tf32 = V.check_bool(allow_tf32, "allow_tf32")
+        call = prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
+                                 inp_features, inp_neighbors_index, inp_neighbors_importance_sum,
+                                 inp_neighbors_row_splits, neighbors_index, neighbors_importance,
+                                 neighbors_row_splits)
+        call = call.to_backend(be)
+        return c.result(_cast(be, _apply(be, call, opt, allow_tf32=tf32), opt))
 
 
 # ---- filter gradients ------------------------------------------------------------------------
@@ -344,7 +357,8 @@ def continuous_conv_backprop_filter(filters, out_positions, extents, offset, inp
                                     neighbors_importance, neighbors_row_splits, out_features_gradient,
                                     *, align_corners=True, coordinate_mapping="ball_to_cube_radial",
                                     normalize=False, interpolation="linear", max_temp_mem_MB=64,
-                                    output_type=None, num_threads=None, allow_tf32=False, device=None):
+                                    output_type=None, num_threads=None, allow_tf32=False, device=None,
+                                    stream=None):
     """Gradient of ``sum(continuous_conv(...) * out_features_gradient)`` w.r.t. ``filters``.
 
     ``filters`` is used for its shape only. Bitwise deterministic for any thread count.
@@ -359,16 +373,21 @@ def continuous_conv_backprop_filter(filters, out_positions, extents, offset, inp
     -------
     filters_gradient : ndarray, [D, H, W, Cin, Cout]
     """
-    be = _backend.resolve(device)
-    opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
-                  output_type, num_threads)
-    tf32 = V.check_bool(allow_tf32, "allow_tf32")
-    call = prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
-                           inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
-                           extra={"out_features_gradient": out_features_gradient})
-    g = be.from_host(gradient(out_features_gradient, call))
-    call = _to_backend(be, call)
-    return _to_host(be, _cast(be, _backprop_filter(be, call, opt, g, allow_tf32=tf32), opt))
+    names = _FWD + ("out_features_gradient",)
+    with _backend.op_call(device, stream, optional=_OPTIONAL, **_named(names, locals())) as c:
+        be = c.be
+        (filters, out_positions, extents, offset, inp_positions, inp_features, inp_importance,
+         neighbors_index, neighbors_importance, neighbors_row_splits) = _args(c, _FWD)
+        out_features_gradient = c.args['out_features_gradient']
+        opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
+                      output_type, num_threads)
+        tf32 = V.check_bool(allow_tf32, "allow_tf32")
+        call = prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
+                               inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
+                               extra={"out_features_gradient": out_features_gradient})
+        g = be.from_host(gradient(out_features_gradient, call))
+        call = call.to_backend(be)
+        return c.result(_cast(be, _backprop_filter(be, call, opt, g, allow_tf32=tf32), opt))
 
 
 @_doc(args=_TRANSPOSE_ARGS_DOC, options=_OPTIONS_DOC)
@@ -380,7 +399,7 @@ def continuous_conv_transpose_backprop_filter(filters, out_positions, out_import
                                               coordinate_mapping="ball_to_cube_radial", normalize=False,
                                               interpolation="linear", max_temp_mem_MB=64,
                                               output_type=None, num_threads=None,
-                                              allow_tf32=False, device=None):
+                                              allow_tf32=False, device=None, stream=None):
     """Gradient of ``sum(continuous_conv_transpose(...) * out_features_gradient)`` w.r.t. ``filters``.
 
     Same arguments as :func:`continuous_conv_transpose` without ``inp_neighbors_index``.
@@ -395,17 +414,23 @@ def continuous_conv_transpose_backprop_filter(filters, out_positions, out_import
     -------
     filters_gradient : ndarray, [D, H, W, Cin, Cout]
     """
-    be = _backend.resolve(device)
-    opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
-                  output_type, num_threads)
-    tf32 = V.check_bool(allow_tf32, "allow_tf32")
-    call = prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
-                             inp_features, None, inp_neighbors_importance_sum, inp_neighbors_row_splits,
-                             neighbors_index, neighbors_importance, neighbors_row_splits,
-                             extra={"out_features_gradient": out_features_gradient})
-    g = be.from_host(gradient(out_features_gradient, call))
-    call = _to_backend(be, call)
-    return _to_host(be, _cast(be, _backprop_filter(be, call, opt, g, allow_tf32=tf32), opt))
+    names = _TR_BPF + ("out_features_gradient",)
+    with _backend.op_call(device, stream, optional=_OPTIONAL, **_named(names, locals())) as c:
+        be = c.be
+        (filters, out_positions, out_importance, extents, offset, inp_positions, inp_features,
+         inp_neighbors_importance_sum, inp_neighbors_row_splits, neighbors_index,
+         neighbors_importance, neighbors_row_splits) = _args(c, _TR_BPF)
+        out_features_gradient = c.args['out_features_gradient']
+        opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
+                      output_type, num_threads)
+        tf32 = V.check_bool(allow_tf32, "allow_tf32")
+        call = prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
+                                 inp_features, None, inp_neighbors_importance_sum, inp_neighbors_row_splits,
+                                 neighbors_index, neighbors_importance, neighbors_row_splits,
+                                 extra={"out_features_gradient": out_features_gradient})
+        g = be.from_host(gradient(out_features_gradient, call))
+        call = call.to_backend(be)
+        return c.result(_cast(be, _backprop_filter(be, call, opt, g, allow_tf32=tf32), opt))
 
 
 # ---- one-call backward -----------------------------------------------------------------------
@@ -416,7 +441,7 @@ def continuous_conv_backward(filters, out_positions, extents, offset, inp_positi
                              out_features_gradient, *, align_corners=True,
                              coordinate_mapping="ball_to_cube_radial", normalize=False,
                              interpolation="linear", max_temp_mem_MB=64, output_type=None,
-                             num_threads=None, allow_tf32=False, device=None):
+                             num_threads=None, allow_tf32=False, device=None, stream=None):
     """All gradients of ``sum(continuous_conv(...) * out_features_gradient)`` in one call.
 
     The feature gradient is a transpose convolution over the inverted neighbor lists (as in
@@ -438,48 +463,53 @@ def continuous_conv_backward(filters, out_positions, extents, offset, inp_positi
         None, neighbors_importance [E] or None)``; an importance gradient is None when that
         importance was not given.
     """
-    be = _backend.resolve(device)
-    opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
-                  output_type, num_threads)
-    tf32 = V.check_bool(allow_tf32, "allow_tf32")
-    call = prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
-                           inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
-                           extra={"out_features_gradient": out_features_gradient})
-    g = be.from_host(gradient(out_features_gradient, call))
-    call = _to_backend(be, call)
-    nt = opt.num_threads
-    d_filters = _backprop_filter(be, call, opt, g, allow_tf32=tf32)
-    divisor = was_zero = None
-    if opt.normalize:
-        divisor, was_zero = _normalizers(be, call, opt)
-    inverted = _invert(be, call.inp_positions.shape[0], call.neighbors_index, call.neighbors_row_splits)
+    names = _FWD + ("out_features_gradient",)
+    with _backend.op_call(device, stream, optional=_OPTIONAL, **_named(names, locals())) as c:
+        be = c.be
+        (filters, out_positions, extents, offset, inp_positions, inp_features, inp_importance,
+         neighbors_index, neighbors_importance, neighbors_row_splits) = _args(c, _FWD)
+        out_features_gradient = c.args['out_features_gradient']
+        opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
+                      output_type, num_threads)
+        tf32 = V.check_bool(allow_tf32, "allow_tf32")
+        call = prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
+                               inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
+                               extra={"out_features_gradient": out_features_gradient})
+        g = be.from_host(gradient(out_features_gradient, call))
+        call = call.to_backend(be)
+        nt = opt.num_threads
+        d_filters = _backprop_filter(be, call, opt, g, allow_tf32=tf32)
+        divisor = was_zero = None
+        if opt.normalize:
+            divisor, was_zero = _normalizers(be, call, opt)
+        inverted = _invert(be, call.inp_positions.shape[0], call.neighbors_index, call.neighbors_row_splits)
 
-    # d inp_features: transpose conv (filters Cin<->Cout) over the inverted lists, with each
-    # entry's weight a_n / psi_i folded into its importance so no normalisation is redone.
-    weights = None
-    if call.neighbors_importance is not None or opt.normalize:
-        weights = _inverted_weights(be, call, divisor, inverted, nt)
-    tcall = ConvCall(True, call.dtype, _swap_channels(be, call.filters, nt),
-                     out_positions=call.inp_positions, inp_positions=call.out_positions,
-                     extents=call.extents, offset=call.offset, inp_features=g,
-                     out_importance=call.inp_importance, neighbors_index=inverted[0],
-                     neighbors_importance=weights, neighbors_row_splits=inverted[1],
-                     inp_neighbors_row_splits=call.neighbors_row_splits)
-    d_features = _apply(be, tcall, opt, normalize=False, allow_tf32=tf32)
+        # d inp_features: transpose conv (filters Cin<->Cout) over the inverted lists, with each
+        # entry's weight a_n / psi_i folded into its importance so no normalisation is redone.
+        weights = None
+        if call.neighbors_importance is not None or opt.normalize:
+            weights = _inverted_weights(be, call, divisor, inverted, nt)
+        tcall = ConvCall(True, call.dtype, _swap_channels(be, call.filters, nt),
+                         out_positions=call.inp_positions, inp_positions=call.out_positions,
+                         extents=call.extents, offset=call.offset, inp_features=g,
+                         out_importance=call.inp_importance, neighbors_index=inverted[0],
+                         neighbors_importance=weights, neighbors_row_splits=inverted[1],
+                         inp_neighbors_row_splits=call.neighbors_row_splits)
+        d_features = _apply(be, tcall, opt, normalize=False, allow_tf32=tf32)
 
-    d_inp_imp = d_nb_imp = None
-    if call.inp_importance is not None or call.neighbors_importance is not None:
-        # d <out_i, g_i> / d (entry weight) before scaling, then the gm_cconv_bwd_* formulas
-        dots = _neighbor_products(be, call, opt, g, allow_tf32=tf32)
-        if call.inp_importance is not None:
-            d_inp_imp = be.empty(call.inp_importance.shape, call.dtype)
-        if call.neighbors_importance is not None:
-            d_nb_imp = be.empty(call.neighbors_importance.shape, call.dtype)
-        be.kernels.cconv_importance_grads(0, call.neighbors_index, call.neighbors_row_splits,
-                                          call.neighbors_importance, call.inp_importance, divisor, was_zero,
-                                          *inverted, dots, d_inp_imp, d_nb_imp, None, nt)
-    return _to_host(be, ContinuousConvGradients(_cast(be, d_filters, opt), _cast(be, d_features, opt),
-                                                _cast(be, d_inp_imp, opt), _cast(be, d_nb_imp, opt)))
+        d_inp_imp = d_nb_imp = None
+        if call.inp_importance is not None or call.neighbors_importance is not None:
+            # d <out_i, g_i> / d (entry weight) before scaling, then the gm_cconv_bwd_* formulas
+            dots = _neighbor_products(be, call, opt, g, allow_tf32=tf32)
+            if call.inp_importance is not None:
+                d_inp_imp = be.empty(call.inp_importance.shape, call.dtype)
+            if call.neighbors_importance is not None:
+                d_nb_imp = be.empty(call.neighbors_importance.shape, call.dtype)
+            be.kernels.cconv_importance_grads(0, call.neighbors_index, call.neighbors_row_splits,
+                                              call.neighbors_importance, call.inp_importance, divisor, was_zero,
+                                              *inverted, dots, d_inp_imp, d_nb_imp, None, nt)
+        return c.result(ContinuousConvGradients(_cast(be, d_filters, opt), _cast(be, d_features, opt),
+                                                    _cast(be, d_inp_imp, opt), _cast(be, d_nb_imp, opt)))
 
 
 @_doc(args=_TRANSPOSE_ARGS_DOC, options=_OPTIONS_DOC)
@@ -490,7 +520,7 @@ def continuous_conv_transpose_backward(filters, out_positions, out_importance, e
                                        out_features_gradient, *, align_corners=True,
                                        coordinate_mapping="ball_to_cube_radial", normalize=False,
                                        interpolation="linear", max_temp_mem_MB=64, output_type=None,
-                                       num_threads=None, allow_tf32=False, device=None):
+                                       num_threads=None, allow_tf32=False, device=None, stream=None):
     """All gradients of ``sum(continuous_conv_transpose(...) * out_features_gradient)``.
 
     Partial derivatives w.r.t. each explicit input; ``inp_neighbors_importance_sum`` is treated
@@ -510,54 +540,60 @@ def continuous_conv_transpose_backward(filters, out_positions, out_importance, e
         Named tuple ``(filters, inp_features [Ni,Cin], out_importance [No] or None,
         neighbors_importance [E] or None, inp_neighbors_importance_sum [Ni] or None)``.
     """
-    be = _backend.resolve(device)
-    opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
-                  output_type, num_threads)
-    tf32 = V.check_bool(allow_tf32, "allow_tf32")
-    call = prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
-                             inp_features, inp_neighbors_index, inp_neighbors_importance_sum,
-                             inp_neighbors_row_splits, neighbors_index, neighbors_importance,
-                             neighbors_row_splits, extra={"out_features_gradient": out_features_gradient})
-    g = be.from_host(gradient(out_features_gradient, call))
-    call = _to_backend(be, call)
-    nt = opt.num_threads
-    d_filters = _backprop_filter(be, call, opt, g, allow_tf32=tf32)
-    divisor = was_zero = None
-    if opt.normalize:
-        divisor, was_zero = _normalizers(be, call, opt)
-    inverted = _invert(be, call.inp_positions.shape[0], call.neighbors_index, call.neighbors_row_splits)
+    names = _TR + ("out_features_gradient",)
+    with _backend.op_call(device, stream, optional=_OPTIONAL, **_named(names, locals())) as c:
+        be = c.be
+        (filters, out_positions, out_importance, extents, offset, inp_positions, inp_features,
+         inp_neighbors_index, inp_neighbors_importance_sum, inp_neighbors_row_splits,
+         neighbors_index, neighbors_importance, neighbors_row_splits) = _args(c, _TR)
+        out_features_gradient = c.args['out_features_gradient']
+        opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
+                      output_type, num_threads)
+        tf32 = V.check_bool(allow_tf32, "allow_tf32")
+        call = prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
+                                 inp_features, inp_neighbors_index, inp_neighbors_importance_sum,
+                                 inp_neighbors_row_splits, neighbors_index, neighbors_importance,
+                                 neighbors_row_splits, extra={"out_features_gradient": out_features_gradient})
+        g = be.from_host(gradient(out_features_gradient, call))
+        call = call.to_backend(be)
+        nt = opt.num_threads
+        d_filters = _backprop_filter(be, call, opt, g, allow_tf32=tf32)
+        divisor = was_zero = None
+        if opt.normalize:
+            divisor, was_zero = _normalizers(be, call, opt)
+        inverted = _invert(be, call.inp_positions.shape[0], call.neighbors_index, call.neighbors_row_splits)
 
-    # d inp_features: forward conv (filters Cin<->Cout) over the inverted lists, with each entry's
-    # weight c_n = imp_n / phi_j of the transpose (gm_cconv_entry_weight) as its importance
-    fcall = ConvCall(False, call.dtype, _swap_channels(be, call.filters, nt),
-                     out_positions=call.inp_positions, inp_positions=call.out_positions,
-                     extents=call.extents, offset=call.offset, inp_features=g,
-                     inp_importance=call.out_importance, neighbors_index=inverted[0],
-                     neighbors_importance=_inverted_weights(be, call, divisor, inverted, nt),
-                     neighbors_row_splits=inverted[1])
-    d_features = _apply(be, fcall, opt, normalize=False, allow_tf32=tf32)
+        # d inp_features: forward conv (filters Cin<->Cout) over the inverted lists, with each entry's
+        # weight c_n = imp_n / phi_j of the transpose (gm_cconv_entry_weight) as its importance
+        fcall = ConvCall(False, call.dtype, _swap_channels(be, call.filters, nt),
+                         out_positions=call.inp_positions, inp_positions=call.out_positions,
+                         extents=call.extents, offset=call.offset, inp_features=g,
+                         inp_importance=call.out_importance, neighbors_index=inverted[0],
+                         neighbors_importance=_inverted_weights(be, call, divisor, inverted, nt),
+                         neighbors_row_splits=inverted[1])
+        d_features = _apply(be, fcall, opt, normalize=False, allow_tf32=tf32)
 
-    d_out_imp = d_nb_imp = d_sum = None
-    if call.out_importance is not None or call.neighbors_importance is not None:
-        dots = _neighbor_products(be, call, opt, g, allow_tf32=tf32)
-        if call.out_importance is not None:
-            d_out_imp = be.empty(call.out_importance.shape, call.dtype)
-        if call.neighbors_importance is not None:
-            d_nb_imp = be.empty(call.neighbors_importance.shape, call.dtype)
-            d_sum = be.empty(call.inp_neighbors_importance_sum.shape, call.dtype)
-        be.kernels.cconv_importance_grads(1, call.neighbors_index, call.neighbors_row_splits,
-                                          call.neighbors_importance, call.out_importance, divisor, was_zero,
-                                          *inverted, dots, d_out_imp, d_nb_imp, d_sum, nt)
-    return _to_host(be, ContinuousConvTransposeGradients(
-        _cast(be, d_filters, opt), _cast(be, d_features, opt), _cast(be, d_out_imp, opt),
-        _cast(be, d_nb_imp, opt), _cast(be, d_sum, opt)))
+        d_out_imp = d_nb_imp = d_sum = None
+        if call.out_importance is not None or call.neighbors_importance is not None:
+            dots = _neighbor_products(be, call, opt, g, allow_tf32=tf32)
+            if call.out_importance is not None:
+                d_out_imp = be.empty(call.out_importance.shape, call.dtype)
+            if call.neighbors_importance is not None:
+                d_nb_imp = be.empty(call.neighbors_importance.shape, call.dtype)
+                d_sum = be.empty(call.inp_neighbors_importance_sum.shape, call.dtype)
+            be.kernels.cconv_importance_grads(1, call.neighbors_index, call.neighbors_row_splits,
+                                              call.neighbors_importance, call.out_importance, divisor, was_zero,
+                                              *inverted, dots, d_out_imp, d_nb_imp, d_sum, nt)
+        return c.result(ContinuousConvTransposeGradients(
+            _cast(be, d_filters, opt), _cast(be, d_features, opt), _cast(be, d_out_imp, opt),
+            _cast(be, d_nb_imp, opt), _cast(be, d_sum, opt)))
 
 
 # ---- list utilities --------------------------------------------------------------------------
 
 @_doc(device=_DEVICE_DOC)
 def invert_neighbors_list(num_points, inp_neighbors_index, inp_neighbors_row_splits,
-                          inp_neighbors_attributes, *, device=None):
+                          inp_neighbors_attributes, *, device=None, stream=None):
     """Invert a neighbor list: for every point, the rows of the input list that contain it.
 
     Parameters
@@ -578,29 +614,41 @@ def invert_neighbors_list(num_points, inp_neighbors_index, inp_neighbors_row_spl
         entries in ascending order of their position in the input list (Open3D's order is
         nondeterministic), so the result is reproducible.
     """
-    be = _backend.resolve(device)
-    num_points = V.check_int(num_points, "num_points", minimum=0)
-    idx = V.index_array(inp_neighbors_index, "inp_neighbors_index")
-    rs = V.row_splits(inp_neighbors_row_splits, "inp_neighbors_row_splits", total=idx.shape[0])
-    if idx.size and (idx.min() < 0 or idx.max() >= num_points):
-        bad = int(idx.min()) if idx.min() < 0 else int(idx.max())
-        raise ValueError(f"inp_neighbors_index contains {bad}, outside [0, num_points={num_points})")
-    if rs.shape[0] - 1 > np.iinfo(idx.dtype).max:
-        raise ValueError("inp_neighbors_row_splits has more rows than inp_neighbors_index's dtype can index")
-    attrs = V.as_array(inp_neighbors_attributes, "inp_neighbors_attributes")
-    if not (np.issubdtype(attrs.dtype, np.number) or attrs.dtype == np.bool_):
-        raise TypeError(f"inp_neighbors_attributes must be numeric, got dtype {attrs.dtype}")
-    has_attrs = not (attrs.ndim == 1 and attrs.shape[0] == 0)
-    if has_attrs and (attrs.ndim < 1 or attrs.shape[0] != idx.shape[0]):
-        raise ValueError(f"inp_neighbors_attributes must have shape [{idx.shape[0]}, ...] (one row per "
-                         f"entry of inp_neighbors_index) or [0], got shape {tuple(attrs.shape)}")
-    out_index, out_splits, perm = _to_host(be, _invert(be, num_points, be.from_host(idx), be.from_host(rs)))
-    out_attrs = attrs[perm] if has_attrs else attrs.copy()
-    return InvertedNeighbors(out_index, out_splits, out_attrs)
+    with _backend.op_call(device, stream, optional=("inp_neighbors_attributes",),
+                          inp_neighbors_index=inp_neighbors_index,
+                          inp_neighbors_row_splits=inp_neighbors_row_splits,
+                          inp_neighbors_attributes=inp_neighbors_attributes) as c:
+        be = c.be
+        num_points = V.check_int(num_points, "num_points", minimum=0)
+        idx = V.index_array(c.args["inp_neighbors_index"], "inp_neighbors_index")
+        rs = V.row_splits(c.args["inp_neighbors_row_splits"], "inp_neighbors_row_splits", total=idx.shape[0])
+        if idx.size:
+            lo, hi = V.value_range(idx)
+            if lo < 0 or hi >= num_points:
+                bad = int(lo) if lo < 0 else int(hi)
+                raise ValueError(f"inp_neighbors_index contains {bad}, outside [0, num_points={num_points})")
+        if rs.shape[0] - 1 > np.iinfo(idx.dtype).max:
+            raise ValueError("inp_neighbors_row_splits has more rows than inp_neighbors_index's dtype can index")
+        attrs = V.as_array(c.args["inp_neighbors_attributes"], "inp_neighbors_attributes")
+        if not (np.issubdtype(attrs.dtype, np.number) or attrs.dtype == np.bool_):
+            raise TypeError(f"inp_neighbors_attributes must be numeric, got dtype {attrs.dtype}")
+        has_attrs = not (attrs.ndim == 1 and attrs.shape[0] == 0)
+        if has_attrs and (attrs.ndim < 1 or attrs.shape[0] != idx.shape[0]):
+            raise ValueError(f"inp_neighbors_attributes must have shape [{idx.shape[0]}, ...] (one row per "
+                             f"entry of inp_neighbors_index) or [0], got shape {tuple(attrs.shape)}")
+        out_index, out_splits, perm = _invert(be, num_points, be.from_host(idx), be.from_host(rs))
+        if not has_attrs:
+            out_attrs = be.from_host(np.empty(0, attrs.dtype)) if c.on_device else attrs.copy()
+        elif be.is_cuda:
+            out_attrs = be.empty(attrs.shape, attrs.dtype)
+            be.kernels.array_gather_rows(be.from_host(V.contiguous(attrs)), out_attrs, perm)
+        else:
+            out_attrs = attrs[perm]
+        return c.result(InvertedNeighbors(out_index, out_splits, out_attrs))
 
 
 @_doc(device=_DEVICE_DOC)
-def reduce_subarrays_sum(values, row_splits, *, num_threads=None, device=None):
+def reduce_subarrays_sum(values, row_splits, *, num_threads=None, device=None, stream=None):
     """Sum of each subarray ``values[row_splits[i]:row_splits[i+1]]``.
 
     Parameters
@@ -617,17 +665,22 @@ def reduce_subarrays_sum(values, row_splits, *, num_threads=None, device=None):
         dtype whatever ``row_splits`` is (Open3D's convention: "no importance" stays absent
         when passed through this op).
     """
-    be = _backend.resolve(device)
-    v = V.as_array(values, "values")
-    allowed = (np.float32, np.float64, np.int32, np.int64)
-    if v.dtype not in [np.dtype(t) for t in allowed]:
-        raise TypeError(f"values must be float32, float64, int32 or int64, got dtype {v.dtype}")
-    V.check_shape(v, "values", ndim=1)
-    if v.shape[0] == 0:
-        return np.empty(0, dtype=v.dtype)
-    rs = V.row_splits(row_splits, "row_splits", total=v.shape[0])
-    v = np.ascontiguousarray(v)
-    if v.dtype.kind == "f":
-        return be.to_host(_row_sums(be, be.from_host(v), be.from_host(rs), resolve_num_threads(num_threads)))
-    csum = np.concatenate([np.zeros(1, v.dtype), np.cumsum(v, dtype=v.dtype)])
-    return (csum[rs[1:]] - csum[rs[:-1]]).astype(v.dtype)
+    with _backend.op_call(device, stream, values=values, row_splits=row_splits) as c:
+        be = c.be
+        v = V.as_array(c.args["values"], "values")
+        allowed = (np.float32, np.float64, np.int32, np.int64)
+        if v.dtype not in [np.dtype(t) for t in allowed]:
+            raise TypeError(f"values must be float32, float64, int32 or int64, got dtype {v.dtype}")
+        V.check_shape(v, "values", ndim=1)
+        if v.shape[0] == 0:
+            return c.result(be.empty((0,), v.dtype))
+        rs = V.row_splits(c.args["row_splits"], "row_splits", total=v.shape[0])
+        v = V.contiguous(v)
+        if v.dtype.kind == "f":
+            return c.result(_row_sums(be, be.from_host(v), be.from_host(rs), resolve_num_threads(num_threads)))
+        if be.is_cuda:
+            sums = be.empty((rs.shape[0] - 1,), v.dtype)
+            be.kernels.array_segment_sum_int(be.from_host(v), be.from_host(rs), sums)
+            return c.result(sums)
+        csum = np.concatenate([np.zeros(1, v.dtype), np.cumsum(v, dtype=v.dtype)])
+        return (csum[rs[1:]] - csum[rs[:-1]]).astype(v.dtype)
