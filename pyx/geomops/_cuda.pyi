@@ -1,5 +1,7 @@
 """Type stubs of the private CUDA bindings (``_cuda.pyx`` and ``_cuda_emu.pyx``, both from
-``_cuda_impl.pxi``): runtime services so far; kernel families add their functions."""
+``_cuda_impl.pxi``): runtime services, then the kernel families. A kernel binding mirrors the
+``_cpu`` function of the same name with device arrays (objects exposing
+``__cuda_array_interface__``) and a keyword-only ``stream`` (a cudaStream_t as an int)."""
 
 from typing import Any, Optional
 
@@ -98,3 +100,37 @@ def search_knn_count(points: DeviceArrayLike, points_row_splits: DeviceArrayLike
                      queries_row_splits: DeviceArrayLike, k: int, row_splits_out: DeviceArrayLike, metric: str,
                      ignore_query_point: bool, return_distances: bool, index_is64: bool, num_threads: int, *,
                      stream: int = 0) -> SearchPlan: ...
+
+
+# --- rasterizer (_cuda_raster.pxi) ---------------------------------------------------------
+MAX_INSTANCE_INDEX: int
+RASTER_MAX_SIZE: int
+RASTER_BACKGROUND: float
+
+def raster_release_cache() -> None: ...
+def raster_render(size: tuple[int, int], intrinsics: tuple[float, ...], objects: list[tuple[Any, ...]],
+                  shading: tuple[Any, ...], out: dict[str, Optional[DeviceArrayLike]], num_threads: int, *,
+                  stream: int = 0) -> None: ...
+
+# --- pose gradients (_cuda_posegrad.pxi) ---------------------------------------------------
+PG_ACC_GRAD: int
+PG_ACC_SINGULAR: int
+PG_ACC_PIXELS: int
+PG_ACC_STRIDE: int
+PG_BORDER_ZERO: int
+PG_BORDER_REPLICATE: int
+PG_SEM_CUDA: int
+PG_SEM_CPU: int
+
+def posegrad_image_gradients(rgb: DeviceArrayLike, border: int, semantics: int, instance: DeviceArrayLike, depth: DeviceArrayLike,
+                             grad_x: DeviceArrayLike, grad_y: DeviceArrayLike, valid: DeviceArrayLike, num_threads: int, *,
+                             stream: int = 0) -> None: ...
+def posegrad_backprop(rgb: DeviceArrayLike, border: int, semantics: int, instance: DeviceArrayLike, depth: DeviceArrayLike, coords: DeviceArrayLike,
+                      g: DeviceArrayLike, g_cstride: int, g_pstride: int, transforms: DeviceArrayLike, projection: DeviceArrayLike,
+                      denom_row: int, id_to_slot: DeviceArrayLike, slot_start: DeviceArrayLike, slot_objects: DeviceArrayLike, accum: DeviceArrayLike,
+                      contributions: Optional[DeviceArrayLike], masks: Optional[DeviceArrayLike], num_threads: int, *,
+                      stream: int = 0) -> int: ...
+
+# --- apply_pose_delta (_cuda_pose.pxi) -----------------------------------------------------
+def pose_delta(pose: DeviceArrayLike, delta: DeviceArrayLike, out: DeviceArrayLike, orthonormalize: bool, fix_reflection: bool, *,
+               stream: int = 0) -> None: ...

@@ -145,3 +145,6 @@ include "_cuda_dlpack.pxi"
 include "_cuda_array.pxi"
 # ---- kernel families ----------------------------------------------------------------------------
 include "_cuda_search.pxi"
+include "_cuda_raster.pxi"
+include "_cuda_posegrad.pxi"
+include "_cuda_pose.pxi"
