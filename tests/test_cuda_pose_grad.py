@@ -115,12 +115,32 @@ def test_backprop_layouts_dtypes_sizes(cuda_be, size, layout, dtype):
                              backprop(cuda_be, d, _cpu.PG_BORDER_REPLICATE, sem))
 
 
-def test_backprop_large_odd_image(cuda_be):
+def test_large_odd_image(cuda_be):
+    """479x641: neither dimension a multiple of 32 (stillleben's helpers read out of bounds there)."""
     sc = pc.scene("basic", 479, 641)
     rr = pc.render_with(_backend.cpu(), sc)
+    for border, sem in ((_cpu.PG_BORDER_ZERO, _cpu.PG_SEM_CPU), (_cpu.PG_BORDER_REPLICATE, _cpu.PG_SEM_CUDA)):
+        for a, b in zip(image_gradients(_backend.cpu(), rr, border, sem), image_gradients(cuda_be, rr, border, sem)):
+            np.testing.assert_array_equal(b, a)
     d = pc.backprop_inputs(sc, rr, mode="exact")
     assert_same_backprop(backprop(_backend.cpu(), d, _cpu.PG_BORDER_REPLICATE, _cpu.PG_SEM_CUDA),
                          backprop(cuda_be, d, _cpu.PG_BORDER_REPLICATE, _cpu.PG_SEM_CUDA))
+
+
+def test_backprop_without_objects(cuda_be):
+    """No objects: empty sums; ids in the buffer are then all unknown."""
+    sc = pc.scene("empty")
+    rr = pc.render_with(_backend.cpu(), sc)
+    d = pc.backprop_inputs(sc, rr)
+    assert d["transforms"].shape == (0, 12)
+    want = backprop(_backend.cpu(), d, 0, 0)
+    assert want[0] == 0 and want[1].shape == (0, _cpu.PG_ACC_STRIDE)
+    assert_same_backprop(want, backprop(cuda_be, d, 0, 0))
+    d["inst"] = d["inst"].copy()
+    d["inst"][5:9, 7:20] = 4
+    want = backprop(_backend.cpu(), d, 0, 0)
+    assert want[0] == 4
+    assert_same_backprop(want, backprop(cuda_be, d, 0, 0))
 
 
 def test_backprop_without_optional_outputs(cuda_be):
