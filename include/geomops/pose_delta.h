@@ -1,5 +1,5 @@
-/* apply_pose_delta on arrays of poses: the CPU loop (cpu/pose_delta.c) and its CUDA twin
- * (cuda/pose_delta.cu), both built on gm_pose_delta_apply of svd3_math.h. */
+/* apply_pose_delta on arrays of device poses (cuda/pose_delta.cu), built on gm_pose_delta_apply of
+ * svd3_math.h. The CPU path of geomops.pose.apply_pose_delta is NumPy (LAPACK's SVD). */
 #ifndef GEOMOPS_POSE_DELTA_H
 #define GEOMOPS_POSE_DELTA_H
 
@@ -17,10 +17,8 @@ typedef struct gm_pose_delta_params {
     int fix_reflection;  /* ... and make it a rotation when that is a reflection */
 } gm_pose_delta_params;
 
-/* Float64 arithmetic whatever the dtypes. Return GM_OK or GM_ERR_INVALID; the CUDA launcher is
- * ordered on `stream` (a cudaStream_t, device pointers) and may also return GM_ERR_NO_DEVICE or
- * GM_ERR_DEVICE. */
-GM_EXTERN_C int gm_pose_delta_cpu(const gm_pose_delta_params* p);
+/* Float64 arithmetic whatever the dtypes, device pointers, ordered on `stream` (a cudaStream_t;
+ * asynchronous). Returns GM_OK, GM_ERR_INVALID, GM_ERR_NO_DEVICE or GM_ERR_DEVICE. */
 GM_EXTERN_C int gm_pose_delta_cuda(const gm_pose_delta_params* p, void* stream);
 
 #endif /* GEOMOPS_POSE_DELTA_H */

@@ -1,6 +1,7 @@
-/* The 3x3 singular value decomposition and the pose update of apply_pose_delta, shared by the
- * CPU loop (cpu/pose_delta.c) and the CUDA kernel (cuda/pose_delta.cu). C11 and CUDA C++:
- * GM_HD functions only, float64 throughout. */
+/* The 3x3 singular value decomposition and the pose update of apply_pose_delta, for the CUDA
+ * kernel (cuda/pose_delta.cu; the CPU path is NumPy). C11 and CUDA C++: GM_HD functions only,
+ * float64 throughout; the host emulation of the kernel matches NumPy to 1e-12 where the result
+ * is well determined (see gm_svd3_orthonormalize). */
 #ifndef GEOMOPS_SVD3_MATH_H
 #define GEOMOPS_SVD3_MATH_H
 
@@ -93,9 +94,11 @@ GM_HD void gm_svd3(const double* A, double* U, double* s, double* V) {
     }
 }
 
-/* The orthogonal matrix nearest to A (row-major 3x3): R = U V^T of gm_svd3. With
- * fix_reflection, when R is a reflection (det < 0) the last column of U is negated first, so R
- * is a rotation (U diag(1, 1, -1) V^T). */
+/* The orthogonal matrix nearest to A (row-major 3x3): R = U V^T of gm_svd3 (unique when A is
+ * invertible). With fix_reflection, when R is a reflection (det < 0) the last column of U is
+ * negated first, so R is a rotation (U diag(1, 1, -1) V^T); that column belongs to the smallest
+ * singular value, so the result is ill-determined (as LAPACK's) when the two smallest are
+ * (nearly) equal: a reflection times a delta rotation by w radians leaves a gap of ~w^2/2. */
 GM_HD void gm_svd3_orthonormalize(const double* A, int fix_reflection, double* R) {
     double U[9], s[3], V[9];
     gm_svd3(A, U, s, V);

@@ -1,4 +1,4 @@
-# C declarations of apply_pose_delta's launchers (include/geomops/pose_delta.h).
+# C declarations of apply_pose_delta's CUDA launcher (include/geomops/pose_delta.h).
 
 from libc.stdint cimport int64_t
 
@@ -11,5 +11,4 @@ cdef extern from "geomops/pose_delta.h" nogil:
         void* out
         int orthonormalize, fix_reflection
 
-    int gm_pose_delta_cpu(const gm_pose_delta_params* p)
     int gm_pose_delta_cuda(const gm_pose_delta_params* p, void* stream)

@@ -87,6 +87,3 @@ def posegrad_backprop(rgb: Array, border: int, semantics: int, instance: Array, 
                       g: Array, g_cstride: int, g_pstride: int, transforms: Array, projection: Array,
                       denom_row: int, id_to_slot: Array, slot_start: Array, slot_objects: Array, accum: Array,
                       contributions: Optional[Array], masks: Optional[Array], num_threads: int) -> int: ...
-
-# --- apply_pose_delta (_pose.pxi) ----------------------------------------------------------
-def pose_delta(pose: Array, delta: Array, out: Array, orthonormalize: bool, fix_reflection: bool) -> None: ...
