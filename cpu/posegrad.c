@@ -170,11 +170,6 @@ int gm_posegrad_image_gradients_cpu(const gm_pg_image_grad_params* p) {
     return fail ? GM_ERR_NOMEM : GM_OK;
 }
 
-static inline double pg_g(const gm_pg_backprop_params* p, ptrdiff_t pix, int ch) {
-    ptrdiff_t k = ch * p->g_cstride + pix * p->g_pstride;
-    return p->g_f32 ? (double)p->g_f32[k] : p->g_f64[k];
-}
-
 /* One block of rows [r0, r1): valid rows into vbuf, then every pixel's contributions.
  * ubuf: scratch for the uniform flags of rows r0-1 .. r1, then one busy flag per row. */
 static void pg_backprop_block(const gm_pg_backprop_params* p, const gm_pg_object* objs, const float* lut,
@@ -231,11 +226,9 @@ static void pg_backprop_block(const gm_pg_backprop_params* p, const gm_pg_object
             if (vbuf[(ptrdiff_t)(r - v0) * w + c]) {
                 float gx[3], gy[3];
                 pg_pixel_grads(im, lut, wx, wy, r, c, gx, gy);
-                for (int ch = 0; ch < 3; ++ch) {
-                    double g = pg_g(p, pix, ch);
-                    sx += g * (double)gx[ch];
-                    sy += g * (double)gy[ch];
-                }
+                const double g[3] = {gm_pg_grad_at(p, pix, 0), gm_pg_grad_at(p, pix, 1),
+                                     gm_pg_grad_at(p, pix, 2)};
+                gm_pg_project_grad(g, gx, gy, &sx, &sy);
             }
             for (int k = 0; k < n; ++k) {
                 const int id = ids[k];

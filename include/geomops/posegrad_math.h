@@ -29,6 +29,16 @@ GM_HD float gm_pg_neg_diff(float w, float prev, float next) {
 #endif
 }
 
+/* a * b in float64, rounded before any following addition: the device would otherwise fuse
+ * it into an FMA, and the per-pixel terms would differ from the CPU's in the last bit. */
+GM_HD double gm_pg_dmul(double a, double b) {
+#if defined(__CUDA_ARCH__)
+    return __dmul_rn(a, b);
+#else
+    return a * b;
+#endif
+}
+
 /* Neighbour indices of one central difference at position i of an axis of length n
  * (-1 = a zero sample outside the image for GM_PG_BORDER_ZERO; clamped for REPLICATE). */
 GM_HD void gm_pg_diff_setup(int i, int n, int border, int* lo, int* hi) {
@@ -113,6 +123,34 @@ GM_HD int gm_pg_valid(int uniform, const int16_t* inst, const float* depth, int 
            gm_pg_pixel_valid(inst, depth, h, w, r, c, semantics);
 }
 
+/* Whether a clamped 3x3 neighbour of (r,c) belongs to an object other than (r,c)'s own id (the
+ * dilation can add nothing to a pixel without one). */
+GM_HD int gm_pg_has_other(const int16_t* inst, int h, int w, int r, int c) {
+    const int border = gm_pg_is_border(r, c, h, w);
+    const ptrdiff_t p = (ptrdiff_t)r * w + c;
+    const int id0 = inst[p];
+    int other = 0;
+    for (int dy = -1; dy <= 1; ++dy)
+        for (int dx = -1; dx <= 1; ++dx) {
+            int iq = inst[border ? gm_pg_neighbor(r, c, dy, dx, h, w) : p + (ptrdiff_t)dy * w + dx];
+            other |= (iq != 0) & (iq != id0);
+        }
+    return other;
+}
+
+/* Whether the nine clamped 3x3 neighbours of (r,c) are valid; `valid` holds rows valid_row0..
+ * of the valid mask. */
+GM_HD int gm_pg_neighbors_valid(const uint8_t* valid, int valid_row0, int h, int w, int r, int c) {
+    const int border = gm_pg_is_border(r, c, h, w);
+    const ptrdiff_t p = (ptrdiff_t)r * w + c;
+    const ptrdiff_t voff = (ptrdiff_t)valid_row0 * w;
+    for (int dy = -1; dy <= 1; ++dy)
+        for (int dx = -1; dx <= 1; ++dx)
+            if (!valid[(border ? gm_pg_neighbor(r, c, dy, dx, h, w) : p + (ptrdiff_t)dy * w + dx) - voff])
+                return 0;
+    return 1;
+}
+
 /* The objects pixel (r,c) counts for, after stillleben's per-object 1-pixel dilation
  * (dilate_object_mask), as (instance id, pixel whose object coordinate is used) pairs:
  * its own id first (own coordinate), then each other id found among the 3x3 neighbours when
@@ -130,19 +168,8 @@ GM_HD int gm_pg_dilate_candidates(const int16_t* inst, const uint8_t* valid, int
         src[0] = p;
         n = 1;
     }
-    /* Cheap exit: no neighbour of another object. */
-    int other = 0;
-    for (int dy = -1; dy <= 1; ++dy)
-        for (int dx = -1; dx <= 1; ++dx) {
-            int iq = inst[border ? gm_pg_neighbor(r, c, dy, dx, h, w) : p + (ptrdiff_t)dy * w + dx];
-            other |= (iq != 0) & (iq != id0);
-        }
-    if (!other) return n;
-    const ptrdiff_t voff = (ptrdiff_t)valid_row0 * w;
-    for (int dy = -1; dy <= 1; ++dy)
-        for (int dx = -1; dx <= 1; ++dx)
-            if (!valid[(border ? gm_pg_neighbor(r, c, dy, dx, h, w) : p + (ptrdiff_t)dy * w + dx) - voff])
-                return n;
+    if (!gm_pg_has_other(inst, h, w, r, c)) return n; /* cheap exit */
+    if (!gm_pg_neighbors_valid(valid, valid_row0, h, w, r, c)) return n;
     for (int a = -1; a <= 1; ++a) {
         for (int b = -1; b <= 1; ++b) {
             int dx = semantics == GM_PG_SEM_CUDA ? a : b; /* CUDA: dx outer; CPU: dy outer */
@@ -160,6 +187,29 @@ GM_HD int gm_pg_dilate_candidates(const int16_t* inst, const uint8_t* valid, int
     return n;
 }
 
+/* The entry of gm_pg_dilate_candidates for one instance id X > 0, without listing the others:
+ * the pixel whose object coordinate (r,c) uses for X -- its own when it carries X, else the
+ * last neighbour of id X in the scan order when the dilation applies -- or -1 when (r,c) does
+ * not count for X. `other` is gm_pg_has_other(inst, h, w, r, c), `valid` the whole valid mask. */
+GM_HD ptrdiff_t gm_pg_dilate_source(const int16_t* inst, const uint8_t* valid, int h, int w, int r, int c,
+                                    int semantics, int other, int X) {
+    if (semantics == GM_PG_SEM_CPU && gm_pg_is_border(r, c, h, w)) return -1;
+    const ptrdiff_t p = (ptrdiff_t)r * w + c;
+    if (inst[p] == X) return p;
+    if (!other) return -1;
+    ptrdiff_t src = -1;
+    for (int a = -1; a <= 1; ++a) {
+        for (int b = -1; b <= 1; ++b) {
+            const int dx = semantics == GM_PG_SEM_CUDA ? a : b; /* CUDA: dx outer; CPU: dy outer */
+            const int dy = semantics == GM_PG_SEM_CUDA ? b : a;
+            const ptrdiff_t q = gm_pg_neighbor(r, c, dy, dx, h, w);
+            if (inst[q] == X) src = q;
+        }
+    }
+    if (src < 0 || !gm_pg_neighbors_valid(valid, 0, h, w, r, c)) return -1;
+    return src;
+}
+
 /* Per-object constants of the per-pixel 6-vector, for T: object -> camera (R row-major, then
  * t) and P: 4x4 row-major, with denominator row d = 2 (stillleben, clip z) or 3 (clip w):
  * m (3x4) = rows 0, 1, d of P @ T, so the clip values come straight from the object point X;
@@ -173,16 +223,20 @@ GM_HD void gm_pg_object_setup(const double* T, const double* P, int denom_row, g
     const int rows[3] = {0, 1, denom_row};
     for (int j = 0; j < 3; ++j) {
         const double* Pj = P + 4 * rows[j];
-        for (int k = 0; k < 3; ++k) o->m[4 * j + k] = Pj[0] * T[k] + Pj[1] * T[3 + k] + Pj[2] * T[6 + k];
-        o->m[4 * j + 3] = Pj[0] * T[9] + Pj[1] * T[10] + Pj[2] * T[11] + Pj[3];
+        for (int k = 0; k < 3; ++k)
+            o->m[4 * j + k] =
+                gm_pg_dmul(Pj[0], T[k]) + gm_pg_dmul(Pj[1], T[3 + k]) + gm_pg_dmul(Pj[2], T[6 + k]);
+        o->m[4 * j + 3] =
+            gm_pg_dmul(Pj[0], T[9]) + gm_pg_dmul(Pj[1], T[10]) + gm_pg_dmul(Pj[2], T[11]) + Pj[3];
         double* a = j == 0 ? o->a0 : (j == 1 ? o->a1 : o->ad);
-        for (int k = 0; k < 3; ++k) a[k] = T[k] * Pj[0] + T[3 + k] * Pj[1] + T[6 + k] * Pj[2];
+        for (int k = 0; k < 3; ++k)
+            a[k] = gm_pg_dmul(T[k], Pj[0]) + gm_pg_dmul(T[3 + k], Pj[1]) + gm_pg_dmul(T[6 + k], Pj[2]);
     }
 }
 
 /* The projection denominator (clip z or clip w) at object point X. */
 GM_HD double gm_pg_denominator(const gm_pg_object* o, double x0, double x1, double x2) {
-    return o->m[8] * x0 + o->m[9] * x1 + o->m[10] * x2 + o->m[11];
+    return gm_pg_dmul(o->m[8], x0) + gm_pg_dmul(o->m[9], x1) + gm_pg_dmul(o->m[10], x2) + o->m[11];
 }
 
 /* One pixel's contribution to the 6-vector (alpha, beta, gamma, a, b, c) of one object, given
@@ -195,21 +249,42 @@ GM_HD double gm_pg_denominator(const gm_pg_object* o, double x0, double x1, doub
 GM_HD double gm_pg_contribution(const gm_pg_object* o, double x0, double x1, double x2, double sx, double sy,
                                 double* out) {
     const double* m = o->m;
-    double c0 = m[0] * x0 + m[1] * x1 + m[2] * x2 + m[3];
-    double c1 = m[4] * x0 + m[5] * x1 + m[6] * x2 + m[7];
-    double d = m[8] * x0 + m[9] * x1 + m[10] * x2 + m[11];
+    double c0 = gm_pg_dmul(m[0], x0) + gm_pg_dmul(m[1], x1) + gm_pg_dmul(m[2], x2) + m[3];
+    double c1 = gm_pg_dmul(m[4], x0) + gm_pg_dmul(m[5], x1) + gm_pg_dmul(m[6], x2) + m[7];
+    double d = gm_pg_dmul(m[8], x0) + gm_pg_dmul(m[9], x1) + gm_pg_dmul(m[10], x2) + m[11];
     double inv = 1.0 / d;
-    double k = (sx * c0 + sy * c1) * inv * inv;
-    double u0 = (sx * o->a0[0] + sy * o->a1[0]) * inv - k * o->ad[0];
-    double u1 = (sx * o->a0[1] + sy * o->a1[1]) * inv - k * o->ad[1];
-    double u2 = (sx * o->a0[2] + sy * o->a1[2]) * inv - k * o->ad[2];
-    out[0] = x1 * u2 - x2 * u1;
-    out[1] = x2 * u0 - x0 * u2;
-    out[2] = x0 * u1 - x1 * u0;
+    double k = gm_pg_dmul(gm_pg_dmul(gm_pg_dmul(sx, c0) + gm_pg_dmul(sy, c1), inv), inv);
+    double u0 =
+        gm_pg_dmul(gm_pg_dmul(sx, o->a0[0]) + gm_pg_dmul(sy, o->a1[0]), inv) - gm_pg_dmul(k, o->ad[0]);
+    double u1 =
+        gm_pg_dmul(gm_pg_dmul(sx, o->a0[1]) + gm_pg_dmul(sy, o->a1[1]), inv) - gm_pg_dmul(k, o->ad[1]);
+    double u2 =
+        gm_pg_dmul(gm_pg_dmul(sx, o->a0[2]) + gm_pg_dmul(sy, o->a1[2]), inv) - gm_pg_dmul(k, o->ad[2]);
+    out[0] = gm_pg_dmul(x1, u2) - gm_pg_dmul(x2, u1);
+    out[1] = gm_pg_dmul(x2, u0) - gm_pg_dmul(x0, u2);
+    out[2] = gm_pg_dmul(x0, u1) - gm_pg_dmul(x1, u0);
     out[3] = u0;
     out[4] = u1;
     out[5] = u2;
     return d;
+}
+
+/* Channel ch of dLoss/dImage at pixel index pix, as float64. */
+GM_HD double gm_pg_grad_at(const gm_pg_backprop_params* p, ptrdiff_t pix, int ch) {
+    const ptrdiff_t k = ch * p->g_cstride + pix * p->g_pstride;
+    return p->g_f32 ? (double)p->g_f32[k] : p->g_f64[k];
+}
+
+/* sx = sum_c g[c] gx[c] and sy = sum_c g[c] gy[c]: the image gradient seen by the loss at one
+ * pixel, in float64 (the inputs of gm_pg_contribution). */
+GM_HD void gm_pg_project_grad(const double* g, const float* gx, const float* gy, double* sx, double* sy) {
+    double x = 0.0, y = 0.0;
+    for (int ch = 0; ch < 3; ++ch) {
+        x += gm_pg_dmul(g[ch], (double)gx[ch]);
+        y += gm_pg_dmul(g[ch], (double)gy[ch]);
+    }
+    *sx = x;
+    *sy = y;
 }
 
 #endif /* GEOMOPS_POSEGRAD_MATH_H */

@@ -1,4 +1,5 @@
-# C declarations of the pose-gradient kernels (include/geomops/posegrad_types.h, posegrad.h).
+# C declarations of the pose-gradient kernels (include/geomops/posegrad_types.h, posegrad.h): the
+# CPU and CUDA launchers.
 
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport int16_t, int32_t, uint8_t
@@ -45,3 +46,5 @@ cdef extern from "geomops/posegrad_types.h" nogil:
 cdef extern from "geomops/posegrad.h" nogil:
     int gm_posegrad_image_gradients_cpu(const gm_pg_image_grad_params* p)
     int gm_posegrad_backprop_cpu(const gm_pg_backprop_params* p)
+    int gm_posegrad_image_gradients_cuda(const gm_pg_image_grad_params* p, void* stream)
+    int gm_posegrad_backprop_cuda(const gm_pg_backprop_params* p, void* stream)

@@ -1,4 +1,5 @@
-# C declarations of the software rasterizer (include/geomops/raster_types.h, raster.h).
+# C declarations of the software rasterizer (include/geomops/raster_types.h, raster.h): the CPU
+# and CUDA launchers.
 
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t
 
@@ -43,3 +44,4 @@ cdef extern from "geomops/raster_types.h" nogil:
 cdef extern from "geomops/raster.h" nogil:
     int gm_raster_cpu(const gm_raster_params* p)
     void gm_raster_release_cache()
+    int gm_raster_cuda(const gm_raster_params* p, void* stream)

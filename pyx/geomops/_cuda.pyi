@@ -1,5 +1,7 @@
 """Type stubs of the private CUDA bindings (``_cuda.pyx`` and ``_cuda_emu.pyx``, both from
-``_cuda_impl.pxi``): runtime services so far; kernel families add their functions."""
+``_cuda_impl.pxi``): runtime services, then the kernel families. A kernel binding mirrors the
+``_cpu`` function of the same name with device arrays (objects exposing
+``__cuda_array_interface__``) and a keyword-only ``stream`` (a cudaStream_t as an int)."""
 
 from typing import Any, Optional
 
@@ -104,8 +106,6 @@ def search_knn_count(points: DeviceArrayLike, points_row_splits: DeviceArrayLike
 # The functions of _cpu.pyi's continuous-convolution section, on device arrays (objects exposing
 # __cuda_array_interface__), plus a keyword-only ``stream`` (an int cudaStream_t, 0: the legacy
 # default stream); ``num_threads`` is ignored.
-from typing import Any, Optional
-
 DeviceArray = Any
 
 def cconv_run(mode: int, transpose: int, filters: DeviceArray, out_positions: DeviceArray,
@@ -137,3 +137,37 @@ def reduce_subarrays_sum(values: DeviceArray, row_splits: DeviceArray, sums: Dev
 def gemm(a: DeviceArray, b: DeviceArray, c: DeviceArray, trans_a: bool, trans_b: bool, accumulate: bool,
          allow_tf32: bool, *, stream: int = 0) -> None:
     """The GEMM primitive (tests): ``c = (c if accumulate else 0) + op(a) @ op(b)``."""
+
+
+# --- rasterizer (_cuda_raster.pxi) ---------------------------------------------------------
+MAX_INSTANCE_INDEX: int
+RASTER_MAX_SIZE: int
+RASTER_BACKGROUND: float
+
+def raster_release_cache() -> None: ...
+def raster_render(size: tuple[int, int], intrinsics: tuple[float, ...], objects: list[tuple[Any, ...]],
+                  shading: tuple[Any, ...], out: dict[str, Optional[DeviceArrayLike]], num_threads: int, *,
+                  stream: int = 0) -> None: ...
+
+# --- pose gradients (_cuda_posegrad.pxi) ---------------------------------------------------
+PG_ACC_GRAD: int
+PG_ACC_SINGULAR: int
+PG_ACC_PIXELS: int
+PG_ACC_STRIDE: int
+PG_BORDER_ZERO: int
+PG_BORDER_REPLICATE: int
+PG_SEM_CUDA: int
+PG_SEM_CPU: int
+
+def posegrad_image_gradients(rgb: DeviceArrayLike, border: int, semantics: int, instance: DeviceArrayLike, depth: DeviceArrayLike,
+                             grad_x: DeviceArrayLike, grad_y: DeviceArrayLike, valid: DeviceArrayLike, num_threads: int, *,
+                             stream: int = 0) -> None: ...
+def posegrad_backprop(rgb: DeviceArrayLike, border: int, semantics: int, instance: DeviceArrayLike, depth: DeviceArrayLike, coords: DeviceArrayLike,
+                      g: DeviceArrayLike, g_cstride: int, g_pstride: int, transforms: DeviceArrayLike, projection: DeviceArrayLike,
+                      denom_row: int, id_to_slot: DeviceArrayLike, slot_start: DeviceArrayLike, slot_objects: DeviceArrayLike, accum: DeviceArrayLike,
+                      contributions: Optional[DeviceArrayLike], masks: Optional[DeviceArrayLike], num_threads: int, *,
+                      stream: int = 0) -> int: ...
+
+# --- apply_pose_delta (_cuda_pose.pxi) -----------------------------------------------------
+def pose_delta(pose: DeviceArrayLike, delta: DeviceArrayLike, out: DeviceArrayLike, orthonormalize: bool, fix_reflection: bool, *,
+               stream: int = 0) -> None: ...

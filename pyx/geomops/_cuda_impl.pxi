@@ -146,3 +146,6 @@ include "_cuda_array.pxi"
 # ---- kernel families ----------------------------------------------------------------------------
 include "_cuda_search.pxi"
 include "_cuda_cconv.pxi"
+include "_cuda_raster.pxi"
+include "_cuda_posegrad.pxi"
+include "_cuda_pose.pxi"

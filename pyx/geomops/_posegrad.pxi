@@ -1,11 +1,13 @@
 # Bindings for the posegrad kernels (cpu/posegrad.c). The facade (geomops.pose.diff) validates
 # every array (C-contiguous, dtype, shape) and option; these functions only fill the structs.
 
-from libc.stdint cimport uint8_t, int16_t, int32_t
+from libc.stdint cimport int32_t
 from geomops._c_posegrad cimport (GM_PG_ACC_GRAD, GM_PG_ACC_PIXELS, GM_PG_ACC_SINGULAR, GM_PG_ACC_STRIDE,
                                   GM_PG_BORDER_REPLICATE, GM_PG_BORDER_ZERO, GM_PG_SEM_CPU, GM_PG_SEM_CUDA,
                                   gm_pg_backprop_params, gm_pg_image, gm_pg_image_grad_params,
                                   gm_posegrad_backprop_cpu, gm_posegrad_image_gradients_cpu)
+
+include "_posegrad_fill.pxi"
 
 # Options and accumulator columns of include/geomops/posegrad_types.h, for geomops.pose.diff.
 PG_BORDER_ZERO = GM_PG_BORDER_ZERO
@@ -18,23 +20,6 @@ PG_ACC_PIXELS = GM_PG_ACC_PIXELS
 PG_ACC_STRIDE = GM_PG_ACC_STRIDE
 
 
-cdef void _pg_fill_image(gm_pg_image* im, rgb, int border, int semantics, instance, depth, int num_threads):
-    im.height = instance.shape[0]
-    im.width = instance.shape[1]
-    if rgb.dtype.itemsize == 1:
-        im.rgb_u8 = <const uint8_t*>_addr(rgb)
-        im.rgb_f32 = NULL
-    else:
-        im.rgb_u8 = NULL
-        im.rgb_f32 = <const float*>_addr(rgb)
-    im.rgb_channels = rgb.shape[2]
-    im.border = border
-    im.semantics = semantics
-    im.instance = <const int16_t*>_addr(instance)
-    im.depth = <const float*>_addr(depth)
-    im.num_threads = num_threads
-
-
 def posegrad_image_gradients(rgb, int border, int semantics, instance, depth, grad_x, grad_y, valid,
                              int num_threads):
     """rgb uint8/float32 (H,W,3|4); instance int16 (H,W); depth float32 (H,W);
@@ -44,7 +29,7 @@ def posegrad_image_gradients(rgb, int border, int semantics, instance, depth, gr
     _pg_fill_image(&p.img, rgb, border, semantics, instance, depth, num_threads)
     p.grad_x = <float*>_addr(grad_x)
     p.grad_y = <float*>_addr(grad_y)
-    p.valid = <uint8_t*>_addr(valid)
+    p.valid = <_pg_u8*>_addr(valid)
     cdef int status
     with nogil:
         status = gm_posegrad_image_gradients_cpu(&p)
@@ -62,25 +47,8 @@ def posegrad_backprop(rgb, int border, int semantics, instance, depth, coords, g
     cdef gm_pg_backprop_params p
     cdef int32_t bad = 0
     _pg_fill_image(&p.img, rgb, border, semantics, instance, depth, num_threads)
-    p.coords = <const float*>_addr(coords)
-    if g.dtype.itemsize == 4:
-        p.g_f32 = <const float*>_addr(g)
-        p.g_f64 = NULL
-    else:
-        p.g_f32 = NULL
-        p.g_f64 = <const double*>_addr(g)
-    p.g_cstride = g_cstride
-    p.g_pstride = g_pstride
-    p.num_objects = transforms.shape[0]
-    p.transforms = <const double*>_addr(transforms)
-    p.projection = <const double*>_addr(projection)
-    p.denom_row = denom_row
-    p.id_to_slot = <const int32_t*>_addr(id_to_slot)
-    p.slot_start = <const int32_t*>_addr(slot_start)
-    p.slot_objects = <const int32_t*>_addr(slot_objects)
-    p.accum = <double*>_addr(accum)
-    p.contributions = <float*>_addr(contributions)
-    p.masks = <uint8_t*>_addr(masks)
+    _pg_fill_backprop(&p, coords, g, g_cstride, g_pstride, transforms, projection, denom_row, id_to_slot,
+                      slot_start, slot_objects, accum, contributions, masks)
     p.bad_id = &bad
     cdef int status
     with nogil:

@@ -87,11 +87,20 @@ def render(scene, num_threads=None, buffers="all", *, device=None):
       (grey 0.7 without colours); flat face normals unless the mesh has vertex normals.
       Background pixels get the background colour with alpha 0, covered pixels alpha 255.
     """
-    kernels = _backend.resolve(device).kernels
+    be = _backend.resolve(device)
     if not isinstance(scene, Scene):
         raise TypeError(f"scene must be a geomops.pose.Scene, got {type(scene).__name__}")
     nt = resolve_num_threads(num_threads)
-    wanted = _buffer_names(buffers)
+    args = _raster_inputs(be, scene, _buffer_names(buffers))
+    be.kernels.raster_render(*args, nt)
+    return RenderResult(**args[-1])
+
+
+def _raster_inputs(be, scene, wanted):
+    """The arguments of ``be.kernels.raster_render`` but ``num_threads``:
+    ``(size, intrinsics, objects, shading, out)`` for a validated Scene, with the mesh arrays in
+    the memory of backend ``be`` (copied there on a GPU) and the output buffers allocated there
+    (``out``: the four gradient buffers and the optional ones named in ``wanted``)."""
     cam = scene.camera
     scene_objects = scene.objects
     transforms = _object_to_camera(scene.camera_pose, [obj.pose for obj in scene_objects])
@@ -116,23 +125,18 @@ def render(scene, num_threads=None, buffers="all", *, device=None):
             normal_matrix = _inv_affine(T, "pose")[:3, :3].T
         except ValueError:
             normal_matrix = np.zeros((3, 3))  # degenerate (flattening) pose: flat normals
-        objects.append((mesh.vertices, mesh.faces, mesh.vertex_colors, mesh.normals,
-                        tuple(np.ascontiguousarray(T[:3]).ravel().tolist()),
+        objects.append((be.from_host(mesh.vertices), be.from_host(mesh.faces), be.from_host(mesh.vertex_colors),
+                        be.from_host(mesh.normals), tuple(np.ascontiguousarray(T[:3]).ravel().tolist()),
                         tuple(normal_matrix.ravel().tolist()), int(obj.instance_index), int(mesh.class_index)))
     h, w = cam.height, cam.width
-    out = {
-        "rgb": np.empty((h, w, 4), np.uint8),
-        "depth": np.empty((h, w), np.float32),
-        "instance_index": np.empty((h, w), np.int16),
-        "object_coordinates": np.empty((h, w, 3), np.float32),
-    }
-    shapes = {"cam_coordinates": ((h, w, 4), np.float32), "normals": ((h, w, 4), np.float32),
-              "class_index": ((h, w), np.int16), "triangle_id": ((h, w), np.int32),
-              "barycentrics": ((h, w, 3), np.float32)}
+    shapes = {"rgb": ((h, w, 4), np.uint8), "depth": ((h, w), np.float32), "instance_index": ((h, w), np.int16),
+              "object_coordinates": ((h, w, 3), np.float32), "cam_coordinates": ((h, w, 4), np.float32),
+              "normals": ((h, w, 4), np.float32), "class_index": ((h, w), np.int16),
+              "triangle_id": ((h, w), np.int32), "barycentrics": ((h, w, 3), np.float32)}
+    out = {name: be.empty(*shapes[name]) for name in ("rgb", "depth", "instance_index", "object_coordinates")}
     for name in wanted:
-        out[name] = np.empty(shapes[name][0], shapes[name][1])
+        out[name] = be.empty(*shapes[name])
     light = scene.light
     shading = (tuple(light.direction.tolist()), tuple(light.color.tolist()), tuple(light.ambient.tolist()),
                tuple(scene.background.tolist()), DEFAULT_COLOR)
-    kernels.raster_render((w, h), (cam.fx, cam.fy, cam.cx, cam.cy, cam.near, cam.far), objects, shading, out, nt)
-    return RenderResult(**out)
+    return (w, h), (cam.fx, cam.fy, cam.cx, cam.cy, cam.near, cam.far), objects, shading, out
