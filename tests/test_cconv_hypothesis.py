@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import geomops as gm
 import reference_cconv as R
-from conftest import BACKENDS
+from conftest import BACKENDS, use_backend
 
 problems = st.fixed_dictionaries(dict(
     seed=st.integers(0, 2 ** 32 - 1),
@@ -53,7 +53,8 @@ def test_forward_random_problems_match_reference(spec, opts, use_f32, device):
                               p.neighbors_index, p.neighbors_row_splits, align_corners=opts["align_corners"],
                               coordinate_mapping=opts["coordinate_mapping"])
         assume(m > (2e-5 if use_f32 else 1e-9))
-    got = gm.continuous_conv(*p.args(dtype, np.int32), **opts, device=device)
+    with use_backend(device) as dev:
+        got = gm.continuous_conv(*p.args(dtype, np.int32), **opts, device=dev)
     R.assert_matches(got, R.continuous_conv(*p.args(), **opts), dtype, f"continuous_conv {spec} {opts}")
 
 
@@ -64,11 +65,13 @@ def test_transpose_is_adjoint_on_random_problems(spec, opts, device):
     p = _make(spec)
     t = R.transpose_problem(p, swapped_filters=True, seed=spec["seed"] % 1000)
     y = t.inp_features
-    conv = gm.continuous_conv(*p.args(), **opts, device=device)
-    tr = gm.continuous_conv_transpose(*t.args(), **opts, device=device)
+    with use_backend(device) as dev:
+        conv = gm.continuous_conv(*p.args(), **opts, device=dev)
+        tr = gm.continuous_conv_transpose(*t.args(), **opts, device=dev)
     lhs, rhs = float(np.sum(conv * y)), float(np.sum(p.inp_features * tr))
     scale = float(np.sum(np.abs(conv * y)) + np.sum(np.abs(p.inp_features * tr)))
     assert abs(lhs - rhs) <= 1e-12 * scale + 1e-300, f"<conv x, y> = {lhs!r}, <x, transpose y> = {rhs!r}"
     # and the backward's feature gradient is that transpose
-    grads = gm.continuous_conv_backward(*p.args(), y, **opts, device=device)
+    with use_backend(device) as dev:
+        grads = gm.continuous_conv_backward(*p.args(), y, **opts, device=dev)
     R.assert_matches(grads.inp_features, tr, np.float64, "backward.inp_features vs transpose")
