@@ -42,14 +42,14 @@ if has test; then
 fi
 if has sanitize; then
     # small cases only: the GPU-only tests of the kernel families, and the public search ops'
-    # ordinary tests on the real device (selected by the [cuda] test id)
+    # ordinary tests on the real device (test ids with "cuda" and not "emu")
     for tool in memcheck racecheck; do
         step "sanitize_$tool" 240 compute-sanitizer --tool "$tool" --error-exitcode 9 --print-limit 20 \
             "$PY" -m pytest -q -x -p no:xdist -m cuda \
             tests/test_cconv_cuda.py tests/test_cuda_pose_raster.py tests/test_cuda_pose_grad.py \
             tests/test_cuda_pose_delta.py tests/test_device_array_ops.py
         step "sanitize_${tool}_search" 200 compute-sanitizer --tool "$tool" --error-exitcode 9 --print-limit 20 \
-            "$PY" -m pytest -q -x -p no:xdist -k "cuda] and not emu" \
+            "$PY" -m pytest -q -x -p no:xdist -k "cuda and not emu" \
             tests/test_search_fixed_radius.py tests/test_search_knn.py tests/test_search_radius.py
     done
 fi
