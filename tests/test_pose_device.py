@@ -616,3 +616,28 @@ def test_empty_scene_and_objects_behind_the_camera(be):
     assert 1 not in ids  # wholly behind the camera: not drawn
     grad = backpropagate_gradient_to_poses(sc, buf, g).get()
     np.testing.assert_array_equal(grad[0], 0)
+
+
+# ---- the generic kernels behind from_buffers --------------------------------------------------------
+
+def test_pad_columns_and_cast_int16_kernels(be):
+    src = np.arange(12, dtype=np.float32).reshape(4, 3)
+    out = be.empty((4, 5), np.float32)
+    be.kernels.array_pad_columns(be.from_host(src), out, 7.5)
+    np.testing.assert_array_equal(out.get(), np.hstack([src, np.full((4, 2), 7.5, np.float32)]))
+    with pytest.raises(ValueError, match="shorter"):
+        be.kernels.array_pad_columns(be.from_host(src), be.empty((4, 2), np.float32), 0.0)
+    with pytest.raises(TypeError, match="float32"):
+        be.kernels.array_pad_columns(be.from_host(src.astype(np.float64)), out, 0.0)
+    for dtype in (np.int8, np.uint8, np.uint16, np.int32, np.uint32, np.int64, np.uint64):
+        ids = np.array([0, 1, 127, 5, 0], dtype)
+        dst = be.empty((5,), np.int16)
+        be.kernels.array_cast_int16(be.from_host(ids), dst)
+        np.testing.assert_array_equal(dst.get(), ids.astype(np.int16))
+    with pytest.raises(TypeError, match="cannot convert from dtype float32"):
+        be.kernels.array_cast_int16(be.from_host(np.zeros(3, np.float32)), be.empty((3,), np.int16))
+    with pytest.raises(TypeError, match="int16"):
+        be.kernels.array_cast_int16(be.from_host(np.zeros(3, np.int32)), be.empty((3,), np.int32))
+    with pytest.raises(TypeError, match="float32"):
+        be.kernels.array_masked_nonfinite(be.from_host(np.zeros(3)), be.from_host(np.ones(3, np.int16)))
+    assert be.kernels.array_masked_nonfinite(be.empty((0, 3), np.float32), be.empty((0,), np.int16)) == (0, -1)

@@ -387,6 +387,8 @@ class Mesh:
         return {name: getattr(self, name) for name in self.__slots__ if name != "_device_arrays"}
 
     def __setstate__(self, state):
+        if isinstance(state, tuple):  # (None, slots) of pickles made before __getstate__ existed
+            state = state[1]
         for name, value in state.items():
             if isinstance(value, np.ndarray):
                 value = _readonly(value)
