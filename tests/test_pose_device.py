@@ -382,7 +382,8 @@ def test_from_buffers_masked_finiteness_on_the_device(be):
     depth, oc = b["depth"].copy(), b["object_coordinates"].copy()
     depth[bg] = np.nan  # background may hold anything
     oc[bg] = np.inf
-    rr = RenderResult.from_buffers(**{k: be.from_host(v) for k, v in (b | dict(depth=depth, object_coordinates=oc)).items()})
+    case = b | dict(depth=depth, object_coordinates=oc)
+    rr = RenderResult.from_buffers(**{k: be.from_host(v) for k, v in case.items()})
     assert np.isnan(rr.depth.get()[0, 0]) and np.isinf(rr.object_coordinates.get()[0, 0, 0])
     for name, bad in (("depth", [(1, 1), (3, 0)]), ("object_coordinates", [(2, 3)])):
         arr = (depth if name == "depth" else oc).copy()
