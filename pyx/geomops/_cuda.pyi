@@ -119,9 +119,12 @@ def cconv_run(mode: int, transpose: int, filters: DeviceArray, out_positions: De
               neighbors_row_splits: DeviceArray, inp_neighbors_importance_sum: Optional[DeviceArray],
               inp_neighbors_row_splits: Optional[DeviceArray], align_corners: int, coordinate_mapping: int,
               interpolation: int, normalize: int, out_features_gradient: Optional[DeviceArray],
-              output: DeviceArray, max_temp_bytes: int, num_threads: int, was_zero: Optional[DeviceArray] = None,
-              allow_tf32: bool = False, *, stream: int = 0) -> None:
-    """mode 0: forward/transpose; 1: filter gradient; 2: per-entry products; 3: normalisers."""
+              output: Optional[DeviceArray], max_temp_bytes: int, num_threads: int,
+              was_zero: Optional[DeviceArray] = None, allow_tf32: bool = False,
+              entry_position_grads: Optional[DeviceArray] = None, entry_extent_grads: Optional[DeviceArray] = None,
+              *, stream: int = 0) -> None:
+    """mode 0: forward/transpose; 1: filter gradient; 2: per-entry products (``output`` may be
+    None) and position / extent derivatives; 3: normalisers."""
 def cconv_inverted_weights(transpose: int, neighbors_index: DeviceArray, neighbors_row_splits: DeviceArray,
                            neighbors_importance: Optional[DeviceArray], divisor: Optional[DeviceArray],
                            inv_index: DeviceArray, inv_row_splits: DeviceArray, inv_permutation: DeviceArray,
@@ -132,6 +135,11 @@ def cconv_importance_grads(transpose: int, neighbors_index: DeviceArray, neighbo
                            inv_row_splits: DeviceArray, inv_permutation: DeviceArray, products: DeviceArray,
                            d_point_importance: Optional[DeviceArray], d_neighbors_importance: Optional[DeviceArray],
                            d_importance_sum: Optional[DeviceArray], num_threads: int, *, stream: int = 0) -> None: ...
+def cconv_position_grads(transpose: int, neighbors_index: DeviceArray, neighbors_row_splits: DeviceArray,
+                         inv_index: DeviceArray, inv_row_splits: DeviceArray, inv_permutation: DeviceArray,
+                         entry_position_grads: DeviceArray, entry_extent_grads: Optional[DeviceArray],
+                         d_out_positions: Optional[DeviceArray], d_inp_positions: Optional[DeviceArray],
+                         d_extents: Optional[DeviceArray], num_threads: int, *, stream: int = 0) -> None: ...
 def cconv_swap_channels(filters: DeviceArray, out: DeviceArray, num_threads: int, *, stream: int = 0) -> None: ...
 def cconv_cast(src: DeviceArray, dst: DeviceArray, num_threads: int, *, stream: int = 0) -> None: ...
 def invert_neighbors(num_points: int, index: DeviceArray, row_splits: DeviceArray, out_index: DeviceArray,
