@@ -383,12 +383,18 @@ class _ConvLayer(_Layer):
             g = g * self._act_derivative(ctx.pre, ctx.out)
         return np.ascontiguousarray(g, dtype=self.dtype)
 
-    def _window_chain(self, ctx, d_importance, queries, points, rows):
-        """Position and extent gradients through the window function: ``d_importance`` (one per
-        entry of the searched list, rows = queries) to (d queries, d points, d extents)."""
+    def _through_window(self, ctx, positions):
+        """Whether position/extent gradients must be chained through the window function."""
+        if not positions or ctx.window_input is None:
+            return False
         if self.window_function_derivative is None:
             raise ValueError("position and extent gradients of a layer with a window_function need its derivative: "
                              "pass window_function_derivative= (a function of the normalised distances) to the layer")
+        return True
+
+    def _window_chain(self, ctx, d_importance, queries, points, rows):
+        """Position and extent gradients through the window function: ``d_importance`` (one per
+        entry of the searched list, rows = queries) to (d queries, d points, d extents)."""
         u = ctx.window_input
         du = np.asarray(self.window_function_derivative(u), np.float64) * d_importance
         metric = self.radius_search_metric
@@ -517,7 +523,7 @@ class ContinuousConv(_ConvLayer):
         g = self._grad_in(out_features_gradient, ctx)
         args = ctx.args
         positions = wrt & set(_POSITION_NAMES)
-        window = positions and ctx.window_input is not None
+        window = self._through_window(ctx, positions)
         op = {"kernel": "filters", "inp_features": "inp_features", "inp_importance": "inp_importance"}
         if positions:
             names = {op[n] for n in wrt if n in op} | positions | ({"neighbors_importance"} if window else set())
@@ -645,7 +651,7 @@ class ContinuousConvTranspose(_ConvLayer):
         g = self._grad_in(out_features_gradient, ctx)
         args = ctx.args
         positions = wrt & set(_POSITION_NAMES)
-        window = positions and ctx.window_input is not None
+        window = self._through_window(ctx, positions)
         op = {"kernel": "filters", "inp_features": "inp_features", "out_importance": "out_importance"}
         if positions:
             names = {op[n] for n in wrt if n in op} | positions
