@@ -182,15 +182,16 @@ class Open3DStyleFluidNet(torch.nn.Module):
             return torch.clamp((1 - r_sqr) ** 3, 0, 1)
 
         self.conv0_fluid = ml3d.layers.ContinuousConv(in_channels=4, filters=8, kernel_size=[4, 4, 4],
-                                                      activation=None, align_corners=True,
-                                                      interpolation="linear", coordinate_mapping="ball_to_cube_volume_preserving",
+                                                      activation=None, align_corners=True, interpolation="linear",
+                                                      coordinate_mapping="ball_to_cube_volume_preserving",
                                                       normalize=False, window_function=window_poly6,
                                                       radius_search_ignore_query_points=True)
         self.dense0_fluid = torch.nn.Linear(4, 8)
         self.conv1 = ml3d.layers.ContinuousConv(in_channels=16, filters=3, kernel_size=[4, 4, 4],
                                                 window_function=window_poly6, normalize=False,
                                                 coordinate_mapping="ball_to_cube_volume_preserving",
-                                                use_dense_layer_for_center=True, dense_kernel_initializer=torch.nn.init.zeros_)
+                                                use_dense_layer_for_center=True,
+                                                dense_kernel_initializer=torch.nn.init.zeros_)
         self.knn = ml3d.layers.KNNSearch(return_distances=True)
 
     def forward(self, pos, vel):
