@@ -12,7 +12,7 @@ result and the loss curve.
 Run it after the README's install (``python -m pip install ".[test]"`` brings torch and
 matplotlib), from anywhere::
 
-    python examples/learn_positions.py            # ~10 s
+    python examples/learn_positions.py
     python examples/learn_positions.py --quick    # a small run, as in the tests
 
 In a development checkout built in place, put the sources on the path: ``PYTHONPATH=pyx``.
