@@ -51,7 +51,7 @@ def ring(n, rng):
     return np.stack([0.5 + r * np.cos(t), 0.5 + 0.75 * r * np.sin(t)], axis=1)
 
 
-def learn(num_points=150, steps=300, grid=40, lr=0.01, seed=0, verbose=True):
+def learn(num_points=150, steps=150, grid=40, lr=0.01, seed=0, verbose=True):
     """Optimise the positions; returns (grid_xy, target field, start_xy, final_xy, final field, losses)."""
     rng = np.random.default_rng(seed)
     conv = ml3d.layers.ContinuousConv(1, 1, 5, use_bias=False, normalize=False).double()
@@ -124,7 +124,7 @@ def plot(result, out):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--points", type=int, default=150)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--quick", action="store_true", help="a small run (60 points, 80 steps, a 24x24 grid)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="learn_positions.png", help="where to save the figure")
