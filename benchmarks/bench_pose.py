@@ -14,6 +14,19 @@ Peers timed in the same run, on the same buffers:
 Every peer's result is checked against geomops (max relative difference printed).
 
     PYTHONPATH=pyx python benchmarks/bench_pose.py [--width 640 --height 480 --threads 1 2]
+
+``--device cuda`` (or ``cuda:N``) benchmarks the GPU instead: 1920x1080 (default there) with 20
+spheres of about 10k triangles each (``Mesh.sphere(r, 100, 50)``: 9800 triangles), every buffer
+and ``grad`` on the GPU, results staying there. Each stage is one public call, which waits for
+its stream before returning (the device-side synchronisation per stage), timed by wall clock:
+``render`` (all buffers, and the four gradient buffers only), ``compute_image_space_gradients``,
+``backpropagate_gradient_to_poses`` (exact), and the two gradient calls together. The CPU
+backend runs the same scene in the same process (all threads, fewer repeats) for the ratio; the
+GPU results are checked against it (ids bit for bit, gradients to 1e-5). Targets (issue 17, on
+an H100/H200): render < 2 ms, image gradients + back-propagation < 0.5 ms; printed as met / not
+met. Without a usable GPU it stops at once and says why.
+
+    PYTHONPATH=pyx python benchmarks/bench_pose.py --device cuda [--objects 20 --repeat 50]
 """
 
 from __future__ import annotations
@@ -175,15 +188,122 @@ def machine_info():
            f"Python {platform.python_version()}, NumPy {np.__version__}"
 
 
+# ----------------------------------------------------------------------------------------------
+# --device cuda
+
+GPU_TARGETS_MS = {"render": 2.0, "image gradients + backprop": 0.5}
+
+
+def make_gpu_scene(width, height, n_objects, seed=0):
+    """``n_objects`` vertex-coloured spheres of 9800 triangles in a grid filling the view."""
+    s = width / 640.0
+    cam = Camera(width, height, 1066.778 * s, 1067.487 * s, 312.9869 * s, 241.3109 * s)
+    rng = np.random.default_rng(seed)
+    cols = int(np.ceil(np.sqrt(n_objects * width / height)))
+    rows = int(np.ceil(n_objects / cols))
+    objs = []
+    for k in range(n_objects):
+        base = Mesh.sphere(0.05, 100, 50)
+        colors = rng.random((base.num_vertices, 3)).astype(np.float32)
+        mesh = Mesh(base.vertices, base.faces, vertex_colors=colors)
+        r, c = divmod(k, cols)
+        z = 1.0 + 0.02 * k
+        x = ((c + 0.5) / cols - 0.5) * 0.55 * z
+        y = ((r + 0.5) / rows - 0.5) * 0.3 * z
+        objs.append(SceneObject(mesh, ref.pose_matrix(*rng.uniform(-1, 1, 3), t=(x, y, z), dtype=np.float64)))
+    return Scene(cam, objs, background=(0.2, 0.3, 0.4))
+
+
+def gpu_or_exit(device):
+    """Stop with a clear message when geomops cannot use a GPU here."""
+    import geomops
+    try:
+        geomops.to_device(np.zeros(1, np.float32), device)
+    except (RuntimeError, ValueError) as exc:
+        sys.exit(f"bench_pose: --device {device}: {exc}")
+
+
+def main_gpu(args):
+    import geomops
+    from geomops import _backend
+    gpu_or_exit(args.device)
+    width, height = args.width or 1920, args.height or 1080
+    n = args.objects or 20
+    print(f"date     {datetime.datetime.now().isoformat(timespec='seconds')}")
+    print(f"machine  {machine_info()}")
+    be = _backend.resolve(args.device)
+    info = be.module.device_info(be.device_id)
+    print(f"device   {args.device}: {info['name']}, compute capability {info['compute_capability']}")
+    scene = make_gpu_scene(width, height, n)
+    tris = sum(o.mesh.num_faces for o in scene.objects)
+    buf = render(scene, device=args.device)
+    host = buf.get()
+    counts = np.bincount(host.instance_index.ravel(), minlength=n + 1)
+    print(f"scene    {width}x{height}, {n} spheres, {tris} triangles, visible pixels per object "
+          f"{counts[1:].tolist()}, background {counts[0]}")
+    g_host = np.random.default_rng(1).standard_normal((3, height, width)).astype(np.float32)
+    g = geomops.to_device(g_host, args.device)
+
+    def both():
+        compute_image_space_gradients(scene, buf)
+        backpropagate_gradient_to_poses(scene, buf, g)
+
+    gpu = {"render": timeit(lambda: render(scene, device=args.device), args.repeat),
+           "render (gradient buffers)": timeit(lambda: render(scene, buffers="gradient", device=args.device),
+                                               args.repeat),
+           "image gradients": timeit(lambda: compute_image_space_gradients(scene, buf), args.repeat),
+           "backprop (exact)": timeit(lambda: backpropagate_gradient_to_poses(scene, buf, g), args.repeat),
+           "image gradients + backprop": timeit(both, args.repeat)}
+
+    nt = os.cpu_count()
+
+    def both_cpu():
+        compute_image_space_gradients(scene, host, num_threads=nt)
+        backpropagate_gradient_to_poses(scene, host, g_host, num_threads=nt)
+
+    cpu = {"render": timeit(lambda: render(scene, num_threads=nt), args.cpu_repeat),
+           "render (gradient buffers)": timeit(lambda: render(scene, buffers="gradient", num_threads=nt),
+                                               args.cpu_repeat),
+           "image gradients": timeit(lambda: compute_image_space_gradients(scene, host, num_threads=nt),
+                                     args.cpu_repeat),
+           "backprop (exact)": timeit(lambda: backpropagate_gradient_to_poses(scene, host, g_host, num_threads=nt),
+                                      args.cpu_repeat),
+           "image gradients + backprop": timeit(both_cpu, args.cpu_repeat)}
+
+    want = render(scene, num_threads=nt)
+    ids_equal = all(np.array_equal(getattr(host, k), getattr(want, k))
+                    for k in ("instance_index", "class_index", "triangle_id", "rgb"))
+    ours = backpropagate_gradient_to_poses(scene, buf, g).get()
+    theirs = backpropagate_gradient_to_poses(scene, want, g_host, num_threads=nt)
+    rel = float(np.abs(ours - theirs).max() / np.abs(theirs).max())
+    print(f"check    ids and colours bitwise equal to the CPU's: {ids_equal}; gradients max rel diff {rel:.1e}")
+    print()
+    print(f"ms, median/min of {args.repeat} (GPU) and {args.cpu_repeat} (CPU, {nt} threads) runs")
+    print(f"{'stage':30s}{'GPU':>16s}{'CPU':>18s}{'CPU/GPU (min)':>15s}   target")
+    for stage, t in gpu.items():
+        target = GPU_TARGETS_MS.get(stage)
+        verdict = "" if target is None else f"< {target} ms: {'met' if t.lo < target else 'NOT met'}" \
+                                            f" (median {'met' if t.med < target else 'NOT met'})"
+        print(f"{stage:30s}{t.fmt(16)}{cpu[stage].fmt(18)}{cpu[stage].lo / t.lo:14.0f}x   {verdict}")
+    ok = ids_equal and rel < 1e-5
+    if not ok:
+        sys.exit("bench_pose: the GPU results differ from the CPU's")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--width", type=int, default=640)
-    ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--objects", type=int, default=5)
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N (the GPU benchmark)")
+    ap.add_argument("--width", type=int, default=None, help="default 640 (CPU), 1920 (GPU)")
+    ap.add_argument("--height", type=int, default=None, help="default 480 (CPU), 1080 (GPU)")
+    ap.add_argument("--objects", type=int, default=None, help="default 5 (CPU), 20 (GPU)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--peer-repeat", type=int, default=5)
+    ap.add_argument("--cpu-repeat", type=int, default=3, help="CPU runs per stage with --device cuda")
     args = ap.parse_args()
+    if args.device != "cpu":
+        return main_gpu(args)
+    args.width, args.height, args.objects = args.width or 640, args.height or 480, args.objects or 5
 
     print(f"date     {datetime.datetime.now().isoformat(timespec='seconds')}")
     print(f"machine  {machine_info()}")

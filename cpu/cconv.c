@@ -112,6 +112,16 @@ int gm_cconv_importance_grads_cpu(const gm_cconv_grad_params* p) {
     return p->dtype == GM_FLOAT32 ? importance_grads_f32(p) : importance_grads_f64(p);
 }
 
+int gm_cconv_position_grads_cpu(const gm_cconv_grad_params* p) {
+    if (p->dtype != GM_FLOAT32 && p->dtype != GM_FLOAT64) return GM_ERR_INVALID;
+    if (p->d_extents && p->extents_cols != 1 && p->extents_cols != 3) return GM_ERR_INVALID;
+    /* the per-entry derivatives must be there when there are entries (empty arrays may be NULL) */
+    if (p->num_entries > 0 && (((p->d_out_positions || p->d_inp_positions) && !p->entry_position_grads) ||
+                               (p->d_extents && !p->entry_extent_grads)))
+        return GM_ERR_INVALID;
+    return p->dtype == GM_FLOAT32 ? position_grads_f32(p) : position_grads_f64(p);
+}
+
 int gm_cconv_swap_channels_cpu(int dtype, const void* filters, int64_t cells, int64_t in_channels,
                                int64_t out_channels, void* out, int num_threads) {
     const int nt = num_threads > 0 ? num_threads : 1;

@@ -167,29 +167,35 @@ static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
     return status;
 }
 
-/* ---- per-neighbor products for the importance gradients ------------------------------ */
+/* ---- per-neighbor products and position derivatives ------------------------------------- */
 
-/* out[n] = sum_t w_t <(F g_i)[cell_t, :], feat_j> for every entry n of row i (float64). */
+/* For every entry n of row i (gm_cconv_entry_grads, float64): out[n] = sum_t w_t <(F g_i)[cell_t, :],
+ * feat_j> (when p->output), its d L / d(relative position) and d L / d extent (when
+ * p->entry_position_grads / p->entry_extent_grads). */
 static int GM_TFN(neighbor_products)(const cconv_ctx* c) {
     const gm_cconv_params* p = c->p;
-    const int64_t No = p->num_out, K = c->K, Cout = c->Cout, Cin = c->Cin;
+    const int64_t No = p->num_out, K = c->K, Cout = c->Cout;
     double* out = (double*)p->output;
+    double* dpos = p->entry_position_grads;
+    double* dext = p->entry_extent_grads;
+    const int64_t cols_e = p->extents_cols;
     const int64_t E = p->neighbors_row_splits[No];
     if (E == 0) return GM_OK;
     if (K == 0 || Cout == 0) {
-        memset(out, 0, (size_t)E * sizeof(double));
+        if (out) memset(out, 0, (size_t)E * sizeof(double));
+        if (dpos) memset(dpos, 0, (size_t)(3 * E) * sizeof(double));
+        if (dext) memset(dext, 0, (size_t)(cols_e * E) * sizeof(double));
         return GM_OK;
     }
+    const int derivs = dpos || dext;
     const GM_T* F = (const GM_T*)p->filters;
     const GM_T* g = (const GM_T*)p->out_features_gradient;
-    const GM_T* feat = (const GM_T*)p->inp_features;
-    const int64_t PW = GM_PANEL, Kp = gm_round_up(K, PW), npanels = Kp / PW;
+    const int64_t PW = GM_PANEL, Kp = gm_round_up(K, PW);
     /* F^T in panel layout: FT(oc, k) = F[k, oc] at [k / PW][oc][k % PW] */
     GM_T* FT = (GM_T*)calloc((size_t)(Cout * Kp), sizeof(GM_T));
     if (!FT) return GM_ERR_NOMEM;
     for (int64_t k = 0; k < K; ++k)
         for (int64_t oc = 0; oc < Cout; ++oc) FT[(k / PW) * Cout * PW + oc * PW + k % PW] = F[k * Cout + oc];
-    (void)npanels;
     const int nt = c->num_threads;
     int64_t chunk = chunk_columns(p->max_temp_bytes / nt, Kp * (int64_t)sizeof(GM_T),
                                   cache_columns(Kp * (int64_t)sizeof(GM_T), GM_APPLY_CACHE_BYTES));
@@ -212,20 +218,12 @@ static int GM_TFN(neighbor_products)(const cconv_ctx* c) {
             for (int64_t col = 0; col < cols; ++col) {
                 const int64_t i = i0 + col;
                 const GM_T* gf = Gf + col * Kp;
-                int cell[8];
-                double w[8];
+                const double scale = derivs ? GM_TFN(gm_cconv_row_scale)(p, i) : 1.0;
                 for (int64_t n = p->neighbors_row_splits[i]; n < p->neighbors_row_splits[i + 1]; ++n) {
-                    int64_t j;
-                    int taps = GM_TFN(gm_cconv_entry_taps)(p, &c->geom, i, n, &j, cell, w);
-                    double d = 0.0;
-                    const GM_T* f = feat + j * Cin;
-                    for (int t = 0; t < taps; ++t) {
-                        const GM_T* row = gf + (int64_t)cell[t] * Cin;
-                        double dot = 0.0;
-                        for (int64_t ic = 0; ic < Cin; ++ic) dot += (double)row[ic] * (double)f[ic];
-                        d += w[t] * dot;
-                    }
-                    out[n] = d;
+                    const double d =
+                        GM_TFN(gm_cconv_entry_grads)(p, &c->geom, i, n, gf, scale, dpos ? dpos + 3 * n : NULL,
+                                                     dext ? dext + cols_e * n : NULL);
+                    if (out) out[n] = d;
                 }
             }
         }
@@ -254,6 +252,29 @@ static int GM_TFN(normalizers)(const cconv_ctx* c, double* divisor, uint8_t* was
 static int GM_TFN(inverted_weights)(const gm_cconv_grad_params* p) {
 #pragma omp parallel for schedule(static) num_threads(p->num_threads > 0 ? p->num_threads : 1)
     for (int64_t pos = 0; pos < p->num_entries; ++pos) GM_TFN(gm_cconv_bwd_inv_weight)(p, pos);
+    return GM_OK;
+}
+
+/* The position and extent gradients: row sums (output points), inverted-row sums (input
+ * points), or for a shared extent fixed blocks of entries, then the blocks in order. */
+static int GM_TFN(position_grads)(const gm_cconv_grad_params* p) {
+    const int nt = p->num_threads > 0 ? p->num_threads : 1;
+    const int shared = p->d_extents && p->extents_rows == 1;
+    const int64_t blocks = shared ? gm_cconv_extent_blocks(p) : 0;
+    double* partials = NULL;
+    if (shared && !(partials = (double*)malloc((size_t)(blocks > 0 ? blocks : 1) * 3 * sizeof(double))))
+        return GM_ERR_NOMEM;
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < p->num_out; ++r) GM_TFN(gm_cconv_bwd_position_row)(p, r);
+#pragma omp for schedule(static)
+        for (int64_t q = 0; q < p->num_inp; ++q) GM_TFN(gm_cconv_bwd_position_inv_row)(p, q);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < blocks; ++b) gm_cconv_bwd_extent_block(p, b, partials);
+    }
+    if (shared) GM_TFN(gm_cconv_bwd_extent_total)(p, partials, blocks);
+    free(partials);
     return GM_OK;
 }
 

@@ -163,6 +163,10 @@ __device__ inline double convert<double, half_bits>(half_bits v) {
     return (double)half_bits_to_float(v.bits);
 }
 template <>
+__device__ inline int16_t convert<int16_t, half_bits>(half_bits v) {
+    return (int16_t)half_bits_to_float(v.bits);
+}
+template <>
 __device__ inline int32_t convert<int32_t, half_bits>(half_bits v) {
     return (int32_t)half_bits_to_float(v.bits);
 }
@@ -273,6 +277,8 @@ extern "C" int gm_array_cast_cuda(const void* src, int src_dtype, void* dst, int
     if (n <= 0) return GM_OK;
     cudaStream_t s = (cudaStream_t)stream;
     switch (dst_dtype) {
+        case GM_DT_INT16:
+            return cast_from<int16_t>(src_dtype, src, dst, n, s);
         case GM_DT_INT32:
             return cast_from<int32_t>(src_dtype, src, dst, n, s);
         case GM_DT_INT64:
@@ -407,4 +413,66 @@ extern "C" int gm_array_segment_sum_int_cuda(const void* values, int dtype, cons
     else
         return GM_ERR_INVALID;
     return gm_cuda_check_launch("an integer segment sum");
+}
+
+// ---- masked finiteness check and column padding --------------------------------------------------
+
+namespace {
+// acc[0] counts the masked rows holding a NaN or infinity; acc[1] = rows - (the smallest such
+// row), so that one zero fill initialises both and an integer atomicMax finds the first row.
+__global__ void masked_nonfinite_kernel(const float* __restrict__ values, int64_t rows, int64_t cols,
+                                        const int16_t* __restrict__ mask, unsigned long long* acc) {
+    GM_FOR_EACH(r, rows) {
+        if (mask[r] == 0) continue;
+        bool bad = false;
+        for (int64_t c = 0; c < cols; ++c) bad = bad || !isfinite(values[r * cols + c]);
+        if (bad) {
+            atomicAdd(&acc[0], 1ull);
+            atomicMax(&acc[1], (unsigned long long)(rows - r));
+        }
+    }
+}
+
+__global__ void pad_columns_kernel(const float* __restrict__ src, int64_t rows, int64_t src_cols,
+                                   float* __restrict__ dst, int64_t dst_cols, float fill) {
+    GM_FOR_EACH(i, rows * dst_cols) {
+        const int64_t r = i / dst_cols, c = i % dst_cols;
+        dst[i] = c < src_cols ? src[r * src_cols + c] : fill;
+    }
+}
+}  // namespace
+
+extern "C" int gm_array_masked_nonfinite_cuda(const float* values, int64_t rows, int64_t cols,
+                                              const int16_t* mask, int64_t* count, int64_t* first,
+                                              void* stream) {
+    *count = 0;
+    *first = -1;
+    if (rows < 0 || cols < 0) return GM_ERR_INVALID;
+    if (rows == 0 || cols == 0) return GM_OK;
+    cudaStream_t s = (cudaStream_t)stream;
+    gm_dev_buffer<unsigned long long> acc;
+    int st = acc.alloc(2, s, "a finiteness check");
+    if (st != GM_OK) return st;
+    GM_CUDA_TRY(cudaMemsetAsync(acc.ptr, 0, 2 * sizeof(unsigned long long), s), "cudaMemsetAsync");
+    GM_LAUNCH(masked_nonfinite_kernel, gm_cuda_blocks(rows), GM_CUDA_THREADS, s, values, rows, cols, mask,
+              acc.ptr);
+    st = gm_cuda_check_launch("a finiteness check");
+    if (st != GM_OK) return st;
+    unsigned long long host[2] = {0, 0};
+    GM_CUDA_TRY(cudaMemcpyAsync(host, acc.ptr, sizeof host, cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync");
+    GM_CUDA_TRY(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+    *count = (int64_t)host[0];
+    *first = host[0] ? rows - (int64_t)host[1] : -1;
+    return GM_OK;
+}
+
+extern "C" int gm_array_pad_columns_f32_cuda(const float* src, int64_t rows, int64_t src_cols, float* dst,
+                                             int64_t dst_cols, float fill, void* stream) {
+    if (rows < 0 || src_cols < 0 || dst_cols < src_cols) return GM_ERR_INVALID;
+    if (rows == 0 || dst_cols == 0) return GM_OK;
+    cudaStream_t s = (cudaStream_t)stream;
+    (void)s;  // unused by the host emulation's launches
+    GM_LAUNCH(pad_columns_kernel, gm_cuda_blocks(rows * dst_cols), GM_CUDA_THREADS, s, src, rows, src_cols,
+              dst, dst_cols, fill);
+    return gm_cuda_check_launch("a column padding");
 }

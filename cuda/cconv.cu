@@ -116,6 +116,11 @@ static int gm_cconv_make_plan(const int64_t* splits, int64_t num_rows, int64_t c
     return GM_OK;
 }
 
+// Partial sums of a shared extent's gradient, one thread per block of entries.
+__global__ void gm_cconv_extent_blocks_kernel(gm_cconv_grad_params p, double* partials) {
+    GM_FOR_EACH(b, gm_cconv_extent_blocks(&p)) gm_cconv_bwd_extent_block(&p, b, partials);
+}
+
 #define GM_TWIN_BODY "cconv_impl.cuh"
 #include "geomops/twin.h"
 
@@ -160,6 +165,17 @@ extern "C" int gm_cconv_importance_grads_cuda(const gm_cconv_grad_params* p, voi
     if (p->dtype != GM_FLOAT32 && p->dtype != GM_FLOAT64) return GM_ERR_INVALID;
     return p->dtype == GM_FLOAT32 ? importance_grads_f32(p, (cudaStream_t)stream)
                                   : importance_grads_f64(p, (cudaStream_t)stream);
+}
+
+extern "C" int gm_cconv_position_grads_cuda(const gm_cconv_grad_params* p, void* stream) {
+    if (p->dtype != GM_FLOAT32 && p->dtype != GM_FLOAT64) return GM_ERR_INVALID;
+    if (p->d_extents && p->extents_cols != 1 && p->extents_cols != 3) return GM_ERR_INVALID;
+    /* the per-entry derivatives must be there when there are entries (empty arrays may be NULL) */
+    if (p->num_entries > 0 && (((p->d_out_positions || p->d_inp_positions) && !p->entry_position_grads) ||
+                               (p->d_extents && !p->entry_extent_grads)))
+        return GM_ERR_INVALID;
+    return p->dtype == GM_FLOAT32 ? position_grads_f32(p, (cudaStream_t)stream)
+                                  : position_grads_f64(p, (cudaStream_t)stream);
 }
 
 extern "C" int gm_cconv_swap_channels_cuda(int dtype, const void* filters, int64_t cells, int64_t in_channels,

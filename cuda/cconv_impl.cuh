@@ -81,31 +81,23 @@ __global__ void GM_TFN(gm_cconv_reduce_parts_kernel)(GM_T* total, const GM_T* pa
     }
 }
 
-// out[n] = sum_t w_t <Gf[row, cell_t, :], feat_j> for the entries [e0, e0 + count) of rows
-// [i0, i0 + cols), Gf = g F^T of those rows (gm_cconv_neighbor_products_cpu's formula).
+// The entries [e0, e0 + count) of rows [i0, i0 + cols), Gf = g F^T of those rows, through
+// gm_cconv_entry_grads (the CPU's formula): out[n] = sum_t w_t <Gf[row, cell_t, :], feat_j> where
+// out is given, and the entry's position / extent derivatives where p.entry_*_grads are (then
+// scale[row - i0] is the row's factor, gm_cconv_row_scale).
 __global__ void GM_TFN(gm_cconv_products_kernel)(gm_cconv_params p, int64_t i0, int64_t cols, int64_t K,
-                                                 int64_t e0, int64_t count, const GM_T* Gf, double* out) {
+                                                 int64_t e0, int64_t count, const GM_T* Gf,
+                                                 const double* scale, double* out) {
     gm_cconv_geometry geom;
     gm_cconv_geometry_init(&geom, &p);
-    const int64_t Cin = p.in_channels;
-    const GM_T* feat = (const GM_T*)p.inp_features;
     GM_FOR_EACH(t, count) {
         const int64_t n = e0 + t;
         const int64_t i = gm_cconv_row_of(p.neighbors_row_splits, i0, i0 + cols, n);
-        int cell[8];
-        double w[8];
-        int64_t j;
-        const int taps = GM_TFN(gm_cconv_entry_taps)(&p, &geom, i, n, &j, cell, w);
-        const GM_T* gf = Gf + (i - i0) * K;
-        const GM_T* f = feat + j * Cin;
-        double d = 0.0;
-        for (int q = 0; q < taps; ++q) {
-            const GM_T* row = gf + (int64_t)cell[q] * Cin;
-            double dot = 0.0;
-            for (int64_t ic = 0; ic < Cin; ++ic) dot += (double)row[ic] * (double)f[ic];
-            d += w[q] * dot;
-        }
-        out[n] = d;
+        double* dpos = p.entry_position_grads ? p.entry_position_grads + 3 * n : NULL;
+        double* dext = p.entry_extent_grads ? p.entry_extent_grads + p.extents_cols * n : NULL;
+        const double d = GM_TFN(gm_cconv_entry_grads)(&p, &geom, i, n, Gf + (i - i0) * K,
+                                                      scale ? scale[i - i0] : 1.0, dpos, dext);
+        if (out) out[n] = d;
     }
 }
 
@@ -128,6 +120,20 @@ __global__ void GM_TFN(gm_cconv_bwd_rows_kernel)(gm_cconv_grad_params p) {
 
 __global__ void GM_TFN(gm_cconv_bwd_inv_rows_kernel)(gm_cconv_grad_params p) {
     GM_FOR_EACH(q, p.num_inp) GM_TFN(gm_cconv_bwd_inv_row)(&p, q);
+}
+
+__global__ void GM_TFN(gm_cconv_position_rows_kernel)(gm_cconv_grad_params p) {
+    GM_FOR_EACH(r, p.num_out) GM_TFN(gm_cconv_bwd_position_row)(&p, r);
+}
+
+__global__ void GM_TFN(gm_cconv_position_inv_rows_kernel)(gm_cconv_grad_params p) {
+    GM_FOR_EACH(q, p.num_inp) GM_TFN(gm_cconv_bwd_position_inv_row)(&p, q);
+}
+
+// One thread: the shared extent's gradient from the block partials, in block order.
+__global__ void GM_TFN(gm_cconv_extent_total_kernel)(gm_cconv_grad_params p, const double* partials,
+                                                     int64_t blocks) {
+    GM_FOR_EACH(t, 1) GM_TFN(gm_cconv_bwd_extent_total)(&p, partials, blocks);
 }
 
 __global__ void GM_TFN(gm_cconv_swap_channels_kernel)(const GM_T* f, int64_t cells, int64_t cin, int64_t cout,
@@ -319,11 +325,13 @@ static int GM_TFN(backprop_filter)(const gm_cconv_params* p, cudaStream_t s) {
     return GM_OK;
 }
 
-// Gf = g F^T per chunk of rows (a GEMM), then one thread per entry (gm_cconv_products_kernel).
+// Gf = g F^T per chunk of rows (a GEMM), then one thread per entry (gm_cconv_products_kernel);
+// with position / extent derivatives the chunk's row factors first (gm_cconv_scale_kernel).
 static int GM_TFN(neighbor_products)(const gm_cconv_params* p, cudaStream_t s) {
     const int64_t No = p->num_out, Cin = p->in_channels, Cout = p->out_channels;
     const int64_t K = (int64_t)p->filter_depth * p->filter_height * p->filter_width * Cin;
     double* out = (double*)p->output;
+    const int derivs = p->entry_position_grads || p->entry_extent_grads;
     if (No == 0) return GM_OK;
     const int64_t sz = (int64_t)sizeof(GM_T);
     gm_cconv_plan plan;
@@ -333,11 +341,21 @@ static int GM_TFN(neighbor_products)(const gm_cconv_params* p, cudaStream_t s) {
     const int64_t E = plan.first[plan.count];
     if (E == 0) return GM_OK;
     if (K == 0 || Cout == 0) {
-        GM_CUDA_TRY(cudaMemsetAsync(out, 0, (size_t)E * sizeof(double), s), "cudaMemsetAsync");
+        if (out) GM_CUDA_TRY(cudaMemsetAsync(out, 0, (size_t)E * sizeof(double), s), "cudaMemsetAsync");
+        if (p->entry_position_grads)
+            GM_CUDA_TRY(cudaMemsetAsync(p->entry_position_grads, 0, (size_t)(3 * E) * sizeof(double), s),
+                        "cudaMemsetAsync");
+        if (p->entry_extent_grads)
+            GM_CUDA_TRY(
+                cudaMemsetAsync(p->entry_extent_grads, 0, (size_t)(p->extents_cols * E) * sizeof(double), s),
+                "cudaMemsetAsync");
         return GM_OK;
     }
     gm_dev_buffer<GM_T> Gf;
-    if ((st = Gf.alloc((size_t)(plan.cols * K), s, "the filtered output gradient")) != GM_OK) return st;
+    gm_dev_buffer<double> scale;
+    if ((st = Gf.alloc((size_t)(plan.cols * K), s, "the filtered output gradient")) != GM_OK ||
+        (derivs && (st = scale.alloc((size_t)plan.cols, s, "the row scales")) != GM_OK))
+        return st;
     // Gf(row, k) = sum_oc g[row, oc] F[k, oc]: B = F^T
     const gm_gemm_desc gemm = {0, 1,      0, K, Cout, NULL, Cout,         0, p->filters, Cout,
                                0, Gf.ptr, K, 0, 1,    0,    p->allow_tf32};
@@ -347,9 +365,12 @@ static int GM_TFN(neighbor_products)(const gm_cconv_params* p, cudaStream_t s) {
         d.m = rows;
         d.A = (const GM_T*)p->out_features_gradient + i0 * Cout;
         if ((st = GM_GEMM(&d, s)) != GM_OK) return st;
+        if (derivs)
+            GM_CUDA_RUN(GM_TFN(gm_cconv_scale_kernel), rows, s, "the cconv scale kernel", *p, i0, rows,
+                        scale.ptr);
         GM_CUDA_RUN(GM_TFN(gm_cconv_products_kernel), plan.first[c + 1] - plan.first[c], s,
                     "the cconv neighbor products kernel", *p, i0, rows, K, plan.first[c],
-                    plan.first[c + 1] - plan.first[c], Gf.ptr, out);
+                    plan.first[c + 1] - plan.first[c], Gf.ptr, derivs ? scale.ptr : (const double*)NULL, out);
     }
     return GM_OK;
 }
@@ -363,6 +384,24 @@ static int GM_TFN(normalizers)(const gm_cconv_params* p, double* divisor, uint8_
 
 static int GM_TFN(inverted_weights)(const gm_cconv_grad_params* p, cudaStream_t s) {
     GM_CUDA_RUN(GM_TFN(gm_cconv_inv_weights_kernel), p->num_entries, s, "the inverted weights kernel", *p);
+    return GM_OK;
+}
+
+// Row sums (output points), inverted-row sums (input points), or for a shared extent the
+// block partials then their ordered sum: the CPU's order (gm_cconv_bwd_position_*, _extent_*).
+static int GM_TFN(position_grads)(const gm_cconv_grad_params* p, cudaStream_t s) {
+    GM_CUDA_RUN(GM_TFN(gm_cconv_position_rows_kernel), p->num_out, s, "the position gradient kernel", *p);
+    GM_CUDA_RUN(GM_TFN(gm_cconv_position_inv_rows_kernel), p->num_inp, s, "the position gradient kernel", *p);
+    if (p->d_extents && p->extents_rows == 1) {
+        const int64_t blocks = gm_cconv_extent_blocks(p);
+        gm_dev_buffer<double> partials;
+        const int st =
+            partials.alloc((size_t)(blocks > 0 ? blocks : 1) * 3, s, "the extent gradient's partial sums");
+        if (st != GM_OK) return st;
+        GM_CUDA_RUN(gm_cconv_extent_blocks_kernel, blocks, s, "the extent gradient kernel", *p, partials.ptr);
+        GM_CUDA_RUN(GM_TFN(gm_cconv_extent_total_kernel), 1, s, "the extent gradient kernel", *p,
+                    partials.ptr, blocks);
+    }
     return GM_OK;
 }
 

@@ -15,6 +15,13 @@ Run it after the README's install (``python -m pip install .``), from the reposi
 anywhere else::
 
     python examples/pose_refinement.py --out pose_refinement.png
+    python examples/pose_refinement.py --device cuda --width 640 --height 480
+
+With ``--device cuda`` the whole loop runs on the GPU: the renders stay there, the L2 loss and
+dLoss/dImage are computed by PyTorch or CuPy (whichever is installed) on views of geomops'
+buffers (DLPack, no copy), the gradient goes back to geomops the same way, and the pose update
+runs there too; only the 6-vector for Adam and the 4x4 pose the next render needs cross to the
+host. It stops at once, saying why, without a usable GPU.
 
 In a development checkout built in place (``python setup.py build_ext --inplace``) without
 installing, put the sources on the path instead: ``PYTHONPATH=pyx`` before the command.
@@ -23,10 +30,12 @@ installing, put the sources on the path instead: ``PYTHONPATH=pyx`` before the c
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 import numpy as np
 
+import geomops
 from geomops.pose import (Camera, Mesh, Scene, SceneObject, apply_pose_delta, backpropagate_gradient_to_poses,
                           render)
 from geomops.pose.plotting import PARAM_NAMES
@@ -47,8 +56,37 @@ def pose_error(T, T_true):
     return float(angle), float(1000.0 * np.linalg.norm(T[:3, 3] - T_true[:3, 3]))
 
 
-def refine(width=160, height=120, iterations=80, mode="exact", seed=0, verbose=True):
-    """Run the refinement; returns a dict with the history, images and gradient maps."""
+def _array_library(sample):
+    """The array library that computes the image loss next to geomops' GPU buffers: PyTorch or
+    CuPy, which view a geomops.DeviceArray without a copy through DLPack (on geomops' CUDA
+    emulator, whose arrays are host memory, NumPy does)."""
+    for name in ("torch", "cupy", "numpy"):
+        try:
+            lib = importlib.import_module(name)
+            lib.from_dlpack(sample)
+        except Exception:
+            continue
+        return lib
+    sys.exit("pose_refinement: --device cuda computes the image loss with PyTorch or CuPy on the GPU; "
+             "install one of them")
+
+
+def _image(lib, buf):
+    """(H, W, 3) float32 image in [0, 1] of a device RenderResult, in ``lib`` (no copy of rgb)."""
+    rgb = lib.from_dlpack(buf.rgb)[..., :3]
+    return (rgb.float() if lib.__name__ == "torch" else rgb.astype(lib.float32)) / 255.0
+
+
+def _planar(lib, x):
+    """(H, W, 3) -> contiguous (3, H, W) in ``lib``."""
+    return x.permute(2, 0, 1).contiguous() if lib.__name__ == "torch" else lib.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def refine(width=160, height=120, iterations=80, mode="exact", seed=0, verbose=True, device="cpu"):
+    """Run the refinement; returns a dict with the history, images and gradient maps.
+
+    ``device="cuda"`` (or ``"cuda:N"``) runs the loop on the GPU (see the module docstring)."""
+    on_gpu = device != "cpu"
     s = width / 640.0
     cam = Camera(width, height, 1066.778 * s, 1067.487 * s, 312.9869 * s, 241.3109 * s)
     mesh = Mesh.box((0.12, 0.1, 0.08))
@@ -63,8 +101,14 @@ def refine(width=160, height=120, iterations=80, mode="exact", seed=0, verbose=T
     def scene_at(pose):
         return Scene(cam, [SceneObject(mesh, pose)], background=(0.2, 0.3, 0.4))
 
-    target = render(scene_at(T_true))
-    target_img = target.rgb[..., :3] / 255.0
+    if on_gpu:
+        target = render(scene_at(T_true), device=device)
+        lib = _array_library(target.rgb)
+        target_img = _image(lib, target)
+        T_dev = geomops.to_device(T, device)
+    else:
+        target = render(scene_at(T_true))
+        target_img = target.rgb[..., :3] / 255.0
     base = np.array([0.01] * 3 + [0.003] * 3)  # Adam step sizes: rad, m
     m = np.zeros(6)
     v = np.zeros(6)
@@ -72,17 +116,23 @@ def refine(width=160, height=120, iterations=80, mode="exact", seed=0, verbose=T
     start = None
     for it in range(iterations):
         scene = scene_at(T)
-        buf = render(scene)
-        diff = buf.rgb[..., :3] / 255.0 - target_img
-        loss = 0.5 * float(np.sum(diff * diff))
-        g = np.ascontiguousarray(diff.transpose(2, 0, 1))
+        buf = render(scene, device=device)
+        if on_gpu:  # the loss in PyTorch/CuPy on the GPU; dLoss/dImage handed to geomops without a copy
+            diff = _image(lib, buf) - target_img
+            loss = 0.5 * float((diff * diff).sum())
+            g = geomops.to_device(_planar(lib, diff), device)
+        else:
+            diff = buf.rgb[..., :3] / 255.0 - target_img
+            loss = 0.5 * float(np.sum(diff * diff))
+            g = np.ascontiguousarray(diff.transpose(2, 0, 1))
         if it == 0:
             grad, maps = backpropagate_gradient_to_poses(scene, buf, g, mode=mode, return_contributions=True)
-            start = {"image": buf.rgb[..., :3].copy(), "mask": buf.instance_index != 0, "maps": maps[0],
-                     "grad": grad[0]}
+            shown = buf.get()  # the host copy of the buffers, for the figure
+            start = {"image": shown.rgb[..., :3].copy(), "mask": shown.instance_index != 0,
+                     "maps": maps.get()[0] if on_gpu else maps[0], "grad": grad.get()[0] if on_gpu else grad[0]}
         else:
             grad = backpropagate_gradient_to_poses(scene, buf, g, mode=mode)
-        grad = grad[0].astype(np.float64)
+        grad = (grad.get() if on_gpu else grad)[0].astype(np.float64)
         rot_err, trans_err = pose_error(T, T_true)
         history["loss"].append(loss)
         history["rot_deg"].append(rot_err)
@@ -95,8 +145,13 @@ def refine(width=160, height=120, iterations=80, mode="exact", seed=0, verbose=T
         mh = m / (1 - 0.9 ** (it + 1))
         vh = v / (1 - 0.999 ** (it + 1))
         step = base * (0.985 ** it) * mh / (np.sqrt(vh) + 1e-12)
-        T = apply_pose_delta(T, -step)
-    final = render(scene_at(T))
+        if on_gpu:  # the pose update on the GPU; the next render reads the pose on the host
+            T_dev = apply_pose_delta(T_dev, geomops.to_device(-step, device))
+            T = T_dev.get()
+        else:
+            T = apply_pose_delta(T, -step)
+    final = render(scene_at(T), device=device).get()
+    target = target.get()
     rot_err, trans_err = pose_error(T, T_true)
     if verbose:
         print(f"final     rotation error {rot_err:7.3f} deg  translation error {trans_err:7.3f} mm "
@@ -158,8 +213,15 @@ def main(argv=None):
     ap.add_argument("--mode", choices=("exact", "compat"), default="exact")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: where the loop runs")
     args = ap.parse_args(argv)
-    result = refine(args.width, args.height, args.iterations, args.mode, args.seed, verbose=not args.quiet)
+    if args.device != "cpu":
+        try:  # fail at once, saying why, without a usable GPU
+            geomops.to_device(np.zeros(1, np.float32), args.device)
+        except (RuntimeError, ValueError) as exc:
+            sys.exit(f"pose_refinement: --device {args.device}: {exc}")
+    result = refine(args.width, args.height, args.iterations, args.mode, args.seed, verbose=not args.quiet,
+                    device=args.device)
     try:
         save_figure(result, args.out)
         if not args.quiet:

@@ -227,8 +227,10 @@ def test_backward_matches_reference(config, dtype, device):
                                       device=device)
     ref = ref_other("backward", key, tuple(sorted(opts.items())))
     assert type(got).__name__ == "ContinuousConvGradients"
-    assert got._fields == ("filters", "inp_features", "inp_importance", "neighbors_importance")
-    for name in got._fields:
+    assert got._fields == ("filters", "inp_features", "inp_importance", "neighbors_importance", "inp_positions",
+                           "out_positions", "extents")
+    assert got.inp_positions is None and got.out_positions is None and got.extents is None  # only with wrt=
+    for name in ref._fields:
         r = getattr(ref, name)
         if r is None:
             assert getattr(got, name) is None, f"{name} must be None when that importance is not given"
@@ -247,8 +249,9 @@ def test_transpose_backward_matches_reference(config, dtype, device):
     ref = ref_other("transpose_backward", key, tuple(sorted(opts.items())))
     assert type(got).__name__ == "ContinuousConvTransposeGradients"
     assert got._fields == ("filters", "inp_features", "out_importance", "neighbors_importance",
-                           "inp_neighbors_importance_sum")
-    for name in got._fields:
+                           "inp_neighbors_importance_sum", "inp_positions", "out_positions", "extents")
+    assert got.inp_positions is None and got.out_positions is None and got.extents is None  # only with wrt=
+    for name in ref._fields:
         r = getattr(ref, name)
         if r is None:
             assert getattr(got, name) is None, f"{name} must be None when that input is absent"
@@ -302,12 +305,12 @@ def test_output_type(inp_dtype, out_dtype, device):
         "continuous_conv_transpose_backprop_filter")
     got = gm.continuous_conv_backward(*fwd_args(p, inp_dtype), g, output_type=out_dtype, **opts, device=device)
     ref = ref_other("backward", key, items)
-    for name in got._fields:
+    for name in ref._fields:
         check(getattr(got, name), getattr(ref, name), f"continuous_conv_backward.{name}")
     got = gm.continuous_conv_transpose_backward(*tr_args(t, inp_dtype), gt, output_type=out_dtype, **opts,
                                                 device=device)
     ref = ref_other("transpose_backward", key, items)
-    for name in got._fields:
+    for name in ref._fields:
         check(getattr(got, name), getattr(ref, name), f"continuous_conv_transpose_backward.{name}")
 
 

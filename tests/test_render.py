@@ -5,7 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from geomops.pose import Camera, Light, Mesh, Scene, SceneObject, render
+from geomops.pose import Camera, Light, Mesh, Scene, SceneObject
+from geomops.pose import render as render_on_device
+
+
+def render(scene, *args, **kwargs):
+    """geomops.pose.render with the buffers on the host (RenderResult.get() copies a GPU's)."""
+    return render_on_device(scene, *args, **kwargs).get()
+
 
 ALL = ("rgb", "depth", "instance_index", "object_coordinates", "cam_coordinates", "normals", "class_index",
        "triangle_id", "barycentrics")
@@ -510,35 +517,51 @@ def test_object_to_camera_is_one_formula(device, monkeypatch):
     transform, bit for bit (a rotated camera pose, where different inverses differ in the last
     bits); compat mode passes the float32-rounded pose and ignores the camera pose."""
     from geomops import _backend
+    from geomops._device import DeviceArray
     from geomops.pose import backpropagate_gradient_to_poses
 
     seen = {}
 
     class Recorder:
+        """The binding module, recording the arguments of its kernel functions (device arrays as
+        host copies, taken when the call is made)."""
+
         def __init__(self, kernels):
             self._kernels = kernels
 
         def __getattr__(self, name):
             fn = getattr(self._kernels, name)
+            if not callable(fn) or isinstance(fn, type):
+                return fn
 
-            def call(*args):
-                seen.setdefault(name, []).append(args)
-                return fn(*args)
+            def call(*args, **kwargs):
+                seen.setdefault(name, []).append(tuple(a.get() if isinstance(a, DeviceArray) else a for a in args))
+                return fn(*args, **kwargs)
             return call
 
-    real_resolve = _backend.resolve
+    real_resolve, real_cuda_backend = _backend.resolve, _backend._cuda_backend
+
+    def recording(be):
+        return be if isinstance(be.kernels, Recorder) else _backend.Backend(be.name, be.device_id,
+                                                                          Recorder(be.kernels))
+
     def recording_resolve(device=None):
-        be = real_resolve(device)
-        return _backend.Backend(be.name, be.device_id, Recorder(be.kernels))
+        return recording(real_resolve(device))
+
+    def recording_cuda_backend(device, ordinal, module=None):  # resolve's, and that of device inputs
+        return recording(real_cuda_backend(device, ordinal, module))
 
     monkeypatch.setattr(_backend, "resolve", recording_resolve)
+    monkeypatch.setattr(_backend, "_cuda_backend", recording_cuda_backend)
     cam = Camera(40, 30, 45.0, 45.0, 19.7, 15.2)
     cam_pose = pose(rot(0.3, -0.2, 0.4), (0.1, -0.05, 0.2))
     objs = [SceneObject(Mesh.sphere(0.2, 12, 7), cam_pose @ pose(rot(0.1, 0.2, 0.3), (0.1, 0.0, 1.2))),
             SceneObject(Mesh.box(0.2), cam_pose @ pose(rot(-0.2, 0.1, 0.5), (-0.15, 0.05, 1.4)))]
     scene = Scene(cam, objs, camera_pose=cam_pose)
-    buf = render(scene, device=device)
+    buf = render_on_device(scene, device=device)
     g = np.random.default_rng(0).standard_normal((3, 30, 40))
+    if buf.device != "cpu":  # the gradients run where the buffers are
+        g = _backend.resolve(device).from_host(g)
     backpropagate_gradient_to_poses(scene, buf, g, mode="exact", device=device)
     backpropagate_gradient_to_poses(scene, buf, g, mode="compat", device=device)
     (render_args,) = seen["raster_render"]

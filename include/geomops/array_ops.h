@@ -53,7 +53,8 @@ typedef struct {
 int gm_array_stats_cuda(const void* a, int dtype, int64_t n, gm_array_stats* out, void* stream);
 
 /* dst[i] = (dst_dtype)src[i] for i < n, with C's conversion rules (NumPy's astype): any
- * GM_DT_* source, destination GM_DT_INT32, INT64, FLOAT32 or FLOAT64. Asynchronous on `stream`. */
+ * GM_DT_* source, destination GM_DT_INT16, INT32, INT64, FLOAT32 or FLOAT64. Asynchronous on
+ * `stream`. */
 int gm_array_cast_cuda(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n, void* stream);
 
 /* Copy the strided array at `src` (ndim <= GM_ARRAY_MAX_DIMS, strides in bytes, any sign) into
@@ -80,6 +81,18 @@ int gm_array_gather_rows_cuda(const void* src, void* dst, int64_t row_bytes, con
  * values, with wraparound in the values' type (NumPy's cumsum-difference result). */
 int gm_array_segment_sum_int_cuda(const void* values, int dtype, const int64_t* row_splits, int64_t rows,
                                   void* sums, void* stream);
+
+/* The rows r < rows of the float32 array `values` (rows x cols, C order) whose mask[r] (int16)
+ * is non-zero and that hold a NaN or an infinity: *count of them and *first, the smallest (-1
+ * when there is none). The check behind "finite at foreground pixels"; waits for `stream`. */
+int gm_array_masked_nonfinite_cuda(const float* values, int64_t rows, int64_t cols, const int16_t* mask,
+                                   int64_t* count, int64_t* first, void* stream);
+
+/* dst[r, c] = c < src_cols ? src[r, c] : fill for the float32 arrays src (rows x src_cols) and
+ * dst (rows x dst_cols, dst_cols >= src_cols), C order: extra columns filled with a constant.
+ * Asynchronous on `stream`. */
+int gm_array_pad_columns_f32_cuda(const float* src, int64_t rows, int64_t src_cols, float* dst,
+                                  int64_t dst_cols, float fill, void* stream);
 
 #ifdef __cplusplus
 }

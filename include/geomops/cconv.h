@@ -17,9 +17,12 @@ int gm_cconv_apply_cpu(const gm_cconv_params* p);
  * Bitwise deterministic for any thread count (fixed chunking, fixed-order reduction). */
 int gm_cconv_backprop_filter_cpu(const gm_cconv_params* p);
 
-/* output[n] = sum_corners w_c * <(F g_i)[s_c, :], inp_features[j, :]> for every neighbor entry n
- * (row i, input j): the derivative of <out_i, g_i> w.r.t. the entry's scalar weight before any
- * importance or normalisation factor. The facade combines it into importance gradients. */
+/* Per neighbor entry n (row i, input j), each output written when its pointer is not NULL:
+ * output[n] = sum_corners w_c * <(F g_i)[s_c, :], inp_features[j, :]>, the derivative of
+ * <out_i, g_i> w.r.t. the entry's scalar weight before any importance or normalisation factor
+ * (the facade combines it into importance gradients); entry_position_grads[n] and
+ * entry_extent_grads[n], the derivatives of <out, g> w.r.t. the entry's relative position and
+ * its extent (gm_cconv_entry_grads_*), summed into points by gm_cconv_position_grads_cpu. */
 int gm_cconv_neighbor_products_cpu(const gm_cconv_params* p);
 
 /* The normaliser of every row r the op normalises (gm_cconv_normalizer_*: psi_r of the forward
@@ -34,6 +37,12 @@ int gm_cconv_normalizers_cpu(const gm_cconv_params* p, double* divisor, uint8_t*
  * gradients (every non-NULL output; needs products). */
 int gm_cconv_inverted_weights_cpu(const gm_cconv_grad_params* p);
 int gm_cconv_importance_grads_cpu(const gm_cconv_grad_params* p);
+
+/* The position and extent gradients from the per-entry derivatives (gm_cconv_grad_params:
+ * entry_position_grads, entry_extent_grads) into every non-NULL output among d_out_positions,
+ * d_inp_positions, d_extents (gm_cconv_bwd_position_*, gm_cconv_bwd_extent_*): fixed-order
+ * sums, bitwise identical for any thread count. */
+int gm_cconv_position_grads_cpu(const gm_cconv_grad_params* p);
 
 /* out[c, oc, ic] = filters[c, ic, oc] for c < cells: [D,H,W,Cin,Cout] -> [D,H,W,Cout,Cin]. */
 int gm_cconv_swap_channels_cpu(int dtype, const void* filters, int64_t cells, int64_t in_channels,

@@ -20,6 +20,7 @@ int gm_cconv_neighbor_products_cuda(const gm_cconv_params* p, void* stream);
 int gm_cconv_normalizers_cuda(const gm_cconv_params* p, double* divisor, uint8_t* was_zero, void* stream);
 int gm_cconv_inverted_weights_cuda(const gm_cconv_grad_params* p, void* stream);
 int gm_cconv_importance_grads_cuda(const gm_cconv_grad_params* p, void* stream);
+int gm_cconv_position_grads_cuda(const gm_cconv_grad_params* p, void* stream);
 int gm_cconv_swap_channels_cuda(int dtype, const void* filters, int64_t cells, int64_t in_channels,
                                 int64_t out_channels, void* out, void* stream);
 int gm_cconv_cast_cuda(int src_dtype, const void* src, int dst_dtype, void* dst, int64_t n, void* stream);

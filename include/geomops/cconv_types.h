@@ -58,8 +58,11 @@ typedef struct {
 
     const void* out_features_gradient; /* [No, Cout]: filter gradients and neighbor products      */
     void* output;                      /* forward/transpose: [No, Cout]; filter gradient: [D*H*W*Cin, Cout];
-                            neighbor products: [E]                                                */
-    int64_t max_temp_bytes; /* bound on temporary memory (max_temp_mem_MB); a minimum is always used */
+                            neighbor products: [E] float64, or NULL                               */
+    /* neighbor products only (gm_cconv_neighbor_products_*), each written when not NULL: */
+    double* entry_position_grads; /* [E, 3]: d L / d(relative position) of each entry               */
+    double* entry_extent_grads;   /* [E, extents_cols]: d L / d(the extent the entry uses)          */
+    int64_t max_temp_bytes;       /* bound on temporary memory (max_temp_mem_MB); a minimum is always used */
     int num_threads;
     int allow_tf32; /* CUDA, float32: the GEMMs may use TF32 tensor cores (ignored on the CPU) */
 } gm_cconv_params;
@@ -78,7 +81,8 @@ typedef struct {
 } gm_invert_params;
 
 /* The per-entry math of the two backward functions after their kernels ran: the weights of the
- * inverted list that carries the feature gradient, and the importance gradients. Rows: the
+ * inverted list that carries the feature gradient, the importance gradients, and the sums of
+ * the per-entry position and extent derivatives into points. Rows: the
  * neighbor list of the op (`num_out` rows, entries n, input point j = neighbors_index[n]) and
  * its inversion (`num_inp` rows, gm_invert_neighbors_*: inv_row_splits, inv_index = original row
  * of each inverted entry, inv_permutation = its original entry). Float arrays have type `dtype`
@@ -104,6 +108,14 @@ typedef struct {
     void* d_point_importance;       /* out: d inp_importance [Ni] / d out_importance [No], or NULL */
     void* d_neighbors_importance;   /* out [E] or NULL */
     void* d_importance_sum;         /* out, transpose: d inp_neighbors_importance_sum [Ni], or NULL */
+    /* position and extent gradients (gm_cconv_position_grads_*): */
+    const double* entry_position_grads; /* [E, 3] float64: d L / d(relative position) per entry */
+    const double* entry_extent_grads;   /* [E, extents_cols] float64, or NULL */
+    int64_t extents_rows;               /* 1 (shared) or per point: No (forward) / Ni (transpose) */
+    int extents_cols;                   /* 1 or 3 */
+    void* d_out_positions;              /* out [No, 3] or NULL */
+    void* d_inp_positions;              /* out [Ni, 3] or NULL */
+    void* d_extents;                    /* out [extents_rows, extents_cols] or NULL */
     int num_threads;
 } gm_cconv_grad_params;
 

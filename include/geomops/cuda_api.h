@@ -29,9 +29,12 @@ void gm_cuda_clear_error(void);
 
 /* Make `dev` the calling thread's current device. */
 int gm_cuda_set_device(int dev);
-/* Device memory on `dev` for arrays handed to users (cudaMalloc; 0 bytes gives NULL). */
+/* Device memory on `dev` for arrays handed to users (0 bytes gives NULL). Freed blocks are cached
+ * per size class for reuse (cudaFree would synchronise the device); gm_cuda_free takes the size
+ * given to gm_cuda_malloc. gm_cuda_release_cached frees the cache. */
 int gm_cuda_malloc(void** p, size_t bytes, int dev);
-int gm_cuda_free(void* p, int dev);
+int gm_cuda_free(void* p, size_t bytes, int dev);
+int gm_cuda_release_cached(void);
 /* Copy between any host/device pointers (unified addressing), ordered on `stream`, then wait
  * for it: on return the copy is complete. */
 int gm_cuda_memcpy(void* dst, const void* src, size_t bytes, void* stream);

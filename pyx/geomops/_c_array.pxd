@@ -1,6 +1,6 @@
 # C declarations of the device-array services (include/geomops/array_ops.h, cuda/array_ops.cu).
 
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int16_t, int64_t, uint64_t
 
 cdef extern from "geomops/array_ops.h" nogil:
     enum:
@@ -27,3 +27,7 @@ cdef extern from "geomops/array_ops.h" nogil:
                                   void* stream)
     int gm_array_segment_sum_int_cuda(const void* values, int dtype, const int64_t* row_splits, int64_t rows,
                                       void* sums, void* stream)
+    int gm_array_masked_nonfinite_cuda(const float* values, int64_t rows, int64_t cols, const int16_t* mask,
+                                       int64_t* count, int64_t* first, void* stream)
+    int gm_array_pad_columns_f32_cuda(const float* src, int64_t rows, int64_t src_cols, float* dst,
+                                      int64_t dst_cols, float fill, void* stream)

@@ -30,6 +30,8 @@ cdef extern from "geomops/cconv_types.h" nogil:
         int64_t max_temp_bytes
         int num_threads
         int allow_tf32
+        double* entry_position_grads
+        double* entry_extent_grads
 
     ctypedef struct gm_invert_params:
         int64_t num_points, num_rows, num_entries
@@ -57,6 +59,13 @@ cdef extern from "geomops/cconv_types.h" nogil:
         void* d_point_importance
         void* d_neighbors_importance
         void* d_importance_sum
+        const double* entry_position_grads
+        const double* entry_extent_grads
+        int64_t extents_rows
+        int extents_cols
+        void* d_out_positions
+        void* d_inp_positions
+        void* d_extents
         int num_threads
 
 cdef extern from "geomops/cconv.h" nogil:
@@ -66,6 +75,7 @@ cdef extern from "geomops/cconv.h" nogil:
     int gm_cconv_normalizers_cpu(const gm_cconv_params* p, double* divisor, uint8_t* was_zero)
     int gm_cconv_inverted_weights_cpu(const gm_cconv_grad_params* p)
     int gm_cconv_importance_grads_cpu(const gm_cconv_grad_params* p)
+    int gm_cconv_position_grads_cpu(const gm_cconv_grad_params* p)
     int gm_cconv_swap_channels_cpu(int dtype, const void* filters, int64_t cells, int64_t in_channels,
                                    int64_t out_channels, void* out, int num_threads)
     int gm_cconv_cast_cpu(int src_dtype, const void* src, int dst_dtype, void* dst, int64_t n, int num_threads)
@@ -80,6 +90,7 @@ cdef extern from "geomops/cconv_cuda.h" nogil:
     int gm_cconv_normalizers_cuda(const gm_cconv_params* p, double* divisor, uint8_t* was_zero, void* stream)
     int gm_cconv_inverted_weights_cuda(const gm_cconv_grad_params* p, void* stream)
     int gm_cconv_importance_grads_cuda(const gm_cconv_grad_params* p, void* stream)
+    int gm_cconv_position_grads_cuda(const gm_cconv_grad_params* p, void* stream)
     int gm_cconv_swap_channels_cuda(int dtype, const void* filters, int64_t cells, int64_t in_channels,
                                     int64_t out_channels, void* out, void* stream)
     int gm_cconv_cast_cuda(int src_dtype, const void* src, int dst_dtype, void* dst, int64_t n, void* stream)

@@ -5,7 +5,7 @@
 from geomops._c_cconv cimport (
     gm_cconv_apply_cpu, gm_cconv_backprop_filter_cpu, gm_cconv_cast_cpu, gm_cconv_importance_grads_cpu,
     gm_cconv_inverted_weights_cpu, gm_cconv_neighbor_products_cpu, gm_cconv_normalizers_cpu,
-    gm_cconv_swap_channels_cpu, gm_invert_neighbors_cpu, gm_reduce_subarrays_sum_cpu)
+    gm_cconv_position_grads_cpu, gm_cconv_swap_channels_cpu, gm_invert_neighbors_cpu, gm_reduce_subarrays_sum_cpu)
 
 include "_cconv_params.pxi"
 
@@ -15,8 +15,10 @@ def cconv_run(int mode, int transpose, filters, out_positions, inp_positions, ex
               neighbors_row_splits, inp_neighbors_importance_sum, inp_neighbors_row_splits,
               int align_corners, int coordinate_mapping, int interpolation, int normalize,
               out_features_gradient, output, int64_t max_temp_bytes, int num_threads, was_zero=None,
-              bint allow_tf32=False):
-    """mode 0: forward/transpose into output; 1: filter gradient; 2: neighbor products;
+              bint allow_tf32=False, entry_position_grads=None, entry_extent_grads=None):
+    """mode 0: forward/transpose into output; 1: filter gradient; 2: neighbor products (into
+    ``output``, float64 [E], or None) and, when given, each entry's position and extent
+    derivatives (float64 ``entry_position_grads`` [E, 3], ``entry_extent_grads`` [E, extents cols]);
     3: the normalisers (float64 divisors into output, uint8/bool ``was_zero`` where they were 0).
     ``allow_tf32`` is for the CUDA backend (ignored here)."""
     cdef gm_cconv_params p
@@ -24,7 +26,7 @@ def cconv_run(int mode, int transpose, filters, out_positions, inp_positions, ex
                 inp_importance, out_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
                 inp_neighbors_importance_sum, inp_neighbors_row_splits, align_corners, coordinate_mapping,
                 interpolation, normalize, out_features_gradient, output, max_temp_bytes, num_threads,
-                allow_tf32)
+                allow_tf32, entry_position_grads, entry_extent_grads)
     cdef uint8_t* zero = <uint8_t*>_addr(was_zero)
     cdef int status
     with nogil:
@@ -65,6 +67,23 @@ def cconv_importance_grads(int transpose, neighbors_index, neighbors_row_splits,
     cdef int status
     with nogil:
         status = gm_cconv_importance_grads_cpu(&p)
+    _check(status)
+
+
+
+def cconv_position_grads(int transpose, neighbors_index, neighbors_row_splits, inv_index, inv_row_splits,
+                         inv_permutation, entry_position_grads, entry_extent_grads, d_out_positions,
+                         d_inp_positions, d_extents, int num_threads):
+    """The position and extent gradients of the backward functions from the per-entry derivatives
+    (``cconv_run`` mode 2) into the given (non-None) outputs: d_out_positions [No, 3],
+    d_inp_positions [Ni, 3], d_extents (the validated extents' shape) (gm_cconv_bwd_position_*)."""
+    cdef gm_cconv_grad_params p
+    _fill_grad(&p, transpose, neighbors_index, neighbors_row_splits, None, None, None, None, inv_index,
+               inv_row_splits, inv_permutation, None, None, None, None, None, num_threads,
+               entry_position_grads, entry_extent_grads, d_out_positions, d_inp_positions, d_extents)
+    cdef int status
+    with nogil:
+        status = gm_cconv_position_grads_cpu(&p)
     _check(status)
 
 

@@ -21,6 +21,12 @@ from ._config import resolve_num_threads
 COORDINATE_MAPPINGS = ("ball_to_cube_radial", "ball_to_cube_volume_preserving", "identity")
 INTERPOLATIONS = ("linear", "linear_border", "nearest_neighbor")
 
+# The inputs the backward functions differentiate (``wrt``), in the order of their results.
+POSITION_GRADIENTS = ("inp_positions", "out_positions", "extents")
+FORWARD_GRADIENTS = ("filters", "inp_features", "inp_importance", "neighbors_importance") + POSITION_GRADIENTS
+TRANSPOSE_GRADIENTS = ("filters", "inp_features", "out_importance", "neighbors_importance",
+                       "inp_neighbors_importance_sum") + POSITION_GRADIENTS
+
 
 @dataclass(frozen=True)
 class Options:
@@ -59,6 +65,26 @@ class ConvCall:
         moved = {f.name: be.from_host(getattr(self, f.name)) for f in dataclasses.fields(self)
                  if isinstance(getattr(self, f.name), np.ndarray)}
         return dataclasses.replace(self, **moved)
+
+
+def gradients_wanted(wrt, valid):
+    """The names of the inputs whose gradients a backward function computes: ``wrt`` (a name or
+    a collection of names from ``valid``) validated; None: every name of ``valid`` except the
+    positions and extents (the gradients of geomops before ``wrt`` existed)."""
+    if wrt is None:
+        return frozenset(n for n in valid if n not in POSITION_GRADIENTS)
+    names = (wrt,) if isinstance(wrt, str) else wrt
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise TypeError(f"wrt must be None, a name or a collection of names from {valid}, "
+                        f"got {type(wrt).__name__}") from None
+    for n in names:
+        if not isinstance(n, str):
+            raise TypeError(f"wrt must hold names (str) from {valid}, got {n!r}")
+        if n not in valid:
+            raise ValueError(f"wrt contains {n!r}, which is not a differentiable input here; valid names: {valid}")
+    return frozenset(names)
 
 
 def options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,

@@ -13,7 +13,8 @@ cdef int _fill_cconv(gm_cconv_params* p, int transpose, filters, out_positions, 
                      neighbors_importance, neighbors_row_splits, inp_neighbors_importance_sum,
                      inp_neighbors_row_splits, int align_corners, int coordinate_mapping,
                      int interpolation, int normalize, out_features_gradient, output,
-                     int64_t max_temp_bytes, int num_threads, bint allow_tf32) except -1:
+                     int64_t max_temp_bytes, int num_threads, bint allow_tf32, entry_position_grads=None,
+                     entry_extent_grads=None) except -1:
     p.dtype = GM_FLOAT32 if inp_features.dtype.itemsize == 4 else GM_FLOAT64
     p.index_int64 = 1 if neighbors_index.dtype.itemsize == 8 else 0
     p.transpose = transpose
@@ -48,15 +49,18 @@ cdef int _fill_cconv(gm_cconv_params* p, int transpose, filters, out_positions, 
     p.max_temp_bytes = max_temp_bytes
     p.num_threads = num_threads
     p.allow_tf32 = 1 if allow_tf32 else 0
+    p.entry_position_grads = <double*>_addr(entry_position_grads)
+    p.entry_extent_grads = <double*>_addr(entry_extent_grads)
     return 0
 
 
 cdef int _fill_grad(gm_cconv_grad_params* p, int transpose, neighbors_index, neighbors_row_splits,
                     neighbors_importance, point_importance, divisor, was_zero, inv_index, inv_row_splits,
                     inv_permutation, products, inv_weights, d_point_importance, d_neighbors_importance,
-                    d_importance_sum, int num_threads) except -1:
-    typed = [a for a in (inv_weights, d_point_importance, d_neighbors_importance, d_importance_sum)
-             if a is not None]
+                    d_importance_sum, int num_threads, entry_position_grads=None, entry_extent_grads=None,
+                    d_out_positions=None, d_inp_positions=None, d_extents=None) except -1:
+    typed = [a for a in (inv_weights, d_point_importance, d_neighbors_importance, d_importance_sum,
+                         d_out_positions, d_inp_positions, d_extents) if a is not None]
     p.dtype = GM_FLOAT32 if typed[0].dtype.itemsize == 4 else GM_FLOAT64
     p.index_int64 = 1 if neighbors_index.dtype.itemsize == 8 else 0
     p.transpose = transpose
@@ -77,6 +81,13 @@ cdef int _fill_grad(gm_cconv_grad_params* p, int transpose, neighbors_index, nei
     p.d_point_importance = <void*>_addr(d_point_importance)
     p.d_neighbors_importance = <void*>_addr(d_neighbors_importance)
     p.d_importance_sum = <void*>_addr(d_importance_sum)
+    p.entry_position_grads = <const double*>_addr(entry_position_grads)
+    p.entry_extent_grads = <const double*>_addr(entry_extent_grads)
+    p.extents_rows = d_extents.shape[0] if d_extents is not None else 1
+    p.extents_cols = d_extents.shape[1] if d_extents is not None else 1
+    p.d_out_positions = <void*>_addr(d_out_positions)
+    p.d_inp_positions = <void*>_addr(d_inp_positions)
+    p.d_extents = <void*>_addr(d_extents)
     p.num_threads = num_threads
     return 0
 

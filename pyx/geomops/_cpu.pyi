@@ -23,11 +23,13 @@ def cconv_run(mode: int, transpose: int, filters: Array, out_positions: Array, i
               out_importance: Optional[Array], neighbors_index: Array, neighbors_importance: Optional[Array],
               neighbors_row_splits: Array, inp_neighbors_importance_sum: Optional[Array],
               inp_neighbors_row_splits: Optional[Array], align_corners: int, coordinate_mapping: int,
-              interpolation: int, normalize: int, out_features_gradient: Optional[Array], output: Array,
+              interpolation: int, normalize: int, out_features_gradient: Optional[Array], output: Optional[Array],
               max_temp_bytes: int, num_threads: int, was_zero: Optional[Array] = None,
-              allow_tf32: bool = False) -> None:
-    """mode 0: forward/transpose; 1: filter gradient; 2: per-entry products; 3: normalisers.
-    ``allow_tf32`` is for the CUDA backend (ignored)."""
+              allow_tf32: bool = False, entry_position_grads: Optional[Array] = None,
+              entry_extent_grads: Optional[Array] = None) -> None:
+    """mode 0: forward/transpose; 1: filter gradient; 2: per-entry products (``output`` may be
+    None) and position / extent derivatives; 3: normalisers. ``allow_tf32`` is for the CUDA
+    backend (ignored)."""
 def cconv_inverted_weights(transpose: int, neighbors_index: Array, neighbors_row_splits: Array,
                            neighbors_importance: Optional[Array], divisor: Optional[Array], inv_index: Array,
                            inv_row_splits: Array, inv_permutation: Array, inv_weights: Array,
@@ -38,6 +40,11 @@ def cconv_importance_grads(transpose: int, neighbors_index: Array, neighbors_row
                            inv_row_splits: Array, inv_permutation: Array, products: Array,
                            d_point_importance: Optional[Array], d_neighbors_importance: Optional[Array],
                            d_importance_sum: Optional[Array], num_threads: int) -> None: ...
+def cconv_position_grads(transpose: int, neighbors_index: Array, neighbors_row_splits: Array, inv_index: Array,
+                         inv_row_splits: Array, inv_permutation: Array, entry_position_grads: Array,
+                         entry_extent_grads: Optional[Array], d_out_positions: Optional[Array],
+                         d_inp_positions: Optional[Array], d_extents: Optional[Array],
+                         num_threads: int) -> None: ...
 def cconv_swap_channels(filters: Array, out: Array, num_threads: int) -> None: ...
 def cconv_cast(src: Array, dst: Array, num_threads: int) -> None: ...
 def invert_neighbors(num_points: int, index: Array, row_splits: Array, out_index: Array,

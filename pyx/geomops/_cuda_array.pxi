@@ -2,7 +2,7 @@
 # the validation of device inputs, dtype conversions, strided copies, pointer and stream
 # queries. Arrays are device arrays exposing __cuda_array_interface__ (geomops.DeviceArray).
 
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int16_t, int64_t, uint64_t
 
 from geomops._c_array cimport *
 
@@ -149,4 +149,68 @@ def array_segment_sum_int(values, row_splits, sums, *, uintptr_t stream=0):
     cdef int status
     with nogil:
         status = gm_array_segment_sum_int_cuda(pv, code, pr, rows, ps, <void*>stream)
+    _check(status)
+
+
+def array_cast_int16(src, dst, *, uintptr_t stream=0):
+    """``dst[...] = src`` for an integer device array ``src`` and an int16 ``dst`` of the same
+    size (instance and class ids), ordered on ``stream`` (asynchronous). Values outside the int16
+    range wrap around: the caller checks the range first."""
+    if src.size != dst.size:
+        raise ValueError(f"array_cast_int16: sizes differ ({src.size} and {dst.size})")
+    cdef int sc = _GM_DTYPES.get(src.dtype, -1)
+    if sc < 0 or src.dtype.kind not in "iu":
+        raise TypeError(f"array_cast_int16: cannot convert from dtype {src.dtype}")
+    if dst.dtype != _np.int16:
+        raise TypeError(f"array_cast_int16: dst must be int16, got {dst.dtype}")
+    cdef int64_t n = src.size
+    cdef const void* ps = <const void*>_addr(src)
+    cdef void* pd = <void*>_addr(dst)
+    cdef int status
+    with nogil:
+        status = gm_array_cast_cuda(ps, sc, pd, GM_DT_INT16, n, <void*>stream)
+    _check(status)
+
+
+def array_masked_nonfinite(values, mask, *, uintptr_t stream=0):
+    """``(count, first)``: the rows ``r`` of the float32 device array ``values`` (its first
+    dimension; the rest is one row) with ``mask[r] != 0`` (int16, one entry per row) that hold a
+    NaN or an infinity, counted on the device; ``first`` is the smallest (-1 when none). Ordered
+    on ``stream``, which is then synchronised."""
+    if values.dtype != _np.float32 or mask.dtype != _np.int16:
+        raise TypeError(f"array_masked_nonfinite: values must be float32 and mask int16, got {values.dtype} "
+                        f"and {mask.dtype}")
+    cdef int64_t rows = mask.size
+    if rows and values.size % rows:
+        raise ValueError(f"array_masked_nonfinite: {values.size} values do not make {rows} rows")
+    cdef int64_t cols = values.size // rows if rows else 0
+    cdef const float* pv = <const float*>_addr(values)
+    cdef const int16_t* pm = <const int16_t*>_addr(mask)
+    cdef int64_t count = 0, first = -1
+    cdef int status
+    with nogil:
+        status = gm_array_masked_nonfinite_cuda(pv, rows, cols, pm, &count, &first, <void*>stream)
+    _check(status)
+    return int(count), int(first)
+
+
+def array_pad_columns(src, dst, double fill, *, uintptr_t stream=0):
+    """``dst[r, :c] = src[r]`` and ``dst[r, c:] = fill`` for float32 device arrays viewed as
+    rows (the first dimension) of ``c`` (``src``) and ``d >= c`` (``dst``) values, ordered on
+    ``stream`` (asynchronous)."""
+    if src.dtype != _np.float32 or dst.dtype != _np.float32:
+        raise TypeError(f"array_pad_columns: float32 arrays only, got {src.dtype} and {dst.dtype}")
+    cdef int64_t rows = src.shape[0] if src.ndim else 1
+    if (dst.shape[0] if dst.ndim else 1) != rows:
+        raise ValueError("array_pad_columns: src and dst must have the same number of rows")
+    cdef int64_t cin = src.size // rows if rows else 0
+    cdef int64_t cout = dst.size // rows if rows else 0
+    if cout < cin:
+        raise ValueError(f"array_pad_columns: dst rows ({cout} values) are shorter than src rows ({cin})")
+    cdef const float* ps = <const float*>_addr(src)
+    cdef float* pd = <float*>_addr(dst)
+    cdef float f = <float>fill
+    cdef int status
+    with nogil:
+        status = gm_array_pad_columns_f32_cuda(ps, rows, cin, pd, cout, f, <void*>stream)
     _check(status)

@@ -9,7 +9,7 @@ from libc.stdint cimport uintptr_t
 from geomops._c_cconv cimport (
     gm_cconv_apply_cuda, gm_cconv_backprop_filter_cuda, gm_cconv_cast_cuda, gm_cconv_importance_grads_cuda,
     gm_cconv_inverted_weights_cuda, gm_cconv_neighbor_products_cuda, gm_cconv_normalizers_cuda,
-    gm_cconv_swap_channels_cuda, gm_gemm_cuda, gm_invert_neighbors_cuda, gm_reduce_subarrays_sum_cuda)
+    gm_cconv_position_grads_cuda, gm_cconv_swap_channels_cuda, gm_gemm_cuda, gm_invert_neighbors_cuda, gm_reduce_subarrays_sum_cuda)
 
 include "_cconv_params.pxi"
 
@@ -19,8 +19,10 @@ def cconv_run(int mode, int transpose, filters, out_positions, inp_positions, ex
               neighbors_row_splits, inp_neighbors_importance_sum, inp_neighbors_row_splits,
               int align_corners, int coordinate_mapping, int interpolation, int normalize,
               out_features_gradient, output, int64_t max_temp_bytes, int num_threads, was_zero=None,
-              bint allow_tf32=False, *, uintptr_t stream=0):
-    """mode 0: forward/transpose into output; 1: filter gradient; 2: neighbor products;
+              bint allow_tf32=False, entry_position_grads=None, entry_extent_grads=None, *, uintptr_t stream=0):
+    """mode 0: forward/transpose into output; 1: filter gradient; 2: neighbor products (into
+    ``output``, float64 [E], or None) and, when given, each entry's position and extent
+    derivatives (float64 ``entry_position_grads`` [E, 3], ``entry_extent_grads`` [E, extents cols]);
     3: the normalisers (float64 divisors into output, uint8/bool ``was_zero``). ``allow_tf32``:
     the GEMMs of float32 calls may use TF32 tensor cores."""
     cdef gm_cconv_params p
@@ -28,7 +30,7 @@ def cconv_run(int mode, int transpose, filters, out_positions, inp_positions, ex
                 inp_importance, out_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
                 inp_neighbors_importance_sum, inp_neighbors_row_splits, align_corners, coordinate_mapping,
                 interpolation, normalize, out_features_gradient, output, max_temp_bytes, num_threads,
-                allow_tf32)
+                allow_tf32, entry_position_grads, entry_extent_grads)
     cdef uint8_t* zero = <uint8_t*>_addr(was_zero)
     cdef void* s = <void*>stream
     cdef int status
@@ -72,6 +74,24 @@ def cconv_importance_grads(int transpose, neighbors_index, neighbors_row_splits,
     cdef int status
     with nogil:
         status = gm_cconv_importance_grads_cuda(&p, s)
+    _check(status)
+
+
+
+def cconv_position_grads(int transpose, neighbors_index, neighbors_row_splits, inv_index, inv_row_splits,
+                         inv_permutation, entry_position_grads, entry_extent_grads, d_out_positions,
+                         d_inp_positions, d_extents, int num_threads, *, uintptr_t stream=0):
+    """The position and extent gradients of the backward functions from the per-entry derivatives
+    (``cconv_run`` mode 2) into the given (non-None) outputs: d_out_positions [No, 3],
+    d_inp_positions [Ni, 3], d_extents (the validated extents' shape) (gm_cconv_bwd_position_*)."""
+    cdef gm_cconv_grad_params p
+    _fill_grad(&p, transpose, neighbors_index, neighbors_row_splits, None, None, None, None, inv_index,
+               inv_row_splits, inv_permutation, None, None, None, None, None, num_threads,
+               entry_position_grads, entry_extent_grads, d_out_positions, d_inp_positions, d_extents)
+    cdef void* s = <void*>stream
+    cdef int status
+    with nogil:
+        status = gm_cconv_position_grads_cuda(&p, s)
     _check(status)
 
 

@@ -88,11 +88,17 @@ cdef class DeviceBuffer:
 
     def __dealloc__(self):
         if self.ptr:
-            gm_cuda_free(<void*>self.ptr, self.device)
+            gm_cuda_free(<void*>self.ptr, self.nbytes, self.device)
             self.ptr = 0
 
     def __reduce__(self):
         raise TypeError("device memory cannot be pickled; call .get() on the array first")
+
+
+def release_cached_memory():
+    """Free the device memory cached for reuse by freed arrays (geomops keeps it because
+    cudaFree would synchronise the device)."""
+    _check(gm_cuda_release_cached())
 
 
 def memcpy(uintptr_t dst, uintptr_t src, size_t nbytes, uintptr_t stream=0):

@@ -24,6 +24,7 @@ nothing; it still counts in the normaliser.
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -31,6 +32,7 @@ import numpy as np
 from . import _backend
 from . import _validate as V
 from ._cconv_args import COORDINATE_MAPPINGS, INTERPOLATIONS, ConvCall, gradient, options
+from ._cconv_args import FORWARD_GRADIENTS, POSITION_GRADIENTS, TRANSPOSE_GRADIENTS, gradients_wanted
 from ._cconv_args import prepare_forward, prepare_transpose
 from ._config import resolve_num_threads
 
@@ -134,20 +136,28 @@ def _doc(**parts):
 
 
 class ContinuousConvGradients(NamedTuple):
-    """Gradients of ``sum(continuous_conv(...) * out_features_gradient)``."""
-    filters: np.ndarray
-    inp_features: np.ndarray
+    """Gradients of ``sum(continuous_conv(...) * out_features_gradient)``; None where not asked
+    for (``wrt``) or where the input is absent."""
+    filters: Optional[np.ndarray]
+    inp_features: Optional[np.ndarray]
     inp_importance: Optional[np.ndarray]
     neighbors_importance: Optional[np.ndarray]
+    inp_positions: Optional[np.ndarray] = None
+    out_positions: Optional[np.ndarray] = None
+    extents: Optional[np.ndarray] = None
 
 
 class ContinuousConvTransposeGradients(NamedTuple):
-    """Gradients of ``sum(continuous_conv_transpose(...) * out_features_gradient)``."""
-    filters: np.ndarray
-    inp_features: np.ndarray
+    """Gradients of ``sum(continuous_conv_transpose(...) * out_features_gradient)``; None where
+    not asked for (``wrt``) or where the input is absent."""
+    filters: Optional[np.ndarray]
+    inp_features: Optional[np.ndarray]
     out_importance: Optional[np.ndarray]
     neighbors_importance: Optional[np.ndarray]
     inp_neighbors_importance_sum: Optional[np.ndarray]
+    inp_positions: Optional[np.ndarray] = None
+    out_positions: Optional[np.ndarray] = None
+    extents: Optional[np.ndarray] = None
 
 
 class InvertedNeighbors(NamedTuple):
@@ -162,7 +172,8 @@ class InvertedNeighbors(NamedTuple):
 # same code runs on NumPy arrays (CPU) and on device arrays (CUDA): no array math here, every
 # formula is a kernel of both backends.
 
-def _run(be, mode, call: ConvCall, opt, *, normalize=None, g=None, output, was_zero=None, allow_tf32=False):
+def _run(be, mode, call: ConvCall, opt, *, normalize=None, g=None, output, was_zero=None, allow_tf32=False,
+         entry_position_grads=None, entry_extent_grads=None):
     """Run cconv kernel ``mode`` of backend ``be`` on ``call`` into ``output``."""
     be.kernels.cconv_run(mode, int(call.transpose), call.filters, call.out_positions, call.inp_positions,
                          call.extents, call.offset, call.inp_features, call.inp_importance,
@@ -170,7 +181,8 @@ def _run(be, mode, call: ConvCall, opt, *, normalize=None, g=None, output, was_z
                          call.neighbors_row_splits, call.inp_neighbors_importance_sum,
                          call.inp_neighbors_row_splits, int(opt.align_corners), opt.coordinate_mapping,
                          opt.interpolation, int(opt.normalize if normalize is None else normalize), g,
-                         output, opt.max_temp_bytes, opt.num_threads, was_zero, allow_tf32)
+                         output, opt.max_temp_bytes, opt.num_threads, was_zero, allow_tf32,
+                         entry_position_grads, entry_extent_grads)
     return output
 
 
@@ -187,6 +199,30 @@ def _backprop_filter(be, call, opt, g, normalize=None, allow_tf32=False):
 def _neighbor_products(be, call, opt, g, allow_tf32=False):
     out = be.empty((call.neighbors_index.shape[0],), np.float64)
     return _run(be, 2, call, opt, g=g, output=out, allow_tf32=allow_tf32)
+
+
+def _entry_grads(be, call, opt, g, products, positions, extents, allow_tf32=False):
+    """Per neighbor entry, in one pass over ``g F^T`` (float64, each where wanted: None skips it):
+    the neighbor products (the importance gradients' input, [E]), d L / d(relative position)
+    ([E, 3]) and d L / d(its extent) ([E, extents columns])."""
+    entries = call.neighbors_index.shape[0]
+    out = be.empty((entries,), np.float64) if products else None
+    pos = be.empty((entries, 3), np.float64) if positions else None
+    ext = be.empty((entries, call.extents.shape[1]), np.float64) if extents else None
+    _run(be, 2, call, opt, g=g, output=out, allow_tf32=allow_tf32, entry_position_grads=pos,
+         entry_extent_grads=ext)
+    return out, pos, ext
+
+
+def _position_grads(be, call, want, inverted, entry_positions, entry_extents, num_threads):
+    """Sum the entries' position / extent derivatives into the points (the ``want``ed ones of
+    inp_positions, out_positions, extents; None for the others)."""
+    d_inp = be.empty(call.inp_positions.shape, call.dtype) if "inp_positions" in want else None
+    d_out = be.empty(call.out_positions.shape, call.dtype) if "out_positions" in want else None
+    d_ext = be.empty(call.extents.shape, call.dtype) if "extents" in want else None
+    be.kernels.cconv_position_grads(int(call.transpose), call.neighbors_index, call.neighbors_row_splits, *inverted,
+                                    entry_positions, entry_extents, d_out, d_inp, d_ext, num_threads)
+    return d_inp, d_out, d_ext
 
 
 def _normalizers(be, call, opt):
@@ -435,33 +471,48 @@ def continuous_conv_transpose_backprop_filter(filters, out_positions, out_import
 
 # ---- one-call backward -----------------------------------------------------------------------
 
-@_doc(args=_FORWARD_ARGS_DOC, options=_OPTIONS_DOC)
+def _wrt_doc(names):
+    listed = textwrap.fill(", ".join(f'"{n}"' for n in names), 90, initial_indent=" " * 8,
+                           subsequent_indent=" " * 8)
+    return f"""
+    wrt : None, str or collection of str, default None
+        The inputs to differentiate, names from:
+{listed}.
+        None: ``filters``, ``inp_features`` and the importances given (no position or extent
+        gradient). Gradients not asked for are not computed (None in the result); nor are those
+        of absent importances."""
+
+
+@_doc(args=_FORWARD_ARGS_DOC, options=_OPTIONS_DOC, wrt=_wrt_doc(FORWARD_GRADIENTS))
 def continuous_conv_backward(filters, out_positions, extents, offset, inp_positions, inp_features,
                              inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
                              out_features_gradient, *, align_corners=True,
                              coordinate_mapping="ball_to_cube_radial", normalize=False,
                              interpolation="linear", max_temp_mem_MB=64, output_type=None,
-                             num_threads=None, allow_tf32=False, device=None, stream=None):
+                             num_threads=None, allow_tf32=False, wrt=None, device=None, stream=None):
     """All gradients of ``sum(continuous_conv(...) * out_features_gradient)`` in one call.
 
     The feature gradient is a transpose convolution over the inverted neighbor lists (as in
     Open3D); the importance gradients (new in geomops) let users learn window functions.
     With ``normalize`` the ``neighbors_importance`` gradient includes the derivative through the
     normaliser (rows whose importance sum is exactly 0 are divided by 1 and get no such term).
-    Positions, extents and offset get no gradient.
+    Positions and extents get gradients when asked for (``wrt``; docs/cconv.md, "Gradients
+    w.r.t. positions and extents": the exact derivative of the branch the forward op takes at
+    its kinks); ``offset`` gets none.
 
     Parameters
     ----------{args}
     out_features_gradient : ndarray, [No, Cout]
-        Gradient of the objective w.r.t. the forward op's output.
+        Gradient of the objective w.r.t. the forward op's output.{wrt}
 {options}
 
     Returns
     -------
     ContinuousConvGradients
-        Named tuple ``(filters [D,H,W,Cin,Cout], inp_features [Ni,Cin], inp_importance [Ni] or
-        None, neighbors_importance [E] or None)``; an importance gradient is None when that
-        importance was not given.
+        Named tuple ``(filters [D,H,W,Cin,Cout], inp_features [Ni,Cin], inp_importance [Ni],
+        neighbors_importance [E], inp_positions [Ni,3], out_positions [No,3], extents (the shape
+        of the validated extents: a scalar gives [1, 1]))``; a field is None when not asked for
+        or when that importance was not given.
     """
     names = _FWD + ("out_features_gradient",)
     with _backend.op_call(device, stream, optional=_OPTIONAL, **_named(names, locals())) as c:
@@ -472,47 +523,60 @@ def continuous_conv_backward(filters, out_positions, extents, offset, inp_positi
         opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
                       output_type, num_threads)
         tf32 = V.check_bool(allow_tf32, "allow_tf32")
+        want = gradients_wanted(wrt, FORWARD_GRADIENTS)
         call = prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
                                inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
                                extra={"out_features_gradient": out_features_gradient})
         g = be.from_host(gradient(out_features_gradient, call))
         call = call.to_backend(be)
         nt = opt.num_threads
-        d_filters = _backprop_filter(be, call, opt, g, allow_tf32=tf32)
+        want_imp = (call.inp_importance is not None and "inp_importance" in want,
+                    call.neighbors_importance is not None and "neighbors_importance" in want)
+        want_pos = want.intersection(POSITION_GRADIENTS)
+        d_filters = _backprop_filter(be, call, opt, g, allow_tf32=tf32) if "filters" in want else None
         divisor = was_zero = None
-        if opt.normalize:
+        if opt.normalize and ("inp_features" in want or any(want_imp)):
             divisor, was_zero = _normalizers(be, call, opt)
-        inverted = _invert(be, call.inp_positions.shape[0], call.neighbors_index, call.neighbors_row_splits)
+        inverted = None
+        if "inp_features" in want or any(want_imp) or want_pos:
+            inverted = _invert(be, call.inp_positions.shape[0], call.neighbors_index, call.neighbors_row_splits)
 
-        # d inp_features: transpose conv (filters Cin<->Cout) over the inverted lists, with each
-        # entry's weight a_n / psi_i folded into its importance so no normalisation is redone.
-        weights = None
-        if call.neighbors_importance is not None or opt.normalize:
-            weights = _inverted_weights(be, call, divisor, inverted, nt)
-        tcall = ConvCall(True, call.dtype, _swap_channels(be, call.filters, nt),
-                         out_positions=call.inp_positions, inp_positions=call.out_positions,
-                         extents=call.extents, offset=call.offset, inp_features=g,
-                         out_importance=call.inp_importance, neighbors_index=inverted[0],
-                         neighbors_importance=weights, neighbors_row_splits=inverted[1],
-                         inp_neighbors_row_splits=call.neighbors_row_splits)
-        d_features = _apply(be, tcall, opt, normalize=False, allow_tf32=tf32)
+        d_features = None
+        if "inp_features" in want:
+            # d inp_features: transpose conv (filters Cin<->Cout) over the inverted lists, with each
+            # entry's weight a_n / psi_i folded into its importance so no normalisation is redone.
+            weights = None
+            if call.neighbors_importance is not None or opt.normalize:
+                weights = _inverted_weights(be, call, divisor, inverted, nt)
+            tcall = ConvCall(True, call.dtype, _swap_channels(be, call.filters, nt),
+                             out_positions=call.inp_positions, inp_positions=call.out_positions,
+                             extents=call.extents, offset=call.offset, inp_features=g,
+                             out_importance=call.inp_importance, neighbors_index=inverted[0],
+                             neighbors_importance=weights, neighbors_row_splits=inverted[1],
+                             inp_neighbors_row_splits=call.neighbors_row_splits)
+            d_features = _apply(be, tcall, opt, normalize=False, allow_tf32=tf32)
 
-        d_inp_imp = d_nb_imp = None
-        if call.inp_importance is not None or call.neighbors_importance is not None:
-            # d <out_i, g_i> / d (entry weight) before scaling, then the gm_cconv_bwd_* formulas
-            dots = _neighbor_products(be, call, opt, g, allow_tf32=tf32)
-            if call.inp_importance is not None:
-                d_inp_imp = be.empty(call.inp_importance.shape, call.dtype)
-            if call.neighbors_importance is not None:
-                d_nb_imp = be.empty(call.neighbors_importance.shape, call.dtype)
-            be.kernels.cconv_importance_grads(0, call.neighbors_index, call.neighbors_row_splits,
-                                              call.neighbors_importance, call.inp_importance, divisor, was_zero,
-                                              *inverted, dots, d_inp_imp, d_nb_imp, None, nt)
-        return c.result(ContinuousConvGradients(_cast(be, d_filters, opt), _cast(be, d_features, opt),
-                                                    _cast(be, d_inp_imp, opt), _cast(be, d_nb_imp, opt)))
+        d_inp_imp = d_nb_imp = d_inp_pos = d_out_pos = d_ext = None
+        if any(want_imp) or want_pos:
+            # per entry: d <out_i, g_i> / d (entry weight) before scaling (for the gm_cconv_bwd_*
+            # importance formulas) and d L / d (relative position, extent)
+            dots, entry_pos, entry_ext = _entry_grads(be, call, opt, g, any(want_imp), bool(want_pos),
+                                                      "extents" in want, allow_tf32=tf32)
+            if any(want_imp):
+                if want_imp[0]:
+                    d_inp_imp = be.empty(call.inp_importance.shape, call.dtype)
+                if want_imp[1]:
+                    d_nb_imp = be.empty(call.neighbors_importance.shape, call.dtype)
+                be.kernels.cconv_importance_grads(0, call.neighbors_index, call.neighbors_row_splits,
+                                                  call.neighbors_importance, call.inp_importance, divisor,
+                                                  was_zero, *inverted, dots, d_inp_imp, d_nb_imp, None, nt)
+            if want_pos:
+                d_inp_pos, d_out_pos, d_ext = _position_grads(be, call, want, inverted, entry_pos, entry_ext, nt)
+        return c.result(ContinuousConvGradients(*(_cast(be, x, opt) for x in (
+            d_filters, d_features, d_inp_imp, d_nb_imp, d_inp_pos, d_out_pos, d_ext))))
 
 
-@_doc(args=_TRANSPOSE_ARGS_DOC, options=_OPTIONS_DOC)
+@_doc(args=_TRANSPOSE_ARGS_DOC, options=_OPTIONS_DOC, wrt=_wrt_doc(TRANSPOSE_GRADIENTS))
 def continuous_conv_transpose_backward(filters, out_positions, out_importance, extents, offset,
                                        inp_positions, inp_features, inp_neighbors_index,
                                        inp_neighbors_importance_sum, inp_neighbors_row_splits,
@@ -520,25 +584,29 @@ def continuous_conv_transpose_backward(filters, out_positions, out_importance, e
                                        out_features_gradient, *, align_corners=True,
                                        coordinate_mapping="ball_to_cube_radial", normalize=False,
                                        interpolation="linear", max_temp_mem_MB=64, output_type=None,
-                                       num_threads=None, allow_tf32=False, device=None, stream=None):
+                                       num_threads=None, allow_tf32=False, wrt=None, device=None,
+                                       stream=None):
     """All gradients of ``sum(continuous_conv_transpose(...) * out_features_gradient)``.
 
     Partial derivatives w.r.t. each explicit input; ``inp_neighbors_importance_sum`` is treated
     as an independent input (its gradient is nonzero only with ``normalize``, importance given
     and a nonzero sum). To learn a window function through the forward lists, chain the
-    ``neighbors_importance`` and ``inp_neighbors_importance_sum`` gradients yourself.
+    ``neighbors_importance`` and ``inp_neighbors_importance_sum`` gradients yourself. Positions
+    and extents (per input point here) get gradients when asked for (``wrt``).
 
     Parameters
     ----------{args}
     out_features_gradient : ndarray, [No, Cout]
-        Gradient of the objective w.r.t. the transpose op's output.
+        Gradient of the objective w.r.t. the transpose op's output.{wrt}
 {options}
 
     Returns
     -------
     ContinuousConvTransposeGradients
-        Named tuple ``(filters, inp_features [Ni,Cin], out_importance [No] or None,
-        neighbors_importance [E] or None, inp_neighbors_importance_sum [Ni] or None)``.
+        Named tuple ``(filters, inp_features [Ni,Cin], out_importance [No],
+        neighbors_importance [E], inp_neighbors_importance_sum [Ni], inp_positions [Ni,3],
+        out_positions [No,3], extents (the validated extents' shape))``; a field is None when not
+        asked for or when that input is absent.
     """
     names = _TR + ("out_features_gradient",)
     with _backend.op_call(device, stream, optional=_OPTIONAL, **_named(names, locals())) as c:
@@ -550,6 +618,7 @@ def continuous_conv_transpose_backward(filters, out_positions, out_importance, e
         opt = options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
                       output_type, num_threads)
         tf32 = V.check_bool(allow_tf32, "allow_tf32")
+        want = gradients_wanted(wrt, TRANSPOSE_GRADIENTS)
         call = prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
                                  inp_features, inp_neighbors_index, inp_neighbors_importance_sum,
                                  inp_neighbors_row_splits, neighbors_index, neighbors_importance,
@@ -557,36 +626,48 @@ def continuous_conv_transpose_backward(filters, out_positions, out_importance, e
         g = be.from_host(gradient(out_features_gradient, call))
         call = call.to_backend(be)
         nt = opt.num_threads
-        d_filters = _backprop_filter(be, call, opt, g, allow_tf32=tf32)
+        given = call.neighbors_importance is not None
+        want_imp = (call.out_importance is not None and "out_importance" in want,
+                    given and "neighbors_importance" in want, given and "inp_neighbors_importance_sum" in want)
+        want_pos = want.intersection(POSITION_GRADIENTS)
+        d_filters = _backprop_filter(be, call, opt, g, allow_tf32=tf32) if "filters" in want else None
         divisor = was_zero = None
-        if opt.normalize:
+        if opt.normalize and ("inp_features" in want or any(want_imp)):
             divisor, was_zero = _normalizers(be, call, opt)
-        inverted = _invert(be, call.inp_positions.shape[0], call.neighbors_index, call.neighbors_row_splits)
+        inverted = None
+        if "inp_features" in want or any(want_imp) or want_pos:
+            inverted = _invert(be, call.inp_positions.shape[0], call.neighbors_index, call.neighbors_row_splits)
 
-        # d inp_features: forward conv (filters Cin<->Cout) over the inverted lists, with each entry's
-        # weight c_n = imp_n / phi_j of the transpose (gm_cconv_entry_weight) as its importance
-        fcall = ConvCall(False, call.dtype, _swap_channels(be, call.filters, nt),
-                         out_positions=call.inp_positions, inp_positions=call.out_positions,
-                         extents=call.extents, offset=call.offset, inp_features=g,
-                         inp_importance=call.out_importance, neighbors_index=inverted[0],
-                         neighbors_importance=_inverted_weights(be, call, divisor, inverted, nt),
-                         neighbors_row_splits=inverted[1])
-        d_features = _apply(be, fcall, opt, normalize=False, allow_tf32=tf32)
+        d_features = None
+        if "inp_features" in want:
+            # d inp_features: forward conv (filters Cin<->Cout) over the inverted lists, with each entry's
+            # weight c_n = imp_n / phi_j of the transpose (gm_cconv_entry_weight) as its importance
+            fcall = ConvCall(False, call.dtype, _swap_channels(be, call.filters, nt),
+                             out_positions=call.inp_positions, inp_positions=call.out_positions,
+                             extents=call.extents, offset=call.offset, inp_features=g,
+                             inp_importance=call.out_importance, neighbors_index=inverted[0],
+                             neighbors_importance=_inverted_weights(be, call, divisor, inverted, nt),
+                             neighbors_row_splits=inverted[1])
+            d_features = _apply(be, fcall, opt, normalize=False, allow_tf32=tf32)
 
-        d_out_imp = d_nb_imp = d_sum = None
-        if call.out_importance is not None or call.neighbors_importance is not None:
-            dots = _neighbor_products(be, call, opt, g, allow_tf32=tf32)
-            if call.out_importance is not None:
-                d_out_imp = be.empty(call.out_importance.shape, call.dtype)
-            if call.neighbors_importance is not None:
-                d_nb_imp = be.empty(call.neighbors_importance.shape, call.dtype)
-                d_sum = be.empty(call.inp_neighbors_importance_sum.shape, call.dtype)
-            be.kernels.cconv_importance_grads(1, call.neighbors_index, call.neighbors_row_splits,
-                                              call.neighbors_importance, call.out_importance, divisor, was_zero,
-                                              *inverted, dots, d_out_imp, d_nb_imp, d_sum, nt)
-        return c.result(ContinuousConvTransposeGradients(
-            _cast(be, d_filters, opt), _cast(be, d_features, opt), _cast(be, d_out_imp, opt),
-            _cast(be, d_nb_imp, opt), _cast(be, d_sum, opt)))
+        d_out_imp = d_nb_imp = d_sum = d_inp_pos = d_out_pos = d_ext = None
+        if any(want_imp) or want_pos:
+            dots, entry_pos, entry_ext = _entry_grads(be, call, opt, g, any(want_imp), bool(want_pos),
+                                                      "extents" in want, allow_tf32=tf32)
+            if any(want_imp):
+                if want_imp[0]:
+                    d_out_imp = be.empty(call.out_importance.shape, call.dtype)
+                if want_imp[1]:
+                    d_nb_imp = be.empty(call.neighbors_importance.shape, call.dtype)
+                if want_imp[2]:
+                    d_sum = be.empty(call.inp_neighbors_importance_sum.shape, call.dtype)
+                be.kernels.cconv_importance_grads(1, call.neighbors_index, call.neighbors_row_splits,
+                                                  call.neighbors_importance, call.out_importance, divisor,
+                                                  was_zero, *inverted, dots, d_out_imp, d_nb_imp, d_sum, nt)
+            if want_pos:
+                d_inp_pos, d_out_pos, d_ext = _position_grads(be, call, want, inverted, entry_pos, entry_ext, nt)
+        return c.result(ContinuousConvTransposeGradients(*(_cast(be, x, opt) for x in (
+            d_filters, d_features, d_out_imp, d_nb_imp, d_sum, d_inp_pos, d_out_pos, d_ext))))
 
 
 # ---- list utilities --------------------------------------------------------------------------

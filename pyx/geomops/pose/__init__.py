@@ -2,7 +2,7 @@
 
 * :mod:`.scene`   -- Camera, Mesh, SceneObject, Scene (the data model)
 * :mod:`.buffers` -- RenderResult (render buffers, also from an external renderer)
-* :mod:`.render`  -- the OpenMP software rasterizer
+* :mod:`.render`  -- the software rasterizer (OpenMP on the CPU, or CUDA)
 * :mod:`.diff`    -- image-space gradients, pose back-propagation, apply_pose_delta
 """
 

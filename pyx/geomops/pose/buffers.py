@@ -16,12 +16,20 @@ buffer                    dtype, shape         background  content
 ``triangle_id``           int32 (H, W)         -1          face index within the object's mesh
 ``barycentrics``          float32 (H, W, 3)    0           perspective-correct barycentrics of the face
 ========================  ===================  ==========  =============================================
+
+The buffers of one RenderResult are all NumPy arrays or all :class:`geomops.DeviceArray` on one
+GPU (``render(scene, device="cuda")`` and :meth:`RenderResult.from_buffers` with device arrays);
+:attr:`RenderResult.device` says which and :meth:`RenderResult.get` copies device buffers to the
+host.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .. import _backend
+from .. import _device
+from .._device import DeviceArray
 from .._validate import as_array
 from ._constants import BACKGROUND_DEPTH  # stillleben's "invalid" clear value for depth and coordinates
 from ._constants import MAX_INSTANCE_INDEX
@@ -35,8 +43,9 @@ class RenderResult:
     """The render buffers of one frame (see the module docstring for the table).
 
     The constructor stores the arrays it is given after a light check of dtypes and shapes
-    (it is what :func:`geomops.pose.render` uses). To wrap buffers from another renderer,
-    use :meth:`from_buffers`, which validates and converts everything.
+    (it is what :func:`geomops.pose.render` uses): NumPy arrays, or device arrays (any object
+    with ``__cuda_array_interface__`` or a CUDA ``__dlpack__``) all on one GPU. To wrap buffers
+    from another renderer, use :meth:`from_buffers`, which validates and converts everything.
 
     Attributes ``cam_coordinates``, ``normals``, ``class_index``, ``triangle_id`` and
     ``barycentrics`` may be ``None`` (not provided).
@@ -46,6 +55,9 @@ class RenderResult:
 
     def __init__(self, rgb, depth, instance_index, object_coordinates, cam_coordinates=None, normals=None,
                  class_index=None, triangle_id=None, barycentrics=None):
+        _one_place(rgb=rgb, depth=depth, instance_index=instance_index, object_coordinates=object_coordinates,
+                   cam_coordinates=cam_coordinates, normals=normals, class_index=class_index,
+                   triangle_id=triangle_id, barycentrics=barycentrics)
         depth = _exact(depth, "depth", np.float32, None)
         h, w = depth.shape
         self.depth = depth
@@ -58,6 +70,14 @@ class RenderResult:
         self.triangle_id = _exact(triangle_id, "triangle_id", np.int32, (h, w), True)
         self.barycentrics = _exact(barycentrics, "barycentrics", np.float32, (h, w, 3), True)
 
+    @classmethod
+    def _wrap(cls, **buffers):
+        """A RenderResult of buffers already checked (from_buffers on a device, get())."""
+        self = cls.__new__(cls)
+        for name in cls.__slots__:
+            setattr(self, name, buffers.get(name))
+        return self
+
     @property
     def height(self):
         return self.depth.shape[0]
@@ -69,19 +89,43 @@ class RenderResult:
     @property
     def shape(self):
         """``(height, width)``."""
-        return self.depth.shape
+        return tuple(self.depth.shape)
+
+    @property
+    def device(self):
+        """Where the buffers are: ``"cpu"`` (NumPy arrays) or ``"cuda:N"`` (DeviceArrays)."""
+        return self.depth.device if isinstance(self.depth, DeviceArray) else "cpu"
+
+    def get(self):
+        """The buffers on the host: a RenderResult of NumPy copies of device buffers (the same
+        dtypes and shapes), or this RenderResult itself when its buffers are NumPy arrays."""
+        if not isinstance(self.depth, DeviceArray):
+            return self
+        return type(self)._wrap(**{name: None if getattr(self, name) is None else getattr(self, name).get()
+                                   for name in self.__slots__})
+
+    def _host_only(self, what):
+        if isinstance(self.depth, DeviceArray):
+            raise TypeError(f"RenderResult.{what}() works on host buffers, but these are on {self.device}; "
+                            f"call .get() first")
 
     def rgb_float(self):
-        """(H, W, 3) float32 colour in [0, 1] (``rgb[..., :3] / 255``, as the gradients use it)."""
+        """(H, W, 3) float32 colour in [0, 1] (``rgb[..., :3] / 255``, as the gradients use it;
+        float rgb as it is). Host buffers only."""
+        self._host_only("rgb_float")
+        if self.rgb.dtype != np.uint8:
+            return np.ascontiguousarray(self.rgb[..., :3], dtype=np.float32)
         return self.rgb[..., :3].astype(np.float32) / np.float32(255.0)
 
     def mask(self, instance_index):
-        """(H, W) bool: pixels whose instance index equals ``instance_index``."""
+        """(H, W) bool: pixels whose instance index equals ``instance_index``. Host buffers only."""
+        self._host_only("mask")
         return self.instance_index == int(instance_index)
 
     def __repr__(self):
         have = [n for n in _OPTIONAL if getattr(self, n) is not None]
-        return f"RenderResult({self.height}x{self.width}, optional buffers: {', '.join(have) or 'none'})"
+        where = f", on {self.device}" if self.device != "cpu" else ""
+        return f"RenderResult({self.height}x{self.width}, optional buffers: {', '.join(have) or 'none'}{where})"
 
     # ------------------------------------------------------------------------------------------
     @classmethod
@@ -112,7 +156,23 @@ class RenderResult:
         pixels may hold anything (NaN, inf, 0, 3000) and are stored as given, since nothing
         reads them. Float ``rgb`` must be finite. The optional buffers are stored as given.
 
-        Every output array is a new C-contiguous copy.
+        Host buffers (NumPy arrays, lists): every output array is a new C-contiguous copy, rgb
+        uint8 (H, W, 4).
+
+        Device buffers (CuPy, PyTorch CUDA tensors, nvdiffrast output, DeviceArray: anything with
+        ``__cuda_array_interface__`` or a CUDA ``__dlpack__``): every buffer must be on the same
+        GPU (a host buffer among them is a ValueError naming both), and the result's buffers are
+        DeviceArrays there. The checks above run on the device with the same messages (small
+        reductions; only scalars come back). A buffer that already has the layout the gradient
+        kernels read is kept **without a copy**, as a view of the producer's memory (do not
+        overwrite it while the RenderResult is in use): rgb uint8 or float32 with 3 or 4
+        channels, depth float32 (H, W) or (H, W, 1), instance_index and class_index int16,
+        triangle_id int32, the float buffers float32 (cam_coordinates and normals with 4
+        channels). Other dtypes are converted on the device (integer ids after the range check,
+        float64 to float32, a 4th channel added to cam_coordinates and normals); a
+        non-contiguous buffer is first copied into a contiguous one there. Unlike on the host,
+        float rgb stays float32 (3 or 4 channels, not rounded to 8 bits): the gradients read it
+        as it is.
 
         Raises
         ------
@@ -122,6 +182,11 @@ class RenderResult:
             Shapes that disagree (message names the argument and the expected shape), ids out
             of the int16 range, non-finite foreground values, float rgb outside [0, 1].
         """
+        given = dict(rgb=rgb, depth=depth, instance_index=instance_index, object_coordinates=object_coordinates,
+                     cam_coordinates=cam_coordinates, normals=normals, class_index=class_index,
+                     triangle_id=triangle_id, barycentrics=barycentrics)
+        if _one_place(**given):
+            return cls._wrap(**_device_buffers(**given))
         inst = _int_plane(instance_index, "instance_index", None, np.int16, 0, MAX_INSTANCE_INDEX)
         h, w = inst.shape
         d = _float_buf(depth, "depth", (h, w), squeeze=True)
@@ -149,14 +214,23 @@ class RenderResult:
 
 
 # ----------------------------------------------------------------------------------------------
+def _one_place(**buffers):
+    """True when the given buffers (None skipped) are device arrays, False when they are on the
+    host; a ValueError names them when they are mixed or on two devices."""
+    _, on_device = _backend.select(None, **{k: v for k, v in buffers.items() if v is not None})
+    return on_device
+
+
 def _exact(a, name, dtype, shape, optional=False):
     """Light check for the internal constructor: exact dtype and shape, C-contiguous."""
     if a is None:
         if optional:
             return None
         raise TypeError(f"{name} must be an array, got None")
-    if not isinstance(a, np.ndarray) or a.dtype != dtype:
-        got = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
+    if _device.is_device_array(a):
+        a = _device.as_device_array(a, name)
+    if not isinstance(a, (np.ndarray, DeviceArray)) or a.dtype != dtype:
+        got = a.dtype if isinstance(a, (np.ndarray, DeviceArray)) else type(a).__name__
         raise TypeError(f"{name} must be a {np.dtype(dtype)} ndarray, got {got} "
                         "(use RenderResult.from_buffers to convert foreign buffers)")
     if shape is None:
@@ -164,7 +238,7 @@ def _exact(a, name, dtype, shape, optional=False):
             raise ValueError(f"{name} must have shape (H, W), got {a.shape}")
     elif a.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
-    return np.ascontiguousarray(a)
+    return a if isinstance(a, DeviceArray) else np.ascontiguousarray(a)
 
 
 def _shape_text(shape):
@@ -240,3 +314,140 @@ def _rgb(x, hw):
     if a.shape[2] == 3:
         out[:, :, 3] = 255
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# from_buffers on device arrays: the checks above, run on the device, and conversions there
+
+def _device_buffers(rgb, depth, instance_index, object_coordinates, cam_coordinates, normals, class_index,
+                    triangle_id, barycentrics):
+    inst = _d_int_plane(instance_index, "instance_index", None, np.int16, 0, MAX_INSTANCE_INDEX)
+    h, w = inst.shape
+    d = _d_float_buf(depth, "depth", (h, w), squeeze=True)
+    _d_finite_where(d, inst, "depth")
+    oc = _d_float_buf(object_coordinates, "object_coordinates", (h, w, 3))
+    _d_finite_where(oc, inst, "object_coordinates")
+    out = dict(rgb=_d_rgb(rgb, (h, w)), depth=d, instance_index=inst, object_coordinates=oc)
+    for name, x, fill in (("cam_coordinates", cam_coordinates, 1.0), ("normals", normals, 0.0)):
+        if x is not None:
+            out[name] = _d_four_channels(_d_float_buf(x, name, (h, w, (3, 4))), fill)
+    if class_index is not None:
+        out["class_index"] = _d_int_plane(class_index, "class_index", (h, w), np.int16, 0, MAX_INSTANCE_INDEX)
+    if triangle_id is not None:
+        out["triangle_id"] = _d_int_plane(triangle_id, "triangle_id", (h, w), np.int32, -1,
+                                          np.iinfo(np.int32).max)
+    if barycentrics is not None:
+        out["barycentrics"] = _d_float_buf(barycentrics, "barycentrics", (h, w, 3))
+    return out
+
+
+def _d_squeeze_plane(a, name, shape):
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a.reshape(a.shape[:2])
+    if a.ndim != 2 or (shape is not None and a.shape != shape):
+        exp = "(H, W) or (H, W, 1)" if shape is None else f"{shape} or {shape + (1,)}"
+        raise ValueError(f"{name} must have shape {exp}, got shape {a.shape}")
+    return a
+
+
+def _d_int_range(a):
+    """``(min, max)`` of a non-empty integer DeviceArray as Python ints, by a reduction on the
+    device (dtypes the reduction does not take are widened there first)."""
+    dt = a.dtype
+    if dt in (np.dtype(np.int32), np.dtype(np.int64)):
+        wide = a
+    elif dt.itemsize <= 2:
+        wide = a.astype(np.int32)
+    elif dt == np.dtype(np.uint32):
+        wide = a.astype(np.int64)
+    else:  # uint64: float64 keeps the sign of the comparison (large values lose their last digits)
+        wide = a.astype(np.float64)
+    s = _device.stats(wide.reshape(-1))
+    return int(s.min), int(s.max)
+
+
+def _d_int_plane(x, name, shape, dtype, lo, hi):
+    a = _device.as_device_array(x, name)
+    if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"{name} must have an integer dtype, got {a.dtype}")
+    a = _d_squeeze_plane(a, name, shape)
+    if a.size:
+        amin, amax = _d_int_range(a)
+        if amin < lo or amax > hi:
+            bad = amin if amin < lo else amax
+            raise ValueError(f"{name} contains {bad}, outside the valid range [{lo}, {hi}]")
+    return _d_int16(a) if np.dtype(dtype) == np.int16 else a.astype(dtype)  # a itself when it has the dtype
+
+
+def _d_int16(a):
+    """The integer DeviceArray ``a`` as int16 (range-checked by the caller), converted on its
+    device; ``a`` itself when it is int16."""
+    if a.dtype == np.int16:
+        return a
+    out = _device.empty(a._module, a.shape, np.int16, a.device_id)
+    _d_run(a._module.array_cast_int16, a, out)
+    return out
+
+
+def _d_float_buf(x, name, shape, squeeze=False):
+    a = _device.as_device_array(x, name)
+    if not np.issubdtype(a.dtype, np.floating):
+        raise TypeError(f"{name} must have a float dtype, got {a.dtype}")
+    if squeeze:
+        a = _d_squeeze_plane(a, name, shape)
+    else:
+        ok = a.ndim == len(shape) and all(
+            (g in s) if isinstance(s, tuple) else g == s for g, s in zip(a.shape, shape))
+        if not ok:
+            raise ValueError(f"{name} must have shape {_shape_text(shape)}, got shape {a.shape}")
+    return a.astype(np.float32)
+
+
+def _d_run(fn, a, *others, **kwargs):
+    """``fn(a, *others, stream=s, **kwargs)`` on ``a``'s device, on the stream ``a`` is read on,
+    after the pending work of ``others``; ``s`` is synchronised before returning."""
+    m, dev = a._module, a.device_id
+    ws = _device.work_stream(a)
+    with _device.device_scope(m, dev):
+        for o in others:
+            if o._stream is not None and o._stream != ws:
+                m.stream_wait(ws, o._stream, dev)
+        result = fn(a, *others, stream=ws, **kwargs)
+        m.synchronize(ws)
+    return result
+
+
+def _d_finite_where(a, inst, name):
+    _, first = _d_run(a._module.array_masked_nonfinite, a, inst)
+    if first >= 0:
+        w = inst.shape[1]
+        raise ValueError(f"{name} must be finite at foreground pixels (instance_index != 0); "
+                         f"pixel (row {first // w}, col {first % w}) is not")
+
+
+def _d_four_channels(a, fill):
+    """(H, W, 3) float32 -> (H, W, 4) with the 4th channel ``fill``, on the device."""
+    if a.shape[2] == 4:
+        return a
+    h, w = a.shape[:2]
+    out = _device.empty(a._module, (h, w, 4), np.float32, a.device_id)
+    _d_run(lambda src, dst, stream: src._module.array_pad_columns(src, dst, fill, stream=stream),
+           a.reshape(h * w, 3), out.reshape(h * w, 4))
+    return out
+
+
+def _d_rgb(x, hw):
+    a = _device.as_device_array(x, "rgb")
+    h, w = hw
+    if a.ndim != 3 or a.shape[:2] != (h, w) or a.shape[2] not in (3, 4):
+        raise ValueError(f"rgb must have shape ({h}, {w}, 3) or ({h}, {w}, 4), got shape {a.shape}")
+    if a.dtype == np.uint8:
+        return a
+    if not np.issubdtype(a.dtype, np.floating):
+        raise TypeError(f"rgb must be uint8 or float in [0, 1], got dtype {a.dtype}")
+    f = a if a.dtype in (np.float32, np.float64) else a.astype(np.float32)
+    if f.size:
+        s = _device.stats(f.reshape(-1))
+        if not (s.nonfinite == 0 and s.min >= 0 and s.max <= 1):
+            raise ValueError("rgb as float must be finite and in [0, 1] (or pass uint8)")
+    return f.astype(np.float32)

@@ -13,7 +13,12 @@ its row-2 projection denominator, the camera pose ignored, zero-padded central d
 ``scene.camera_pose`` and pads the differences by replicating the edge pixel, so the image
 border creates no false gradient. The per-pixel work runs in one fused OpenMP pass
 (``cpu/posegrad.c``); sums are float64 in a fixed order, identical for any thread count.
-See docs/pose.md.
+
+Every function runs where its array inputs are: on a GPU (``cuda/posegrad.cu``,
+``cuda/pose_delta.cu``) for device buffers (``render(..., device="cuda")``, or
+:meth:`RenderResult.from_buffers` of CuPy / PyTorch / nvdiffrast arrays), giving
+:class:`geomops.DeviceArray` results; ``device="cuda"`` with NumPy inputs copies them in and the
+results back. See docs/pose.md and docs/cuda.md.
 """
 
 from __future__ import annotations
@@ -23,12 +28,15 @@ import warnings
 import numpy as np
 
 from .. import _backend
+from .. import _device
 from .._config import resolve_num_threads
+from .._device import DeviceArray
 from .._validate import check_bool, check_option
 from ._constants import ACC_GRAD, ACC_SINGULAR, ACC_STRIDE
 from ._constants import BORDERS as _BORDERS
 from ._constants import MAX_INSTANCE_INDEX as _MAX_ID  # the instance buffer is int16
 from ._constants import SEMANTICS as _SEMANTICS
+from .buffers import _d_int16, _d_int_range
 from .scene import _object_to_camera
 
 __all__ = ["compute_image_space_gradients", "backpropagate_gradient_to_poses", "apply_pose_delta"]
@@ -38,7 +46,12 @@ _LAYOUTS = ("CHW", "HWC")
 
 
 # ----------------------------------------------------------------------------------------------
-# input checks (everything is checked here; the kernels get C-contiguous arrays only)
+# input checks (everything is checked here; the kernels get C-contiguous arrays only). The
+# buffers are NumPy arrays or DeviceArrays (device inputs, after op_call): the same checks with
+# the same messages, run on the device for DeviceArrays (small reductions) without a host copy.
+
+_BUFFERS = ("rgb", "depth", "instance_index", "object_coordinates")
+
 
 def _buffer(render_result, name):
     if not hasattr(render_result, name):
@@ -50,59 +63,77 @@ def _buffer(render_result, name):
         value = value()
     if value is None:
         raise ValueError(f"render_result.{name} is None; the pose gradients need it")
+    if _device.is_device_array(value):
+        return value  # viewed by op_call
     try:
         return np.asarray(value)
     except Exception as exc:  # pragma: no cover - exotic objects
         raise TypeError(f"render_result.{name} must be array-like: {exc}") from None
 
 
+def _raw_buffers(render_result, need_coords):
+    """The buffers the call reads, by argument name for op_call (``render_result.rgb``, ...)."""
+    names = _BUFFERS if need_coords else _BUFFERS[:3]
+    return {f"render_result.{n}": _buffer(render_result, n) for n in names}
+
+
 def _squeeze_hw1(a, name):
     if a.ndim == 3 and a.shape[2] == 1:  # stillleben gives (H,W,1)
-        a = a[:, :, 0]
+        a = a.reshape(a.shape[:2]) if isinstance(a, DeviceArray) else a[:, :, 0]
     if a.ndim != 2:
         raise ValueError(f"{name} must have shape (H, W) or (H, W, 1), got shape {a.shape}")
     return a
 
 
-def _image_buffers(render_result, need_coords):
-    """(rgb, depth, instance, coords) as C-contiguous kernel inputs, shapes cross-checked."""
-    rgb = _buffer(render_result, "rgb")
+def _float32(a):
+    """``a`` as C-contiguous float32 (converted on its device for a DeviceArray)."""
+    return a.astype(np.float32) if isinstance(a, DeviceArray) else np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _image_buffers(args, need_coords):
+    """(rgb, depth, instance, coords) as C-contiguous kernel inputs, shapes cross-checked
+    (``args``: op_call's arrays by name, see :func:`_raw_buffers`)."""
+    rgb = args["render_result.rgb"]
     if rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
         raise ValueError(f"render_result.rgb must have shape (H, W, 3) or (H, W, 4), got shape {rgb.shape}")
     if rgb.dtype == np.uint8:
         pass
     elif rgb.dtype in (np.float32, np.float64):
-        rgb = rgb.astype(np.float32, copy=False)
+        rgb = rgb.astype(np.float32) if isinstance(rgb, DeviceArray) else rgb.astype(np.float32, copy=False)
     else:
         raise TypeError(f"render_result.rgb must be uint8 (0..255) or float32/float64 (0..1), got dtype {rgb.dtype}")
     h, w = rgb.shape[:2]
     if h < 1 or w < 1:
         raise ValueError(f"render_result.rgb must have at least one pixel, got shape {rgb.shape}")
 
-    depth = _squeeze_hw1(_buffer(render_result, "depth"), "render_result.depth")
+    depth = _squeeze_hw1(args["render_result.depth"], "render_result.depth")
     if depth.dtype not in (np.float32, np.float64):
         raise TypeError(f"render_result.depth must be float32 camera Z, got dtype {depth.dtype}")
-    inst = _squeeze_hw1(_buffer(render_result, "instance_index"), "render_result.instance_index")
+    inst = _squeeze_hw1(args["render_result.instance_index"], "render_result.instance_index")
     if inst.dtype != np.int16:
         if not np.issubdtype(inst.dtype, np.integer):
             raise TypeError(f"render_result.instance_index must be int16 (other integer dtypes are "
                             f"converted), got dtype {inst.dtype}")
-        if inst.size and (inst.min() < -32768 or inst.max() > _MAX_ID):
-            raise ValueError("render_result.instance_index has values outside the int16 range "
-                             f"[-32768, {_MAX_ID}] (min {inst.min()}, max {inst.max()})")
-        inst = inst.astype(np.int16)
+        if inst.size:
+            lo, hi = _d_int_range(inst) if isinstance(inst, DeviceArray) else (inst.min(), inst.max())
+            if lo < -32768 or hi > _MAX_ID:
+                raise ValueError("render_result.instance_index has values outside the int16 range "
+                                 f"[-32768, {_MAX_ID}] (min {lo}, max {hi})")
+        inst = _d_int16(inst) if isinstance(inst, DeviceArray) else inst.astype(np.int16)
     for name, a in (("depth", depth), ("instance_index", inst)):
         if a.shape != (h, w):
             raise ValueError(f"render_result.{name} has shape {a.shape} but render_result.rgb is {h}x{w}; "
                              f"all buffers must share (H, W)")
     coords = None
     if need_coords:
-        coords = _buffer(render_result, "object_coordinates")
+        coords = args["render_result.object_coordinates"]
         if coords.shape != (h, w, 3):
             raise ValueError(f"render_result.object_coordinates must have shape ({h}, {w}, 3), got {coords.shape}")
         if coords.dtype not in (np.float32, np.float64):
             raise TypeError(f"render_result.object_coordinates must be float32, got dtype {coords.dtype}")
-        coords = np.ascontiguousarray(coords, dtype=np.float32)
+        coords = _float32(coords)
+    if isinstance(inst, DeviceArray):
+        return rgb, depth.astype(np.float32), inst, coords
     return (np.ascontiguousarray(rgb), np.ascontiguousarray(depth, dtype=np.float32),
             np.ascontiguousarray(inst), coords)
 
@@ -189,7 +220,7 @@ def _grad_input(grad, layout, h, w):
     """Returns (array, channel stride, pixel stride) in elements."""
     if grad is None:
         raise TypeError("grad must be a float32 array of shape (3, H, W), got None")
-    g = np.asarray(grad)
+    g = grad if isinstance(grad, DeviceArray) else np.asarray(grad)
     if g.dtype not in (np.float32, np.float64):
         raise TypeError(f"grad must be float32 or float64 (dLoss/dImage), got dtype {g.dtype}")
     want = (3, h, w) if layout == "CHW" else (h, w, 3)
@@ -197,7 +228,8 @@ def _grad_input(grad, layout, h, w):
         hint = "" if layout == "HWC" or g.shape != (h, w, 3) else " (pass layout='HWC' for an (H, W, 3) array)"
         raise ValueError(f"grad must have shape {want} for layout={layout!r} to match the {h}x{w} buffers, "
                          f"got shape {g.shape}{hint}")
-    g = np.ascontiguousarray(g)
+    if not isinstance(g, DeviceArray):
+        g = np.ascontiguousarray(g)
     return (g, h * w, 1) if layout == "CHW" else (g, 1, 3)
 
 
@@ -210,11 +242,29 @@ def _resolve_options(mode, helper_semantics, border):
     return _SEMANTICS[helper_semantics], _BORDERS[border]
 
 
+def _upload_tables(be, *arrays):
+    """The small host arrays of a call (transforms, projection, id tables) in ``be``'s memory:
+    on a GPU in one allocation and one copy, as views of it (16-byte aligned)."""
+    if not be.is_cuda:
+        return arrays
+    offsets, total = [], 0
+    for a in arrays:
+        total = -(-total // 16) * 16
+        offsets.append(total)
+        total += a.nbytes
+    packed = np.zeros(total, np.uint8)
+    for a, o in zip(arrays, offsets):
+        packed[o:o + a.nbytes] = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+    d = be.from_host(packed)
+    return [DeviceArray(d, d.ptr + o if a.size else 0, a.shape, a.dtype, d.device_id, be.module)
+            for a, o in zip(arrays, offsets)]
+
+
 # ----------------------------------------------------------------------------------------------
 # public functions
 
 def compute_image_space_gradients(scene, render_result, *, border="zero", helper_semantics="cuda",
-                                  num_threads=None, device=None):
+                                  num_threads=None, device=None, stream=None):
     """Gradient of the image intensity w.r.t. the 2-D position of its content, in NDC units.
 
     Central differences (not a Sobel filter, despite stillleben's helper name), scaled to NDC
@@ -241,34 +291,48 @@ def compute_image_space_gradients(scene, render_result, *, border="zero", helper
         Valid mask at the image border as stillleben's CUDA helper (default: neighbours clamped
         to the image) or CPU helper (border pixels always valid).
     num_threads : int, optional
-        OpenMP threads (default: :func:`geomops.get_num_threads`).
-    device : None or str, keyword-only
-        Where to run: None or ``"cpu"`` today; ``"cuda"``/``"cuda:N"`` once the CUDA backend
-        exists.
+        OpenMP threads (default: :func:`geomops.get_num_threads`). Ignored on a GPU.
+    device : {None, "cpu", "cuda", "cuda:N"}, keyword-only
+        Where to run. None: where the buffers are (a GPU for device buffers, e.g. from
+        ``render(..., device="cuda")``; the CPU for NumPy buffers). ``"cuda"`` with NumPy buffers
+        copies them to the GPU and the results back. All buffers must be in one place (a
+        ValueError names them otherwise).
+    stream : None, int or CUDA stream object, keyword-only
+        GPU only: order the work on this stream and return without waiting (results marked
+        pending on it). None: a stream of geomops', waited for. See docs/cuda.md.
 
     Returns
     -------
-    grad_x, grad_y : ndarray, float32, shape (3, H, W)
-    valid : ndarray, bool, shape (H, W)
+    grad_x, grad_y : ndarray or DeviceArray, float32, shape (3, H, W)
+    valid : ndarray or DeviceArray, bool, shape (H, W)
+        NumPy arrays for NumPy buffers, :class:`geomops.DeviceArray` on the buffers' GPU for
+        device buffers (``valid`` is then a bool DeviceArray, one byte per pixel, 0 or 1).
     """
-    kernels = _backend.resolve(device).kernels
+    _backend.parse_device(device)
     sem = _SEMANTICS[check_option(helper_semantics, "helper_semantics", tuple(_SEMANTICS))]
     bord = _BORDERS[check_option(border, "border", tuple(_BORDERS))]
     nt = resolve_num_threads(num_threads)
-    rgb, depth, inst, _ = _image_buffers(render_result, need_coords=False)
-    h, w = inst.shape
-    if scene is not None:
-        _check_camera_size(scene, h, w)
-    grad_x = np.empty((3, h, w), dtype=np.float32)
-    grad_y = np.empty((3, h, w), dtype=np.float32)
-    valid = np.empty((h, w), dtype=np.uint8)
-    kernels.posegrad_image_gradients(rgb, bord, sem, inst, depth, grad_x, grad_y, valid, nt)
-    return grad_x, grad_y, valid.view(np.bool_)
+    raw = _raw_buffers(render_result, need_coords=False)
+    with _backend.op_call(device, stream, **raw) as c:
+        be = c.be
+        rgb, depth, inst, _ = _image_buffers(c.args, need_coords=False)
+        h, w = inst.shape
+        if scene is not None:
+            _check_camera_size(scene, h, w)
+        grad_x = be.empty((3, h, w), np.float32)
+        grad_y = be.empty((3, h, w), np.float32)
+        # the kernels write 0/1 bytes: a bool array on the device, a uint8 one viewed as bool here
+        valid = be.empty((h, w), np.bool_ if be.is_cuda else np.uint8)
+        be.kernels.posegrad_image_gradients(be.from_host(rgb), bord, sem, be.from_host(inst), be.from_host(depth),
+                                            grad_x, grad_y, valid, nt)
+        if not be.is_cuda:
+            return grad_x, grad_y, valid.view(np.bool_)
+        return c.result((grad_x, grad_y, valid))
 
 
 def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=False, *, mode="exact",
                                     helper_semantics="cuda", border=None, return_contributions=False,
-                                    layout="CHW", num_threads=None, device=None):
+                                    layout="CHW", num_threads=None, device=None, stream=None):
     """Back-propagate dLoss/dImage to one pose-delta gradient per object.
 
     For each object k (instance id ``id_k``), with S_k its pixels after stillleben's 1-pixel
@@ -312,23 +376,32 @@ def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=F
     layout : {"CHW", "HWC"}, keyword-only
         Layout of ``grad``.
     num_threads : int, optional
-        OpenMP threads. The result is bitwise identical for any count.
-    device : None or str, keyword-only
-        Where to run: None or ``"cpu"`` today; ``"cuda"``/``"cuda:N"`` once the CUDA backend
-        exists.
+        OpenMP threads. The result is bitwise identical for any count. Ignored on a GPU.
+    device : {None, "cpu", "cuda", "cuda:N"}, keyword-only
+        Where to run. None: where the buffers and ``grad`` are (a GPU for device arrays, e.g.
+        from ``render(..., device="cuda")`` or :meth:`RenderResult.from_buffers`; the CPU for
+        NumPy arrays). ``"cuda"`` with NumPy inputs copies them to the GPU and the results back.
+        The buffers and ``grad`` must be in one place: a ValueError names them otherwise. On a
+        GPU the per-object sums are bitwise identical from run to run and equal the CPU's up to
+        the order of additions (1e-12 relative); the per-pixel contributions are the CPU's.
+    stream : None, int or CUDA stream object, keyword-only
+        GPU only: order the work on this stream and mark the results pending on it (the call
+        still waits for the kernel once, to read back the unknown-id check and the warning
+        counts). None: a stream of geomops'. See docs/cuda.md.
 
     Returns
     -------
-    grad : ndarray, shape (N, 6)
+    grad : ndarray or DeviceArray, shape (N, 6)
         In ``scene.objects`` order, components (alpha, beta, gamma, a, b, c); float32 for a
         float32 ``grad`` input, float64 for float64 (sums are float64 either way). Objects
-        without visible pixels get a zero row (no message).
-    contributions : ndarray, float32, shape (N, 6, H, W)
-        Only with ``return_contributions=True``.
+        without visible pixels get a zero row (no message). A DeviceArray for device inputs.
+    contributions : ndarray or DeviceArray, float32, shape (N, 6, H, W)
+        Only with ``return_contributions=True``; a DeviceArray for device inputs.
     figure : matplotlib.figure.Figure
         Only with ``visualize_grad=True``; it comes last: ``(grad, [contributions,] figure)``.
+        Device results are copied to the host for it.
     """
-    kernels = _backend.resolve(device).kernels
+    _backend.parse_device(device)
     visualize_grad = check_bool(visualize_grad, "visualize_grad")
     return_contributions = check_bool(return_contributions, "return_contributions")
     sem, bord = _resolve_options(mode, helper_semantics, border)
@@ -338,36 +411,47 @@ def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=F
         from . import plotting
         plotting.require_matplotlib()  # fail before the work, with the install hint
 
-    rgb, depth, inst, coords = _image_buffers(render_result, need_coords=True)
-    h, w = inst.shape
-    _check_camera_size(scene, h, w)
-    g, cstride, pstride = _grad_input(grad, layout, h, w)
-    proj = _projection(scene)
-    objs = _objects(scene)
-    ids = _object_ids(objs)
-    transforms = _transforms(scene, objs, honour_camera_pose=(mode == "exact"))
-    id_to_slot, slot_start, slot_objects = _slot_tables(ids)
+    raw = _raw_buffers(render_result, need_coords=True)
+    with _backend.op_call(device, stream, grad=grad, **raw) as c:
+        be = c.be
+        rgb, depth, inst, coords = _image_buffers(c.args, need_coords=True)
+        h, w = inst.shape
+        _check_camera_size(scene, h, w)
+        g, cstride, pstride = _grad_input(c.args["grad"], layout, h, w)
+        proj = _projection(scene)
+        objs = _objects(scene)
+        ids = _object_ids(objs)
+        transforms = _transforms(scene, objs, honour_camera_pose=(mode == "exact"))
+        tables = _upload_tables(be, transforms, proj.ravel(), *_slot_tables(ids))
 
-    n = len(objs)
-    accum = np.empty((n, ACC_STRIDE), dtype=np.float64)
-    want_maps = return_contributions or visualize_grad
-    contributions = np.zeros((n, 6, h, w), dtype=np.float32) if want_maps else None
-    bad = kernels.posegrad_backprop(rgb, bord, sem, inst, depth, coords, g, cstride, pstride,
-                                    transforms, proj.ravel(), 2 if mode == "compat" else 3,
-                                    id_to_slot, slot_start, slot_objects, accum, contributions, None, nt)
-    if bad:
-        known = sorted(set(int(i) for i in ids))
-        raise ValueError(f"render_result.instance_index contains id {bad}, which no object in scene.objects has "
-                         f"(object ids: {known[:20]}{' ...' if len(known) > 20 else ''}); 0 is the background")
-    _warn_singular(accum, mode)
+        n = len(objs)
+        accum = be.empty((n, ACC_STRIDE), np.float64)
+        want_maps = return_contributions or visualize_grad
+        contributions = None
+        if want_maps:  # the CUDA kernel writes every element, the CPU one only the masks' pixels
+            contributions = be.empty((n, 6, h, w), np.float32) if be.is_cuda else np.zeros((n, 6, h, w), np.float32)
+        tr, pj, id_to_slot, slot_start, slot_objects = tables
+        up = be.from_host
+        bad = be.kernels.posegrad_backprop(up(rgb), bord, sem, up(inst), up(depth), up(coords), up(g), cstride,
+                                           pstride, tr, pj, 2 if mode == "compat" else 3, id_to_slot, slot_start,
+                                           slot_objects, accum, contributions, None, nt)
+        if bad:
+            known = sorted(set(int(i) for i in ids))
+            raise ValueError(f"render_result.instance_index contains id {bad}, which no object in scene.objects "
+                             f"has (object ids: {known[:20]}{' ...' if len(known) > 20 else ''}); 0 is the "
+                             "background")
+        accum = be.to_host(accum)  # (N, ACC_STRIDE): read for the warning anyway
+        _warn_singular(accum, mode)
 
-    result = accum[:, ACC_GRAD:ACC_GRAD + 6].astype(g.dtype)
-    out = [result]
-    if return_contributions:
-        out.append(contributions)
+        result = accum[:, ACC_GRAD:ACC_GRAD + 6].astype(g.dtype)
+        out = [up(result) if c.on_device else result]
+        if return_contributions:
+            out.append(contributions)
+        out = c.result(out)
     if visualize_grad:
         from . import plotting
-        out.append(plotting.plot_pose_contributions(contributions, grad=result, instance_ids=ids))
+        maps = be.to_host(out[1] if return_contributions else contributions)
+        out.append(plotting.plot_pose_contributions(maps, grad=result, instance_ids=ids))
     return out[0] if len(out) == 1 else tuple(out)
 
 
@@ -389,27 +473,32 @@ def _warn_singular(accum, mode):
 
 def _object_masks(scene, render_result, *, helper_semantics="cuda", num_threads=None, device=None):
     """The per-object pixel sets S_k (after the dilation) as bool (N, H, W). For tests/inspection."""
-    kernels = _backend.resolve(device).kernels
+    _backend.parse_device(device)
     sem = _SEMANTICS[check_option(helper_semantics, "helper_semantics", tuple(_SEMANTICS))]
-    rgb, depth, inst, coords = _image_buffers(render_result, need_coords=True)
-    h, w = inst.shape
-    objs = _objects(scene)
-    ids = _object_ids(objs)
-    id_to_slot, slot_start, slot_objects = _slot_tables(ids)
-    n = len(objs)
-    masks = np.zeros((n, h, w), dtype=np.uint8)
-    g = np.zeros((3, h, w), dtype=np.float32)
-    accum = np.empty((n, ACC_STRIDE), dtype=np.float64)
-    transforms = np.tile(np.array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1], dtype=np.float64), (n, 1))
-    bad = kernels.posegrad_backprop(rgb, _BORDERS["zero"], sem, inst, depth, coords, g, h * w, 1, transforms,
-                                    np.eye(4).ravel(), 3, id_to_slot, slot_start, slot_objects, accum, None,
-                                    masks, resolve_num_threads(num_threads))
-    if bad:
-        raise ValueError(f"render_result.instance_index contains id {bad}, which no object in scene.objects has")
-    return masks.view(np.bool_)
+    raw = _raw_buffers(render_result, need_coords=True)
+    with _backend.op_call(device, None, **raw) as c:
+        be = c.be
+        rgb, depth, inst, coords = _image_buffers(c.args, need_coords=True)
+        h, w = inst.shape
+        objs = _objects(scene)
+        ids = _object_ids(objs)
+        n = len(objs)
+        identity = np.tile(np.array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1], dtype=np.float64), (n, 1))
+        tr, pj, id_to_slot, slot_start, slot_objects = _upload_tables(be, identity, np.eye(4).ravel(),
+                                                                      *_slot_tables(ids))
+        masks = be.empty((n, h, w), np.bool_) if be.is_cuda else np.zeros((n, h, w), dtype=np.uint8)
+        accum = be.empty((n, ACC_STRIDE), np.float64)
+        up = be.from_host
+        g = up(np.zeros((3, h, w), dtype=np.float32))
+        bad = be.kernels.posegrad_backprop(up(rgb), _BORDERS["zero"], sem, up(inst), up(depth), up(coords), g, h * w,
+                                           1, tr, pj, 3, id_to_slot, slot_start, slot_objects, accum, None, masks,
+                                           resolve_num_threads(num_threads))
+        if bad:
+            raise ValueError(f"render_result.instance_index contains id {bad}, which no object in scene.objects has")
+        return masks.view(np.bool_) if not be.is_cuda else c.result(masks)
 
 
-def apply_pose_delta(pose, delta, orthonormalize=True, *, fix_reflection=False):
+def apply_pose_delta(pose, delta, orthonormalize=True, *, fix_reflection=False, device=None, stream=None):
     """Apply a pose delta (alpha, beta, gamma, a, b, c) to a 4x4 pose (right multiplication).
 
     ``new = pose @ D`` with::
@@ -424,23 +513,62 @@ def apply_pose_delta(pose, delta, orthonormalize=True, *, fix_reflection=False):
 
     Parameters
     ----------
-    pose : ndarray, float32 or float64, shape (4, 4) or (B, 4, 4)
-    delta : array_like, shape (6,) for a single pose; (B, 6) or (1, 6) (broadcast) for a batch.
-        Any real dtype (integers work); converted to the pose's dtype.
+    pose : ndarray or device array, float32 or float64, shape (4, 4) or (B, 4, 4)
+    delta : array_like or device array, shape (6,) for a single pose; (B, 6) or (1, 6)
+        (broadcast) for a batch. Any real dtype (integers work); converted to the pose's dtype.
     orthonormalize : bool
         Re-orthonormalise the rotation block (default True, as stillleben).
     fix_reflection : bool, keyword-only
         When U V^T is a reflection (det < 0, possible only when the input rotation block already
         has det <= 0), flip the last column of U so that the result is a rotation. Off by
         default, like stillleben.
+    device : {None, "cpu", "cuda", "cuda:N"}, keyword-only
+        Where to run. None: where ``pose`` and ``delta`` are. NumPy inputs on the CPU use
+        NumPy (LAPACK's SVD); device arrays (or ``device="cuda"``) use one GPU thread per pose
+        with a 3x3 Jacobi SVD in float64 (``svd3_math.h``), which gives NumPy's result to 1e-6.
+        ``"cuda"`` with NumPy inputs copies them in and the result back. ``pose`` and ``delta``
+        must be in one place (a ValueError names them otherwise; a Python list ``delta`` goes
+        anywhere).
+    stream : None, int or CUDA stream object, keyword-only
+        GPU only: order the work on this stream and return without waiting (the result is
+        marked pending on it). See docs/cuda.md.
 
     Returns
     -------
-    ndarray of the pose's shape and dtype (float32 stays float32, float64 stays float64; the
-    arithmetic is float64 internally).
+    ndarray (DeviceArray for device inputs) of the pose's shape and dtype (float32 stays
+    float32, float64 stays float64; the arithmetic is float64 internally).
     """
+    kind, _ = _backend.parse_device(device)
+    if kind != "cuda" and not _device.is_device_array(pose) and not _device.is_device_array(delta):
+        if stream is not None:
+            _backend.stream_handle(stream)
+            raise ValueError(f"stream={stream!r} is only used on a CUDA device, but this call runs on the CPU")
+        return _apply_pose_delta_host(pose, delta, orthonormalize, fix_reflection)
+    with _backend.op_call(device, stream, pose=pose, delta=delta) as c:
+        be = c.be
+        p, d, orthonormalize, fix_reflection = _pose_delta_inputs(c.args["pose"], c.args["delta"], orthonormalize,
+                                                                  fix_reflection)
+        if d.dtype not in (np.float32, np.float64):  # the kernel reads float deltas
+            d = d.astype(np.float64)
+        out = be.empty(p.shape, p.dtype)
+        be.kernels.pose_delta(be.from_host(np.ascontiguousarray(p)) if isinstance(p, np.ndarray) else p,
+                              be.from_host(np.ascontiguousarray(d)) if isinstance(d, np.ndarray) else d,
+                              out, orthonormalize, fix_reflection)
+        return c.result(out)
+
+
+def _all_finite(a):
+    """Whether a float array (NumPy, or a DeviceArray: a reduction on its device) is finite."""
+    if isinstance(a, DeviceArray):
+        return a.size == 0 or _device.stats(a.reshape(-1)).nonfinite == 0
+    return bool(np.all(np.isfinite(a)))
+
+
+def _pose_delta_inputs(pose, delta, orthonormalize, fix_reflection):
+    """The checked ``(pose, delta, orthonormalize, fix_reflection)`` of apply_pose_delta; the
+    arrays NumPy arrays or DeviceArrays (checked on the device), as given."""
     try:
-        p = np.asarray(pose)
+        p = pose if isinstance(pose, DeviceArray) else np.asarray(pose)
     except Exception:
         raise TypeError(f"pose must be a float array, got {type(pose).__name__}") from None
     if p.dtype not in (np.float32, np.float64):
@@ -448,7 +576,7 @@ def apply_pose_delta(pose, delta, orthonormalize=True, *, fix_reflection=False):
     if p.ndim not in (2, 3) or p.shape[-2:] != (4, 4):
         raise ValueError(f"pose must have shape (4, 4) or (B, 4, 4), got shape {p.shape}")
     try:
-        d = np.asarray(delta)
+        d = delta if isinstance(delta, DeviceArray) else np.asarray(delta)
     except Exception:
         raise TypeError(f"delta must be a real array, got {type(delta).__name__}") from None
     if not (np.issubdtype(d.dtype, np.floating) or np.issubdtype(d.dtype, np.integer)):
@@ -461,12 +589,18 @@ def apply_pose_delta(pose, delta, orthonormalize=True, *, fix_reflection=False):
                          f"got shape {d.shape}")
     orthonormalize = check_bool(orthonormalize, "orthonormalize")
     fix_reflection = check_bool(fix_reflection, "fix_reflection")
-    if not np.all(np.isfinite(p)):
+    if not _all_finite(p):
         raise ValueError("pose must be finite, got non-finite entries")
-    d64 = d.astype(np.float64)
-    if not np.all(np.isfinite(d64)):
+    if np.issubdtype(d.dtype, np.floating) and not _all_finite(d if d.dtype in (np.float32, np.float64)
+                                                               else d.astype(np.float64)):
         raise ValueError("delta must be finite, got non-finite entries")
+    return p, d, orthonormalize, fix_reflection
 
+
+def _apply_pose_delta_host(pose, delta, orthonormalize, fix_reflection):
+    """apply_pose_delta in NumPy (float64, LAPACK's SVD)."""
+    p, d, orthonormalize, fix_reflection = _pose_delta_inputs(pose, delta, orthonormalize, fix_reflection)
+    d64 = d.astype(np.float64)
     p64 = p.astype(np.float64).reshape(-1, 4, 4)
     d64 = d64.reshape(-1, 6)
     al, be, ga, a, b, c = (d64[:, k] for k in range(6))

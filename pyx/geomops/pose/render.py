@@ -1,4 +1,4 @@
-"""The OpenMP software rasterizer: ``render(scene) -> RenderResult``."""
+"""The software rasterizer, on the CPU (OpenMP) or a GPU: ``render(scene) -> RenderResult``."""
 
 from __future__ import annotations
 
@@ -37,11 +37,12 @@ def _buffer_names(buffers):
 
 def release_render_cache():
     """Free the scratch memory that :func:`render` keeps between calls on the CPU (a few bytes
-    per vertex and triangle of the largest scene rendered so far)."""
+    per vertex and triangle of the largest scene rendered so far). The GPU rasterizer keeps no
+    scratch memory; the device copies of meshes are freed with their :class:`Mesh`."""
     _backend.cpu().kernels.raster_release_cache()
 
 
-def render(scene, num_threads=None, buffers="all", *, device=None):
+def render(scene, num_threads=None, buffers="all", *, device=None, stream=None):
     """Rasterize a scene into all render buffers.
 
     Parameters
@@ -51,14 +52,21 @@ def render(scene, num_threads=None, buffers="all", *, device=None):
         (:meth:`Scene.object_to_camera`); ``camera_pose`` must be affine and invertible.
     num_threads : int, optional
         OpenMP threads (default: :func:`geomops.get_num_threads`). The result is bitwise the
-        same for any thread count.
+        same for any thread count. Ignored on a GPU.
     buffers : {"all", "gradient"} or collection of str
         Which optional buffers to make: ``"all"`` (default), ``"gradient"`` (none: only the
         four that the pose gradients read), or names from ``cam_coordinates``, ``normals``,
         ``class_index``, ``triangle_id``, ``barycentrics``. Buffers not made are ``None``.
-    device : None or str, keyword-only
-        Where to run: None or ``"cpu"`` today; ``"cuda"``/``"cuda:N"`` once the CUDA backend
-        exists.
+    device : {None, "cpu", "cuda", "cuda:N"}, keyword-only
+        Where to rasterize. None or ``"cpu"``: the OpenMP rasterizer, NumPy buffers.
+        ``"cuda"``/``"cuda:N"``: the GPU rasterizer; the buffers stay on the GPU
+        (:class:`geomops.DeviceArray`; ``result.get()`` copies them to the host), ready for the
+        pose gradients there. Each mesh is copied to the device on first use and the copy is
+        kept with the :class:`Mesh`, so rendering the same meshes again uploads nothing.
+    stream : None, int or CUDA stream object, keyword-only
+        GPU only: order the work on this stream (a ``cudaStream_t`` as an int, or an object with
+        ``__cuda_stream__``, ``.cuda_stream`` or ``.ptr``) and mark the buffers as pending on it.
+        None: a stream of geomops', waited for before returning. See docs/cuda.md.
 
     Returns
     -------
@@ -67,6 +75,7 @@ def render(scene, num_threads=None, buffers="all", *, device=None):
         ``object_coordinates`` float32 (H, W, 3), ``cam_coordinates`` float32 (H, W, 4),
         ``normals`` float32 (H, W, 4), ``class_index`` int16 (H, W), ``triangle_id`` int32 (H, W),
         ``barycentrics`` float32 (H, W, 3); backgrounds as documented in :mod:`geomops.pose.buffers`.
+        NumPy arrays on the CPU, DeviceArrays on a GPU (``result.device`` says which).
 
     Notes
     -----
@@ -86,21 +95,29 @@ def render(scene, num_threads=None, buffers="all", *, device=None):
     * Shading: two-sided Lambert with the scene's :class:`Light` and the mesh's vertex colours
       (grey 0.7 without colours); flat face normals unless the mesh has vertex normals.
       Background pixels get the background colour with alpha 0, covered pixels alpha 255.
+    * The GPU rasterizer follows the same rules with the same per-vertex, per-face and per-pixel
+      functions: instance, class and triangle ids and colours equal the CPU's bit for bit, float
+      buffers to 1e-6 relative.
     """
-    be = _backend.resolve(device)
-    if not isinstance(scene, Scene):
-        raise TypeError(f"scene must be a geomops.pose.Scene, got {type(scene).__name__}")
-    nt = resolve_num_threads(num_threads)
-    args = _raster_inputs(be, scene, _buffer_names(buffers))
-    be.kernels.raster_render(*args, nt)
-    return RenderResult(**args[-1])
+    with _backend.op_call(device, stream) as c:
+        be = c.be
+        if not isinstance(scene, Scene):
+            raise TypeError(f"scene must be a geomops.pose.Scene, got {type(scene).__name__}")
+        nt = resolve_num_threads(num_threads)
+        args = _raster_inputs(be, scene, _buffer_names(buffers))
+        be.kernels.raster_render(*args, nt)
+        out = args[-1]
+        if be.is_cuda:  # the buffers stay on the device: pending on an explicit stream
+            c._cs.mark(*out.values())
+        return RenderResult(**out)
 
 
 def _raster_inputs(be, scene, wanted):
     """The arguments of ``be.kernels.raster_render`` but ``num_threads``:
     ``(size, intrinsics, objects, shading, out)`` for a validated Scene, with the mesh arrays in
-    the memory of backend ``be`` (copied there on a GPU) and the output buffers allocated there
-    (``out``: the four gradient buffers and the optional ones named in ``wanted``)."""
+    the memory of backend ``be`` (on a GPU the mesh's cached device copies) and the output
+    buffers allocated there (``out``: the four gradient buffers and the optional ones named in
+    ``wanted``)."""
     cam = scene.camera
     scene_objects = scene.objects
     transforms = _object_to_camera(scene.camera_pose, [obj.pose for obj in scene_objects])
@@ -125,8 +142,7 @@ def _raster_inputs(be, scene, wanted):
             normal_matrix = _inv_affine(T, "pose")[:3, :3].T
         except ValueError:
             normal_matrix = np.zeros((3, 3))  # degenerate (flattening) pose: flat normals
-        objects.append((be.from_host(mesh.vertices), be.from_host(mesh.faces), be.from_host(mesh.vertex_colors),
-                        be.from_host(mesh.normals), tuple(np.ascontiguousarray(T[:3]).ravel().tolist()),
+        objects.append((*mesh._arrays_on(be), tuple(np.ascontiguousarray(T[:3]).ravel().tolist()),
                         tuple(normal_matrix.ravel().tolist()), int(obj.instance_index), int(mesh.class_index)))
     h, w = cam.height, cam.width
     shapes = {"rgb": ((h, w, 4), np.uint8), "depth": ((h, w), np.float32), "instance_index": ((h, w), np.int16),

@@ -287,10 +287,12 @@ class Mesh:
     class_index : int
         Written to the ``class_index`` buffer, in [0, 32767].
 
-    The arrays are stored read-only: make a new Mesh to change them.
+    The arrays are stored read-only: make a new Mesh to change them. Rendering on a GPU keeps a
+    copy of them in each device's memory, made on first use and freed with the Mesh (it is not
+    pickled).
     """
 
-    __slots__ = ("_vertices", "_faces", "_colors", "_normals", "_class_index", "_bbox")
+    __slots__ = ("_vertices", "_faces", "_colors", "_normals", "_class_index", "_bbox", "_device_arrays")
 
     def __init__(self, vertices, faces, vertex_colors=None, normals=None, class_index=0):
         v = as_array(vertices, "vertices")
@@ -337,6 +339,7 @@ class Mesh:
         self._normals = None if nrm is None else _readonly(nrm)
         self._class_index = _check_index(class_index, "class_index", minimum=0)
         self._bbox = None
+        self._device_arrays = None
 
     vertices = property(lambda self: self._vertices, doc="(V, 3) float32 vertex positions (read-only).")
     faces = property(lambda self: self._faces, doc="(F, 3) int32 triangle vertex indices (read-only).")
@@ -362,6 +365,35 @@ class Mesh:
                 self._bbox = (self._vertices.min(axis=0).astype(np.float64),
                               self._vertices.max(axis=0).astype(np.float64))
         return self._bbox[0].copy(), self._bbox[1].copy()
+
+    def _arrays_on(self, be):
+        """``(vertices, faces, vertex_colors, normals)`` in the memory of backend ``be``: the
+        arrays themselves on the CPU; on a GPU copies made on first use and kept per (binding
+        module, device), which the read-only arrays make safe to reuse, so a render loop does
+        not upload its meshes every frame."""
+        arrays = (self._vertices, self._faces, self._colors, self._normals)
+        if not be.is_cuda:
+            return arrays
+        key = (be.module.__name__, be.device_id)
+        cache = self._device_arrays
+        if cache is None:
+            cache = self._device_arrays = {}
+        copies = cache.get(key)
+        if copies is None:
+            copies = cache[key] = tuple(be.from_host(a) for a in arrays)
+        return copies
+
+    def __getstate__(self):  # the device copies stay behind (device memory is not pickled)
+        return {name: getattr(self, name) for name in self.__slots__ if name != "_device_arrays"}
+
+    def __setstate__(self, state):
+        if isinstance(state, tuple):  # (None, slots) of pickles made before __getstate__ existed
+            state = state[1]
+        for name, value in state.items():
+            if isinstance(value, np.ndarray):
+                value = _readonly(value)
+            object.__setattr__(self, name, value)
+        self._device_arrays = None
 
     def __repr__(self):
         return (f"Mesh({self.num_vertices} vertices, {self.num_faces} faces, "
