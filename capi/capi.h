@@ -110,7 +110,8 @@ geomops_status gm_chk_finite(const gm_ctx* c, const void* a, int gm_dtype, int64
 
 /* NULL on failure (the status then says why). 0 bytes gives a valid 1-byte block on the CPU. */
 void* gm_alloc(const gm_ctx* c, size_t bytes, const char* what, geomops_status* st);
-void gm_free(const gm_ctx* c, void* p);
+/* `bytes`: what gm_alloc was asked for (the CUDA side caches freed blocks by size). */
+void gm_free(const gm_ctx* c, void* p, size_t bytes);
 geomops_status gm_to_host(const gm_ctx* c, void* dst, const void* src, size_t bytes);
 geomops_status gm_from_host(const gm_ctx* c, void* dst, const void* src, size_t bytes);
 geomops_status gm_zero(const gm_ctx* c, void* p, size_t bytes);
@@ -125,6 +126,7 @@ enum { GM_ARENA_MAX = 16 };
 typedef struct gm_arena {
     const gm_ctx* c;
     void* p[GM_ARENA_MAX];
+    size_t bytes[GM_ARENA_MAX];
     int n;
 } gm_arena;
 void gm_arena_init(gm_arena* a, const gm_ctx* c);

@@ -118,6 +118,15 @@ geomops_status gm_kernel(int gm_status, const char* what) {
     }
 }
 
+GEOMOPS_API geomops_status geomops_release_cuda_cache(void) {
+    gm_enter("geomops_release_cuda_cache");
+#if defined(GEOMOPS_CAPI_CUDA)
+    return gm_kernel(gm_cuda_release_cached(), "the release of cached device memory");
+#else
+    return GEOMOPS_OK;
+#endif
+}
+
 /* ---- versioned structs ------------------------------------------------------------------------ */
 
 geomops_status gm_read_struct(void* dst, size_t full, size_t oldest, const void* src, const char* name,
@@ -449,12 +458,13 @@ void* gm_alloc(const gm_ctx* c, size_t bytes, const char* what, geomops_status* 
     return p;
 }
 
-void gm_free(const gm_ctx* c, void* p) {
+void gm_free(const gm_ctx* c, void* p, size_t bytes) {
     if (!p) return;
     if (c->cuda) {
-        (void)GM_CUDA_ONLY(gm_cuda_free(p, c->device));
+        (void)GM_CUDA_ONLY(gm_cuda_free(p, bytes, c->device));
         return;
     }
+    (void)bytes;
     free(p);
 }
 
@@ -511,14 +521,17 @@ void* gm_arena_alloc(gm_arena* a, int64_t count, size_t elem, const char* what, 
         return NULL;
     }
     void* p = gm_alloc(a->c, (size_t)count * elem, what, st);
-    if (*st == GEOMOPS_OK) a->p[a->n++] = p;
+    if (*st == GEOMOPS_OK) {
+        a->p[a->n] = p;
+        a->bytes[a->n++] = (size_t)count * elem;
+    }
     return p;
 }
 
 geomops_status gm_arena_free(gm_arena* a, geomops_status status) {
     if (a->n == 0) return status;
     geomops_status synced = gm_sync(a->c);
-    for (int i = 0; i < a->n; ++i) gm_free(a->c, a->p[i]);
+    for (int i = 0; i < a->n; ++i) gm_free(a->c, a->p[i], a->bytes[i]);
     a->n = 0;
     return status != GEOMOPS_OK ? status : synced;
 }

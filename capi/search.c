@@ -59,7 +59,7 @@ static const int64_t* default_splits(const gm_ctx* c, int64_t n, void** owned, g
     if (*st != GEOMOPS_OK) return NULL;
     *st = gm_from_host(c, p, host, sizeof host);
     if (*st != GEOMOPS_OK) {
-        gm_free(c, p);
+        gm_free(c, p, sizeof host);
         return NULL;
     }
     *owned = p;
@@ -137,8 +137,8 @@ static void handle_release(geomops_search* h) {
     }
     if (h->owned[0] || h->owned[1]) {
         (void)gm_sync(c); /* queued work of the fill may still read them */
-        gm_free(c, h->owned[0]);
-        gm_free(c, h->owned[1]);
+        gm_free(c, h->owned[0], 2 * sizeof(int64_t));
+        gm_free(c, h->owned[1], 2 * sizeof(int64_t));
         h->owned[0] = h->owned[1] = NULL;
     }
 }

@@ -108,6 +108,9 @@ GEOMOPS_API int geomops_has_cuda(void);
 GEOMOPS_API const char* geomops_last_error(void);
 /* A fixed text for a status ("invalid argument", ...); never NULL. */
 GEOMOPS_API const char* geomops_status_string(geomops_status status);
+/* Frees the device memory that CUDA calls keep for reuse (blocks of the temporaries the C API
+ * allocates, cached by size, up to 2 GiB in all). Nothing to do without CUDA. */
+GEOMOPS_API geomops_status geomops_release_cuda_cache(void);
 
 /* ---- continuous convolution ------------------------------------------------------------------ *
  * Open3D-ML's continuous_conv family with the semantics of geomops.ops (docs/cconv.md): for
@@ -252,9 +255,10 @@ typedef struct geomops_cconv_transpose_args {
 
 /* Outputs of the one-call backward functions: each pointer is an output buffer in the output
  * dtype, or NULL (that gradient is not computed). An importance gradient may only be asked for
- * when that importance is given. Room for growth: gradients w.r.t. the positions and extents
- * are being added to the Python API; a later version of these structs adds them at the end
- * (callers built against this version keep working and get none). */
+ * when that importance is given (Python returns None there). Python's gradients w.r.t.
+ * inp_positions, out_positions and extents (wrt=...) are not in this version of the C API: a
+ * later version of these structs adds them at the end (callers built against this version keep
+ * working and get none). */
 typedef struct geomops_cconv_gradients {
     size_t size;
     void* filters;              /* [D, H, W, Cin, Cout] */

@@ -1534,6 +1534,9 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 4; ++i) test_pose_delta(delta[i]);
     test_threads();
     test_bad_arguments();
+    g_test = "release";
+    OK(geomops_release_cuda_cache()); /* device blocks kept for reuse (none on the CPU) */
+    OK(geomops_release_render_cache());
     printf("%s: %d checks, %d failures (%s, libgeomops %s)\n", g_failures ? "FAILED" : "ok", g_checks,
            g_failures, g_cuda ? "CUDA device 0" : "CPU", geomops_version_string());
     return g_failures ? 1 : 0;
