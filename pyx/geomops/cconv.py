@@ -1,13 +1,15 @@
 """Continuous convolutions on point clouds (the Open3D-ML op family), for plain NumPy.
 
-Argument names, order and defaults follow Open3D's TensorFlow ops, so code written for
-``open3d.ml.tf.ops`` switches by changing the import. Differences, all on purpose:
+Argument names, order and defaults follow Open3D's TensorFlow ops (``align_corners=True``), so
+code written for ``open3d.ml.tf.ops`` switches by changing the import; ``open3d.ml.torch.ops``
+defaults to ``align_corners=False`` (:mod:`geomops.torch` follows it). Differences, all on purpose:
 
 * float32 **and** float64 (every float input of one call shares the dtype);
   ``neighbors_index`` int32 or int64; row splits int64 (int32 is converted).
 * Deterministic: results are bitwise identical for any ``num_threads``, including the filter
   gradient (Open3D reduces it under a mutex in thread order).
-* ``max_temp_mem_MB`` bounds the temporary memory on the CPU too (Open3D ignores it there).
+* ``max_temp_mem_MB`` bounds the temporary memory on the CPU too (Open3D ignores it there);
+  results never depend on it.
 * One-call backward functions that also return the gradients w.r.t. both importances.
 * Every input is validated: a bad argument raises ``TypeError``/``ValueError`` naming it.
 

@@ -2,7 +2,11 @@
 
 Every function validates its inputs (shapes, dtypes, index ranges, row splits), makes them
 C-contiguous, picks the backend and calls the compiled kernel with the GIL released.
-Argument names, order and defaults follow Open3D's ops so that switching is an import change.
+Function names, argument names and order follow Open3D's ops; the convolutions' defaults are
+those of ``open3d.ml.tf.ops`` (``align_corners=True``; ``open3d.ml.torch.ops`` defaults to False)
+and ``fixed_radius_search`` takes one ``hash_table`` argument instead of Open3D's three arrays.
+docs/cconv.md and docs/search.md list every difference; :mod:`geomops.torch` has the exact
+``open3d.ml.torch`` signatures.
 """
 
 from .cconv import *  # noqa: F401,F403

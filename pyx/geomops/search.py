@@ -3,7 +3,9 @@
 Semantics follow Open3D's ops (``open3d.ml.*.ops``): indices are global (not relative to the batch
 item), queries of batch item ``b`` only see points of item ``b``, L2 distances are squared, L1 and
 Linf distances are plain. ``fixed_radius_search`` includes points at exactly the radius (``<=``),
-``radius_search`` excludes them (``<``). See ``docs/search.md`` for the differences from Open3D.
+``radius_search`` excludes them (``<``). The call differs from Open3D's in a few places, e.g.
+``fixed_radius_search`` takes one ``hash_table`` argument instead of Open3D's three arrays and the
+row splits are optional: ``docs/search.md`` lists every difference.
 """
 
 from __future__ import annotations
