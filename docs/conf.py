@@ -59,6 +59,7 @@ napoleon_use_ivar = True     # "Attributes" sections are field lists, not duplic
 napoleon_use_param = False   # types as plain text: words such as "shape" are not cross-references
 
 plot_basedir = str(HERE / "figures")
+plot_working_directory = str(HERE / "figures")
 plot_include_source = False
 plot_html_show_source_link = False
 plot_html_show_formats = False
