@@ -44,17 +44,17 @@ def _protocol_stream(handle):
 class DeviceArray:
     """A C-contiguous array in CUDA device memory.
 
+    It owns its allocation, or keeps the producer it views alive. ``np.asarray(d)`` raises a
+    TypeError: device memory is copied to the host only on request, with :meth:`get`. Other
+    libraries take it without a copy through ``__cuda_array_interface__`` (CuPy, Numba) or
+    DLPack (``torch.from_dlpack``, ``jax.dlpack.from_dlpack``, ``cupy.from_dlpack``).
+
     Attributes
     ----------
     shape : tuple of int
     dtype : numpy.dtype
     device : str
         ``"cuda:N"``.
-
-    It owns its allocation, or keeps the producer it views alive. ``np.asarray(d)`` raises a
-    TypeError: device memory is copied to the host only on request, with :meth:`get`. Other
-    libraries take it without a copy through ``__cuda_array_interface__`` (CuPy, Numba) or
-    DLPack (``torch.from_dlpack``, ``jax.dlpack.from_dlpack``, ``cupy.from_dlpack``).
     """
 
     __slots__ = ("_owner", "_ptr", "_shape", "_dtype", "_device_id", "_module", "_stream", "_readonly",
@@ -114,7 +114,7 @@ class DeviceArray:
 
     @property
     def emulated(self):
-        """True for arrays of the CUDA emulator (``geomops._cuda_emu``: host memory, tests only)."""
+        """True for arrays of the CUDA emulator ``geomops._cuda_emu`` (host memory, tests only)."""
         return bool(getattr(self._module, "EMULATED", False))
 
     def __len__(self):

@@ -93,7 +93,7 @@ class RenderResult:
 
     @property
     def device(self):
-        """Where the buffers are: ``"cpu"`` (NumPy arrays) or ``"cuda:N"`` (DeviceArrays)."""
+        """Where the buffers are, ``"cpu"`` (NumPy arrays) or ``"cuda:N"`` (DeviceArrays)."""
         return self.depth.device if isinstance(self.depth, DeviceArray) else "cpu"
 
     def get(self):
