@@ -273,8 +273,8 @@ def plot_neighbors(points: npt.ArrayLike, neighbors: Any, query_index: int = 0, 
     colour: Any = "tab:blue"
     if dist is not None and dist.size == index.size and nb.size:
         colour = dist[lo:hi]
-    sc = ax.scatter(p[:, 0], p[:, 1], p[:, 2], s=14, c=colour, cmap="viridis", depthshade=False,
-                    label=f"{nb.size} neighbors")
+    sc = ax.scatter(p[:, 0], p[:, 1], p[:, 2], s=14, c=colour, depthshade=False, label=f"{nb.size} neighbors",
+                    **({} if isinstance(colour, str) else {"cmap": "viridis"}))
     ax.scatter([query[0]], [query[1]], [query[2]], s=180, c="tab:red", marker="*", depthshade=False,
                label=f"query {qi}")
     if radius is not None:
@@ -283,7 +283,7 @@ def plot_neighbors(points: npt.ArrayLike, neighbors: Any, query_index: int = 0, 
         ax.plot_wireframe(query[0] + r * np.cos(u) * np.sin(v), query[1] + r * np.sin(u) * np.sin(v),
                           query[2] + r * np.cos(v), color="tab:red", linewidth=0.3, alpha=0.5)
     if not isinstance(colour, str):
-        root.colorbar(sc, ax=ax, shrink=0.6, label="distance (as the search returns it)")
+        root.colorbar(sc, ax=ax, shrink=0.6, label="distance (squared for L2, as the search returns it)")
     if zoom:
         for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), query):
             setter(c - half, c + half)
