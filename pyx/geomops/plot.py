@@ -260,12 +260,12 @@ def plot_neighbors(points: npt.ArrayLike, neighbors: Any, query_index: int = 0, 
     others = np.ones(pts.shape[0], bool)
     others[nb] = False
     bg = np.flatnonzero(others)
-    if bg.size > max_background:
-        bg = np.sort(np.random.default_rng(seed).choice(bg, max_background, replace=False))
     if zoom:  # keep only what is inside the view
         reach = max(float(radius or 0.0), float(np.abs(pts[nb] - query).max()) if nb.size else 0.0) or 1.0
         half = 1.3 * reach
         bg = bg[np.all(np.abs(pts[bg] - query) <= half, axis=1)]
+    if bg.size > max_background:
+        bg = np.sort(np.random.default_rng(seed).choice(bg, max_background, replace=False))
     b = pts[bg]
     ax.scatter(b[:, 0], b[:, 1], b[:, 2], s=1.5, c="0.6", alpha=0.35, depthshade=False,
                label=f"other points ({bg.size} shown)")
