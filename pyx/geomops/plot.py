@@ -461,7 +461,7 @@ def plot_pose_gradients(contributions: npt.ArrayLike, grad: Optional[npt.ArrayLi
     thicken : int, optional
         Widen lines by this many pixels on each side (each pixel shows the value of largest
         magnitude within that distance; the sums in the titles are not affected). Default: about
-        one pixel per 120 pixels of the shown region, so 0 for small images.
+        one pixel per 90 pixels of the shown region, so 0 for small images.
     instance_ids : sequence of int, optional
         Instance ids for the object headings.
     ncols : int
@@ -518,7 +518,7 @@ def plot_pose_gradients(contributions: npt.ArrayLike, grad: Optional[npt.ArrayLi
             by0, by1, bx0, bx1 = box
             margin = max(4, int(0.12 * max(by1 - by0, bx1 - bx0)))
             y0, y1, x0, x1 = max(by0 - margin, 0), min(by1 + margin, h), max(bx0 - margin, 0), min(bx1 + margin, w)
-    k = thicken if thicken is not None else int(round(max(y1 - y0, x1 - x0) / 120))
+    k = thicken if thicken is not None else int(round(max(y1 - y0, x1 - x0) / 90))
     extent = (x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5)  # pixel coordinates of the crop
 
     aspect = min(max((x1 - x0) / max(y1 - y0, 1), 0.5), 2.0)
