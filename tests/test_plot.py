@@ -31,7 +31,8 @@ def _not_blank(fig):
 
 
 def test_import_geomops_does_not_import_matplotlib():
-    code = "import sys, geomops, geomops.plot; print('matplotlib' in sys.modules)"
+    code = ("import sys, geomops, geomops.plot, geomops.pose.plotting, geomops._demo; "
+            "print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
