@@ -144,6 +144,8 @@ def cconv_demo(num_points: int = 20000, num_threads: Optional[int] = None, dtype
         out = continuous_conv(*args(filters), **common)
         diff = out - target
         losses.append(float(np.mean(diff.astype(np.float64) ** 2)))
+        if len(losses) > 1 and losses[-1] > losses[-2]:
+            lr *= 0.5  # too long a step (sparse clouds have few neighbors per point): shorten it
         g = continuous_conv_backprop_filter(*args(filters), 2 * diff / diff.size * cout, **common)
         filters = filters - lr * g
         bar.update()
