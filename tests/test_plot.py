@@ -68,6 +68,8 @@ def test_plot_filter_wraps_and_draws_on_a_subfigure():
     axes = [ax for ax in root.get_axes() if ax.get_images()]
     assert len(axes) == 8
     assert right.get_suptitle() == "mine"
+    fig = plot.plot_filter(f, vmax=100.0)
+    assert fig.get_axes()[0].get_images()[0].get_clim() == (-100.0, 100.0)
 
 
 @pytest.mark.parametrize("bad, exc, match", [
@@ -78,6 +80,7 @@ def test_plot_filter_wraps_and_draws_on_a_subfigure():
     (dict(out_channel=1.0), TypeError, "out_channel must be an int"),
     (dict(fig="x"), TypeError, "fig must be a matplotlib Figure"),
     (dict(max_columns=0), ValueError, "max_columns"),
+    (dict(vmax=0.0), ValueError, "vmax must be a positive number"),
 ])
 def test_plot_filter_checks_its_input(bad, exc, match):
     kwargs = dict(filters=np.zeros((3, 3, 3, 2, 2)))

@@ -259,8 +259,11 @@ def save_figures(cc: CconvDemoResult, pz: PoseDemoResult, out_dir: Path,
     def filters() -> Figure:
         fig = Figure(figsize=(9, 5), layout="constrained")
         top, bottom = fig.subfigures(2, 1, squeeze=False)[:, 0]
-        plot.plot_filter(cc.filters, fig=top, title="fitted filter (in channel 0 -> out channel 0)")
-        plot.plot_filter(cc.hidden, fig=bottom, title="hidden filter it was fitted to")
+        lim = float(np.abs(cc.hidden[..., 0, 0]).max())  # one colour scale for both
+        plot.plot_filter(cc.filters, fig=top, vmax=lim, title=f"fitted filter, in channel 0 -> out channel 0: after "
+                         f"{len(cc.losses)} steps the outputs' loss is {cc.losses[0] / cc.losses[-1]:.1f}x lower "
+                         "(same colour scale as below)")
+        plot.plot_filter(cc.hidden, fig=bottom, vmax=lim, title="hidden filter that made the target outputs")
         return fig
 
     def loss() -> Figure:

@@ -97,7 +97,7 @@ def _symmetric_limit(values: npt.NDArray[Any]) -> float:
 
 def plot_filter(filters: npt.ArrayLike, *, in_channel: int = 0, out_channel: int = 0,
                 fig: Optional[Union[Figure, SubFigure]] = None, cmap: str = "RdBu_r", max_columns: int = 6,
-                title: Optional[str] = None) -> Figure:
+                vmax: Optional[float] = None, title: Optional[str] = None) -> Figure:
     """The depth slices of one channel pair of a continuous-convolution filter.
 
     One image per depth index ``d`` shows ``filters[d, :, :, in_channel, out_channel]``: width
@@ -117,6 +117,9 @@ def plot_filter(filters: npt.ArrayLike, *, in_channel: int = 0, out_channel: int
         A diverging colour map.
     max_columns : int
         Slices per row; more depth slices wrap onto further rows.
+    vmax : float, optional
+        The colour scale is ``[-vmax, vmax]`` (to compare filters on one scale); by default the
+        largest magnitude of the shown slices.
     title : str, optional
         The (sub)figure's title; by default it names the channel pair.
 
@@ -131,7 +134,8 @@ def plot_filter(filters: npt.ArrayLike, *, in_channel: int = 0, out_channel: int
     TypeError
         ``filters`` is not a real array, a channel is not an int, ``fig`` is not a figure.
     ValueError
-        ``filters`` is not 5-D or has an empty axis, a channel is out of range.
+        ``filters`` is not 5-D or has an empty axis, a channel is out of range, ``vmax`` is not
+        a positive number.
     """
     f = _host_array(filters, "filters")
     if f.ndim != 5:
@@ -147,7 +151,9 @@ def plot_filter(filters: npt.ArrayLike, *, in_channel: int = 0, out_channel: int
     nrows = -(-d // ncols)
     canvas, root = _canvas(fig, (2.4 * ncols + 1.0, 2.4 * nrows + 0.6))
     slices = f[..., ci, co]
-    lim = _symmetric_limit(slices)
+    if vmax is not None and (isinstance(vmax, bool) or not isinstance(vmax, numbers.Real) or not vmax > 0):
+        raise ValueError(f"vmax must be a positive number, got {vmax!r}")
+    lim = _symmetric_limit(slices) if vmax is None else float(vmax)
     axes = canvas.subplots(nrows, ncols, squeeze=False).ravel()
     im: Any = None
     for k, ax in enumerate(axes):
