@@ -38,11 +38,11 @@ from .ops import *  # noqa: F401,F403,E402
 from .ops import __all__ as _ops_all  # noqa: E402
 
 __all__ = ["__version__", "DeviceArray", "cuda_available", "get_num_threads", "set_num_threads",
-           "show_config", "to_device", "ops", "pose", "layers"] + list(_ops_all)
+           "show_config", "to_device", "ops", "pose", "layers", "plot"] + list(_ops_all)
 
 
-def __getattr__(name):  # lazy submodule: importing geomops does not build the pose tools
-    if name in ("pose", "layers"):
+def __getattr__(name):  # lazy submodules: importing geomops does not build the pose tools or import matplotlib
+    if name in ("pose", "layers", "plot"):
         import importlib
         return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'geomops' has no attribute {name!r}")
