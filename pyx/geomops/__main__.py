@@ -1,10 +1,14 @@
 """Command line: ``python -m geomops demo`` and ``python -m geomops config``."""
 
+from __future__ import annotations
+
 import argparse
 import sys
+from collections.abc import Sequence
+from typing import Optional
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m geomops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the continuous-convolution (and pose-gradient) demo")
