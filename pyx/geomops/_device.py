@@ -336,13 +336,13 @@ def work_stream(a: DeviceArray) -> int:
 
 class ArrayStats(NamedTuple):
     """Summary of a non-empty 1-D device array (see :func:`stats`)."""
-    min: object
-    max: object
+    min: float  # int for integer arrays
+    max: float
     nonfinite: int
     decreasing: int
     nonincreasing: int
-    first: object
-    last: object
+    first: float
+    last: float
 
 
 def stats(a: DeviceArray) -> ArrayStats:
