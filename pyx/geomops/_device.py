@@ -262,6 +262,23 @@ AnyArray = Union[NDArray[Any], DeviceArray]
 """An array of a backend: a NumPy array on the CPU, a :class:`DeviceArray` on CUDA."""
 
 
+class SupportsCudaArrayInterface(Protocol):
+    """A device array of another library (CuPy, Numba, PyTorch) seen through the CUDA array interface."""
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]: ...
+
+
+class SupportsDLPack(Protocol):
+    """A DLPack producer (PyTorch, CuPy, JAX); on a CUDA device it is a device array."""
+
+    def __dlpack_device__(self) -> tuple[int, int]: ...
+
+
+ArrayInput = Union[ArrayLike, DeviceArray, SupportsCudaArrayInterface, SupportsDLPack]
+"""What an op's array argument accepts: anything ``np.asarray`` takes, or a device array."""
+
+
 def _from_pickle(host: NDArray[Any], device_id: int, emulated: bool = False) -> DeviceArray:
     if emulated:
         from . import _cuda_emu
