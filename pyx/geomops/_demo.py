@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -126,7 +127,7 @@ def pose_demo(num_threads=None, iterations=80):
     return rot, trans
 
 
-def run_demo(num_points=20000, num_threads=None):
+def run_demo(num_points: int = 20000, num_threads: Optional[int] = None) -> int:
     import geomops
     geomops.show_config()
     print()
