@@ -9,9 +9,12 @@ docs/cconv.md and docs/search.md list every difference; :mod:`geomops.torch` has
 ``open3d.ml.torch`` signatures.
 """
 
+from typing import TYPE_CHECKING
+
 from .cconv import *  # noqa: F401,F403
 from .cconv import __all__ as _cconv_all
 from .search import *  # noqa: F401,F403
 from .search import __all__ as _search_all
 
-__all__ = list(_cconv_all) + list(_search_all)
+if not TYPE_CHECKING:  # mypy reads only literal __all__ lists; without one it exports the star imports
+    __all__ = list(_cconv_all) + list(_search_all)

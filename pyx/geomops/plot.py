@@ -314,14 +314,15 @@ def _mapped(points: npt.NDArray[np.float64], coordinate_mapping: str) -> npt.NDA
     own kernel: with a 2x2x2 filter whose corner values are the corners' coordinates,
     ``align_corners=True`` and trilinear interpolation, ``continuous_conv`` returns q itself for one
     neighbor with feature 1 (trilinear interpolation reproduces a linear function exactly)."""
-    from .cconv import continuous_conv
+    from .cconv import CoordinateMapping, continuous_conv
     n = points.shape[0]
     corner = np.array([-0.5, 0.5])
     z, y, x = np.meshgrid(corner, corner, corner, indexing="ij")
     filters = np.stack([x, y, z], axis=-1)[:, :, :, None, :]  # [D, H, W, 1, 3]: the corner's (x, y, z)
     out = continuous_conv(filters, np.zeros((n, 3)), np.ones((1, 1)), np.zeros(3), points, np.ones((n, 1)), None,
                           np.arange(n, dtype=np.int32), None, np.arange(n + 1, dtype=np.int64),
-                          align_corners=True, coordinate_mapping=coordinate_mapping, interpolation="linear")
+                          align_corners=True, interpolation="linear",
+                          coordinate_mapping=cast(CoordinateMapping, coordinate_mapping))
     return np.asarray(out, dtype=np.float64)
 
 
