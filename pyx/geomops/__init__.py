@@ -41,8 +41,8 @@ __all__ = ["__version__", "DeviceArray", "cuda_available", "get_num_threads", "s
            "show_config", "to_device", "ops", "pose", "layers"] + list(_ops_all)
 
 
-def __getattr__(name):  # lazy submodule: importing geomops does not build the pose tools
-    if name in ("pose", "layers"):
+def __getattr__(name):  # lazy submodules: importing geomops builds no pose tools and imports no dask
+    if name in ("pose", "layers", "dask"):
         import importlib
         return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'geomops' has no attribute {name!r}")
