@@ -1,9 +1,11 @@
 """geomops.dask without a cluster: the per-cloud conv, the thread and device rules, the table, the
 pose step and loop, and the helpers on dask's local schedulers (bitwise the serial loops)."""
 
+import asyncio
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
 import dask
 import dask.array as da
@@ -13,8 +15,9 @@ import pytest
 
 import geomops
 from geomops import _backend
-from geomops.dask import (CloudConv, conv_gradient, l2_loss, map_conv, pick_device, refine_poses,
-                          refine_poses_delayed, refinement_table, split_threads, task_device, task_threads)
+from geomops.dask import (CloudConv, GeomopsWorkerPlugin, conv_gradient, l2_loss, map_conv, pick_device,
+                          refine_poses, refine_poses_delayed, refinement_table, split_threads, task_device,
+                          task_threads)
 from geomops.pose import (AdamPoseStep, Camera, Mesh, Scene, SceneObject, apply_pose_delta,
                           backpropagate_gradient_to_poses, refine_scene, render)
 
@@ -215,6 +218,59 @@ def test_pick_device():
     assert pick_device("w", "tcp://h:2", 0, gpu, 0, explicit="cuda")[0] == "cuda:0"
     with pytest.raises(ValueError, match="explicit device"):
         pick_device("w", "tcp://h:2", 1, gpu, 2, explicit="cpu")
+
+
+class _FakeWorker:
+    """What GeomopsWorkerPlugin.setup reads of a distributed Worker, with a scheduler that knows
+    the cluster ``workers`` (address -> host, nthreads, resources)."""
+
+    def __init__(self, address, name, workers):
+        info = workers[address]
+        self.address, self.name = address, name
+        self.state = SimpleNamespace(nthreads=info["nthreads"], total_resources=dict(info["resources"]))
+
+        async def identity():
+            return {"workers": workers}
+        self.scheduler = SimpleNamespace(identity=identity)
+
+
+def test_the_plugin_maps_resources_to_threads_and_devices(monkeypatch):
+    """The resource -> (threads, device) logic of the plugin on a made-up 2-host cluster with 4
+    GPUs per host (no GPU here: _cuda_devices is replaced by a count)."""
+    from geomops.dask import _workers
+    monkeypatch.setattr(_workers, "_cuda_devices", lambda: 4)
+    monkeypatch.setattr(_workers, "CPU_COUNT", 16)
+    monkeypatch.delenv(_workers.DEVICE_ENV, raising=False)
+    gpu = {"GPU": 1}
+    workers = {"tcp://a:1": dict(host="a", nthreads=2, resources=gpu),
+               "tcp://a:2": dict(host="a", nthreads=2, resources=gpu),
+               "tcp://a:3": dict(host="a", nthreads=4, resources={}),
+               "tcp://b:1": dict(host="b", nthreads=1, resources=gpu)}
+    names = {"tcp://a:1": "w-x", "tcp://a:2": "gpu-7", "tcp://a:3": "cpu", "tcp://b:1": "b"}
+
+    def setup(plugin, address):
+        worker = _FakeWorker(address, names[address], workers)
+        asyncio.run(plugin.setup(worker))
+        try:
+            return _workers._SETTINGS[address]
+        finally:
+            plugin.teardown(worker)
+
+    plugin = GeomopsWorkerPlugin()
+    a1, a2, a3, b1 = (setup(plugin, a) for a in workers)
+    # host a runs 2 + 2 + 4 = 8 tasks at once on 16 cores: 2 OpenMP threads each; host b: 16
+    assert (a1.threads, a2.threads, a3.threads, b1.threads) == (2, 2, 2, 16)
+    assert a1.device == "cuda:0"  # rank 0 among host a's GPU workers (its name ends in no number)
+    assert a2.device == "cuda:3" and "number 7" in a2.reason  # 7 mod 4
+    assert a3.device is None and "no GPU resource" in a3.reason
+    assert b1.device == "cuda:0"
+    forced = GeomopsWorkerPlugin(threads_per_task=3, devices={"w-x": "cuda:2"})
+    f1 = setup(forced, "tcp://a:1")
+    assert (f1.threads, f1.device) == (3, "cuda:2") and "given explicitly" in f1.reason
+    monkeypatch.setenv(_workers.DEVICE_ENV, "cuda:1")  # the worker's environment variable
+    assert setup(plugin, "tcp://b:1").device == "cuda:1"
+    with pytest.raises(ValueError, match="devices"):
+        GeomopsWorkerPlugin(devices={"w": "cpu"})
 
 
 # ---- the pose step and loop ---------------------------------------------------------------------------
