@@ -46,6 +46,7 @@ def digest(a):
 
 def serial_run(conv, clouds, n, cin):
     """Wall time of the plain loop (cloud generation not timed) and the outputs' hashes."""
+    conv.forward(*make_cloud(clouds, 1000, cin))  # warm-up (thread pool, first allocations), as the clusters get
     wall, hashes = 0.0, []
     for seed in range(clouds):
         pts, feats = make_cloud(seed, n, cin)
@@ -114,7 +115,7 @@ def main(argv=None):
     for config in args.configs.split(","):
         w, t = (int(x) for x in config.lower().split("x"))
         times, tiny, hashes, per_task = cluster_run(w, t, conv, args.clouds, args.points, cin, args.repeat)
-        rows.append((f"LocalCluster({w} workers x {t} thread{'s' if t > 1 else ''})", statistics.median(times),
+        rows.append((f"LocalCluster({w} worker{'s' if w > 1 else ''} x {t} thread{'s' if t > 1 else ''})", statistics.median(times),
                      statistics.median(tiny), "/".join(map(str, per_task)), hashes == reference))
     print(f"load after {loadavg()}\n")
     print("| run | OpenMP threads per task | wall (s) | clouds/s | Mpoints/s | overhead per task vs serial (ms) "

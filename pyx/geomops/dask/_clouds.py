@@ -348,18 +348,18 @@ def conv_gradient(conv, clouds, features=None, targets=None, *, num_threads=None
     task_device(None if device == "worker" else device)
     kind = _kind(clouds)
     shape = conv.filters.shape
+    shared = _shared(conv)
     if kind == "array":
         if targets is None:
             raise TypeError("targets (a dask array [B, N, Cout]) must be given with a dask array of points")
         points, features, targets = _blocks(conv, clouds, features, targets)
-        parts = [dask.delayed(_gradient_block, pure=True)(p, f, t, conv, num_threads, device)
+        parts = [dask.delayed(_gradient_block, pure=True)(p, f, t, shared, num_threads, device)
                  for p, f, t in zip(points.to_delayed().ravel(), features.to_delayed().ravel(),
                                     targets.to_delayed().ravel())]
     else:
         if features is not None or targets is not None:
             raise TypeError("features and targets are only given with a dask array of points; clouds carry their "
                             "own")
-        shared = _shared(conv)
         items = clouds.to_delayed() if kind == "bag" else [[c] for c in clouds]
         parts = [dask.delayed(_gradient_clouds, pure=True)(p, shared, num_threads, device) for p in items]
     acc = None
