@@ -32,6 +32,18 @@ def test_importing_geomops_imports_no_dask():
         assert geomops.dask.map_conv and "distributed" in sys.modules  # the attribute imports it
     """)
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    without = textwrap.dedent("""
+        import sys
+        sys.modules["distributed"] = None  # as if dask[distributed] were not installed
+        import geomops
+        try:
+            geomops.dask
+        except ImportError as e:
+            assert 'pip install "geomops[dask]"' in str(e), e
+        else:
+            raise AssertionError("no ImportError")
+    """)
+    subprocess.run([sys.executable, "-c", without], check=True, timeout=120)
 
 
 # ---- the per-cloud conv ----------------------------------------------------------------------------

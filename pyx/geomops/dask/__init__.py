@@ -18,6 +18,13 @@ do not depend on the thread count, so a cluster computes bitwise what the serial
 (on the CPU).
 """
 
+try:
+    import dask  # noqa: F401
+    import distributed  # noqa: F401
+except ImportError as exc:
+    raise ImportError(f"geomops.dask needs dask[distributed] ({exc}); install it with "
+                      "pip install \"geomops[dask]\"") from exc
+
 from ._clouds import CloudConv, GradientSum, conv_gradient, l2_loss, map_conv
 from ._poses import refine_poses, refine_poses_delayed, refinement_table
 from ._workers import (DEVICE_ENV, GeomopsWorkerPlugin, WorkerSettings, configure, pick_device, split_threads,
