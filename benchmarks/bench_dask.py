@@ -115,8 +115,9 @@ def main(argv=None):
     for config in args.configs.split(","):
         w, t = (int(x) for x in config.lower().split("x"))
         times, tiny, hashes, per_task = cluster_run(w, t, conv, args.clouds, args.points, cin, args.repeat)
-        rows.append((f"LocalCluster({w} worker{'s' if w > 1 else ''} x {t} thread{'s' if t > 1 else ''})", statistics.median(times),
-                     statistics.median(tiny), "/".join(map(str, per_task)), hashes == reference))
+        name = f"LocalCluster({w} worker{'s' if w > 1 else ''} x {t} thread{'s' if t > 1 else ''})"
+        rows.append((name, statistics.median(times), statistics.median(tiny), "/".join(map(str, per_task)),
+                     hashes == reference))
     print(f"load after {loadavg()}\n")
     print("| run | OpenMP threads per task | wall (s) | clouds/s | Mpoints/s | overhead per task vs serial (ms) "
           "| wall per tiny task (ms) | bitwise = serial |")

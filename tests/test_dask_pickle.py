@@ -210,3 +210,27 @@ def test_cloudpickle_carries_a_lambda_loss_and_a_window_function():
     layer = layers.ContinuousConv(4, 2, 2, window_function=lambda u: 1 - u, seed=12)
     twin = cloudpickle.loads(cloudpickle.dumps(layer))
     np.testing.assert_array_equal(twin(feats, pts, pts, 0.4), layer(feats, pts, pts, 0.4))
+
+
+@PICKLER
+def test_torch_layers_round_trip(pickler):
+    torch = pytest.importorskip("torch")
+    from geomops.torch import layers as tl
+    torch.manual_seed(13)
+    conv = tl.ContinuousConv(4, 3, 2, activation=torch.relu, use_dense_layer_for_center=True)
+    tconv = tl.ContinuousConvTranspose(4, 3, 2).double()
+    pts, feats = (torch.from_numpy(a) for a in _cloud(120, seed=14))
+    for layer in (conv, tconv, tl.FixedRadiusSearch(metric="L1", return_distances=True), tl.RadiusSearch(),
+                  tl.KNNSearch(index_dtype=torch.int64)):
+        clone = _round_trip(layer, pickler)
+        assert type(clone) is type(layer)
+        state, again = layer.state_dict(), clone.state_dict()
+        assert list(state) == list(again)
+        for name in state:
+            assert state[name].dtype == again[name].dtype and state[name].numpy().tobytes() == \
+                again[name].numpy().tobytes(), name
+        assert_same({k: v for k, v in vars(layer).items() if not k.startswith("_")},
+                    {k: v for k, v in vars(clone).items() if not k.startswith("_")}, type(layer).__name__)
+    clone = _round_trip(conv, pickler)
+    out = conv(feats, pts, pts, 0.3).detach().numpy()
+    assert clone(feats, pts, pts, 0.3).detach().numpy().tobytes() == out.tobytes()
