@@ -64,7 +64,8 @@ def cluster_run(workers, threads, conv, clouds, n, cin, repeat):
     from geomops.dask import configure, map_conv
 
     with LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=None,
-                      host="127.0.0.1") as lc, Client(lc) as client:
+                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, host="127.0.0.1") as lc, \
+            Client(lc) as client:
         settings = configure(client)
         per_task = sorted({s.threads for s in settings.values()})
 

@@ -59,8 +59,11 @@ def cluster():
     faulthandler.dump_traceback_later(MODULE_LIMIT, exit=True)  # a hung cluster must not stall CI
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers need not import this file
     try:
+        # no dashboard; the scheduler's HTTP server (it always has one) on a free port, not 8787,
+        # which another cluster on the machine may hold
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                          host="127.0.0.1", resources={"GPU": 1}) as lc, Client(lc) as client:
+                          scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, host="127.0.0.1",
+                          resources={"GPU": 1}) as lc, Client(lc) as client:
             client.register_plugin(_EmulateCuda())
             yield client, configure(client)
     finally:
