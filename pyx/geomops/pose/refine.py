@@ -12,17 +12,23 @@ iteration budget or a loss threshold is reached, for every object of a scene at 
 from __future__ import annotations
 
 import copy
-from typing import List, NamedTuple
+from collections.abc import Sequence
+from typing import List, Literal, NamedTuple, Optional, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
-from .._device import DeviceArray, to_device
+from .._device import AnyArray, ArrayInput, DeviceArray, to_device
 from .._validate import as_array, check_int, check_real
 from .diff import apply_pose_delta, backpropagate_gradient_to_poses
+from .buffers import RenderResult
 from .render import render
 from .scene import Scene, SceneObject
 
 __all__ = ["AdamPoseStep", "RefineResult", "refine_scene"]
+
+GradientMode = Literal["exact", "compat"]  # see backpropagate_gradient_to_poses
+RefineTarget = Union[ArrayInput, RenderResult]  # an image (H, W, 3|4), or a render whose rgb is the image
 
 
 class AdamPoseStep:
@@ -49,21 +55,21 @@ class AdamPoseStep:
         The step shrinks by this factor per iteration.
     """
 
-    def __init__(self, rotation_step=0.01, translation_step=0.003, decay=0.985):
+    def __init__(self, rotation_step: float = 0.01, translation_step: float = 0.003, decay: float = 0.985) -> None:
         rot = check_real(rotation_step, "rotation_step", positive=True)
         trans = check_real(translation_step, "translation_step", positive=True)
         self.decay = check_real(decay, "decay", positive=True)
         self.base = np.array([rot] * 3 + [trans] * 3)
         self.iteration = 0
-        self.m = None
-        self.v = None
+        self.m: Optional[NDArray[np.float64]] = None
+        self.v: Optional[NDArray[np.float64]] = None
 
-    def __call__(self, grad):
+    def __call__(self, grad: ArrayLike) -> NDArray[np.float64]:
         """The step for gradient ``grad`` ((6,) or (N, 6), any float dtype); advances the moments."""
         g = np.asarray(grad, dtype=np.float64)
         if g.ndim not in (1, 2) or g.shape[-1] != 6:
             raise ValueError(f"grad must have shape (6,) or (N, 6), got shape {g.shape}")
-        if self.m is None:
+        if self.m is None or self.v is None:  # both set together
             self.m = np.zeros(g.shape)
             self.v = np.zeros(g.shape)
         elif self.m.shape != g.shape:
@@ -77,7 +83,7 @@ class AdamPoseStep:
         self.iteration = it + 1
         return self.base * (self.decay ** it) * mh / (np.sqrt(vh) + 1e-12)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"AdamPoseStep(rotation_step={self.base[0]!r}, translation_step={self.base[3]!r}, "
                 f"decay={self.decay!r}, iteration={self.iteration})")
 
@@ -100,22 +106,24 @@ class RefineResult(NamedTuple):
     iterations: int
 
     @property
-    def initial_loss(self):
+    def initial_loss(self) -> float:
         return self.losses[0]
 
     @property
-    def loss(self):
+    def loss(self) -> float:
         """The loss at the returned poses."""
         return self.losses[-1]
 
 
-def _target_image(target, shape):
+def _target_image(target: RefineTarget, shape: Sequence[int]) -> NDArray[np.float64]:
     """The target as float64 (H, W, 3) in [0, 1]: uint8 RGB(A) / 255, float RGB as given, or a
     RenderResult's rgb."""
     rgb = getattr(target, "rgb", None)
     if rgb is not None:
         target = rgb.get() if isinstance(rgb, DeviceArray) else rgb
     t = as_array(target, "target")
+    if isinstance(t, DeviceArray):  # the loss is taken on the host
+        t = t.get()
     if t.ndim != 3 or t.shape[:2] != tuple(shape) or t.shape[2] not in (3, 4):
         raise ValueError(f"target must have shape ({shape[0]}, {shape[1]}, 3) or ({shape[0]}, {shape[1]}, 4) "
                          f"(the camera's image), got shape {t.shape}")
@@ -129,7 +137,7 @@ def _target_image(target, shape):
     return t
 
 
-def _working_copy(scene):
+def _working_copy(scene: object) -> Scene:
     """A Scene with its own SceneObjects (same meshes, camera and light): the loop moves their
     poses without touching the caller's scene, and meshes keep their device copies."""
     if not isinstance(scene, Scene):
@@ -141,12 +149,13 @@ def _working_copy(scene):
                  light=scene.light)
 
 
-def _loss_and_grad(scene, target, mode, num_threads, device):
+def _loss_and_grad(scene: Scene, target: NDArray[np.float64], mode: GradientMode, num_threads: Optional[int],
+                   device: Optional[str]) -> tuple[float, RenderResult, AnyArray]:
     """Render ``scene``; the L2 loss ``0.5 * sum((rgb / 255 - target)^2)`` and the render and
     dLoss/dImage (3, H, W) float64, the latter on ``device``."""
     buf = render(scene, num_threads=num_threads, buffers="gradient", device=device)
     on_device = buf.device != "cpu"
-    rgb = buf.rgb.get() if on_device else buf.rgb
+    rgb = buf.rgb.get() if isinstance(buf.rgb, DeviceArray) else buf.rgb  # on_device
     diff = rgb[..., :3] / 255.0 - target
     loss = 0.5 * float(np.sum(diff * diff))
     g = np.ascontiguousarray(diff.transpose(2, 0, 1))
@@ -155,8 +164,9 @@ def _loss_and_grad(scene, target, mode, num_threads, device):
     return loss, buf, g
 
 
-def refine_scene(scene, target, iterations=80, *, step=None, loss_tol=0.0, mode="exact", num_threads=None,
-                 device=None):
+def refine_scene(scene: Scene, target: RefineTarget, iterations: int = 80, *, step: Optional[AdamPoseStep] = None,
+                 loss_tol: float = 0.0, mode: GradientMode = "exact", num_threads: Optional[int] = None,
+                 device: Optional[str] = None) -> RefineResult:
     """Refine the poses of all objects of ``scene`` so that its render matches ``target``.
 
     Each iteration renders the scene, takes the L2 loss ``0.5 * sum((rgb/255 - target)^2)``
@@ -202,7 +212,7 @@ def refine_scene(scene, target, iterations=80, *, step=None, loss_tol=0.0, mode=
     target = _target_image(target, work.camera.shape)
     objects = work.objects
     poses = np.stack([o.pose for o in objects])
-    losses = []
+    losses: list[float] = []
     done = 0
     while True:
         loss, buf, g = _loss_and_grad(work, target, mode, num_threads, device)
