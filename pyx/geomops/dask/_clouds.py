@@ -3,21 +3,44 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, NamedTuple, Optional, TypedDict, Union, cast
 
-import dask
 import numpy as np
+from dask.delayed import delayed
+from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as V
 from .._cconv_args import COORDINATE_MAPPINGS, INTERPOLATIONS
-from .._device import DeviceArray, is_device_array, to_device
-from ..cconv import continuous_conv, continuous_conv_backward
-from ..search import METRICS, fixed_radius_search
+from .._device import AnyArray, ArrayInput, DeviceArray, is_device_array, to_device
+from ..cconv import CoordinateMapping, Interpolation, continuous_conv, continuous_conv_backward
+from ..search import METRICS, Metric, fixed_radius_search
 from ._workers import task_device, task_threads
 
+if TYPE_CHECKING:
+    import dask.array as da
+    import dask.bag as db
+    from dask.delayed import Delayed
 
-def l2_loss(out, target):
+# a Bag of clouds, a dask array of stacked points, or a list (or tuple) of clouds or delayed clouds
+_Clouds = Union["db.Bag", "da.Array", Sequence[object]]
+_Gradient = tuple[float, NDArray[Any]]  # one cloud's (loss, d loss / d filters)
+# the conv's positional arguments: filters, out/inp positions, extents, offset, features, neighbors
+_ConvArgs = tuple[ArrayInput, ArrayInput, ArrayInput, ArrayInput, ArrayInput, ArrayInput, None, AnyArray, None,
+                  AnyArray]
+
+
+class _ConvOptions(TypedDict):
+    align_corners: bool
+    coordinate_mapping: CoordinateMapping
+    normalize: bool
+    interpolation: Interpolation
+    max_temp_mem_MB: int
+    num_threads: Optional[int]
+    device: Optional[str]
+
+
+def l2_loss(out: NDArray[Any], target: ArrayLike) -> tuple[float, NDArray[Any]]:
     """``0.5 * sum((out - target)^2)`` (float64) and its gradient ``out - target`` (out's dtype)."""
     t = np.asarray(target)
     if t.shape != out.shape:
@@ -63,19 +86,22 @@ class CloudConv:
     offset: Optional[np.ndarray] = None
     normalize: bool = True
     align_corners: bool = True
-    coordinate_mapping: str = "ball_to_cube_radial"
-    interpolation: str = "linear"
-    metric: str = "L2"
+    coordinate_mapping: CoordinateMapping = "ball_to_cube_radial"
+    interpolation: Interpolation = "linear"
+    metric: Metric = "L2"
     ignore_query_point: bool = False
     max_temp_mem_MB: int = 64
     loss: Optional[Callable[[np.ndarray, Any], Any]] = None
 
-    def __post_init__(self):
-        filters = V.float_array(self.filters, "filters", ndim=5).copy()
+    def __post_init__(self) -> None:
+        filters = V.float_array(self.filters, "filters", ndim=5)
+        if isinstance(filters, DeviceArray):  # the conv keeps a read-only host copy and pickles it to the workers
+            raise TypeError("filters must be a NumPy array, got a device array; pass filters.get()")
+        filters = filters.copy()
         filters.setflags(write=False)
         extent = V.check_real(self.extent, "extent", positive=True)
         offset = np.zeros(3, filters.dtype) if self.offset is None else \
-            V.float_array(np.asarray(self.offset, filters.dtype), "offset", shape=(3,)).copy()
+            cast("NDArray[Any]", V.float_array(np.asarray(self.offset, filters.dtype), "offset", shape=(3,))).copy()
         offset.setflags(write=False)
         V.check_option(self.coordinate_mapping, "coordinate_mapping", COORDINATE_MAPPINGS)
         V.check_option(self.interpolation, "interpolation", INTERPOLATIONS)
@@ -89,39 +115,41 @@ class CloudConv:
                             ("max_temp_mem_MB", V.check_int(self.max_temp_mem_MB, "max_temp_mem_MB", minimum=0))):
             object.__setattr__(self, name, value)
 
-    def __reduce__(self):  # rebuilt by the constructor, so the arrays are read-only again
+    def __reduce__(self) -> tuple[type[CloudConv], tuple[object, ...]]:  # rebuilt by the constructor, so the arrays are read-only again
         return type(self), tuple(getattr(self, f.name) for f in dataclasses.fields(self))
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype[Any]:
         """The float dtype of the filters (and of the clouds)."""
         return self.filters.dtype
 
     @property
-    def out_channels(self):
-        return self.filters.shape[4]
+    def out_channels(self) -> int:
+        return int(self.filters.shape[4])
 
     @property
-    def radius(self):
+    def radius(self) -> float:
         """The search radius, ``extent / 2``."""
         return self.extent / 2
 
-    def _call(self, points, features, num_threads, device):
+    def _call(self, points: ArrayInput, features: ArrayInput, num_threads: Optional[int],
+              device: Optional[str]) -> tuple[_ConvArgs, _ConvOptions]:
         """The search and the conv's arguments and options, every array on ``device``."""
-        def put(a):
+        def put(a: ArrayInput) -> ArrayInput:
             return a if device in (None, "cpu") or is_device_array(a) else to_device(np.asarray(a), device)
         pts = put(points)
         nb = fixed_radius_search(pts, pts, self.radius, metric=self.metric, ignore_query_point=self.ignore_query_point,
                                  num_threads=num_threads, device=device)
         extents = np.full((1, 1), self.extent, self.dtype)
-        args = (put(self.filters), pts, put(extents), put(self.offset), pts, put(features), None,
+        args = (put(self.filters), pts, put(extents), put(cast("NDArray[Any]", self.offset)), pts, put(features), None,
                 nb.neighbors_index, None, nb.neighbors_row_splits)
-        options = dict(align_corners=self.align_corners, coordinate_mapping=self.coordinate_mapping,
-                       normalize=self.normalize, interpolation=self.interpolation,
-                       max_temp_mem_MB=self.max_temp_mem_MB, num_threads=num_threads, device=device)
+        options: _ConvOptions = dict(align_corners=self.align_corners, coordinate_mapping=self.coordinate_mapping,
+                                     normalize=self.normalize, interpolation=self.interpolation,
+                                     max_temp_mem_MB=self.max_temp_mem_MB, num_threads=num_threads, device=device)
         return args, options
 
-    def forward(self, points, features, *, num_threads=None, device=None):
+    def forward(self, points: ArrayInput, features: ArrayInput, *, num_threads: Optional[int] = None,
+                device: Optional[str] = None) -> NDArray[Any]:
         """The conv output of one cloud, ``[N, Cout]`` NumPy (copied back from a GPU).
 
         ``points`` [N, 3] and ``features`` [N, Cin] in the filters' dtype; ``device`` as for the
@@ -130,7 +158,8 @@ class CloudConv:
         args, options = self._call(points, features, num_threads, device)
         return _host(continuous_conv(*args, **options))
 
-    def loss_and_gradient(self, points, features, target, *, num_threads=None, device=None):
+    def loss_and_gradient(self, points: ArrayInput, features: ArrayInput, target: Any, *,
+                          num_threads: Optional[int] = None, device: Optional[str] = None) -> _Gradient:
         """``(loss, d loss / d filters)`` of one cloud: the loss (float) of its conv output
         against ``target`` and the filter gradient (NumPy, the filters' shape and dtype)."""
         args, options = self._call(points, features, num_threads, device)
@@ -140,10 +169,10 @@ class CloudConv:
         if device not in (None, "cpu"):
             grad = to_device(grad, device)
         grads = continuous_conv_backward(*args, grad, wrt={"filters"}, **options)
-        return float(value), _host(grads.filters)
+        return float(value), _host(cast("AnyArray", grads.filters))  # asked for with wrt
 
 
-def _host(a):
+def _host(a: AnyArray) -> NDArray[Any]:
     return a.get() if isinstance(a, DeviceArray) else a
 
 
@@ -166,11 +195,11 @@ class GradientSum(NamedTuple):
     clouds: int
 
 
-def _cloud(item, with_target):
+def _cloud(item: object, with_target: bool) -> tuple[ArrayInput, ArrayInput, Any]:
     """``(points, features, target or None)`` of a cloud given as ``(points, features[, target])``
     or a mapping with those keys."""
     if isinstance(item, Mapping):
-        parts = (item.get("points"), item.get("features"), item.get("target"))
+        parts: tuple[Any, Any, Any] = (item.get("points"), item.get("features"), item.get("target"))
     elif isinstance(item, (tuple, list)) and len(item) in (2, 3):
         parts = (item[0], item[1], item[2] if len(item) == 3 else None)
     else:
@@ -185,16 +214,18 @@ def _cloud(item, with_target):
 
 # ---- task functions (module level, so they pickle by reference) ----------------------------------
 
-def _forward_clouds(clouds, conv, num_threads, device):
+def _forward_clouds(clouds: Iterable[object], conv: CloudConv, num_threads: Optional[int],
+                    device: Optional[str]) -> list[NDArray[Any]]:
     nt, dev = task_threads(num_threads), task_device(device)
     return [conv.forward(*_cloud(c, False)[:2], num_threads=nt, device=dev) for c in clouds]
 
 
-def _forward_cloud(cloud, conv, num_threads, device):
+def _forward_cloud(cloud: object, conv: CloudConv, num_threads: Optional[int], device: Optional[str]) -> NDArray[Any]:
     return _forward_clouds([cloud], conv, num_threads, device)[0]
 
 
-def _forward_block(points, features, conv, num_threads, device):
+def _forward_block(points: NDArray[Any], features: NDArray[Any], conv: CloudConv, num_threads: Optional[int],
+                   device: Optional[str]) -> NDArray[Any]:
     """map_blocks: [b, N, 3] and [b, N, Cin] -> [b, N, Cout], one cloud at a time."""
     nt, dev = task_threads(num_threads), task_device(device)
     out = np.empty(points.shape[:2] + (conv.out_channels,), conv.dtype)
@@ -203,18 +234,20 @@ def _forward_block(points, features, conv, num_threads, device):
     return out
 
 
-def _gradient_clouds(clouds, conv, num_threads, device):
+def _gradient_clouds(clouds: Iterable[object], conv: CloudConv, num_threads: Optional[int],
+                     device: Optional[str]) -> list[_Gradient]:
     nt, dev = task_threads(num_threads), task_device(device)
     return [conv.loss_and_gradient(*_cloud(c, True), num_threads=nt, device=dev) for c in clouds]
 
 
-def _gradient_block(points, features, targets, conv, num_threads, device):
+def _gradient_block(points: NDArray[Any], features: NDArray[Any], targets: NDArray[Any], conv: CloudConv,
+                    num_threads: Optional[int], device: Optional[str]) -> list[_Gradient]:
     nt, dev = task_threads(num_threads), task_device(device)
     return [conv.loss_and_gradient(points[i], features[i], targets[i], num_threads=nt, device=dev)
             for i in range(points.shape[0])]
 
 
-def _fold(acc, results, shape):
+def _fold(acc: Optional[GradientSum], results: Iterable[_Gradient], shape: tuple[int, ...]) -> GradientSum:
     """``acc`` (a GradientSum or None) plus each ``(loss, gradient)`` of ``results`` in order."""
     if acc is None:
         loss, total, count = 0.0, np.zeros(shape, np.float64), 0
@@ -229,7 +262,7 @@ def _fold(acc, results, shape):
 
 # ---- the collections ------------------------------------------------------------------------------
 
-def _kind(clouds):
+def _kind(clouds: object) -> Literal["bag", "array", "list"]:
     import dask.array as da
     import dask.bag as db
     if isinstance(clouds, db.Bag):
@@ -242,16 +275,17 @@ def _kind(clouds):
                     f"dask.array.Array of stacked points, got {type(clouds).__name__}")
 
 
-def _check_conv(conv):
+def _check_conv(conv: object) -> None:
     if not isinstance(conv, CloudConv):
         raise TypeError(f"conv must be a geomops.dask.CloudConv, got {type(conv).__name__}")
 
 
-def _blocks(conv, points, features, targets=None):
+def _blocks(conv: CloudConv, points: da.Array, features: Optional[da.Array],
+            targets: Optional[da.Array] = None) -> list[da.Array]:
     """The dask arrays of stacked clouds, checked and with one chunk along every axis but the
     first (whose chunks are kept): ``(points, features[, targets])``."""
     import dask.array as da
-    arrays = {"points": points, "features": features}
+    arrays: dict[str, Optional[da.Array]] = {"points": points, "features": features}
     if targets is not None:
         arrays["targets"] = targets
     out = []
@@ -262,6 +296,7 @@ def _blocks(conv, points, features, targets=None):
             raise ValueError(f"{name} must have shape [B, N, C] with the points' B and N {points.shape[:2]}, got "
                              f"{a.shape}")
         out.append(a.rechunk({0: points.chunks[0], 1: -1, 2: -1}))
+    features = cast("da.Array", features)  # checked in the loop
     if points.shape[2] != 3:
         raise ValueError(f"points must have shape [B, N, 3], got {points.shape}")
     if features.shape[2] != conv.filters.shape[3]:
@@ -270,12 +305,13 @@ def _blocks(conv, points, features, targets=None):
     return out
 
 
-def _shared(conv):
+def _shared(conv: CloudConv) -> Delayed:
     """``conv`` as one graph key that every task reads (sent once per worker, not once per task)."""
-    return dask.delayed(conv, traverse=False)
+    return cast("Delayed", delayed(conv, traverse=False))
 
 
-def map_conv(conv, clouds, features=None, *, num_threads=None, device=None):
+def map_conv(conv: CloudConv, clouds: _Clouds, features: Optional[da.Array] = None, *, num_threads: Optional[int] = None,
+             device: Optional[str] = None) -> Union[db.Bag, list[Delayed], da.Array]:
     """Search + convolution of every cloud, lazily, keeping the collection's partitioning.
 
     Parameters
@@ -306,19 +342,24 @@ def map_conv(conv, clouds, features=None, *, num_threads=None, device=None):
     task_device(None if device == "worker" else device)  # a bad device fails here, not in every task
     kind = _kind(clouds)
     if kind == "array":
-        points, features = _blocks(conv, clouds, features)
-        return points.map_blocks(_forward_block, features, conv=conv, num_threads=num_threads, device=device,
-                                 chunks=(points.chunks[0], points.chunks[1], (conv.out_channels,)),
-                                 dtype=conv.dtype, meta=np.empty((0, 0, 0), conv.dtype))
+        points, features = _blocks(conv, cast("da.Array", clouds), features)  # _kind checked it
+        # (dask wraps Array.map_blocks in functools.wraps, whose typeshed stub does not bind self)
+        return cast("da.Array", points.map_blocks(_forward_block, features, conv=conv,  # type: ignore[arg-type]
+                                                  num_threads=num_threads, device=device,
+                                                  chunks=(points.chunks[0], points.chunks[1], (conv.out_channels,)),
+                                                  dtype=conv.dtype, meta=np.empty((0, 0, 0), conv.dtype)))
     if features is not None:
         raise TypeError("features is only given with a dask array of points; clouds carry their own features")
     shared = _shared(conv)
     if kind == "bag":
-        return clouds.map_partitions(_forward_clouds, shared, num_threads, device)
-    return [dask.delayed(_forward_cloud, pure=True)(c, shared, num_threads, device) for c in clouds]
+        bag = cast("db.Bag", clouds)  # _kind checked it
+        return cast("db.Bag", bag.map_partitions(_forward_clouds, shared, num_threads, device))
+    return [delayed(_forward_cloud, pure=True)(c, shared, num_threads, device) for c in clouds]
 
 
-def conv_gradient(conv, clouds, features=None, targets=None, *, num_threads=None, device=None):
+def conv_gradient(conv: CloudConv, clouds: _Clouds, features: Optional[da.Array] = None,
+                  targets: Optional[da.Array] = None, *, num_threads: Optional[int] = None,
+                  device: Optional[str] = None) -> Delayed:
     """The loss and filter gradient summed over clouds (one training step's reduction), lazily.
 
     Each cloud's ``(loss, d loss / d filters)`` comes from :meth:`CloudConv.loss_and_gradient`
@@ -352,17 +393,17 @@ def conv_gradient(conv, clouds, features=None, targets=None, *, num_threads=None
     if kind == "array":
         if targets is None:
             raise TypeError("targets (a dask array [B, N, Cout]) must be given with a dask array of points")
-        points, features, targets = _blocks(conv, clouds, features, targets)
-        parts = [dask.delayed(_gradient_block, pure=True)(p, f, t, shared, num_threads, device)
+        points, features, targets = _blocks(conv, cast("da.Array", clouds), features, targets)  # _kind checked it
+        parts = [delayed(_gradient_block, pure=True)(p, f, t, shared, num_threads, device)
                  for p, f, t in zip(points.to_delayed().ravel(), features.to_delayed().ravel(),
                                     targets.to_delayed().ravel())]
     else:
         if features is not None or targets is not None:
             raise TypeError("features and targets are only given with a dask array of points; clouds carry their "
                             "own")
-        items = clouds.to_delayed() if kind == "bag" else [[c] for c in clouds]
-        parts = [dask.delayed(_gradient_clouds, pure=True)(p, shared, num_threads, device) for p in items]
-    acc = None
+        items = cast("db.Bag", clouds).to_delayed() if kind == "bag" else [[c] for c in clouds]  # _kind checked it
+        parts = [delayed(_gradient_clouds, pure=True)(p, shared, num_threads, device) for p in items]
+    acc: Optional[Delayed] = None
     for part in parts:
-        acc = dask.delayed(_fold, pure=True)(acc, part, shape)
-    return acc if acc is not None else dask.delayed(_fold, pure=True)(None, [], shape)
+        acc = delayed(_fold, pure=True)(acc, part, shape)
+    return acc if acc is not None else delayed(_fold, pure=True)(None, [], shape)

@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
-import dask
-import numpy as np
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
-from ..pose.refine import AdamPoseStep, refine_scene
+import numpy as np
+from dask.base import compute
+from dask.delayed import delayed
+from numpy.typing import NDArray
+
+from ..pose.refine import AdamPoseStep, GradientMode, RefineResult, RefineTarget, refine_scene
 from ._workers import task_device, task_threads
+
+if TYPE_CHECKING:
+    import pandas
+    from ..pose.scene import Scene
+    from dask.delayed import Delayed
+    from distributed import Client
+
+TableKind = Literal["auto", "pandas", "numpy", "rows"]
+# a DataFrame, a structured array or a list of dicts, one row per object (see refinement_table)
+Table = Union["pandas.DataFrame", NDArray[np.void], list[dict[str, Any]]]
 
 TABLE_COLUMNS = ("scene", "object", "pose", "initial_loss", "loss", "iterations")
 
 
-def _refine_task(scene, target, iterations, step, loss_tol, mode, num_threads, device):
+def _refine_task(scene: Scene, target: RefineTarget, iterations: int, step: Optional[AdamPoseStep], loss_tol: float,
+                 mode: GradientMode, num_threads: Optional[int], device: Optional[str]) -> RefineResult:
     return refine_scene(scene, target, iterations, step=step, loss_tol=loss_tol, mode=mode,
                         num_threads=task_threads(num_threads), device=task_device(device))
 
 
-def refine_poses_delayed(scenes, targets, iterations=80, *, step=None, loss_tol=0.0, mode="exact", num_threads=None,
-                         device=None):
+def refine_poses_delayed(scenes: Iterable[Union[Scene, Delayed]], targets: Iterable[Union[RefineTarget, Delayed]],
+                         iterations: int = 80, *, step: Optional[AdamPoseStep] = None, loss_tol: float = 0.0,
+                         mode: GradientMode = "exact", num_threads: Optional[int] = None,
+                         device: Optional[str] = None) -> list[Delayed]:
     """One lazy :func:`geomops.pose.refine_scene` per scene.
 
     Parameters
@@ -40,11 +58,12 @@ def refine_poses_delayed(scenes, targets, iterations=80, *, step=None, loss_tol=
     if step is not None and not isinstance(step, AdamPoseStep):
         raise TypeError(f"step must be an AdamPoseStep or None, got {type(step).__name__}")
     task_device(None if device == "worker" else device)
-    return [dask.delayed(_refine_task, pure=True)(s, t, iterations, step, loss_tol, mode, num_threads, device)
+    return [delayed(_refine_task, pure=True)(s, t, iterations, step, loss_tol, mode, num_threads, device)
             for s, t in zip(scenes, targets)]
 
 
-def refinement_table(results, keys=None, kind="auto"):
+def refinement_table(results: Iterable[RefineResult], keys: Optional[Iterable[Union[int, str]]] = None,
+                     kind: TableKind = "auto") -> Table:
     """The results of :func:`refine_poses_delayed` as a table, one row per object.
 
     Columns: ``scene`` (``keys[i]``, or the scene's position), ``object`` (its position in
@@ -88,8 +107,11 @@ def refinement_table(results, keys=None, kind="auto"):
     return np.array([tuple(row[c] for c in TABLE_COLUMNS) for row in rows], dtype=dtype)
 
 
-def refine_poses(scenes, targets, iterations=80, *, keys=None, client=None, retries=0, table="auto", step=None,
-                 loss_tol=0.0, mode="exact", num_threads=None, device=None):
+def refine_poses(scenes: Iterable[Union[Scene, Delayed]], targets: Iterable[Union[RefineTarget, Delayed]],
+                 iterations: int = 80, *, keys: Optional[Iterable[Union[int, str]]] = None,
+                 client: Optional[Client] = None, retries: int = 0, table: TableKind = "auto",
+                 step: Optional[AdamPoseStep] = None, loss_tol: float = 0.0, mode: GradientMode = "exact",
+                 num_threads: Optional[int] = None, device: Optional[str] = None) -> Table:
     """Refine the poses of many scenes in parallel and gather the results as a table.
 
     One task per scene runs :func:`geomops.pose.refine_scene` (render, L2 loss to the
@@ -126,7 +148,7 @@ def refine_poses(scenes, targets, iterations=80, *, keys=None, client=None, retr
         except (ImportError, ValueError):
             client = None
     if client is None:
-        results = dask.compute(*tasks)
+        results = compute(*tasks)
     else:
         resources = {"GPU": 1} if device == "worker" else None
         results = client.gather(client.compute(tasks, retries=retries, resources=resources))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import NamedTuple, Optional
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, SupportsIndex, SupportsInt, cast
 
 import dask
 from dask.system import CPU_COUNT
@@ -14,10 +15,13 @@ from distributed import WorkerPlugin
 from .. import _backend
 from .._config import get_num_threads, resolve_num_threads
 
+if TYPE_CHECKING:
+    from distributed import Client, Worker
+
 PLUGIN_NAME = "geomops"
 DEVICE_ENV = "GEOMOPS_DASK_DEVICE"
 
-_SETTINGS = {}  # worker address -> WorkerSettings, in the worker's process (set by the plugin)
+_SETTINGS: dict[str, WorkerSettings] = {}  # worker address -> WorkerSettings, in the worker's process (set by the plugin)
 
 
 class WorkerSettings(NamedTuple):
@@ -37,14 +41,14 @@ class WorkerSettings(NamedTuple):
     reason: str
 
 
-def split_threads(cores, concurrent_tasks):
+def split_threads(cores: SupportsInt, concurrent_tasks: SupportsInt) -> int:
     """OpenMP threads per task when ``concurrent_tasks`` tasks share ``cores`` cores:
     ``max(1, cores // concurrent_tasks)``, so tasks x threads never exceed the cores (unless
     there are more tasks than cores: then each task gets one thread)."""
     return max(1, int(cores) // max(1, int(concurrent_tasks)))
 
 
-def _cuda_devices():
+def _cuda_devices() -> int:
     """CUDA devices geomops can use in this process (the emulator counts as one)."""
     try:
         module = _backend.cuda_module()
@@ -56,14 +60,15 @@ def _cuda_devices():
     return cuda_device_count()
 
 
-def _check_device(device, what):
+def _check_device(device: str, what: str) -> str:
     kind, ordinal = _backend.parse_device(device)
     if kind != "cuda":
         raise ValueError(f"{what} must be 'cuda' or 'cuda:N', got {device!r}")
     return f"cuda:{ordinal}"
 
 
-def pick_device(name, address, gpus, gpu_workers_on_host, visible_devices, explicit=None):
+def pick_device(name: object, address: str, gpus: float, gpu_workers_on_host: Iterable[str], visible_devices: int,
+                explicit: Optional[str] = None) -> tuple[Optional[str], str]:
     """The GPU of a worker, and why: ``(device or None, reason)``.
 
     Parameters
@@ -130,11 +135,12 @@ class GeomopsWorkerPlugin(WorkerPlugin):
 
     name = PLUGIN_NAME
 
-    def __init__(self, threads_per_task=None, devices=None):
+    def __init__(self, threads_per_task: Optional[SupportsIndex] = None,
+                 devices: Optional[Mapping[Any, str]] = None) -> None:
         self.threads_per_task = None if threads_per_task is None else resolve_num_threads(threads_per_task)
         self.devices = {str(k): _check_device(v, f"devices[{k!r}]") for k, v in dict(devices or {}).items()}
 
-    async def setup(self, worker):
+    async def setup(self, worker: Worker) -> None:
         info = await worker.scheduler.identity()
         workers = dict(info.get("workers", {}))
         me = workers.get(worker.address, {})
@@ -152,11 +158,12 @@ class GeomopsWorkerPlugin(WorkerPlugin):
                                   _cuda_devices(), explicit)
         _SETTINGS[worker.address] = WorkerSettings(threads, device, f"threads: {why}; device: {how}")
 
-    def teardown(self, worker):
+    def teardown(self, worker: Worker) -> None:
         _SETTINGS.pop(worker.address, None)
 
 
-def configure(client=None, *, threads_per_task=None, devices=None):
+def configure(client: Optional[Client] = None, *, threads_per_task: Optional[SupportsIndex] = None,
+              devices: Optional[Mapping[Any, str]] = None) -> dict[str, Optional[WorkerSettings]]:
     """Register :class:`GeomopsWorkerPlugin` on every worker of a cluster (current and future
     ones) and return what each worker chose.
 
@@ -176,14 +183,14 @@ def configure(client=None, *, threads_per_task=None, devices=None):
         from distributed import get_client
         client = get_client()
     client.register_plugin(GeomopsWorkerPlugin(threads_per_task, devices))
-    return client.run(_settings_of)
+    return cast("dict[str, Optional[WorkerSettings]]", client.run(_settings_of))  # Client.run is unannotated
 
 
-def _settings_of(dask_worker):
+def _settings_of(dask_worker: Worker) -> Optional[WorkerSettings]:
     return _SETTINGS.get(dask_worker.address)
 
 
-def _current_worker():
+def _current_worker() -> Optional[Worker]:
     try:
         from distributed import get_worker
         return get_worker()
@@ -191,14 +198,14 @@ def _current_worker():
         return None
 
 
-def worker_settings():
+def worker_settings() -> Optional[WorkerSettings]:
     """The :class:`WorkerSettings` of the worker running the calling task; None outside a
     distributed worker or before :func:`configure`."""
     worker = _current_worker()
     return None if worker is None else _SETTINGS.get(worker.address)
 
 
-def task_threads(num_threads=None):
+def task_threads(num_threads: Optional[SupportsIndex] = None) -> int:
     """The OpenMP threads a geomops task should use here.
 
     ``num_threads`` when given. In a distributed worker: its :class:`WorkerSettings` (after
@@ -218,7 +225,7 @@ def task_threads(num_threads=None):
     return split_threads(get_num_threads(), dask.config.get("num_workers", None) or CPU_COUNT)
 
 
-def task_device(device=None):
+def task_device(device: Optional[str] = None) -> Optional[str]:
     """The ``device=`` a geomops task passes to the ops.
 
     ``device`` as given (None, "cpu", "cuda", "cuda:N"), except ``"worker"``: the GPU that
