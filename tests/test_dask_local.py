@@ -95,6 +95,10 @@ def test_cloud_conv_validates_and_is_immutable():
         conv.loss_and_gradient(pts, feats, target[:, :2])
     with pytest.raises(TypeError, match="a cloud must be"):
         map_conv(conv, [np.zeros((3, 3))]).pop().compute()
+    with _backend.cuda_emulation():  # the conv keeps host filters (it used to fail on setflags)
+        device_filters = _backend.resolve("cuda").from_host(conv.filters)
+        with pytest.raises(TypeError, match=r"filters must be a NumPy array.*filters\.get\(\)"):
+            CloudConv(device_filters, 0.4)
 
 
 def test_a_custom_loss():
@@ -373,6 +377,9 @@ def test_refine_scene_on_the_emulated_device():
     cpu = refine_scene(scene, target, 6)
     assert dev.iterations == 6
     np.testing.assert_allclose(dev.losses, cpu.losses, rtol=1e-3)
+    with _backend.cuda_emulation():  # a device-array target is read back once (it used to fail on indexing)
+        dev_target = refine_scene(scene, _backend.resolve("cuda").from_host(target), 2, device="cuda")
+    assert dev_target.losses == dev.losses[:2] + [dev_target.loss]
 
 
 def test_refine_poses_on_the_local_scheduler_and_the_table():
