@@ -115,7 +115,8 @@ class CloudConv:
                             ("max_temp_mem_MB", V.check_int(self.max_temp_mem_MB, "max_temp_mem_MB", minimum=0))):
             object.__setattr__(self, name, value)
 
-    def __reduce__(self) -> tuple[type[CloudConv], tuple[object, ...]]:  # rebuilt by the constructor, so the arrays are read-only again
+    # rebuilt by the constructor, so the arrays are read-only again
+    def __reduce__(self) -> tuple[type[CloudConv], tuple[object, ...]]:
         return type(self), tuple(getattr(self, f.name) for f in dataclasses.fields(self))
 
     @property
@@ -310,8 +311,8 @@ def _shared(conv: CloudConv) -> Delayed:
     return cast("Delayed", delayed(conv, traverse=False))
 
 
-def map_conv(conv: CloudConv, clouds: _Clouds, features: Optional[da.Array] = None, *, num_threads: Optional[int] = None,
-             device: Optional[str] = None) -> Union[db.Bag, list[Delayed], da.Array]:
+def map_conv(conv: CloudConv, clouds: _Clouds, features: Optional[da.Array] = None, *,
+             num_threads: Optional[int] = None, device: Optional[str] = None) -> Union[db.Bag, list[Delayed], da.Array]:
     """Search + convolution of every cloud, lazily, keeping the collection's partitioning.
 
     Parameters
