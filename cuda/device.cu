@@ -117,6 +117,7 @@ extern "C" int gm_cuda_malloc(void** p, size_t bytes, int dev) {
     *p = nullptr;
     GM_CUDA_TRY(cudaSetDevice(dev), "cudaSetDevice");
     if (bytes == 0) return GM_OK;
+    if (bytes > SIZE_MAX / 2) return gm_cuda_oom((double)bytes, "an array");  // no size class holds it
     const size_t cls = size_class(bytes);
     if ((*p = cache_take(cls, dev)) != nullptr) return GM_OK;
     cudaError_t err = cudaMalloc(p, cls);

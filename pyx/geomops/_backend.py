@@ -22,6 +22,7 @@ import numpy as np
 
 from . import _cpu
 from . import _device
+from . import _memory
 
 __all__ = ["Backend", "resolve", "select", "call_stream", "CallStream", "stream_handle", "cpu", "parse_device",
            "cuda_emulation"]
@@ -62,7 +63,7 @@ class Backend:
     def empty(self, shape, dtype):
         """An uninitialised output array in this backend's memory."""
         if not self.is_cuda:
-            return np.empty(shape, dtype)
+            return _memory.host_empty(shape, dtype)
         return _device.empty(self.module, shape, dtype, self.device_id)
 
     def from_host(self, a):
@@ -486,7 +487,7 @@ def op_call(device=None, stream=None, *, optional=(), **inputs):
             if _device.is_device_array(v):
                 args[k] = _device.as_device_array(v, k)
                 device_inputs.append(args[k])
-    with call_stream(be, stream, inputs=device_inputs) as cs:
+    with call_stream(be, stream, inputs=device_inputs) as cs, _memory.call_scope():
         call = OpCall()
         call.be = be.on_stream(cs.handle)
         call.on_device = on_device

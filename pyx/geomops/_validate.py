@@ -19,7 +19,7 @@ import operator
 
 import numpy as np
 
-from . import _device
+from . import _device, _memory
 from ._device import DeviceArray
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -54,12 +54,26 @@ def is_absent(x):
     return a.ndim == 1 and a.shape[0] == 0
 
 
-def contiguous(a, dtype=None):
+def contiguous(a, dtype=None, name=None):
     """``np.ascontiguousarray(a, dtype)`` for NumPy arrays; a DeviceArray (always C-contiguous)
-    is converted on its device when ``dtype`` differs."""
+    is converted on its device when ``dtype`` differs. A copy that cannot fit in memory (e.g. of a
+    broadcast view) raises MemoryError naming ``name`` and the bytes."""
+    check_copy(a, dtype, name)
     if isinstance(a, DeviceArray):
         return a if dtype is None else a.astype(dtype)
     return np.ascontiguousarray(a) if dtype is None else np.ascontiguousarray(a, dtype=dtype)
+
+
+def check_copy(a, dtype, name):
+    """MemoryError (naming ``name`` and the bytes) when ``a`` would be copied, to C order or to
+    ``dtype``, and the copy cannot fit: e.g. a broadcast view of a huge shape."""
+    target = a.dtype if dtype is None else np.dtype(dtype)
+    if isinstance(a, DeviceArray):
+        if target != a.dtype:
+            _memory.check_device(_memory.array_nbytes(a.shape, target), f"{name or 'an input'} as {target}")
+    elif not (a.flags.c_contiguous and a.dtype == target):
+        _memory.check_host(_memory.array_nbytes(a.shape, target),
+                           f"a contiguous {target} copy of {name or 'an input'} (shape {a.shape})")
 
 
 def value_range(a):
@@ -106,9 +120,10 @@ def float_array(x, name, *, ndim=None, shape=None, dtype=None):
         if a.dtype in FLOAT_DTYPES:
             raise TypeError(f"{name} has dtype {a.dtype} but the op's float inputs are {np.dtype(dtype)}; "
                             "all float inputs of one call must share a dtype")
+        check_copy(a, dtype, name)
         a = a.astype(dtype)
     check_shape(a, name, ndim=ndim, shape=shape)
-    return contiguous(a)
+    return contiguous(a, name=name)
 
 
 def check_shape(a, name, *, ndim=None, shape=None):
@@ -155,7 +170,7 @@ def index_array(x, name, *, num_points=None, allow=INDEX_DTYPES):
     if a.dtype not in allow:
         raise TypeError(f"{name} must be " + " or ".join(str(d) for d in allow) + f", got dtype {a.dtype}")
     check_shape(a, name, ndim=1)
-    a = contiguous(a)
+    a = contiguous(a, name=name)
     if num_points is not None and a.size:
         lo, hi = value_range(a)
         if lo < 0 or hi >= num_points:
@@ -178,7 +193,7 @@ def row_splits(x, name, *, num_rows=None, total=None):
         raise ValueError(f"{name} must have {num_rows + 1} entries (number of rows + 1), got {a.shape[0]}")
     if a.shape[0] < 1:
         raise ValueError(f"{name} must have at least one entry (it starts with 0)")
-    a = contiguous(a, np.int64)
+    a = contiguous(a, np.int64, name)
     if isinstance(a, DeviceArray):
         s = _device.stats(a)
         if s.first != 0:
