@@ -1,4 +1,4 @@
-"""Ctrl-C interrupts long calls (docs/reliability.md, "Interrupts").
+"""Ctrl-C interrupts long calls (docs/architecture.md, "Interrupts and memory limits").
 
 Each test starts tests/interrupt_child.py in a subprocess, which calibrates one long op (its size
 grown until an uninterrupted call takes at least 0.9 s here), then calls it again; this

@@ -1,5 +1,5 @@
-"""Impossible or too large allocations raise MemoryError naming the bytes (docs/reliability.md,
-"Memory"), on every backend: never a crash, a wrapped size or the OOM killer.
+"""Impossible or too large allocations raise MemoryError naming the bytes (docs/architecture.md,
+"Interrupts and memory limits"), on every backend: never a crash, a wrapped size or the OOM killer.
 
 Sizes are faked cheaply: counts that only the count phase of a search computes (no neighbor is
 ever searched), broadcast views that only a copy would materialise, and a memory limit lowered

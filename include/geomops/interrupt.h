@@ -1,5 +1,5 @@
-/* Interrupting long calls (docs/reliability.md, "Interrupts"), shared by the launchers of every
- * backend and by whoever calls them (the Python bindings, C code).
+/* Interrupting long calls (docs/architecture.md, "Interrupts and memory limits"), shared by the
+ * launchers of every backend and by whoever calls them (the Python bindings, the C API).
  *
  * A launcher whose work can take long polls gm_interrupt_poll() between chunks of it, only on
  * the thread that called the launcher: the CPU kernels from OpenMP thread 0, which then raises a

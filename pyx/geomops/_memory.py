@@ -1,4 +1,4 @@
-"""Checks before large allocations (docs/reliability.md, "Memory").
+"""Checks before large allocations (docs/architecture.md, "Interrupts and memory limits").
 
 An output or a converted copy of an input whose size is impossible (more bytes than any
 allocation can hold, or an int64 overflow) or larger than the memory the system can still give
