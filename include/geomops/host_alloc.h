@@ -1,7 +1,7 @@
 /* Host memory of the launchers (docs/architecture.md, "Interrupts and memory limits"): sizes
- * computed without overflow, large requests checked against the memory the system can still give (so a request
- * that cannot fit fails here instead of waking the OOM killer when its pages are touched), and
- * the size of a failed request kept for the caller's error message. */
+ * computed without overflow, large requests checked against the memory the system can still
+ * give (so a request that cannot fit fails here instead of waking the OOM killer when its pages
+ * are touched), and the size of a failed request kept for the caller's error message. */
 #ifndef GEOMOPS_HOST_ALLOC_H
 #define GEOMOPS_HOST_ALLOC_H
 
