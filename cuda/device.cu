@@ -156,6 +156,8 @@ extern "C" int gm_cuda_release_cached(void) {
 extern "C" int gm_cuda_memcpy(void* dst, const void* src, size_t bytes, void* stream) {
     if (bytes == 0) return GM_OK;
     cudaStream_t s = (cudaStream_t)stream;
+    // wait for the queued kernels interruptibly first: the copy itself waits uninterruptibly
+    GM_CUDA_WAIT_IDLE(s, "a copy");
     GM_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, s), "cudaMemcpyAsync");
     GM_CUDA_TRY(cudaStreamSynchronize(s), "cudaStreamSynchronize");
     return GM_OK;
@@ -182,6 +184,7 @@ extern "C" int gm_cuda_stream_destroy(void* stream) {
 }
 
 extern "C" int gm_cuda_stream_synchronize(void* stream) {
+    GM_CUDA_WAIT_IDLE((cudaStream_t)stream, "a stream synchronisation");
     GM_CUDA_TRY(cudaStreamSynchronize((cudaStream_t)stream), "cudaStreamSynchronize");
     return GM_OK;
 }
