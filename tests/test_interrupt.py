@@ -53,27 +53,34 @@ def run_child(case, backend):
     return events, sent
 
 
-def check(case, backend):
-    events, sent = run_child(case, backend)
+def latency_problems(case, backend, events, sent):
+    """What broke the latency bound in one child's run (empty: nothing); asserts the rest."""
     by = {}
     for ev in events:
         by.setdefault(ev["event"], []).append(ev)
     calibrated = by["calibrated"][0]["seconds"]
     caught = by["interrupted"]
     assert len(caught) == len(sent)
-    first = caught[0]
-    latency = first["t"] - sent[0]
-    assert first["in_call"], f"{case}: the interrupt arrived between calls ({events})"
-    assert 0 <= latency <= INTERRUPT_BOUND, \
-        f"{case} ({backend}): KeyboardInterrupt {latency:.3f} s after SIGINT (call of {calibrated:.2f} s)"
-    print(f"{case} ({backend}): call {calibrated:.2f} s, interrupt latency {latency * 1000:.0f} ms, "
-          f"repeats {[round((c['t'] - s) * 1000) for c, s in zip(caught[1:], sent[1:])]} ms")
-    for c, s in zip(caught[1:], sent[1:]):
-        assert c["t"] - s <= INTERRUPT_BOUND
+    assert caught[0]["in_call"], f"{case}: the interrupt arrived between calls ({events})"
     rss = [ev["bytes"] for ev in by["rss"]]
     if not SANITIZED:  # AddressSanitizer keeps freed memory in quarantine
         assert rss[1] - rss[0] <= RSS_SLACK, f"{case}: resident memory grew by {(rss[1] - rss[0]) >> 20} MiB"
     assert by["done"][0]["equal"], f"{case}: the call after the interrupted ones gave another result"
+    latencies = [c["t"] - s for c, s in zip(caught, sent)]
+    print(f"{case} ({backend}): call {calibrated:.2f} s, interrupt latency {latencies[0] * 1000:.0f} ms, "
+          f"repeats {[round(t * 1000) for t in latencies[1:]]} ms")
+    return [f"{case} ({backend}): KeyboardInterrupt {t:.3f} s after SIGINT (call of {calibrated:.2f} s)"
+            for t in latencies if not 0 <= t <= INTERRUPT_BOUND]
+
+
+def check(case, backend):
+    # A second run when the bound was missed: on a loaded machine the scheduler alone can hold a
+    # process back for longer (a call that did not poll misses it every time, by seconds).
+    problems = latency_problems(case, backend, *run_child(case, backend))
+    if problems:
+        print("retrying:", problems)
+        problems = latency_problems(case, backend, *run_child(case, backend))
+    assert not problems, problems
 
 
 @pytest.mark.slow
