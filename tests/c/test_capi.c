@@ -1091,7 +1091,10 @@ static void bad_cconv(void) {
     eb = ex, eb.size = 0;
     BAD(GEOMOPS_ERROR_STRUCT_SIZE, "exec->size is 0", geomops_continuous_conv(&eb, &good, &o, out));
     eb = ex, eb.device_type = GEOMOPS_DEVICE_CUDA, eb.device = 3;
-    if (geomops_has_cuda())
+    if (geomops_has_cuda() && geomops_continuous_conv(&eb, &good, &o, out) == GEOMOPS_ERROR_NO_DEVICE)
+        /* a CUDA build on a machine without a usable driver: the device query fails first */
+        CHECK(strstr(geomops_last_error(), "CUDA") != NULL, "no-device message: '%s'", geomops_last_error());
+    else if (geomops_has_cuda())
         BAD(INV, "exec->device is 3", geomops_continuous_conv(&eb, &good, &o, out));
     else
         BAD(GEOMOPS_ERROR_UNSUPPORTED, "built without CUDA", geomops_continuous_conv(&eb, &good, &o, out));
