@@ -31,7 +31,15 @@ typedef GM_T GM_GEMM_UVEC __attribute__((vector_size(GM_GEMM_VBYTES), aligned(si
 #define GM_GEMM_MICRO_ROWS 1
 #include "gemm_micro.h"
 
-/* C (+)= A B over column blocks of two vectors, rows in blocks of GM_GEMM_ROWS, 4, then 1. */
+/* Columns one micro-kernel call covers (two vectors): B panels of this width keep the rows a
+ * call streams contiguous. */
+static int64_t GM_IFN(GM_TFN(gemm_nr))(void) {
+    return 2 * GM_GEMM_VL;
+}
+
+/* C (+)= A B over column blocks of two vectors, rows in blocks of GM_GEMM_ROWS, 4, then 1. The
+ * whole k per call: slicing k (to keep a slice of B in L1) measured slower on Zen 4, where L2
+ * streams B and A fast enough for the micro-kernels. */
 GM_ISA_ATTR static void GM_IFN(GM_TFN(gemm))(int64_t m, int64_t n, int64_t k, const GM_T* A, int64_t sa_i,
                                              int64_t sa_p, const GM_T* B, int64_t ldb, int64_t pw, int64_t ps,
                                              GM_T* C, int64_t ldc, int accumulate) {
