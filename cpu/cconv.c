@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gemm.h"
 #include "geomops/cconv_math.h"
@@ -70,6 +71,47 @@ static int64_t cache_columns(int64_t bytes_per_column, int64_t cache_bytes) {
     int64_t cols = bytes_per_column > 0 ? cache_bytes / bytes_per_column : 96;
     cols -= cols % GM_GEMM_MR;
     return cols < GM_GEMM_MR ? GM_GEMM_MR : cols;
+}
+
+/* Phase timing for gm_cconv_profile_cpu: off unless a benchmark asks for it. */
+static int prof_on;
+static double prof_fill, prof_gemm; /* thread-seconds */
+
+static double prof_clock(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void gm_cconv_profile_cpu(int enable, double* out) {
+    if (out) {
+        out[0] = prof_fill;
+        out[1] = prof_gemm;
+    }
+    prof_fill = prof_gemm = 0.0;
+    prof_on = enable != 0;
+}
+
+/* Starts a phase at *t (when timing is on). */
+static inline void prof_start(double* t) {
+    if (prof_on) *t = prof_clock();
+}
+
+/* Adds the seconds since *t to *acc and restarts *t (when timing is on). */
+static inline void prof_lap(double* t, double* acc) {
+    if (!prof_on) return;
+    const double now = prof_clock();
+    *acc += now - *t;
+    *t = now;
+}
+
+/* Adds one thread's phase times to the counters (inside a parallel region). */
+static inline void gm_prof_add(double fill, double gemm) {
+    if (!prof_on) return;
+#pragma omp atomic
+    prof_fill += fill;
+#pragma omp atomic
+    prof_gemm += gemm;
 }
 
 /* How many rows ahead the fill prefetches the neighbors' positions and features. */

@@ -89,7 +89,8 @@ static int GM_TFN(apply)(const cconv_ctx* c) {
 #pragma omp parallel num_threads(nt)
     {
         GM_T* buf = (GM_T*)malloc((size_t)(chunk * (ld + Cout)) * sizeof(GM_T));
-        GM_T* res = buf + chunk * ld; /* the chunk's output rows */
+        GM_T* res = buf + chunk * ld;               /* the chunk's output rows */
+        double t_fill = 0.0, t_gemm = 0.0, t = 0.0; /* gm_cconv_profile_cpu's phases */
         if (!buf) {
 #pragma omp atomic write
             status = GM_ERR_NOMEM;
@@ -97,6 +98,7 @@ static int GM_TFN(apply)(const cconv_ctx* c) {
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ch = 0; ch < nchunks; ++ch) {
             if (!buf) continue;
+            prof_start(&t);
             const int64_t r0 = ch * chunk;
             const int64_t cols = No - r0 < chunk ? No - r0 : chunk;
             for (int64_t col = 0; col < cols; ++col) { /* zero just before filling: stays in L1 */
@@ -105,7 +107,9 @@ static int GM_TFN(apply)(const cconv_ctx* c) {
                 memset(buf + col * ld, 0, (size_t)ld * sizeof(GM_T));
                 fill_row(c, order ? order[r] : r, ra < 0 ? -1 : (order ? order[ra] : ra), buf + col * ld);
             }
+            prof_lap(&t, &t_fill);
             GM_GEMM(cols, Cout, K, buf, ld, 1, Fp, nr, nr, K * nr, res, Cout, 0);
+            prof_lap(&t, &t_gemm);
             for (int64_t col = 0; col < cols; ++col) {
                 const int64_t i = order ? order[r0 + col] : r0 + col;
                 const double s = GM_TFN(gm_cconv_row_scale)(p, i);
@@ -119,6 +123,7 @@ static int GM_TFN(apply)(const cconv_ctx* c) {
             }
         }
         free(buf);
+        gm_prof_add(t_fill, t_gemm);
     }
     free(order);
     free(Fp);
@@ -134,10 +139,11 @@ static int GM_TFN(apply)(const cconv_ctx* c) {
 #define GM_BACKPROP_BLOCK 2048
 #endif
 
-/* dF[k, oc] = sum_i B_i[k] * g[i, oc] * scale_i, computed as dF^T = g^T B^T so the GEMM reads
- * each patch row once per chunk (a row-major B). Output points are cut into fixed blocks; one
+/* dF[k, oc] = sum_i B_i[k] * g[i, oc] * scale_i: the GEMM dF += B^T G per chunk, the transposed
+ * patch matrix as A (12 consecutive k of a patch row per micro-kernel step) and the chunk's
+ * scaled gradient rows G as B, which stays in L1. Output points are cut into fixed blocks; one
  * thread sums a block sequentially into its private partial (the GEMM continues the running sum
- * across sub-chunks), then the partials are added to the total in block order (an OpenMP
+ * across sub-chunks), then the partials are added to dF in block order (an OpenMP
  * ordered region), so only one partial per thread is alive and no per-chunk barrier exists. */
 static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
     const gm_cconv_params* p = c->p;
@@ -148,23 +154,21 @@ static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
     if (No == 0 || p->num_inp == 0) return GM_OK;
     const GM_T* g = (const GM_T*)p->out_features_gradient;
     const int64_t ld = patch_ld(K, (int64_t)sizeof(GM_T));
-    const int64_t partial_len = Cout * K;
+    const int64_t partial_len = K * Cout;
+    const int64_t ldg = gm_round_up(Cout, GM_PANEL); /* the GEMM reads B rows that far */
     const GM_TFN(fill_row_fn) fill_row = GM_ISA_PICK(GM_TFN(fill_row));
     const int nt = c->num_threads;
     int64_t chunk = chunk_columns(p->max_temp_bytes / nt - partial_len * (int64_t)sizeof(GM_T),
-                                  (ld + Cout) * (int64_t)sizeof(GM_T),
+                                  (ld + ldg) * (int64_t)sizeof(GM_T),
                                   cache_columns(ld * (int64_t)sizeof(GM_T), GM_PANEL_CACHE_BYTES));
     const int64_t block = GM_BACKPROP_BLOCK;
     const int64_t nblocks = (No + block - 1) / block;
 
-    GM_T* total = (GM_T*)calloc((size_t)partial_len, sizeof(GM_T)); /* [Cout, K] */
-    if (!total) return GM_ERR_NOMEM;
     int64_t* order = NULL; /* rows in spatial order (NULL: index order); the blocks follow it */
     if (No >= GM_CCONV_ORDER_MIN_ROWS) {
         order = (int64_t*)malloc((size_t)No * sizeof(int64_t));
         if (!order || spatial_order(p->out_positions, p->dtype, No, order) != GM_OK) {
             free(order);
-            free(total);
             return GM_ERR_NOMEM;
         }
     }
@@ -172,9 +176,10 @@ static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
 #pragma omp parallel num_threads(nt)
     {
         GM_T* patches = (GM_T*)malloc((size_t)(chunk * ld) * sizeof(GM_T));
-        GM_T* gs = (GM_T*)malloc((size_t)(chunk * Cout) * sizeof(GM_T));
+        GM_T* gs = (GM_T*)calloc((size_t)(chunk * ldg), sizeof(GM_T)); /* [chunk, ldg], padding 0 */
         GM_T* part = (GM_T*)malloc((size_t)partial_len * sizeof(GM_T));
         const int ok = patches && gs && part;
+        double t_fill = 0.0, t_gemm = 0.0, t = 0.0; /* gm_cconv_profile_cpu's phases */
         if (!ok) {
 #pragma omp atomic write
             status = GM_ERR_NOMEM;
@@ -186,6 +191,7 @@ static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
                 const int64_t b_end = (b + 1) * block < No ? (b + 1) * block : No;
                 for (int64_t r0 = b * block; r0 < b_end; r0 += chunk) {
                     const int64_t cols = b_end - r0 < chunk ? b_end - r0 : chunk;
+                    prof_start(&t);
                     for (int64_t col = 0; col < cols; ++col) {
                         const int64_t r = r0 + col, ra = r + GM_FILL_AHEAD < No ? r + GM_FILL_AHEAD : -1;
                         const int64_t i = order ? order[r] : r;
@@ -193,27 +199,25 @@ static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
                         fill_row(c, i, ra < 0 ? -1 : (order ? order[ra] : ra), patches + col * ld);
                         const double s = GM_TFN(gm_cconv_row_scale)(p, i);
                         for (int64_t oc = 0; oc < Cout; ++oc)
-                            gs[col * Cout + oc] = (GM_T)(g[i * Cout + oc] * s);
+                            gs[col * ldg + oc] = (GM_T)(g[i * Cout + oc] * s);
                     }
-                    GM_GEMM(Cout, K, cols, gs, 1, Cout, patches, ld, INT64_MAX, 0, part, K, 1);
+                    prof_lap(&t, &t_fill);
+                    GM_GEMM(K, Cout, cols, patches, 1, ld, gs, ldg, INT64_MAX, 0, part, Cout, 1);
+                    prof_lap(&t, &t_gemm);
                 }
             }
 #pragma omp ordered
             {
                 if (ok)
-                    for (int64_t e = 0; e < partial_len; ++e) total[e] += part[e];
+                    for (int64_t e = 0; e < partial_len; ++e) grad[e] += part[e];
             }
         }
         free(patches);
         free(gs);
         free(part);
-    }
-    if (status == GM_OK) {
-        for (int64_t k = 0; k < K; ++k)
-            for (int64_t oc = 0; oc < Cout; ++oc) grad[k * Cout + oc] = total[oc * K + k];
+        gm_prof_add(t_fill, t_gemm);
     }
     free(order);
-    free(total);
     return status;
 }
 
