@@ -60,7 +60,7 @@ int gm_reduce_subarrays_sum_cpu(int dtype, const void* values, const int64_t* ro
 
 /* Benchmark instrumentation (benchmarks/bench_cconv.py): while enabled, gm_cconv_apply_cpu and
  * gm_cconv_backprop_filter_cpu add the thread-seconds they spend filling patch rows and in the
- * GEMM to two counters. Stores the counters in out[0] (fill) and out[1] (GEMM) when out is not
+ * GEMM (thread CPU time) to two counters. Stores the counters in out[0] (fill) and out[1] (GEMM) when out is not
  * NULL, resets them, and turns the timing on (enable != 0) or off (the default: no clock reads).
  * Not thread-safe against concurrent cconv calls; for a benchmark's single caller. */
 void gm_cconv_profile_cpu(int enable, double* out);

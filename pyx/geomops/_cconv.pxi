@@ -137,7 +137,7 @@ def reduce_subarrays_sum(values, row_splits, sums, int num_threads):
 
 
 def cconv_profile(bint enable):
-    """Benchmark instrumentation: (fill, GEMM) thread-seconds the forward/transpose and filter-gradient
+    """Benchmark instrumentation: (fill, GEMM) thread CPU seconds the forward/transpose and filter-gradient
     kernels spent since the last call (while timing was on); resets them and turns timing on or off."""
     cdef double out[2]
     gm_cconv_profile_cpu(enable, out)
