@@ -70,6 +70,14 @@ GM_ISA_ATTR static void GM_IFN(GM_TFN(scatter_taps))(const GM_T* feat, int64_t C
                 d[3] += cf[t] * f3;
             }
         }
+        for (; ic + 2 * VL <= Cin; ic += 2 * VL) { /* e.g. 32 float channels with AVX-512 */
+            const vec f0 = *(const vec*)(f + ic), f1 = *(const vec*)(f + ic + VL);
+            for (int t = 0; t < nt; ++t) {
+                vec* d = (vec*)(dst[t] + ic);
+                d[0] += cf[t] * f0;
+                d[1] += cf[t] * f1;
+            }
+        }
         for (; ic + VL <= Cin; ic += VL) {
             const vec f0 = *(const vec*)(f + ic);
             for (int t = 0; t < nt; ++t) *(vec*)(dst[t] + ic) += cf[t] * f0;
