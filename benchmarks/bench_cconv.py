@@ -11,7 +11,13 @@ Run (see benchmarks/README.md for the Open3D venv):
         [--threads N] [--no-open3d] [--no-peak] [--no-f64] [--breakdown] [--json PATH]
 
 Targets: forward >= 2x faster than Open3D; backward (filter + feature gradients) >= 2x faster
-than Open3D's full backward; geomops float64 <= 2x slower than float32.
+than Open3D's full backward; geomops float64 <= 2x slower than float32. GEMM floor (issue 18):
+the forward within 1.5x of NumPy's `A @ B` of the forward's GEMM shape (N x S*Cin @ S*Cin x Cout)
+and dtype, the backward within 1.5x of two such GEMMs, timed in the same process, on the GEMM
+path that ran (GEOMOPS_CPU_KERNEL=avx2 forces the AVX2 path on an AVX-512 machine; pair it with
+OPENBLAS_CORETYPE=Haswell so NumPy's floor is an AVX2 GEMM too). Breakdown: one extra call of
+each op with geomops' phase timing on (_cpu.cconv_profile: thread CPU seconds in the patch fill
+and in the GEMM); the shares of the process CPU time, times the median wall time.
 
 Timing: every step gets 1 untimed warm-up call, then --repeat timed calls (default 5); the
 table shows min and median, ratios use medians. Open3D's backward is timed alone: the forward
@@ -48,6 +54,8 @@ def parse_args(argv=None):
     p.add_argument("--no-open3d", action="store_true", help="skip the Open3D peer")
     p.add_argument("--no-peak", action="store_true", help="skip the matmul peak measurement")
     p.add_argument("--no-f64", action="store_true", help="skip the geomops float64 runs")
+    p.add_argument("--no-floor", action="store_true",
+                   help="skip NumPy's A @ B of the forward's GEMM shape (the GEMM floor)")
     p.add_argument("--breakdown", action="store_true",
                    help="also time both libraries' backward parts (invert, transpose)")
     p.add_argument("--morton", action="store_true",
@@ -191,6 +199,21 @@ def gm_calls(gm, w, nb_index, nb_splits, dtype, threads):
 # ---------------------------------------------------------------------------------------------
 # reporting
 
+def profile_shares(fn):
+    """(fill, GEMM, other) shares of the process CPU time of one call of fn, from geomops' phase
+    timing (thread CPU seconds, so other processes on the cores do not distort it)."""
+    import time
+    from geomops import _cpu
+    _cpu.cconv_profile(True)
+    c0 = time.process_time()
+    fn()
+    total = time.process_time() - c0
+    fill, gemm = _cpu.cconv_profile(False)
+    if total <= 0:
+        return None
+    return fill / total, gemm / total, max(0.0, 1.0 - (fill + gemm) / total)
+
+
 def fmt_t(tm):
     return "-" if tm is None else f"{tm.min:8.4f} {tm.median:8.4f}"
 
@@ -231,6 +254,12 @@ def main(argv=None):
     print(f"threads: geomops num_threads={args.threads}, torch.set_num_threads({args.threads}) "
           "(Open3D's TBB loops use all cores)")
     print(f"load average at start: {bu.loadavg()}")
+    if have_gm:
+        from geomops import _cpu
+        ignored = " (request ignored: not supported here)" if _cpu.cpu_kernel_request_ignored() else ""
+        print(f"geomops GEMM path: {_cpu.cpu_kernel()} (supported: {', '.join(_cpu.cpu_kernels_supported())}; "
+              f"GEOMOPS_CPU_KERNEL={os.environ.get('GEOMOPS_CPU_KERNEL')}{ignored}); NumPy floor with "
+              f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
 
     w, radius = make_workload(n, args.seed)
     if args.morton:
@@ -289,6 +318,21 @@ def main(argv=None):
             res["gm64_fwd"] = run("geomops forward f64", c64["forward"])
             bw64 = run("geomops backward f64", c64["backward"])
             res["gm64_gf"], res["gm64_gx"] = bw64.filters, bw64.inp_features
+        if not args.no_floor:
+            rng = np.random.default_rng(1)
+            for dt, tag in ((np.float32, "f32"), (np.float64, "f64")):
+                if tag == "f64" and args.no_f64:
+                    continue
+                a = rng.standard_normal((n, S * CIN)).astype(dt)
+                b = rng.standard_normal((S * CIN, COUT)).astype(dt)
+                run(f"numpy A @ B {tag} (floor)", lambda: a @ b)
+                del a, b
+        prof = {}  # op -> (fill, GEMM, other) shares of the process CPU time
+        for name, fn in (("forward f32", c32["forward"]), ("backward f32", c32["backward"])):
+            prof[name] = profile_shares(fn)
+        if not args.no_f64:
+            for name, fn in (("forward f64", c64["forward"]), ("backward f64", c64["backward"])):
+                prof[name] = profile_shares(fn)
 
     # ---------------------------------------------------------------- correctness
     print("\ncorrectness (max|a-b| / max|b|):")
@@ -352,6 +396,34 @@ def main(argv=None):
         print(f"| {label} | - | {fmt_t(g(n64))} | {rs} (f64/f32) | {rcs} | <= 2.0 | {met} |")
         summary[label] = r
 
+    # ---------------------------------------------------------------- GEMM floor, breakdown
+    if have_gm:
+        print(f"\nGEMM floor (issue 18): op median / NumPy A @ B median ({n} x {S * CIN} @ {S * CIN} x {COUT}, "
+              f"same dtype, same process); GEMM path {_cpu.cpu_kernel()}")
+        print("| step | geomops median (s) | floor median (s) | ratio | CPU-time ratio | target | met |")
+        print("|---|---|---|---|---|---|---|")
+        for tag in ("f32", "f64"):
+            fl = g(f"numpy A @ B {tag} (floor)")
+            for label, name, gemms in (("forward", f"geomops forward {tag}", 1),
+                                       ("backward (filter+feature)", f"geomops backward {tag}", 2)):
+                tm = g(name)
+                if tm is None or fl is None:
+                    continue
+                r = tm.median / (gemms * fl.median)
+                summary[f"floor {label} {tag}"] = r
+                rc = tm.cpu_median / (gemms * fl.cpu_median) if fl.cpu_median > 0 else float("nan")
+                print(f"| {label} {tag} | {tm.median:.4f} | {gemms} x {fl.median:.4f} | {r:.2f}x | {rc:.2f}x | <= 1.5 | "
+                      f"{'yes' if r <= 1.5 else 'NO'} |")
+        print("\nbreakdown (geomops phase timing, one extra call each): share of CPU time -> seconds of the "
+              "median wall time")
+        for name, sh in prof.items():
+            tm = g(f"geomops {name}")
+            if sh is None or tm is None:
+                continue
+            parts = ", ".join(f"{lab} {100 * x:4.1f}% ({x * tm.median:.4f} s)"
+                              for lab, x in zip(("fill", "GEMM", "other"), sh))
+            print(f"  {name:<13} {parts}")
+
     # ---------------------------------------------------------------- GFLOP/s
     peaks = {}
     if not args.no_peak:
@@ -396,7 +468,8 @@ def main(argv=None):
     print(f"\nload average at end: {bu.loadavg()}")
 
     if args.json:
-        out = dict(n=n, radius=radius, morton=args.morton, mean_neighbors=E / n, versions=vers, machine=info,
+        out = dict(n=n, radius=radius, morton=args.morton, gemm_path=_cpu.cpu_kernel() if have_gm else None,
+                   breakdown=prof if have_gm else None, mean_neighbors=E / n, versions=vers, machine=info,
                    theoretical_peak_gflops=peak32, peaks=peaks, checks=checks, ratios=summary,
                    timings={k: dict(times=v.times, cpu_times=v.cpu_times, load=v.load)
                             for k, v in T.items()})

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gemm.h"
 #include "geomops/cconv_math.h"
@@ -18,11 +19,14 @@
 #include "interrupt_omp.h"
 #include "isa.h"
 
+#include "cconv_taps.h"
+
 typedef struct {
     const gm_cconv_params* p;
     gm_cconv_geometry geom;
     int64_t K, Cin, Cout;
     int num_threads;
+    int simd_taps; /* the taps of cconv_taps.h's SIMD path apply (gm_cconv_simd_taps) */
 } cconv_ctx;
 
 static int cconv_ctx_init(cconv_ctx* c, const gm_cconv_params* p) {
@@ -31,6 +35,7 @@ static int cconv_ctx_init(cconv_ctx* c, const gm_cconv_params* p) {
     if (p->extents_cols != 1 && p->extents_cols != 3) return GM_ERR_INVALID;
     c->p = p;
     gm_cconv_geometry_init(&c->geom, p);
+    c->simd_taps = gm_cconv_simd_taps(&c->geom);
     c->Cin = p->in_channels;
     c->Cout = p->out_channels;
     c->K = (int64_t)p->filter_depth * p->filter_height * p->filter_width * p->in_channels;
@@ -70,8 +75,140 @@ static int64_t cache_columns(int64_t bytes_per_column, int64_t cache_bytes) {
     return cols < GM_GEMM_MR ? GM_GEMM_MR : cols;
 }
 
-/* how many neighbor entries ahead the fill prefetches input features */
-#define GM_PREFETCH_AHEAD 3
+/* Phase timing for gm_cconv_profile_cpu: off unless a benchmark asks for it. */
+static int prof_on;
+static double prof_fill, prof_gemm; /* thread-seconds */
+
+static double prof_clock(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts); /* CPU time: robust to a busy machine */
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void gm_cconv_profile_cpu(int enable, double* out) {
+    if (out) {
+        out[0] = prof_fill;
+        out[1] = prof_gemm;
+    }
+    prof_fill = prof_gemm = 0.0;
+    prof_on = enable != 0;
+}
+
+/* Starts a phase at *t (when timing is on). */
+static inline void prof_start(double* t) {
+    if (prof_on) *t = prof_clock();
+}
+
+/* Adds the seconds since *t to *acc and restarts *t (when timing is on). */
+static inline void prof_lap(double* t, double* acc) {
+    if (!prof_on) return;
+    const double now = prof_clock();
+    *acc += now - *t;
+    *t = now;
+}
+
+/* Adds one thread's phase times to the counters (inside a parallel region). */
+static inline void gm_prof_add(double fill, double gemm) {
+    if (!prof_on) return;
+#pragma omp atomic
+    prof_fill += fill;
+#pragma omp atomic
+    prof_gemm += gemm;
+}
+
+/* How many rows ahead the fill prefetches the neighbors' positions and features. */
+#ifndef GM_FILL_AHEAD
+#define GM_FILL_AHEAD 1
+#endif
+
+/* Rows from which the kernels visit the output points in spatial order (below, every gathered
+ * array fits in the caches anyway). */
+#ifndef GM_CCONV_ORDER_MIN_ROWS
+#define GM_CCONV_ORDER_MIN_ROWS 8192
+#endif
+
+/* The 10 low bits of x spread to every third bit (the Morton code's interleave). */
+static uint32_t spread3(uint32_t x) {
+    x &= 0x3ffu;
+    x = (x | x << 16) & 0x30000ffu;
+    x = (x | x << 8) & 0x300f00fu;
+    x = (x | x << 4) & 0x30c30c3u;
+    x = (x | x << 2) & 0x9249249u;
+    return x;
+}
+
+/* order = 0..n-1 sorted by the Morton (z-order) code of the points xyz (n x 3, GM_FLOAT32 or
+ * GM_FLOAT64; each axis quantised to 10 bits over the points' finite range; non-finite
+ * coordinates count as the range's low end), ties by index: consecutive output points then
+ * share most neighbors, so their feature rows are gathered from cache instead of memory. A
+ * function of the positions only (deterministic; serial). */
+static int spatial_order(const void* xyz, int dtype, int64_t n, int64_t* order) {
+    uint32_t* code = (uint32_t*)gm_host_alloc((n > 0 ? n : 1) * 2, sizeof(uint32_t));
+    int64_t* tmp = (int64_t*)gm_host_alloc(n > 0 ? n : 1, sizeof(int64_t));
+    if (!code || !tmp) {
+        free(code);
+        free(tmp);
+        return GM_ERR_NOMEM;
+    }
+    uint32_t* code2 = code + n;
+    double lo[3] = {HUGE_VAL, HUGE_VAL, HUGE_VAL}, hi[3] = {-HUGE_VAL, -HUGE_VAL, -HUGE_VAL};
+#define GM_COORD(i, k)                                                                                       \
+    (dtype == GM_FLOAT32 ? (double)((const float*)xyz)[3 * (i) + (k)] : ((const double*)xyz)[3 * (i) + (k)])
+    for (int64_t i = 0; i < n; ++i)
+        for (int k = 0; k < 3; ++k) {
+            const double v = GM_COORD(i, k);
+            if (v - v == 0.0) {
+                if (v < lo[k]) lo[k] = v;
+                if (v > hi[k]) hi[k] = v;
+            }
+        }
+    double scale[3];
+    for (int k = 0; k < 3; ++k) scale[k] = hi[k] > lo[k] ? 1024.0 / (hi[k] - lo[k]) : 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t c = 0;
+        for (int k = 0; k < 3; ++k) {
+            const double t = (GM_COORD(i, k) - lo[k]) * scale[k];
+            const uint32_t q = t >= 1023.0 ? 1023u : (t >= 1.0 ? (uint32_t)t : 0u); /* NaN -> 0 */
+            c |= spread3(q) << k;
+        }
+        code[i] = c;
+        order[i] = i;
+    }
+#undef GM_COORD
+    /* stable LSD radix sort of (code, index), 3 passes of 10 bits */
+    int64_t count[1025];
+    uint32_t *ck = code, *ck2 = code2;
+    int64_t *ok = order, *ok2 = tmp;
+    for (int shift = 0; shift < 30; shift += 10) {
+        memset(count, 0, sizeof(count));
+        for (int64_t i = 0; i < n; ++i) count[((ck[i] >> shift) & 1023u) + 1]++;
+        for (int b = 0; b < 1024; ++b) count[b + 1] += count[b];
+        for (int64_t i = 0; i < n; ++i) {
+            const int64_t dst = count[(ck[i] >> shift) & 1023u]++;
+            ck2[dst] = ck[i];
+            ok2[dst] = ok[i];
+        }
+        uint32_t* t1 = ck;
+        ck = ck2;
+        ck2 = t1;
+        int64_t* t2 = ok;
+        ok = ok2;
+        ok2 = t2;
+    }
+    if (ok != order) memcpy(order, ok, (size_t)n * sizeof(int64_t));
+    free(code);
+    free(tmp);
+    return GM_OK;
+}
+
+/* Elements per patch row: K rounded up to GM_GEMM_PANEL_* (the GEMM may read that far), plus a
+ * cache line when the row size is a multiple of 1 KiB, so that the rows a micro-kernel reads
+ * together do not all fall into the same L1 sets. */
+static int64_t patch_ld(int64_t K, int64_t elem_bytes) {
+    int64_t ld = gm_round_up(K, 128 / elem_bytes);
+    if ((ld * elem_bytes) % 1024 == 0) ld += 64 / elem_bytes;
+    return ld;
+}
 
 #define GM_TWIN_BODY "cconv_impl.h"
 #include "geomops/twin.h"

@@ -13,12 +13,45 @@
 #define GM_PANEL GM_GEMM_PANEL_F32
 #endif
 
-/* ---- one patch column ---------------------------------------------------------------- */
+/* ---- one patch row ----------------------------------------------------------------- */
 
-/* fill_column, compiled per ISA; a kernel picks its variant once per call (GM_ISA_PICK). */
+#if GM_ISA_X86
+/* The SIMD taps (cconv_taps.h) of the entries [n0, n0 + cnt) of row i into tb, four at a time:
+ * each entry's geometry and weight (the scalar helpers of cconv_math_impl.h) go straight into
+ * vector lanes. */
+__attribute__((target("avx2"))) static void GM_TFN(simd_taps)(const cconv_ctx* c, int64_t i, int64_t n0,
+                                                              int cnt, gm_tap_batch* tb) {
+    const gm_cconv_params* p = c->p;
+    for (int e = 0; e < cnt; e += 4) {
+        double r[3][4], v[3][4], a[4];
+#pragma GCC unroll 4
+        for (int l = 0; l < 4; ++l) {
+            double rel[3] = {0.0, 0.0, 0.0}, inv[3] = {0.0, 0.0, 0.0};
+            a[l] = 0.0;
+            if (e + l < cnt) {
+                GM_TFN(gm_cconv_entry_geometry)(p, &c->geom, i, n0 + e + l, &tb->j[e + l], rel, inv);
+                a[l] = GM_TFN(gm_cconv_entry_weight)(p, n0 + e + l, tb->j[e + l]);
+            }
+            for (int k = 0; k < 3; ++k) {
+                r[k][l] = rel[k];
+                v[k][l] = inv[k];
+            }
+        }
+        gm_cconv_taps4_avx2(&c->geom, _mm256_set_pd(r[0][3], r[0][2], r[0][1], r[0][0]),
+                            _mm256_set_pd(r[1][3], r[1][2], r[1][1], r[1][0]),
+                            _mm256_set_pd(r[2][3], r[2][2], r[2][1], r[2][0]),
+                            _mm256_set_pd(v[0][3], v[0][2], v[0][1], v[0][0]),
+                            _mm256_set_pd(v[1][3], v[1][2], v[1][1], v[1][0]),
+                            _mm256_set_pd(v[2][3], v[2][2], v[2][1], v[2][0]),
+                            _mm256_set_pd(a[3], a[2], a[1], a[0]), tb, e);
+    }
+}
+#endif
+
+/* fill_row, compiled per ISA; a kernel picks its variant once per call (GM_ISA_PICK). */
 #define GM_ISA_BODY "cconv_fill.h"
 #include "isa_variants.h"
-typedef void (*GM_TFN(fill_column_fn))(const cconv_ctx* c, int64_t i, GM_T* col);
+typedef void (*GM_TFN(fill_row_fn))(const cconv_ctx* c, int64_t i, int64_t ahead, GM_T* col);
 
 /* ---- forward / transpose ------------------------------------------------------------- */
 
@@ -31,27 +64,34 @@ static int GM_TFN(apply)(const cconv_ctx* c) {
         memset(out, 0, (size_t)(No * Cout) * sizeof(GM_T));
         return GM_OK;
     }
-    /* The GEMM reads B rows up to a multiple of the panel width: pad F when needed. */
-    const int64_t ldf = gm_round_up(Cout, GM_PANEL);
-    const GM_T* F = (const GM_T*)p->filters;
-    GM_T* Fpad = NULL;
-    if (ldf != Cout) {
-        Fpad = (GM_T*)gm_host_calloc(K * ldf, sizeof(GM_T));
-        if (!Fpad) return GM_ERR_NOMEM;
-        for (int64_t k = 0; k < K; ++k) memcpy(Fpad + k * ldf, F + k * Cout, (size_t)Cout * sizeof(GM_T));
-        F = Fpad;
+    /* F in column panels of the micro-kernel's width: each call streams its panel contiguously */
+    const int64_t nr = GM_TFN(gm_gemm_nr)();
+    GM_T* Fp = (GM_T*)gm_host_alloc(K * gm_round_up(Cout, nr), sizeof(GM_T));
+    if (!Fp) return GM_ERR_NOMEM;
+    GM_TFN(gm_gemm_pack_b)(K, Cout, (const GM_T*)p->filters, Cout, nr, Fp);
+    const GM_TFN(fill_row_fn) fill_row = GM_ISA_PICK(GM_TFN(fill_row));
+    int64_t* order = NULL; /* rows in spatial order (NULL: index order) */
+    if (No >= GM_CCONV_ORDER_MIN_ROWS) {
+        order = (int64_t*)gm_host_alloc(No, sizeof(int64_t));
+        if (!order || spatial_order(p->out_positions, p->dtype, No, order) != GM_OK) {
+            free(order);
+            free(Fp);
+            return GM_ERR_NOMEM;
+        }
     }
-    const GM_TFN(fill_column_fn) fill_column = GM_ISA_PICK(GM_TFN(fill_column));
     const int nt = c->num_threads;
-    int64_t chunk = chunk_columns(p->max_temp_bytes / nt, K * (int64_t)sizeof(GM_T),
-                                  cache_columns(K * (int64_t)sizeof(GM_T), GM_APPLY_CACHE_BYTES));
+    const int64_t ld = patch_ld(K, (int64_t)sizeof(GM_T));
+    int64_t chunk = chunk_columns(p->max_temp_bytes / nt, (ld + Cout) * (int64_t)sizeof(GM_T),
+                                  cache_columns(ld * (int64_t)sizeof(GM_T), GM_APPLY_CACHE_BYTES));
     if (chunk > No) chunk = No;
     const int64_t nchunks = (No + chunk - 1) / chunk;
     int status = GM_OK;
     gm_stop stop = 0;
 #pragma omp parallel num_threads(nt)
     {
-        GM_T* buf = (GM_T*)gm_host_alloc(chunk * K, sizeof(GM_T));
+        GM_T* buf = (GM_T*)gm_host_alloc(chunk * (ld + Cout), sizeof(GM_T));
+        GM_T* res = buf + chunk * ld;               /* the chunk's output rows */
+        double t_fill = 0.0, t_gemm = 0.0, t = 0.0; /* gm_cconv_profile_cpu's phases */
         if (!buf) {
 #pragma omp atomic write
             status = GM_ERR_NOMEM;
@@ -59,24 +99,35 @@ static int GM_TFN(apply)(const cconv_ctx* c) {
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ch = 0; ch < nchunks; ++ch) {
             if (!buf || gm_stopped(&stop)) continue;
-            const int64_t i0 = ch * chunk;
-            const int64_t cols = No - i0 < chunk ? No - i0 : chunk;
+            prof_start(&t);
+            const int64_t r0 = ch * chunk;
+            const int64_t cols = No - r0 < chunk ? No - r0 : chunk;
             for (int64_t col = 0; col < cols; ++col) { /* zero just before filling: stays in L1 */
-                memset(buf + col * K, 0, (size_t)K * sizeof(GM_T));
-                fill_column(c, i0 + col, buf + col * K);
+                const int64_t r = r0 + col;
+                const int64_t ra = r + GM_FILL_AHEAD < No ? r + GM_FILL_AHEAD : -1;
+                memset(buf + col * ld, 0, (size_t)ld * sizeof(GM_T));
+                fill_row(c, order ? order[r] : r, ra < 0 ? -1 : (order ? order[ra] : ra), buf + col * ld);
             }
-            GM_GEMM(cols, Cout, K, buf, K, 1, F, ldf, INT64_MAX, 0, out + i0 * Cout, Cout, 0);
+            prof_lap(&t, &t_fill);
+            GM_GEMM(cols, Cout, K, buf, ld, 1, Fp, nr, nr, K * nr, res, Cout, 0);
+            prof_lap(&t, &t_gemm);
             for (int64_t col = 0; col < cols; ++col) {
-                const double s = GM_TFN(gm_cconv_row_scale)(p, i0 + col);
+                const int64_t i = order ? order[r0 + col] : r0 + col;
+                const double s = GM_TFN(gm_cconv_row_scale)(p, i);
+                GM_T* o = out + i * Cout;
+                const GM_T* v = res + col * Cout;
                 if (s != 1.0) {
-                    GM_T* o = out + (i0 + col) * Cout;
-                    for (int64_t oc = 0; oc < Cout; ++oc) o[oc] = (GM_T)(o[oc] * s);
+                    for (int64_t oc = 0; oc < Cout; ++oc) o[oc] = (GM_T)(v[oc] * s);
+                } else {
+                    memcpy(o, v, (size_t)Cout * sizeof(GM_T));
                 }
             }
         }
         free(buf);
+        gm_prof_add(t_fill, t_gemm);
     }
-    free(Fpad);
+    free(order);
+    free(Fp);
     return gm_stop_status(&stop, status);
 }
 
@@ -89,11 +140,13 @@ static int GM_TFN(apply)(const cconv_ctx* c) {
 #define GM_BACKPROP_BLOCK 2048
 #endif
 
-/* dF[k, oc] = sum_i B_i[k] * g[i, oc] * scale_i, computed as dF^T = g^T B^T so the GEMM
- * streams the patch panels contiguously. Output points are cut into fixed blocks; one thread
- * sums a block sequentially into its private partial (the GEMM continues the running sum
- * across sub-chunks), then the partials are added to the total in block order (an OpenMP
- * ordered region), so only one partial per thread is alive and no per-chunk barrier exists. */
+/* dF[k, oc] = sum_i B_i[k] * g[i, oc] * scale_i: the GEMM dF += B^T G per chunk, the transposed
+ * patch matrix as A (12 consecutive k of a patch row per micro-kernel step) and the chunk's
+ * scaled gradient rows G as B, which stays in L1. Output points are cut into fixed blocks; one
+ * thread sums a block sequentially into its private partial (the GEMM continues the running sum
+ * across sub-chunks), then the partials are added to dF in block order (gm_wait_turn /
+ * gm_pass_turn: like an OpenMP ordered region, but a waiting thread keeps polling for Ctrl-C),
+ * so only one partial per thread is alive and no per-chunk barrier exists. */
 static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
     const gm_cconv_params* p = c->p;
     const int64_t No = p->num_out, K = c->K, Cout = c->Cout;
@@ -102,73 +155,74 @@ static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
     memset(grad, 0, (size_t)(K * Cout) * sizeof(GM_T));
     if (No == 0 || p->num_inp == 0) return GM_OK;
     const GM_T* g = (const GM_T*)p->out_features_gradient;
-    const int64_t PW = GM_PANEL, Kp = gm_round_up(K, PW), npanels = Kp / PW;
-    const int64_t partial_len = Cout * Kp;
-    const GM_TFN(fill_column_fn) fill_column = GM_ISA_PICK(GM_TFN(fill_column));
+    const int64_t ld = patch_ld(K, (int64_t)sizeof(GM_T));
+    const int64_t partial_len = K * Cout;
+    const int64_t ldg = gm_round_up(Cout, GM_PANEL); /* the GEMM reads B rows that far */
+    const GM_TFN(fill_row_fn) fill_row = GM_ISA_PICK(GM_TFN(fill_row));
     const int nt = c->num_threads;
     int64_t chunk = chunk_columns(p->max_temp_bytes / nt - partial_len * (int64_t)sizeof(GM_T),
-                                  (Kp + Cout) * (int64_t)sizeof(GM_T),
-                                  cache_columns(Kp * (int64_t)sizeof(GM_T), GM_PANEL_CACHE_BYTES));
+                                  (ld + ldg) * (int64_t)sizeof(GM_T),
+                                  cache_columns(ld * (int64_t)sizeof(GM_T), GM_PANEL_CACHE_BYTES));
     const int64_t block = GM_BACKPROP_BLOCK;
     const int64_t nblocks = (No + block - 1) / block;
 
-    GM_T* total = (GM_T*)gm_host_calloc(partial_len, sizeof(GM_T)); /* [Cout, Kp] */
-    if (!total) return GM_ERR_NOMEM;
+    int64_t* order = NULL; /* rows in spatial order (NULL: index order); the blocks follow it */
+    if (No >= GM_CCONV_ORDER_MIN_ROWS) {
+        order = (int64_t*)gm_host_alloc(No, sizeof(int64_t));
+        if (!order || spatial_order(p->out_positions, p->dtype, No, order) != GM_OK) {
+            free(order);
+            return GM_ERR_NOMEM;
+        }
+    }
     int status = GM_OK;
     gm_stop stop = 0;
+    gm_turn turn = 0; /* the block whose partial is added next */
 #pragma omp parallel num_threads(nt)
     {
-        GM_T* scratch = (GM_T*)gm_host_alloc(Kp, sizeof(GM_T));
-        GM_T* panels = (GM_T*)gm_host_alloc(chunk * Kp, sizeof(GM_T));
-        GM_T* gs = (GM_T*)gm_host_alloc(chunk * Cout, sizeof(GM_T));
+        GM_T* patches = (GM_T*)gm_host_alloc(chunk * ld, sizeof(GM_T));
+        GM_T* gs = (GM_T*)gm_host_calloc(chunk * ldg, sizeof(GM_T)); /* [chunk, ldg], padding 0 */
         GM_T* part = (GM_T*)gm_host_alloc(partial_len, sizeof(GM_T));
-        const int ok = scratch && panels && gs && part;
+        const int ok = patches && gs && part;
+        double t_fill = 0.0, t_gemm = 0.0, t = 0.0; /* gm_cconv_profile_cpu's phases */
         if (!ok) {
 #pragma omp atomic write
             status = GM_ERR_NOMEM;
         }
-#pragma omp for ordered schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1)
         for (int64_t b = 0; b < nblocks; ++b) {
-            const int run = ok && !gm_stopped(&stop);
-            if (run) {
+            if (ok && !gm_stopped(&stop)) {
                 memset(part, 0, (size_t)partial_len * sizeof(GM_T));
                 const int64_t b_end = (b + 1) * block < No ? (b + 1) * block : No;
-                for (int64_t i0 = b * block; i0 < b_end; i0 += chunk) {
-                    const int64_t cols = b_end - i0 < chunk ? b_end - i0 : chunk;
+                for (int64_t r0 = b * block; r0 < b_end && !gm_stopped(&stop); r0 += chunk) {
+                    const int64_t cols = b_end - r0 < chunk ? b_end - r0 : chunk;
+                    prof_start(&t);
                     for (int64_t col = 0; col < cols; ++col) {
-                        const int64_t i = i0 + col;
-                        memset(scratch, 0, (size_t)Kp * sizeof(GM_T));
-                        fill_column(c, i, scratch);
-                        for (int64_t q = 0; q < npanels; ++q)
-                            memcpy(panels + q * cols * PW + col * PW, scratch + q * PW,
-                                   (size_t)PW * sizeof(GM_T));
+                        const int64_t r = r0 + col, ra = r + GM_FILL_AHEAD < No ? r + GM_FILL_AHEAD : -1;
+                        const int64_t i = order ? order[r] : r;
+                        memset(patches + col * ld, 0, (size_t)ld * sizeof(GM_T));
+                        fill_row(c, i, ra < 0 ? -1 : (order ? order[ra] : ra), patches + col * ld);
                         const double s = GM_TFN(gm_cconv_row_scale)(p, i);
                         for (int64_t oc = 0; oc < Cout; ++oc)
-                            gs[col * Cout + oc] = (GM_T)(g[i * Cout + oc] * s);
+                            gs[col * ldg + oc] = (GM_T)(g[i * Cout + oc] * s);
                     }
-                    for (int64_t q = 0; q < npanels; ++q)
-                        GM_GEMM(Cout, PW, cols, gs, 1, Cout, panels + q * cols * PW, PW, PW, 0, part + q * PW,
-                                Kp, 1);
+                    prof_lap(&t, &t_fill);
+                    GM_GEMM(K, Cout, cols, patches, 1, ld, gs, ldg, INT64_MAX, 0, part, Cout, 1);
+                    prof_lap(&t, &t_gemm);
                 }
             }
-#pragma omp ordered
-            {
-                if (run)
-                    for (int64_t e = 0; e < partial_len; ++e) total[e] += part[e];
+            if (gm_wait_turn(&turn, b, &stop)) {
+                if (ok && !gm_stopped(&stop))
+                    for (int64_t e = 0; e < partial_len; ++e) grad[e] += part[e];
+                gm_pass_turn(&turn, b);
             }
         }
-        free(scratch);
-        free(panels);
+        free(patches);
         free(gs);
         free(part);
+        gm_prof_add(t_fill, t_gemm);
     }
-    status = gm_stop_status(&stop, status);
-    if (status == GM_OK) {
-        for (int64_t k = 0; k < K; ++k)
-            for (int64_t oc = 0; oc < Cout; ++oc) grad[k * Cout + oc] = total[oc * Kp + k];
-    }
-    free(total);
-    return status;
+    free(order);
+    return gm_stop_status(&stop, status);
 }
 
 /* ---- per-neighbor products and position derivatives ------------------------------------- */

@@ -10,6 +10,7 @@
 #ifndef GEOMOPS_CPU_INTERRUPT_OMP_H
 #define GEOMOPS_CPU_INTERRUPT_OMP_H
 
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #ifdef _OPENMP
@@ -43,6 +44,27 @@ static inline int gm_stopped(gm_stop* stop) {
     if (polls && !atomic_load_explicit(stop, memory_order_relaxed) && gm_interrupt_poll())
         atomic_store_explicit(stop, 1, memory_order_relaxed);
     return atomic_load_explicit(stop, memory_order_relaxed);
+}
+
+/* Work items handed over in index order (the ordered additions of a reduction): the item that
+ * may go next. A `schedule(dynamic, 1)` loop hands out items in increasing order, so the thread
+ * holding the lowest unfinished item never waits and the chain always moves. */
+typedef atomic_llong gm_turn;
+
+/* Waits until item b may go (returns 1), or until the call is stopped (returns 0: then nobody
+ * passes the turn on, and every waiter leaves the same way). Unlike an OpenMP ordered region,
+ * the waiting thread keeps polling: thread 0 notices Ctrl-C while it waits for another thread. */
+static inline int gm_wait_turn(gm_turn* turn, int64_t b, gm_stop* stop) {
+    while (atomic_load_explicit(turn, memory_order_acquire) != b) {
+        if (gm_stopped(stop)) return 0;
+        sched_yield(); /* the thread we wait for may need this core */
+    }
+    return 1;
+}
+
+/* Item b is done: the next may go (its writes are visible to that thread). */
+static inline void gm_pass_turn(gm_turn* turn, int64_t b) {
+    atomic_store_explicit(turn, (long long)b + 1, memory_order_release);
 }
 
 /* GM_ERR_INTERRUPTED when the call was stopped, else `status`. */

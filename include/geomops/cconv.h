@@ -58,6 +58,13 @@ int gm_invert_neighbors_cpu(const gm_invert_params* p);
 int gm_reduce_subarrays_sum_cpu(int dtype, const void* values, const int64_t* row_splits, int64_t num_rows,
                                 void* sums, int num_threads);
 
+/* Benchmark instrumentation (benchmarks/bench_cconv.py): while enabled, gm_cconv_apply_cpu and
+ * gm_cconv_backprop_filter_cpu add the thread-seconds they spend filling patch rows and in the
+ * GEMM (thread CPU time) to two counters. Stores the counters in out[0] (fill) and out[1] (GEMM) when out is not
+ * NULL, resets them, and turns the timing on (enable != 0) or off (the default: no clock reads).
+ * Not thread-safe against concurrent cconv calls; for a benchmark's single caller. */
+void gm_cconv_profile_cpu(int enable, double* out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -82,6 +82,7 @@ cdef extern from "geomops/cconv.h" nogil:
     int gm_invert_neighbors_cpu(const gm_invert_params* p)
     int gm_reduce_subarrays_sum_cpu(int dtype, const void* values, const int64_t* row_splits,
                                     int64_t num_rows, void* sums, int num_threads)
+    void gm_cconv_profile_cpu(int enable, double* out)
 
 cdef extern from "geomops/cconv_cuda.h" nogil:
     int gm_cconv_apply_cuda(const gm_cconv_params* p, void* stream)

@@ -5,7 +5,8 @@
 from geomops._c_cconv cimport (
     gm_cconv_apply_cpu, gm_cconv_backprop_filter_cpu, gm_cconv_cast_cpu, gm_cconv_importance_grads_cpu,
     gm_cconv_inverted_weights_cpu, gm_cconv_neighbor_products_cpu, gm_cconv_normalizers_cpu,
-    gm_cconv_position_grads_cpu, gm_cconv_swap_channels_cpu, gm_invert_neighbors_cpu, gm_reduce_subarrays_sum_cpu)
+    gm_cconv_position_grads_cpu, gm_cconv_profile_cpu, gm_cconv_swap_channels_cpu, gm_invert_neighbors_cpu,
+    gm_reduce_subarrays_sum_cpu)
 
 include "_cconv_params.pxi"
 
@@ -133,3 +134,11 @@ def reduce_subarrays_sum(values, row_splits, sums, int num_threads):
     with nogil:
         status = gm_reduce_subarrays_sum_cpu(dtype, v, rs, rows, out, num_threads)
     _check(status)
+
+
+def cconv_profile(bint enable):
+    """Benchmark instrumentation: (fill, GEMM) thread CPU seconds the forward/transpose and filter-gradient
+    kernels spent since the last call (while timing was on); resets them and turns timing on or off."""
+    cdef double out[2]
+    gm_cconv_profile_cpu(enable, out)
+    return out[0], out[1]
