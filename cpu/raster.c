@@ -25,6 +25,7 @@
 
 #include "geomops/raster.h"
 #include "geomops/raster_math.h"
+#include "isa.h"
 
 #define TILE       GM_RASTER_TILE
 #define SUB        GM_RASTER_SUBPIXEL
@@ -184,90 +185,35 @@ typedef struct gm_raster_tile_job {
     const uint8_t* bg;
 } gm_raster_tile_job;
 
-/* Coverage + depth test of one tile (on inverse depth: larger is closer), then resolve. */
-static void raster_tile(const gm_raster_tile_job* J, const int32_t* list, int64_t count, int32_t tx,
-                        int32_t ty) {
-    const gm_raster_params* p = J->p;
-    double izbuf[TILE * TILE];
-    const gm_raster_tri* win[TILE * TILE];
-    const int32_t X0 = tx * TILE, Y0 = ty * TILE;
-    const int32_t X1 = X0 + TILE - 1 < p->width - 1 ? X0 + TILE - 1 : p->width - 1;
-    const int32_t Y1 = Y0 + TILE - 1 < p->height - 1 ? Y0 + TILE - 1 : p->height - 1;
-    for (int k = 0; k < TILE * TILE; ++k) {
-        izbuf[k] = 0.0;
-        win[k] = NULL;
+/* Background of the n pixels from pixel i on (one run of a tile row): the values of
+ * gm_raster_clear_pixel, written buffer by buffer. */
+static inline void clear_run(const gm_raster_params* p, int64_t i, int32_t n, const uint8_t* bg) {
+    const float B = GM_RASTER_BACKGROUND;
+    uint8_t* rgb = p->rgb + 4 * i;
+    for (int32_t k = 0; k < n; ++k) {
+        rgb[4 * k + 0] = bg[0];
+        rgb[4 * k + 1] = bg[1];
+        rgb[4 * k + 2] = bg[2];
+        rgb[4 * k + 3] = 0;
     }
-    const double inv_far = J->inv_far;
-    const double* ray_x = J->ray_x;
-    int cidx = 0, pidx = 0;
-    for (int64_t e = 0; e < count; ++e) {
-        int32_t gid = list[e];
-        while (cidx + 1 < J->nchunks && J->chunk_first[cidx + 1] <= gid) ++cidx; /* lists are sorted */
-        const gm_raster_tri* t = &J->chunk_tris[cidx][gid - J->chunk_first[cidx]];
-#if defined(__GNUC__)
-        /* records of one tile are scattered over the chunk arrays: fetch a few ahead */
-        if (e + PREFETCH < count) {
-            int32_t pg = list[e + PREFETCH];
-            while (pidx + 1 < J->nchunks && J->chunk_first[pidx + 1] <= pg) ++pidx;
-            __builtin_prefetch(&J->chunk_tris[pidx][pg - J->chunk_first[pidx]]);
-        }
-#endif
-        int32_t c0 = t->c0 > X0 ? t->c0 : X0, c1 = t->c1 < X1 ? t->c1 : X1;
-        int32_t r0 = t->r0 > Y0 ? t->r0 : Y0, r1 = t->r1 < Y1 ? t->r1 : Y1;
-        if (c0 > c1 || r0 > r1) continue;
-        int64_t ey[3], E0[3];
-        const int64_t px0 = (int64_t)c0 * SUB, py0 = (int64_t)r0 * SUB;
-        for (int k = 0; k < 3; ++k) {
-            int k1 = k == 2 ? 0 : k + 1;
-            int64_t ex = (int64_t)t->x[k1] - t->x[k];
-            ey[k] = (int64_t)t->y[k1] - t->y[k];
-            E0[k] = gm_raster_edge(t->x[k], t->y[k], t->x[k1], t->y[k1], px0, py0) +
-                    gm_raster_edge_bias(ex, ey[k]);
-        }
-        for (int32_t r = r0; r <= r1; ++r) {
-            /* E(c, r) = E(c0, r0) + ex (r - r0) SUB - ey (c - c0) SUB */
-            int64_t E[3];
-            for (int k = 0; k < 3; ++k) {
-                int k1 = k == 2 ? 0 : k + 1;
-                E[k] = E0[k] + ((int64_t)t->x[k1] - t->x[k]) * (int64_t)(r - r0) * SUB;
-            }
-            const double rowb = gm_raster_axpb(t->b, J->ray_y[r], t->e);
-            const int32_t row = (r - Y0) * TILE - X0;
-            for (int32_t c = c0; c <= c1; ++c) {
-                if ((E[0] | E[1] | E[2]) >= 0) {
-                    const double iz = gm_raster_piece_inv_depth(t, ray_x[c], rowb);
-                    const int32_t k = row + c;
-                    if (iz >= inv_far && iz > izbuf[k]) {
-                        izbuf[k] = iz;
-                        win[k] = t;
-                    }
-                }
-                E[0] -= ey[0] * SUB;
-                E[1] -= ey[1] * SUB;
-                E[2] -= ey[2] * SUB;
-            }
-        }
+    float* depth = p->depth + i;
+    for (int32_t k = 0; k < n; ++k) depth[k] = B;
+    memset(p->instance_index + i, 0, sizeof(int16_t) * (size_t)n);
+    float* oc = p->object_coordinates + 3 * i;
+    for (int32_t k = 0; k < 3 * n; ++k) oc[k] = B;
+    if (p->class_index) memset(p->class_index + i, 0, sizeof(int16_t) * (size_t)n);
+    if (p->triangle_id) memset(p->triangle_id + i, 0xff, sizeof(int32_t) * (size_t)n); /* -1 */
+    if (p->barycentrics) memset(p->barycentrics + 3 * i, 0, sizeof(float) * 3 * (size_t)n);
+    if (p->cam_coordinates) {
+        float* cc = p->cam_coordinates + 4 * i;
+        for (int32_t k = 0; k < 4 * n; ++k) cc[k] = B;
     }
-    const gm_raster_setup* s = J->s;
-    int32_t obj = 0;
-    for (int32_t r = Y0; r <= Y1; ++r) {
-        for (int32_t c = X0; c <= X1; ++c) {
-            const int32_t k = (r - Y0) * TILE + (c - X0);
-            const int64_t i = (int64_t)r * p->width + c;
-            const gm_raster_tri* t = win[k];
-            if (!t) {
-                gm_raster_clear_pixel(p, i, J->bg);
-                continue;
-            }
-            int32_t gface = t->gface;
-            while (gface < s->face_base[obj]) --obj;
-            while (gface >= s->face_base[obj + 1]) ++obj;
-            gm_raster_shade_pixel(p, &p->objects[obj], s->cam + s->vert_base[obj], i,
-                                  (int32_t)(gface - s->face_base[obj]), 1.0 / izbuf[k], ray_x[c],
-                                  J->ray_y[r]);
-        }
-    }
+    if (p->normals) memset(p->normals + 4 * i, 0, sizeof(float) * 4 * (size_t)n);
 }
+
+/* the per-tile coverage and resolve, compiled per ISA */
+#define GM_ISA_BODY "raster_hot.h"
+#include "isa_variants.h"
 
 /* ---- launcher ------------------------------------------------------------------------------ */
 static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt) {
@@ -409,6 +355,8 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
     job.inv_far = 1.0 / p->far_z;
     job.bg = bg;
 
+    void (*const tile_fn)(const gm_raster_tile_job*, const int32_t*, int64_t, int32_t, int32_t) =
+        GM_ISA_PICK(raster_tile);
 #pragma omp parallel num_threads(nt)
     {
 #pragma omp for schedule(dynamic, 1)
@@ -426,8 +374,8 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
         /* 4. tiles (the implicit barrier above completes the lists) */
 #pragma omp for schedule(dynamic, 1)
         for (int64_t tl = 0; tl < ntiles; ++tl)
-            raster_tile(&job, list + tile_start[tl], tile_start[tl + 1] - tile_start[tl],
-                        (int32_t)(tl % tiles_x), (int32_t)(tl / tiles_x));
+            tile_fn(&job, list + tile_start[tl], tile_start[tl + 1] - tile_start[tl], (int32_t)(tl % tiles_x),
+                    (int32_t)(tl / tiles_x));
     }
 
 done:

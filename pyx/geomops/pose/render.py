@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import numpy as np
 
 from .. import _backend
@@ -36,10 +39,50 @@ def _buffer_names(buffers):
 
 
 def release_render_cache():
-    """Free the scratch memory that :func:`render` keeps between calls on the CPU (a few bytes
-    per vertex and triangle of the largest scene rendered so far). The GPU rasterizer keeps no
+    """Free the memory that :func:`render` keeps between calls on the CPU: the scratch memory
+    (a few bytes per vertex and triangle of the largest scene rendered so far) and the
+    reusable output block of the last frame (see :func:`render`). The GPU rasterizer keeps no
     scratch memory; the device copies of meshes are freed with their :class:`Mesh`."""
+    global _host_block
+    with _host_lock:
+        _host_block = None
     _backend.cpu().kernels.raster_release_cache()
+
+
+# The memory block behind the NumPy buffers of the last CPU frame. A frame's buffers are views
+# of one block; once the caller has dropped every one of them (only this reference is left),
+# the next frame of the same size reuses the block instead of allocating fresh pages, which
+# the kernel would have to fault in and zero (glibc returns freed blocks this large to it).
+_host_lock = threading.Lock()
+_host_block = None
+_HOST_ALIGN = 64
+
+
+def _host_buffers(specs):
+    """NumPy buffers for ``specs`` (name -> (shape, dtype)), uninitialised: views of one block,
+    reused from the previous frame when nothing refers to it any more."""
+    global _host_block
+    layout, total = [], 0
+    for name, (shape, dtype) in specs.items():
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        layout.append((name, shape, dtype, total, nbytes))
+        total += -(-nbytes // _HOST_ALIGN) * _HOST_ALIGN
+    block = None
+    with _host_lock:
+        # references: _host_block, `cached` and getrefcount's argument (views refer to the
+        # block itself: NumPy's view bases skip intermediate views)
+        cached = _host_block
+        if cached is not None and cached.nbytes == total + _HOST_ALIGN and sys.getrefcount(cached) == 3:
+            block, _host_block = cached, None
+        del cached
+    if block is None:
+        block = np.empty(total + _HOST_ALIGN, np.uint8)
+    skip = -block.ctypes.data % _HOST_ALIGN
+    out = {name: block[skip + off:skip + off + nbytes].view(dtype).reshape(shape)
+           for name, shape, dtype, off, nbytes in layout}
+    with _host_lock:
+        _host_block = block
+    return out
 
 
 def render(scene, num_threads=None, buffers="all", *, device=None, stream=None):
@@ -149,9 +192,11 @@ def _raster_inputs(be, scene, wanted):
               "object_coordinates": ((h, w, 3), np.float32), "cam_coordinates": ((h, w, 4), np.float32),
               "normals": ((h, w, 4), np.float32), "class_index": ((h, w), np.int16),
               "triangle_id": ((h, w), np.int32), "barycentrics": ((h, w, 3), np.float32)}
-    out = {name: be.empty(*shapes[name]) for name in ("rgb", "depth", "instance_index", "object_coordinates")}
-    for name in wanted:
-        out[name] = be.empty(*shapes[name])
+    names = ("rgb", "depth", "instance_index", "object_coordinates") + tuple(wanted)
+    if be.is_cuda:
+        out = {name: be.empty(*shapes[name]) for name in names}
+    else:
+        out = _host_buffers({name: shapes[name] for name in names})
     light = scene.light
     shading = (tuple(light.direction.tolist()), tuple(light.color.tolist()), tuple(light.ambient.tolist()),
                tuple(scene.background.tolist()), DEFAULT_COLOR)

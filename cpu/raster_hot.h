@@ -1,0 +1,91 @@
+/* ISA body of the rasterizer (compiled per ISA by isa_variants.h from cpu/raster.c): one
+ * tile's coverage, depth test and resolve. The variants differ in instruction selection only:
+ * contraction stays off (cpu/raster.c), so every ISA gives the same bits. */
+
+/* Coverage + depth test of one tile (on inverse depth: larger is closer), then resolve. */
+static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const int32_t* list, int64_t count,
+                                            int32_t tx, int32_t ty) {
+    const gm_raster_params* p = J->p;
+    double izbuf[TILE * TILE];
+    const gm_raster_tri* win[TILE * TILE];
+    const int32_t X0 = tx * TILE, Y0 = ty * TILE;
+    const int32_t X1 = X0 + TILE - 1 < p->width - 1 ? X0 + TILE - 1 : p->width - 1;
+    const int32_t Y1 = Y0 + TILE - 1 < p->height - 1 ? Y0 + TILE - 1 : p->height - 1;
+    for (int k = 0; k < TILE * TILE; ++k) {
+        izbuf[k] = 0.0;
+        win[k] = NULL;
+    }
+    const double inv_far = J->inv_far;
+    const double* ray_x = J->ray_x;
+    int cidx = 0, pidx = 0;
+    for (int64_t e = 0; e < count; ++e) {
+        int32_t gid = list[e];
+        while (cidx + 1 < J->nchunks && J->chunk_first[cidx + 1] <= gid) ++cidx; /* lists are sorted */
+        const gm_raster_tri* t = &J->chunk_tris[cidx][gid - J->chunk_first[cidx]];
+#if defined(__GNUC__)
+        /* records of one tile are scattered over the chunk arrays: fetch a few ahead */
+        if (e + PREFETCH < count) {
+            int32_t pg = list[e + PREFETCH];
+            while (pidx + 1 < J->nchunks && J->chunk_first[pidx + 1] <= pg) ++pidx;
+            __builtin_prefetch(&J->chunk_tris[pidx][pg - J->chunk_first[pidx]]);
+        }
+#endif
+        int32_t c0 = t->c0 > X0 ? t->c0 : X0, c1 = t->c1 < X1 ? t->c1 : X1;
+        int32_t r0 = t->r0 > Y0 ? t->r0 : Y0, r1 = t->r1 < Y1 ? t->r1 : Y1;
+        if (c0 > c1 || r0 > r1) continue;
+        int64_t ey[3], E0[3];
+        const int64_t px0 = (int64_t)c0 * SUB, py0 = (int64_t)r0 * SUB;
+        for (int k = 0; k < 3; ++k) {
+            int k1 = k == 2 ? 0 : k + 1;
+            int64_t ex = (int64_t)t->x[k1] - t->x[k];
+            ey[k] = (int64_t)t->y[k1] - t->y[k];
+            E0[k] = gm_raster_edge(t->x[k], t->y[k], t->x[k1], t->y[k1], px0, py0) +
+                    gm_raster_edge_bias(ex, ey[k]);
+        }
+        for (int32_t r = r0; r <= r1; ++r) {
+            /* E(c, r) = E(c0, r0) + ex (r - r0) SUB - ey (c - c0) SUB */
+            int64_t E[3];
+            for (int k = 0; k < 3; ++k) {
+                int k1 = k == 2 ? 0 : k + 1;
+                E[k] = E0[k] + ((int64_t)t->x[k1] - t->x[k]) * (int64_t)(r - r0) * SUB;
+            }
+            const double rowb = gm_raster_axpb(t->b, J->ray_y[r], t->e);
+            const int32_t row = (r - Y0) * TILE - X0;
+            for (int32_t c = c0; c <= c1; ++c) {
+                if ((E[0] | E[1] | E[2]) >= 0) {
+                    const double iz = gm_raster_piece_inv_depth(t, ray_x[c], rowb);
+                    const int32_t k = row + c;
+                    if (iz >= inv_far && iz > izbuf[k]) {
+                        izbuf[k] = iz;
+                        win[k] = t;
+                    }
+                }
+                E[0] -= ey[0] * SUB;
+                E[1] -= ey[1] * SUB;
+                E[2] -= ey[2] * SUB;
+            }
+        }
+    }
+    const gm_raster_setup* s = J->s;
+    int32_t obj = 0;
+    for (int32_t r = Y0; r <= Y1; ++r) {
+        for (int32_t c = X0; c <= X1; ++c) {
+            const int32_t k = (r - Y0) * TILE + (c - X0);
+            const int64_t i = (int64_t)r * p->width + c;
+            const gm_raster_tri* t = win[k];
+            if (!t) {
+                int32_t n = 1; /* the run of uncovered pixels from here */
+                while (c + n <= X1 && !win[k + n]) ++n;
+                clear_run(p, i, n, J->bg);
+                c += n - 1;
+                continue;
+            }
+            int32_t gface = t->gface;
+            while (gface < s->face_base[obj]) --obj;
+            while (gface >= s->face_base[obj + 1]) ++obj;
+            gm_raster_shade_pixel(p, &p->objects[obj], s->cam + s->vert_base[obj], i,
+                                  (int32_t)(gface - s->face_base[obj]), 1.0 / izbuf[k], ray_x[c],
+                                  J->ray_y[r]);
+        }
+    }
+}
