@@ -68,7 +68,10 @@ static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const i
     }
     const gm_raster_setup* s = J->s;
     int32_t obj = 0;
+    double dnorm[TILE]; /* ray lengths of the row, one vector loop */
     for (int32_t r = Y0; r <= Y1; ++r) {
+        const double ry = J->ray_y[r];
+        for (int32_t c = X0; c <= X1; ++c) dnorm[c - X0] = gm_raster_ray_norm(ray_x[c], ry);
         for (int32_t c = X0; c <= X1; ++c) {
             const int32_t k = (r - Y0) * TILE + (c - X0);
             const int64_t i = (int64_t)r * p->width + c;
@@ -84,8 +87,8 @@ static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const i
             while (gface < s->face_base[obj]) --obj;
             while (gface >= s->face_base[obj + 1]) ++obj;
             gm_raster_shade_pixel(p, &p->objects[obj], s->cam + s->vert_base[obj], i,
-                                  (int32_t)(gface - s->face_base[obj]), 1.0 / izbuf[k], ray_x[c],
-                                  J->ray_y[r]);
+                                  (int32_t)(gface - s->face_base[obj]), 1.0 / izbuf[k], ray_x[c], ry,
+                                  dnorm[c - X0]);
         }
     }
 }

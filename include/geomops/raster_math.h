@@ -451,10 +451,17 @@ GM_HD void gm_raster_clear_pixel(const gm_raster_params* p, int64_t i, const uin
         for (int k = 0; k < 4; ++k) p->normals[4 * i + k] = 0.0f;
 }
 
-/* Write every buffer of pixel i (ray (dx, dy, 1)), covered by face `face` of object o at depth
- * z. cam: the object's camera-frame vertices. */
-GM_HD void gm_raster_shade_pixel(const gm_raster_params* p, const gm_raster_object* o, const gm_vec3* cam,
-                                 int64_t i, int32_t face, double z, double dx, double dy) {
+/* Length of the pixel ray (dx, dy, 1). */
+GM_HD double gm_raster_ray_norm(double dx, double dy) {
+    return sqrt(gm_raster_mul(dx, dx) + gm_raster_mul(dy, dy) + 1.0);
+}
+
+/* Write every buffer of pixel i (ray (dx, dy, 1) of length dnorm = gm_raster_ray_norm(dx, dy)),
+ * covered by face `face` of object o at depth z. cam: the object's camera-frame vertices.
+ * Forced inline: the CPU compiles it into each ISA variant of its resolve loop. */
+GM_HD_INLINE void gm_raster_shade_pixel(const gm_raster_params* p, const gm_raster_object* o,
+                                        const gm_vec3* cam, int64_t i, int32_t face, double z, double dx,
+                                        double dy, double dnorm) {
     const int32_t* fv = o->faces + 3 * (int64_t)face;
     const gm_vec3 P0 = cam[fv[0]], P1 = cam[fv[1]], P2 = cam[fv[2]];
     double b[3];
@@ -488,16 +495,17 @@ GM_HD void gm_raster_shade_pixel(const gm_raster_params* p, const gm_raster_obje
     if (!o->colors)
         for (int j = 0; j < 3; ++j) col[j] = p->default_color[j];
 
-    gm_vec3 n = gm_cross3(gm_sub3(P1, P0), gm_sub3(P2, P0)); /* flat (winding) normal */
+    gm_vec3 n;
+    int smooth = 0;
     if (o->normals) {
-        const gm_vec3 m = gm_mat3_apply(o->normal_matrix, sn);
-        if (gm_dot3(m, m) > 0.0) n = m;
+        n = gm_mat3_apply(o->normal_matrix, sn);
+        smooth = gm_dot3(n, n) > 0.0;
     }
+    if (!smooth) n = gm_cross3(gm_sub3(P1, P0), gm_sub3(P2, P0)); /* flat (winding) normal */
     const double len = sqrt(gm_dot3(n, n));
     if (len > 0.0) n = gm_make_vec3(n.x / len, n.y / len, n.z / len);
     /* n . (-view dir) */
-    const double facing = -(gm_raster_mul(n.x, dx) + gm_raster_mul(n.y, dy) + n.z) /
-                          sqrt(gm_raster_mul(dx, dx) + gm_raster_mul(dy, dy) + 1.0);
+    const double facing = -(gm_raster_mul(n.x, dx) + gm_raster_mul(n.y, dy) + n.z) / dnorm;
 
     /* two-sided Lambert: light the side that faces the camera */
     const gm_vec3 ns = facing < 0.0 ? gm_make_vec3(-n.x, -n.y, -n.z) : n;
