@@ -15,8 +15,7 @@
 #if defined(__clang__)
 #pragma clang fp contract(off)
 #elif defined(__GNUC__)
-/* the same roundings as the device (raster_math.h); sqrt without the errno call, so it vectorizes */
-#pragma GCC optimize("fp-contract=off", "no-math-errno")
+#pragma GCC optimize("fp-contract=off") /* the same roundings as the device (raster_math.h) */
 #endif
 
 #include <math.h>

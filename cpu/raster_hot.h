@@ -66,29 +66,55 @@ static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const i
             }
         }
     }
+    /* resolve row by row: background runs, then the covered pixels in the three shading stages
+     * (the middle one, the lighting, as one vector loop over them) */
     const gm_raster_setup* s = J->s;
     int32_t obj = 0;
-    double dnorm[TILE]; /* ray lengths of the row, one vector loop */
+    int32_t pc[TILE], po[TILE], pf[TILE];
+    double pz[TILE], pdx[TILE], pb[TILE][3], poc[TILE][3], pcr[TILE], pcg[TILE], pcb[TILE];
+    double pnx[TILE], pny[TILE], pnz[TILE], pfa[TILE];
     for (int32_t r = Y0; r <= Y1; ++r) {
         const double ry = J->ray_y[r];
-        for (int32_t c = X0; c <= X1; ++c) dnorm[c - X0] = gm_raster_ray_norm(ray_x[c], ry);
+        const int64_t row = (int64_t)r * p->width;
+        int m = 0;
         for (int32_t c = X0; c <= X1; ++c) {
             const int32_t k = (r - Y0) * TILE + (c - X0);
-            const int64_t i = (int64_t)r * p->width + c;
             const gm_raster_tri* t = win[k];
             if (!t) {
                 int32_t n = 1; /* the run of uncovered pixels from here */
                 while (c + n <= X1 && !win[k + n]) ++n;
-                clear_run(p, i, n, J->bg);
+                clear_run(p, row + c, n, J->bg);
                 c += n - 1;
                 continue;
             }
             int32_t gface = t->gface;
             while (gface < s->face_base[obj]) --obj;
             while (gface >= s->face_base[obj + 1]) ++obj;
-            gm_raster_shade_pixel(p, &p->objects[obj], s->cam + s->vert_base[obj], i,
-                                  (int32_t)(gface - s->face_base[obj]), 1.0 / izbuf[k], ray_x[c], ry,
-                                  dnorm[c - X0]);
+            const int32_t face = (int32_t)(gface - s->face_base[obj]);
+            double col[3];
+            gm_vec3 n;
+            gm_raster_surface(p, &p->objects[obj], s->cam + s->vert_base[obj], face, ray_x[c], ry, pb[m],
+                              poc[m], col, &n);
+            pc[m] = c;
+            po[m] = obj;
+            pf[m] = face;
+            pz[m] = 1.0 / izbuf[k];
+            pdx[m] = ray_x[c];
+            pcr[m] = col[0];
+            pcg[m] = col[1];
+            pcb[m] = col[2];
+            pnx[m] = n.x;
+            pny[m] = n.y;
+            pnz[m] = n.z;
+            ++m;
+        }
+        for (int j = 0; j < m; ++j)
+            gm_raster_light(p, pdx[j], ry, gm_raster_ray_norm(pdx[j], ry), &pnx[j], &pny[j], &pnz[j], &pfa[j],
+                            &pcr[j], &pcg[j], &pcb[j]);
+        for (int j = 0; j < m; ++j) {
+            const double rgb[3] = {pcr[j], pcg[j], pcb[j]};
+            gm_raster_write_pixel(p, &p->objects[po[j]], row + pc[j], pf[j], pz[j], pdx[j], ry, pb[j], poc[j],
+                                  gm_make_vec3(pnx[j], pny[j], pnz[j]), pfa[j], rgb);
         }
     }
 }

@@ -181,7 +181,7 @@ __global__ void k_pixels(gm_raster_params p, scene_tables sc, const gm_vec3* cam
         const int32_t gface = pieces[win].gface;
         const int32_t o = owner(sc.face_base, sc.nobj, gface);
         gm_raster_shade_pixel(&p, &sc.objs[o], cam + sc.vert_base[o], pix, (int32_t)(gface - sc.face_base[o]),
-                              1.0 / best, rx, ry, gm_raster_ray_norm(rx, ry));
+                              1.0 / best, rx, ry);
     }
 }
 
