@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 
@@ -10,7 +11,7 @@ import numpy as np
 from .. import _backend
 from .._config import resolve_num_threads
 from .buffers import RenderResult
-from .scene import Scene, _inv_affine, _object_to_camera
+from .scene import Scene, _normal_matrix, _object_to_camera
 
 __all__ = ["render", "release_render_cache"]
 
@@ -56,17 +57,25 @@ def release_render_cache():
 _host_lock = threading.Lock()
 _host_block = None
 _HOST_ALIGN = 64
+_host_layouts = {}  # specs -> (name, shape, dtype, offset, bytes) per buffer, total bytes
 
 
 def _host_buffers(specs):
     """NumPy buffers for ``specs`` (name -> (shape, dtype)), uninitialised: views of one block,
     reused from the previous frame when nothing refers to it any more."""
     global _host_block
-    layout, total = [], 0
-    for name, (shape, dtype) in specs.items():
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        layout.append((name, shape, dtype, total, nbytes))
-        total += -(-nbytes // _HOST_ALIGN) * _HOST_ALIGN
+    key = tuple(specs.items())
+    layout = _host_layouts.get(key)
+    if layout is None:
+        layout, total = [], 0
+        for name, (shape, dtype) in specs.items():
+            nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+            layout.append((name, shape, np.dtype(dtype), total, nbytes))
+            total += -(-nbytes // _HOST_ALIGN) * _HOST_ALIGN
+        if len(_host_layouts) >= 64:  # many image sizes: keep the table small
+            _host_layouts.clear()
+        layout = _host_layouts[key] = (tuple(layout), total)
+    layout, total = layout
     block = None
     with _host_lock:
         # references: _host_block, `cached` and getrefcount's argument (views refer to the
@@ -170,23 +179,24 @@ def _raster_inputs(be, scene, wanted):
         if mesh is None:
             raise ValueError(f"scene.objects[{k}] has no mesh (mesh=None is only for user-provided buffers); "
                              "render() needs a Mesh for every object")
-        if not np.all(np.isfinite(T)):
+        rows = T[:3].tolist()  # Python floats: cheaper than NumPy calls on 12 numbers
+        if not all(math.isfinite(v) for row in rows for v in row):
             raise ValueError(f"scene.objects[{k}].pose gives a non-finite object-to-camera transform")
-        if not np.array_equal(obj.pose[3], [0.0, 0.0, 0.0, 1.0]):
+        if obj.pose[3].tolist() != [0.0, 0.0, 0.0, 1.0]:
             raise ValueError(f"scene.objects[{k}].pose must be affine (last row [0, 0, 0, 1]), got {obj.pose[3]}")
         if mesh.num_vertices:
             lo, hi = mesh.bounding_box()
-            with np.errstate(over="ignore"):  # inf fails the check below
-                reach = np.abs(T[:3, :3]).sum(axis=1) * max(np.abs(lo).max(), np.abs(hi).max()) + np.abs(T[:3, 3])
-            if not np.all(reach < 1e150):
+            ext = float(max(np.abs(lo).max(), np.abs(hi).max()))
+            reach = max((abs(r[0]) + abs(r[1]) + abs(r[2])) * ext + abs(r[3]) for r in rows)  # inf: fails below
+            if not reach < 1e150:
                 raise ValueError(f"scene.objects[{k}]: the pose moves the mesh beyond the representable range "
-                                 f"(object-to-camera coordinates up to {reach.max():.3g})")
+                                 f"(object-to-camera coordinates up to {reach:.3g})")
         try:
-            normal_matrix = _inv_affine(T, "pose")[:3, :3].T
+            normal_matrix = _normal_matrix(T, "pose")
         except ValueError:
-            normal_matrix = np.zeros((3, 3))  # degenerate (flattening) pose: flat normals
-        objects.append((*mesh._arrays_on(be), tuple(np.ascontiguousarray(T[:3]).ravel().tolist()),
-                        tuple(normal_matrix.ravel().tolist()), int(obj.instance_index), int(mesh.class_index)))
+            normal_matrix = (0.0,) * 9  # degenerate (flattening) pose: flat normals
+        objects.append((*mesh._arrays_on(be), tuple(v for row in rows for v in row),
+                        normal_matrix, int(obj.instance_index), int(mesh.class_index)))
     h, w = cam.height, cam.width
     shapes = {"rgb": ((h, w, 4), np.uint8), "depth": ((h, w), np.float32), "instance_index": ((h, w), np.int16),
               "object_coordinates": ((h, w, 3), np.float32), "cam_coordinates": ((h, w, 4), np.float32),
