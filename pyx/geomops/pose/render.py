@@ -147,6 +147,9 @@ def render(scene, num_threads=None, buffers="all", *, device=None, stream=None):
     * Shading: two-sided Lambert with the scene's :class:`Light` and the mesh's vertex colours
       (grey 0.7 without colours); flat face normals unless the mesh has vertex normals.
       Background pixels get the background colour with alpha 0, covered pixels alpha 255.
+    * On the CPU the buffers of a frame are views of one memory block. Once every buffer of
+      a frame (and every view of one) has been dropped, the next frame of the same size and
+      buffer set reuses its block instead of fresh memory; :func:`release_render_cache` frees it.
     * The GPU rasterizer follows the same rules with the same per-vertex, per-face and per-pixel
       functions: instance, class and triangle ids and colours equal the CPU's bit for bit, float
       buffers to 1e-6 relative.
