@@ -15,7 +15,8 @@
 #if defined(__clang__)
 #pragma clang fp contract(off)
 #elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off") /* the same roundings as the device (raster_math.h) */
+/* the same roundings as the device (raster_math.h); short store loops stay inline (clear_run) */
+#pragma GCC optimize("fp-contract=off", "no-tree-loop-distribute-patterns")
 #endif
 
 #include <math.h>
@@ -182,33 +183,44 @@ typedef struct gm_raster_tile_job {
     const double* ray_x;
     const double* ray_y;
     double inv_far;
-    const uint8_t* bg;
+    uint32_t bg_rgba; /* background rgba as stored */
 } gm_raster_tile_job;
 
-/* Background of the n pixels from pixel i on (one run of a tile row): the values of
- * gm_raster_clear_pixel, written buffer by buffer. */
-static inline void clear_run(const gm_raster_params* p, int64_t i, int32_t n, const uint8_t* bg) {
+/* Background of the n pixels from pixel i on (one run of a tile row, n <= GM_RASTER_TILE): the
+ * values of gm_raster_clear_pixel, written buffer by buffer with inline stores (runs are too
+ * short for memset calls to pay). */
+static inline void clear_run(const gm_raster_params* p, int64_t i, int32_t n, uint32_t bg_rgba) {
     const float B = GM_RASTER_BACKGROUND;
     uint8_t* rgb = p->rgb + 4 * i;
-    for (int32_t k = 0; k < n; ++k) {
-        rgb[4 * k + 0] = bg[0];
-        rgb[4 * k + 1] = bg[1];
-        rgb[4 * k + 2] = bg[2];
-        rgb[4 * k + 3] = 0;
-    }
+    for (int32_t k = 0; k < n; ++k) memcpy(rgb + 4 * k, &bg_rgba, 4);
     float* depth = p->depth + i;
-    for (int32_t k = 0; k < n; ++k) depth[k] = B;
-    memset(p->instance_index + i, 0, sizeof(int16_t) * (size_t)n);
+    int16_t* inst = p->instance_index + i;
+    for (int32_t k = 0; k < n; ++k) {
+        depth[k] = B;
+        inst[k] = 0;
+    }
     float* oc = p->object_coordinates + 3 * i;
     for (int32_t k = 0; k < 3 * n; ++k) oc[k] = B;
-    if (p->class_index) memset(p->class_index + i, 0, sizeof(int16_t) * (size_t)n);
-    if (p->triangle_id) memset(p->triangle_id + i, 0xff, sizeof(int32_t) * (size_t)n); /* -1 */
-    if (p->barycentrics) memset(p->barycentrics + 3 * i, 0, sizeof(float) * 3 * (size_t)n);
+    if (p->class_index) {
+        int16_t* cl = p->class_index + i;
+        for (int32_t k = 0; k < n; ++k) cl[k] = 0;
+    }
+    if (p->triangle_id) {
+        int32_t* tri = p->triangle_id + i;
+        for (int32_t k = 0; k < n; ++k) tri[k] = -1;
+    }
+    if (p->barycentrics) {
+        float* bc = p->barycentrics + 3 * i;
+        for (int32_t k = 0; k < 3 * n; ++k) bc[k] = 0.0f;
+    }
     if (p->cam_coordinates) {
         float* cc = p->cam_coordinates + 4 * i;
         for (int32_t k = 0; k < 4 * n; ++k) cc[k] = B;
     }
-    if (p->normals) memset(p->normals + 4 * i, 0, sizeof(float) * 4 * (size_t)n);
+    if (p->normals) {
+        float* nr = p->normals + 4 * i;
+        for (int32_t k = 0; k < 4 * n; ++k) nr[k] = 0.0f;
+    }
 }
 
 /* the per-tile coverage and resolve, compiled per ISA */
@@ -221,8 +233,11 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
     const int32_t tiles_x = (W + TILE - 1) / TILE, tiles_y = (H + TILE - 1) / TILE;
     const int64_t ntiles = (int64_t)tiles_x * tiles_y;
 
-    uint8_t bg[3];
+    uint8_t bg[4];
     for (int j = 0; j < 3; ++j) bg[j] = gm_raster_to_u8(p->background[j]);
+    bg[3] = 0;
+    uint32_t bg_rgba;
+    memcpy(&bg_rgba, bg, 4);
 
     /* small per-call tables */
     int64_t* vert_base = (int64_t*)malloc(sizeof(int64_t) * (size_t)(nobj + 1));
@@ -353,7 +368,7 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
     job.ray_x = ray_x;
     job.ray_y = ray_y;
     job.inv_far = 1.0 / p->far_z;
-    job.bg = bg;
+    job.bg_rgba = bg_rgba;
 
     void (*const tile_fn)(const gm_raster_tile_job*, const int32_t*, int64_t, int32_t, int32_t) =
         GM_ISA_PICK(raster_tile);

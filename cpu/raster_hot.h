@@ -83,7 +83,7 @@ static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const i
             if (!t) {
                 int32_t n = 1; /* the run of uncovered pixels from here */
                 while (c + n <= X1 && !win[k + n]) ++n;
-                clear_run(p, row + c, n, J->bg);
+                clear_run(p, row + c, n, J->bg_rgba);
                 c += n - 1;
                 continue;
             }
