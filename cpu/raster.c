@@ -131,15 +131,15 @@ typedef struct gm_raster_setup {
     int32_t tiles_x;
 } gm_raster_setup;
 
-static int chunk_push(gm_raster_chunk* ch, const gm_raster_tri* t) {
-    if (ch->count == ch->capacity) {
+/* Room for the pieces of one more face at the end of the chunk. */
+static int chunk_reserve(gm_raster_chunk* ch) {
+    if (ch->count + GM_RASTER_MAX_PIECES > ch->capacity) {
         int64_t cap = ch->capacity * 2 + 64;
         gm_raster_tri* grown = (gm_raster_tri*)ws_grow(ch->tris_block, (size_t)cap * sizeof(gm_raster_tri));
         if (!grown) return GM_ERR_NOMEM;
         ch->tris = grown;
         ch->capacity = (int64_t)(ch->tris_block->size / sizeof(gm_raster_tri));
     }
-    ch->tris[ch->count++] = *t;
     return GM_OK;
 }
 
@@ -158,14 +158,15 @@ static void setup_chunk(const gm_raster_setup* s, gm_raster_chunk* ch, int64_t t
         gm_vec3 P[3] = {s->cam[g[0]], s->cam[g[1]], s->cam[g[2]]};
         int32_t x[3] = {s->sx[g[0]], s->sx[g[1]], s->sx[g[2]]};
         int32_t y[3] = {s->sy[g[0]], s->sy[g[1]], s->sy[g[2]]};
-        gm_raster_tri pieces[GM_RASTER_MAX_PIECES];
+        int status = chunk_reserve(ch);
+        if (status != GM_OK) {
+            ch->status = status;
+            return;
+        }
+        gm_raster_tri* pieces = ch->tris + ch->count; /* written in place */
         int n = gm_raster_face_pieces(&s->view, P, code, x, y, (int32_t)t, pieces);
+        ch->count += n;
         for (int k = 0; k < n; ++k) {
-            int status = chunk_push(ch, &pieces[k]);
-            if (status != GM_OK) {
-                ch->status = status;
-                return;
-            }
             int32_t tx0, tx1, ty0, ty1;
             gm_raster_piece_tiles(&pieces[k], &tx0, &tx1, &ty0, &ty1);
             for (int64_t ty = ty0; ty <= ty1; ++ty)

@@ -373,7 +373,10 @@ GM_HD int gm_raster_face_pieces(const gm_raster_view* v, const gm_vec3* P, const
     const double det = gm_dot3(n, P[0]);
     /* planes (nearly) through the eye project to a line: snapped slivers of them would need
      * depths far outside the triangle */
-    if (!(fabs(det) > 1e-10 * sqrt(gm_dot3(n, n) * gm_dot3(P[0], P[0])))) return 0;
+    const double nn_pp = gm_dot3(n, n) * gm_dot3(P[0], P[0]);
+    /* sqrt(x) <= x + 1 with room to spare for the roundings, so the first test, without the
+     * sqrt's latency, only accepts what the exact one accepts */
+    if (!(fabs(det) > 1e-10 * (nn_pp + 1.0)) && !(fabs(det) > 1e-10 * sqrt(nn_pp))) return 0;
     double plane[3];
     gm_raster_inv_depth_plane(n, det, &plane[0], &plane[1], &plane[2]);
     const unsigned any_out = (code[0] | code[1] | code[2]) & GM_RASTER_PLANE_MASK;
