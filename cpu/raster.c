@@ -178,9 +178,6 @@ static void setup_chunk(const gm_raster_setup* s, gm_raster_chunk* ch, int64_t t
 typedef struct gm_raster_tile_job {
     const gm_raster_params* p;
     const gm_raster_setup* s;
-    const gm_raster_tri* const* chunk_tris;
-    const int64_t* chunk_first;
-    int nchunks;
     const double* ray_x;
     const double* ray_y;
     double inv_far;
@@ -246,8 +243,7 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
     double* ray_x = (double*)malloc(sizeof(double) * (size_t)W);
     double* ray_y = (double*)malloc(sizeof(double) * (size_t)H);
     gm_raster_chunk chunks[MAX_CHUNKS];
-    int64_t chunk_first[MAX_CHUNKS + 1];
-    const gm_raster_tri* chunk_tris[MAX_CHUNKS];
+    int64_t num_pieces = 0;
     int status = GM_OK;
     memset(chunks, 0, sizeof(chunks));
     if (!vert_base || !face_base || !ray_x || !ray_y) {
@@ -330,16 +326,14 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
             setup_chunk(&s, &chunks[ci], nf * ci / nchunks, nf * (ci + 1) / nchunks);
     }
 
-    chunk_first[0] = 0;
     for (int ci = 0; ci < nchunks; ++ci) {
         if (chunks[ci].status != GM_OK) {
             status = chunks[ci].status;
             goto done;
         }
-        chunk_first[ci + 1] = chunk_first[ci] + chunks[ci].count;
-        chunk_tris[ci] = chunks[ci].tris;
+        num_pieces += chunks[ci].count;
     }
-    if (chunk_first[nchunks] > INT32_MAX) {
+    if (num_pieces > INT32_MAX) {
         status = GM_ERR_OVERFLOW;
         goto done;
     }
@@ -355,7 +349,8 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
         }
         tile_start[tl + 1] = acc;
     }
-    int32_t* list = (int32_t*)ws_get(&ws->blk[WS_LIST], sizeof(int32_t) * (size_t)tile_start[ntiles]);
+    const gm_raster_tri** list =
+        (const gm_raster_tri**)ws_get(&ws->blk[WS_LIST], sizeof(gm_raster_tri*) * (size_t)tile_start[ntiles]);
     if (!list) {
         status = GM_ERR_NOMEM;
         goto done;
@@ -363,15 +358,12 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
     gm_raster_tile_job job;
     job.p = p;
     job.s = &s;
-    job.chunk_tris = chunk_tris;
-    job.chunk_first = chunk_first;
-    job.nchunks = nchunks;
     job.ray_x = ray_x;
     job.ray_y = ray_y;
     job.inv_far = 1.0 / p->far_z;
     job.bg_rgba = bg_rgba;
 
-    void (*const tile_fn)(const gm_raster_tile_job*, const int32_t*, int64_t, int32_t, int32_t) =
+    void (*const tile_fn)(const gm_raster_tile_job*, const gm_raster_tri* const*, int64_t, int32_t, int32_t) =
         GM_ISA_PICK(raster_tile);
 #pragma omp parallel num_threads(nt)
     {
@@ -380,11 +372,11 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
             const gm_raster_chunk* ch = &chunks[ci];
             int64_t* cursor = ch->tile_count;
             for (int64_t j = 0; j < ch->count; ++j) {
-                int32_t gid = (int32_t)(chunk_first[ci] + j);
+                const gm_raster_tri* t = &ch->tris[j];
                 int32_t tx0, tx1, ty0, ty1;
-                gm_raster_piece_tiles(&ch->tris[j], &tx0, &tx1, &ty0, &ty1);
+                gm_raster_piece_tiles(t, &tx0, &tx1, &ty0, &ty1);
                 for (int32_t ty = ty0; ty <= ty1; ++ty)
-                    for (int32_t tx = tx0; tx <= tx1; ++tx) list[cursor[(int64_t)ty * tiles_x + tx]++] = gid;
+                    for (int32_t tx = tx0; tx <= tx1; ++tx) list[cursor[(int64_t)ty * tiles_x + tx]++] = t;
             }
         }
         /* 4. tiles (the implicit barrier above completes the lists) */

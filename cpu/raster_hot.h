@@ -3,8 +3,8 @@
  * contraction stays off (cpu/raster.c), so every ISA gives the same bits. */
 
 /* Coverage + depth test of one tile (on inverse depth: larger is closer), then resolve. */
-static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const int32_t* list, int64_t count,
-                                            int32_t tx, int32_t ty) {
+static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const gm_raster_tri* const* list,
+                                            int64_t count, int32_t tx, int32_t ty) {
     const gm_raster_params* p = J->p;
     double izbuf[TILE * TILE];
     const gm_raster_tri* win[TILE * TILE];
@@ -17,18 +17,11 @@ static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const i
     }
     const double inv_far = J->inv_far;
     const double* ray_x = J->ray_x;
-    int cidx = 0, pidx = 0;
     for (int64_t e = 0; e < count; ++e) {
-        int32_t gid = list[e];
-        while (cidx + 1 < J->nchunks && J->chunk_first[cidx + 1] <= gid) ++cidx; /* lists are sorted */
-        const gm_raster_tri* t = &J->chunk_tris[cidx][gid - J->chunk_first[cidx]];
+        const gm_raster_tri* t = list[e];
 #if defined(__GNUC__)
         /* records of one tile are scattered over the chunk arrays: fetch a few ahead */
-        if (e + PREFETCH < count) {
-            int32_t pg = list[e + PREFETCH];
-            while (pidx + 1 < J->nchunks && J->chunk_first[pidx + 1] <= pg) ++pidx;
-            __builtin_prefetch(&J->chunk_tris[pidx][pg - J->chunk_first[pidx]]);
-        }
+        if (e + PREFETCH < count) __builtin_prefetch(list[e + PREFETCH]);
 #endif
         int32_t c0 = t->c0 > X0 ? t->c0 : X0, c1 = t->c1 < X1 ? t->c1 : X1;
         int32_t r0 = t->r0 > Y0 ? t->r0 : Y0, r1 = t->r1 < Y1 ? t->r1 : Y1;
