@@ -27,6 +27,9 @@
 #include "geomops/raster.h"
 #include "geomops/raster_math.h"
 #include "isa.h"
+#if GM_ISA_X86
+#include <immintrin.h>
+#endif
 
 #define TILE       GM_RASTER_TILE
 #define SUB        GM_RASTER_SUBPIXEL
@@ -220,6 +223,20 @@ static inline void clear_run(const gm_raster_params* p, int64_t i, int32_t n, ui
         for (int32_t k = 0; k < 4 * n; ++k) nr[k] = 0.0f;
     }
 }
+
+/* One tile row of every buffer, where the resolve writes before the row goes out (aligned to
+ * cache lines for the streaming stores). */
+typedef struct gm_raster_rows {
+    _Alignas(64) uint8_t rgb[4 * TILE];
+    _Alignas(64) float depth[TILE];
+    _Alignas(64) int16_t instance_index[TILE];
+    _Alignas(64) float object_coordinates[3 * TILE];
+    _Alignas(64) int16_t class_index[TILE];
+    _Alignas(64) int32_t triangle_id[TILE];
+    _Alignas(64) float barycentrics[3 * TILE];
+    _Alignas(64) float cam_coordinates[4 * TILE];
+    _Alignas(64) float normals[4 * TILE];
+} gm_raster_rows;
 
 /* the per-tile coverage and resolve, compiled per ISA */
 #define GM_ISA_BODY "raster_hot.h"

@@ -2,6 +2,31 @@
  * tile's coverage, depth test and resolve. The variants differ in instruction selection only:
  * contraction stays off (cpu/raster.c), so every ISA gives the same bits. */
 
+/* bytes from the staging row src to the buffer at dst: streaming (non-temporal) stores when dst
+ * is aligned to a cache line and bytes is a whole number of them, which spares reading the
+ * lines into the cache first (the frame's buffers do not fit in it); plain copies otherwise */
+static GM_ISA_ATTR inline void GM_IFN(stream_out)(void* dst, const void* src, size_t bytes) {
+#if GM_ISA_X86
+    if (((uintptr_t)dst & 63) == 0 && (bytes & 63) == 0) {
+        char* d = (char*)dst;
+        const char* s = (const char*)src;
+        for (size_t o = 0; o < bytes; o += 64) {
+#if GM_ISA_ID == GM_ISA_AVX512
+            _mm512_stream_si512((void*)(d + o), _mm512_load_si512((const void*)(s + o)));
+#elif GM_ISA_ID == GM_ISA_AVX2
+            _mm256_stream_si256((__m256i*)(d + o), _mm256_load_si256((const __m256i*)(s + o)));
+            _mm256_stream_si256((__m256i*)(d + o + 32), _mm256_load_si256((const __m256i*)(s + o + 32)));
+#else
+            for (int h = 0; h < 64; h += 16)
+                _mm_stream_si128((__m128i*)(d + o + h), _mm_load_si128((const __m128i*)(s + o + h)));
+#endif
+        }
+        return;
+    }
+#endif
+    memcpy(dst, src, bytes);
+}
+
 /* Coverage + depth test of one tile (on inverse depth: larger is closer), then resolve. */
 static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const gm_raster_tri* const* list,
                                             int64_t count, int32_t tx, int32_t ty) {
@@ -59,16 +84,28 @@ static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const g
             }
         }
     }
-    /* resolve row by row: background runs, then the covered pixels in the three shading stages
-     * (the middle one, the lighting, as one vector loop over them) */
+    /* resolve row by row into staging rows (L1): background runs, then the covered pixels in the
+     * three shading stages (the middle one, the lighting, as one vector loop over them); each
+     * finished row goes to the buffers in whole cache lines (GM_IFN(stream_out)) */
     const gm_raster_setup* s = J->s;
     int32_t obj = 0;
     int32_t pc[TILE], po[TILE], pf[TILE];
     double pz[TILE], pdx[TILE], pb[TILE][3], poc[TILE][3], pcr[TILE], pcg[TILE], pcb[TILE];
     double pnx[TILE], pny[TILE], pnz[TILE], pfa[TILE];
+    gm_raster_rows rows;
+    gm_raster_params q = *p; /* the same parameters, writing to the staging rows (index c - X0) */
+    q.rgb = rows.rgb;
+    q.depth = rows.depth;
+    q.instance_index = rows.instance_index;
+    q.object_coordinates = rows.object_coordinates;
+    q.class_index = p->class_index ? rows.class_index : NULL;
+    q.triangle_id = p->triangle_id ? rows.triangle_id : NULL;
+    q.barycentrics = p->barycentrics ? rows.barycentrics : NULL;
+    q.cam_coordinates = p->cam_coordinates ? rows.cam_coordinates : NULL;
+    q.normals = p->normals ? rows.normals : NULL;
+    const int32_t n_px = X1 - X0 + 1;
     for (int32_t r = Y0; r <= Y1; ++r) {
         const double ry = J->ray_y[r];
-        const int64_t row = (int64_t)r * p->width;
         int m = 0;
         for (int32_t c = X0; c <= X1; ++c) {
             const int32_t k = (r - Y0) * TILE + (c - X0);
@@ -76,7 +113,7 @@ static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const g
             if (!t) {
                 int32_t n = 1; /* the run of uncovered pixels from here */
                 while (c + n <= X1 && !win[k + n]) ++n;
-                clear_run(p, row + c, n, J->bg_rgba);
+                clear_run(&q, c - X0, n, J->bg_rgba);
                 c += n - 1;
                 continue;
             }
@@ -106,8 +143,28 @@ static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const g
                             &pcr[j], &pcg[j], &pcb[j]);
         for (int j = 0; j < m; ++j) {
             const double rgb[3] = {pcr[j], pcg[j], pcb[j]};
-            gm_raster_write_pixel(p, &p->objects[po[j]], row + pc[j], pf[j], pz[j], pdx[j], ry, pb[j], poc[j],
+            gm_raster_write_pixel(&q, &p->objects[po[j]], pc[j] - X0, pf[j], pz[j], pdx[j], ry, pb[j], poc[j],
                                   gm_make_vec3(pnx[j], pny[j], pnz[j]), pfa[j], rgb);
         }
+        const int64_t i0 = (int64_t)r * p->width + X0;
+        GM_IFN(stream_out)(p->rgb + 4 * i0, rows.rgb, 4 * (size_t)n_px);
+        GM_IFN(stream_out)(p->depth + i0, rows.depth, sizeof(float) * (size_t)n_px);
+        GM_IFN(stream_out)(p->instance_index + i0, rows.instance_index, sizeof(int16_t) * (size_t)n_px);
+        GM_IFN(stream_out)
+        (p->object_coordinates + 3 * i0, rows.object_coordinates, 3 * sizeof(float) * (size_t)n_px);
+        if (p->class_index)
+            GM_IFN(stream_out)(p->class_index + i0, rows.class_index, sizeof(int16_t) * (size_t)n_px);
+        if (p->triangle_id)
+            GM_IFN(stream_out)(p->triangle_id + i0, rows.triangle_id, sizeof(int32_t) * (size_t)n_px);
+        if (p->barycentrics)
+            GM_IFN(stream_out)(p->barycentrics + 3 * i0, rows.barycentrics, 3 * sizeof(float) * (size_t)n_px);
+        if (p->cam_coordinates)
+            GM_IFN(stream_out)
+            (p->cam_coordinates + 4 * i0, rows.cam_coordinates, 4 * sizeof(float) * (size_t)n_px);
+        if (p->normals)
+            GM_IFN(stream_out)(p->normals + 4 * i0, rows.normals, 4 * sizeof(float) * (size_t)n_px);
     }
+#if GM_ISA_X86
+    _mm_sfence(); /* the streaming stores are weakly ordered: complete them before the tile is done */
+#endif
 }
