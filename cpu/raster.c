@@ -260,7 +260,6 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
     double* ray_x = (double*)malloc(sizeof(double) * (size_t)W);
     double* ray_y = (double*)malloc(sizeof(double) * (size_t)H);
     gm_raster_chunk chunks[MAX_CHUNKS];
-    int64_t num_pieces = 0;
     int status = GM_OK;
     memset(chunks, 0, sizeof(chunks));
     if (!vert_base || !face_base || !ray_x || !ray_y) {
@@ -325,6 +324,18 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
         chunks[ci].capacity = (int64_t)(chunks[ci].tris_block->size / sizeof(gm_raster_tri));
     }
 
+    gm_raster_tile_job job;
+    job.p = p;
+    job.s = &s;
+    job.ray_x = ray_x;
+    job.ray_y = ray_y;
+    job.inv_far = 1.0 / p->far_z;
+    job.bg_rgba = bg_rgba;
+    void (*const tile_fn)(const gm_raster_tile_job*, const gm_raster_tri* const*, int64_t, int32_t, int32_t) =
+        GM_ISA_PICK(raster_tile);
+    const gm_raster_tri** list = NULL;
+
+    /* one parallel region (each fork / join costs a wake-up of every thread) */
 #pragma omp parallel num_threads(nt)
     {
         /* 1. vertices */
@@ -341,66 +352,53 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
 #pragma omp for schedule(dynamic, 1)
         for (int ci = 0; ci < nchunks; ++ci)
             setup_chunk(&s, &chunks[ci], nf * ci / nchunks, nf * (ci + 1) / nchunks);
-    }
 
-    for (int ci = 0; ci < nchunks; ++ci) {
-        if (chunks[ci].status != GM_OK) {
-            status = chunks[ci].status;
-            goto done;
-        }
-        num_pieces += chunks[ci].count;
-    }
-    if (num_pieces > INT32_MAX) {
-        status = GM_ERR_OVERFLOW;
-        goto done;
-    }
-
-    /* 3. per-(tile, chunk) slots: tile-major, chunks in order inside a tile */
-    tile_start[0] = 0;
-    for (int64_t tl = 0; tl < ntiles; ++tl) {
-        int64_t acc = tile_start[tl];
-        for (int ci = 0; ci < nchunks; ++ci) {
-            int64_t cnt = chunks[ci].tile_count[tl];
-            chunks[ci].tile_count[tl] = acc; /* becomes this chunk's write cursor */
-            acc += cnt;
-        }
-        tile_start[tl + 1] = acc;
-    }
-    const gm_raster_tri** list =
-        (const gm_raster_tri**)ws_get(&ws->blk[WS_LIST], sizeof(gm_raster_tri*) * (size_t)tile_start[ntiles]);
-    if (!list) {
-        status = GM_ERR_NOMEM;
-        goto done;
-    }
-    gm_raster_tile_job job;
-    job.p = p;
-    job.s = &s;
-    job.ray_x = ray_x;
-    job.ray_y = ray_y;
-    job.inv_far = 1.0 / p->far_z;
-    job.bg_rgba = bg_rgba;
-
-    void (*const tile_fn)(const gm_raster_tile_job*, const gm_raster_tri* const*, int64_t, int32_t, int32_t) =
-        GM_ISA_PICK(raster_tile);
-#pragma omp parallel num_threads(nt)
-    {
-#pragma omp for schedule(dynamic, 1)
-        for (int ci = 0; ci < nchunks; ++ci) {
-            const gm_raster_chunk* ch = &chunks[ci];
-            int64_t* cursor = ch->tile_count;
-            for (int64_t j = 0; j < ch->count; ++j) {
-                const gm_raster_tri* t = &ch->tris[j];
-                int32_t tx0, tx1, ty0, ty1;
-                gm_raster_piece_tiles(t, &tx0, &tx1, &ty0, &ty1);
-                for (int32_t ty = ty0; ty <= ty1; ++ty)
-                    for (int32_t tx = tx0; tx <= tx1; ++tx) list[cursor[(int64_t)ty * tiles_x + tx]++] = t;
+            /* 3. per-(tile, chunk) slots: tile-major, chunks in order inside a tile */
+#pragma omp single
+        {
+            int64_t num_pieces = 0;
+            for (int ci = 0; ci < nchunks && status == GM_OK; ++ci) {
+                status = chunks[ci].status;
+                num_pieces += chunks[ci].count;
+            }
+            if (status == GM_OK && num_pieces > INT32_MAX) status = GM_ERR_OVERFLOW;
+            if (status == GM_OK) {
+                tile_start[0] = 0;
+                for (int64_t tl = 0; tl < ntiles; ++tl) {
+                    int64_t acc = tile_start[tl];
+                    for (int ci = 0; ci < nchunks; ++ci) {
+                        int64_t cnt = chunks[ci].tile_count[tl];
+                        chunks[ci].tile_count[tl] = acc; /* becomes this chunk's write cursor */
+                        acc += cnt;
+                    }
+                    tile_start[tl + 1] = acc;
+                }
+                list = (const gm_raster_tri**)ws_get(&ws->blk[WS_LIST],
+                                                     sizeof(gm_raster_tri*) * (size_t)tile_start[ntiles]);
+                if (!list) status = GM_ERR_NOMEM;
             }
         }
-        /* 4. tiles (the implicit barrier above completes the lists) */
+        /* the barrier of `single` published status: every thread takes the same branch */
+        if (status == GM_OK) {
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t tl = 0; tl < ntiles; ++tl)
-            tile_fn(&job, list + tile_start[tl], tile_start[tl + 1] - tile_start[tl], (int32_t)(tl % tiles_x),
-                    (int32_t)(tl / tiles_x));
+            for (int ci = 0; ci < nchunks; ++ci) {
+                const gm_raster_chunk* ch = &chunks[ci];
+                int64_t* cursor = ch->tile_count;
+                for (int64_t j = 0; j < ch->count; ++j) {
+                    const gm_raster_tri* t = &ch->tris[j];
+                    int32_t tx0, tx1, ty0, ty1;
+                    gm_raster_piece_tiles(t, &tx0, &tx1, &ty0, &ty1);
+                    for (int32_t ty = ty0; ty <= ty1; ++ty)
+                        for (int32_t tx = tx0; tx <= tx1; ++tx)
+                            list[cursor[(int64_t)ty * tiles_x + tx]++] = t;
+                }
+            }
+            /* 4. tiles (the implicit barrier above completes the lists) */
+#pragma omp for schedule(dynamic, 1) nowait
+            for (int64_t tl = 0; tl < ntiles; ++tl)
+                tile_fn(&job, list + tile_start[tl], tile_start[tl + 1] - tile_start[tl],
+                        (int32_t)(tl % tiles_x), (int32_t)(tl / tiles_x));
+        }
     }
 
 done:
