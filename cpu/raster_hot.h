@@ -51,37 +51,39 @@ static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const g
         int32_t c0 = t->c0 > X0 ? t->c0 : X0, c1 = t->c1 < X1 ? t->c1 : X1;
         int32_t r0 = t->r0 > Y0 ? t->r0 : Y0, r1 = t->r1 < Y1 ? t->r1 : Y1;
         if (c0 > c1 || r0 > r1) continue;
-        int64_t ey[3], E0[3];
+        /* E(c, r) = E(c0, r0) + ex (r - r0) SUB - ey (c - c0) SUB, stepped; the piece's fields in
+         * locals (registers) for the pixel loop */
+        int64_t E0[3], dc[3], dr[3];
         const int64_t px0 = (int64_t)c0 * SUB, py0 = (int64_t)r0 * SUB;
         for (int k = 0; k < 3; ++k) {
             int k1 = k == 2 ? 0 : k + 1;
-            int64_t ex = (int64_t)t->x[k1] - t->x[k];
-            ey[k] = (int64_t)t->y[k1] - t->y[k];
-            E0[k] = gm_raster_edge(t->x[k], t->y[k], t->x[k1], t->y[k1], px0, py0) +
-                    gm_raster_edge_bias(ex, ey[k]);
+            const int64_t ex = (int64_t)t->x[k1] - t->x[k], ey = (int64_t)t->y[k1] - t->y[k];
+            E0[k] =
+                gm_raster_edge(t->x[k], t->y[k], t->x[k1], t->y[k1], px0, py0) + gm_raster_edge_bias(ex, ey);
+            dc[k] = ey * SUB;
+            dr[k] = ex * SUB;
         }
+        const double ta = t->a, tb = t->b, te = t->e, lo = (double)t->ilo, hi = (double)t->ihi;
         for (int32_t r = r0; r <= r1; ++r) {
-            /* E(c, r) = E(c0, r0) + ex (r - r0) SUB - ey (c - c0) SUB */
-            int64_t E[3];
-            for (int k = 0; k < 3; ++k) {
-                int k1 = k == 2 ? 0 : k + 1;
-                E[k] = E0[k] + ((int64_t)t->x[k1] - t->x[k]) * (int64_t)(r - r0) * SUB;
-            }
-            const double rowb = gm_raster_axpb(t->b, J->ray_y[r], t->e);
+            int64_t E[3] = {E0[0], E0[1], E0[2]};
+            const double rowb = gm_raster_axpb(tb, J->ray_y[r], te);
             const int32_t row = (r - Y0) * TILE - X0;
             for (int32_t c = c0; c <= c1; ++c) {
                 if ((E[0] | E[1] | E[2]) >= 0) {
-                    const double iz = gm_raster_piece_inv_depth(t, ray_x[c], rowb);
+                    const double iz = gm_raster_inv_depth_at(ta, lo, hi, ray_x[c], rowb);
                     const int32_t k = row + c;
                     if (iz >= inv_far && iz > izbuf[k]) {
                         izbuf[k] = iz;
                         win[k] = t;
                     }
                 }
-                E[0] -= ey[0] * SUB;
-                E[1] -= ey[1] * SUB;
-                E[2] -= ey[2] * SUB;
+                E[0] -= dc[0];
+                E[1] -= dc[1];
+                E[2] -= dc[2];
             }
+            E0[0] += dr[0];
+            E0[1] += dr[1];
+            E0[2] += dr[2];
         }
     }
     /* resolve row by row into staging rows (L1): background runs, then the covered pixels in the
@@ -158,9 +160,8 @@ static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const g
             GM_IFN(stream_out)(p->triangle_id + i0, rows.triangle_id, sizeof(int32_t) * (size_t)n_px);
         if (p->barycentrics)
             GM_IFN(stream_out)(p->barycentrics + 3 * i0, rows.barycentrics, 3 * sizeof(float) * (size_t)n_px);
-        if (p->cam_coordinates)
-            GM_IFN(stream_out)
-            (p->cam_coordinates + 4 * i0, rows.cam_coordinates, 4 * sizeof(float) * (size_t)n_px);
+        if (p->cam_coordinates) GM_IFN(stream_out)
+        (p->cam_coordinates + 4 * i0, rows.cam_coordinates, 4 * sizeof(float) * (size_t)n_px);
         if (p->normals)
             GM_IFN(stream_out)(p->normals + 4 * i0, rows.normals, 4 * sizeof(float) * (size_t)n_px);
     }

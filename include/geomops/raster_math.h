@@ -420,13 +420,17 @@ GM_HD void gm_raster_piece_tiles(const gm_raster_tri* t, int32_t* tx0, int32_t* 
     *ty1 = t->r1 / GM_RASTER_TILE;
 }
 
+/* gm_raster_piece_inv_depth with the piece's a, ilo and ihi given (loop-invariant for the CPU). */
+GM_HD double gm_raster_inv_depth_at(double a, double lo, double hi, double rx, double rowb) {
+    const double iz = gm_raster_axpb(a, rx, rowb);
+    return iz < lo ? lo : (iz > hi ? hi : iz);
+}
+
 /* The piece's inverse depth on the ray (rx, ry) of a covered sample, given rowb = b ry + e
  * (gm_raster_axpb(t->b, ry, t->e)), clamped to its range: only samples within 1/512 px of the
  * true edge can leave it. NaN stays NaN and fails the depth test. */
 GM_HD double gm_raster_piece_inv_depth(const gm_raster_tri* t, double rx, double rowb) {
-    const double iz = gm_raster_axpb(t->a, rx, rowb);
-    const double lo = (double)t->ilo, hi = (double)t->ihi;
-    return iz < lo ? lo : (iz > hi ? hi : iz);
+    return gm_raster_inv_depth_at(t->a, (double)t->ilo, (double)t->ihi, rx, rowb);
 }
 
 /* ---- per-pixel output --------------------------------------------------------------------- */
