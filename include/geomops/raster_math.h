@@ -347,7 +347,10 @@ GM_HD int gm_raster_make_piece(const gm_raster_view* v, const int32_t* x, const 
     t->a = plane[0];
     t->b = plane[1];
     t->e = plane[2];
-    const double zlo = fmin(z[0], fmin(z[1], z[2])), zhi = fmax(z[0], fmax(z[1], z[2]));
+    /* depths are finite and positive here (vertices in front of the near plane): plain
+     * comparisons give fmin / fmax, without their calls */
+    const double z12lo = z[1] < z[2] ? z[1] : z[2], z12hi = z[1] > z[2] ? z[1] : z[2];
+    const double zlo = z[0] < z12lo ? z[0] : z12lo, zhi = z[0] > z12hi ? z[0] : z12hi;
     /* widened by 1e-6 (more than the float rounding) so the clamp never bites inside */
     t->ilo = (float)((1.0 / zhi) * (1.0 - 1e-6));
     t->ihi = (float)((1.0 / zlo) * (1.0 + 1e-6));
