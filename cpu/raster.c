@@ -282,7 +282,7 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
 
     /* chunk count: a few per thread (balance when cores are shared), bounded so the per-tile
      * counters stay small; the result does not depend on it */
-    int nchunks = nt == 1 ? 1 : (4 * nt < MAX_CHUNKS ? 4 * nt : MAX_CHUNKS);
+    int nchunks = nt == 1 ? 1 : (8 * nt < MAX_CHUNKS ? 8 * nt : MAX_CHUNKS);
     while (nchunks > 1 && (int64_t)nchunks * ntiles > ((int64_t)1 << 22)) --nchunks;
     if ((int64_t)nchunks > nf) nchunks = nf > 0 ? (int)nf : 1;
 

@@ -36,10 +36,10 @@ static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const g
     const int32_t X0 = tx * TILE, Y0 = ty * TILE;
     const int32_t X1 = X0 + TILE - 1 < p->width - 1 ? X0 + TILE - 1 : p->width - 1;
     const int32_t Y1 = Y0 + TILE - 1 < p->height - 1 ? Y0 + TILE - 1 : p->height - 1;
-    for (int k = 0; k < TILE * TILE; ++k) {
-        izbuf[k] = 0.0;
-        win[k] = NULL;
-    }
+    /* izbuf[k] > 0 marks the covered pixels (a winner has iz >= 1 / far > 0), so win needs no
+     * clearing, and a tile without pieces needs no buffers at all */
+    if (count > 0)
+        for (int k = 0; k < TILE * TILE; ++k) izbuf[k] = 0.0;
     const double inv_far = J->inv_far;
     const double* ray_x = J->ray_x;
     for (int64_t e = 0; e < count; ++e) {
@@ -111,14 +111,14 @@ static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const g
         int m = 0;
         for (int32_t c = X0; c <= X1; ++c) {
             const int32_t k = (r - Y0) * TILE + (c - X0);
-            const gm_raster_tri* t = win[k];
-            if (!t) {
+            if (count == 0 || !(izbuf[k] > 0.0)) {
                 int32_t n = 1; /* the run of uncovered pixels from here */
-                while (c + n <= X1 && !win[k + n]) ++n;
+                while (c + n <= X1 && (count == 0 || !(izbuf[k + n] > 0.0))) ++n;
                 clear_run(&q, c - X0, n, J->bg_rgba);
                 c += n - 1;
                 continue;
             }
+            const gm_raster_tri* t = win[k];
             int32_t gface = t->gface;
             while (gface < s->face_base[obj]) --obj;
             while (gface >= s->face_base[obj + 1]) ++obj;
