@@ -146,8 +146,8 @@ static int chunk_reserve(gm_raster_chunk* ch) {
     return GM_OK;
 }
 
-/* Set up the global faces [t0, t1) into one chunk (in submission order). */
-static void setup_chunk(const gm_raster_setup* s, gm_raster_chunk* ch, int64_t t0, int64_t t1) {
+/* Set up the global faces [t0, t1) into chunk ch (in submission order). */
+static void setup_faces(const gm_raster_setup* s, gm_raster_chunk* ch, int64_t t0, int64_t t1) {
     const gm_raster_params* p = s->p;
     int32_t obj = 0;
     for (int64_t t = t0; t < t1; ++t) {
@@ -176,6 +176,14 @@ static void setup_chunk(const gm_raster_setup* s, gm_raster_chunk* ch, int64_t t
                 for (int64_t tx = tx0; tx <= tx1; ++tx) ch->tile_count[ty * s->tiles_x + tx]++;
         }
     }
+}
+
+/* setup_faces on a local copy of the chunk record: the records of the other threads' chunks share
+ * its cache lines, and its count changes with every face. */
+static void setup_chunk(const gm_raster_setup* s, gm_raster_chunk* out, int64_t t0, int64_t t1) {
+    gm_raster_chunk local = *out;
+    setup_faces(s, &local, t0, t1);
+    *out = local;
 }
 
 typedef struct gm_raster_tile_job {

@@ -177,6 +177,7 @@ def _raster_inputs(be, scene, wanted):
     scene_objects = scene.objects
     transforms = _object_to_camera(scene.camera_pose, [obj.pose for obj in scene_objects])
     objects = []
+    extents = {}  # id(mesh) -> largest vertex coordinate magnitude
     for k, (obj, T) in enumerate(zip(scene_objects, transforms)):
         mesh = obj.mesh
         if mesh is None:
@@ -188,8 +189,10 @@ def _raster_inputs(be, scene, wanted):
         if obj.pose[3].tolist() != [0.0, 0.0, 0.0, 1.0]:
             raise ValueError(f"scene.objects[{k}].pose must be affine (last row [0, 0, 0, 1]), got {obj.pose[3]}")
         if mesh.num_vertices:
-            lo, hi = mesh.bounding_box()
-            ext = float(max(np.abs(lo).max(), np.abs(hi).max()))
+            ext = extents.get(id(mesh))
+            if ext is None:  # meshes are often shared between objects
+                lo, hi = mesh.bounding_box()
+                ext = extents[id(mesh)] = max(abs(v) for v in lo.tolist() + hi.tolist())
             reach = max((abs(r[0]) + abs(r[1]) + abs(r[2])) * ext + abs(r[3]) for r in rows)  # inf: fails below
             if not reach < 1e150:
                 raise ValueError(f"scene.objects[{k}]: the pose moves the mesh beyond the representable range "
