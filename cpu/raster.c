@@ -20,6 +20,9 @@
 #endif
 
 #include <math.h>
+#if defined(__unix__)
+#include <sched.h>
+#endif
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,10 +34,12 @@
 #include <immintrin.h>
 #endif
 
-#define TILE       GM_RASTER_TILE
-#define SUB        GM_RASTER_SUBPIXEL
-#define MAX_CHUNKS 32
-#define PREFETCH   4
+#define TILE             GM_RASTER_TILE
+#define SUB              GM_RASTER_SUBPIXEL
+#define MAX_CHUNKS       32
+#define PREFETCH         4
+#define VERTEX_BLOCK     2048
+#define GM_RASTER_PASSES 5
 
 /* ---- scratch memory, cached between calls ------------------------------------------------ */
 enum {
@@ -250,6 +255,15 @@ typedef struct gm_raster_rows {
 #define GM_ISA_BODY "raster_hot.h"
 #include "isa_variants.h"
 
+/* Until *done reaches n (the tasks of a pass, completed by other threads); acquires their writes. */
+static void wait_for(atomic_llong* done, int64_t n) {
+    for (int spins = 0; atomic_load_explicit(done, memory_order_acquire) < n; ++spins) {
+#if defined(__unix__)
+        if (spins >= 64) sched_yield(); /* the thread we wait for may need this core */
+#endif
+    }
+}
+
 /* ---- launcher ------------------------------------------------------------------------------ */
 static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt) {
     const int32_t W = p->width, H = p->height, nobj = p->num_objects;
@@ -343,54 +357,81 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
         GM_ISA_PICK(raster_tile);
     const gm_raster_tri** list = NULL;
 
-    /* one parallel region (each fork / join costs a wake-up of every thread) */
+    /* vertex blocks per object */
+    int64_t* vblock = (int64_t*)malloc(sizeof(int64_t) * (size_t)(nobj + 1));
+    if (!vblock) {
+        status = GM_ERR_NOMEM;
+        goto done;
+    }
+    vblock[0] = 0;
+    for (int32_t o = 0; o < nobj; ++o)
+        vblock[o + 1] = vblock[o] + (p->objects[o].num_vertices + VERTEX_BLOCK - 1) / VERTEX_BLOCK;
+
+    /* The passes as one queue of tasks, taken in order by whichever thread is free: vertex blocks,
+     * setup chunks, the prefix sums, binning chunks, tiles. A task waits for the completion of
+     * every task of the pass before its own instead of a barrier, so a thread that the OS has not
+     * scheduled yet (shared cores) holds nobody up unless it has taken a task. */
+    const int64_t count[GM_RASTER_PASSES] = {vblock[nobj], nchunks, 1, nchunks, ntiles};
+    int64_t first[GM_RASTER_PASSES + 1];
+    first[0] = 0;
+    for (int k = 0; k < GM_RASTER_PASSES; ++k) first[k + 1] = first[k] + count[k];
+    atomic_llong next_task = 0;
+    atomic_llong done_tasks[GM_RASTER_PASSES];
+    for (int k = 0; k < GM_RASTER_PASSES; ++k) atomic_init(&done_tasks[k], 0);
+
 #pragma omp parallel num_threads(nt)
     {
-        /* 1. vertices */
-        for (int32_t o = 0; o < nobj; ++o) {
-            const gm_raster_object* ob = &p->objects[o];
-            const int64_t base = vert_base[o], n = ob->num_vertices;
-#pragma omp for schedule(dynamic, 2048) nowait
-            for (int64_t v = 0; v < n; ++v)
-                gm_raster_vertex(&s.view, ob->transform, ob->vertices + 3 * v, &cam[base + v],
-                                 &outcode[base + v], &sx[base + v], &sy[base + v]);
-        }
-#pragma omp barrier
-        /* 2. triangle setup, one contiguous range of faces per chunk */
-#pragma omp for schedule(dynamic, 1)
-        for (int ci = 0; ci < nchunks; ++ci)
-            setup_chunk(&s, &chunks[ci], nf * ci / nchunks, nf * (ci + 1) / nchunks);
-
-            /* 3. per-(tile, chunk) slots: tile-major, chunks in order inside a tile */
-#pragma omp single
-        {
-            int64_t num_pieces = 0;
-            for (int ci = 0; ci < nchunks && status == GM_OK; ++ci) {
-                status = chunks[ci].status;
-                num_pieces += chunks[ci].count;
-            }
-            if (status == GM_OK && num_pieces > INT32_MAX) status = GM_ERR_OVERFLOW;
-            if (status == GM_OK) {
-                tile_start[0] = 0;
-                for (int64_t tl = 0; tl < ntiles; ++tl) {
-                    int64_t acc = tile_start[tl];
-                    for (int ci = 0; ci < nchunks; ++ci) {
-                        int64_t cnt = chunks[ci].tile_count[tl];
-                        chunks[ci].tile_count[tl] = acc; /* becomes this chunk's write cursor */
-                        acc += cnt;
-                    }
-                    tile_start[tl + 1] = acc;
+        int pass = 0;
+        for (;;) {
+            const int64_t task = atomic_fetch_add_explicit(&next_task, 1, memory_order_relaxed);
+            if (task >= first[GM_RASTER_PASSES]) break;
+            while (task >= first[pass + 1]) ++pass; /* tasks are taken in increasing order */
+            if (pass > 0) wait_for(&done_tasks[pass - 1], count[pass - 1]);
+            const int64_t i = task - first[pass];
+            if (pass == 0) {                   /* 1. vertices */
+                int32_t lo = 0, hi = nobj - 1; /* the object of block i: vblock[o] <= i < vblock[o + 1] */
+                while (lo < hi) {
+                    const int32_t mid = lo + (hi - lo + 1) / 2;
+                    if (vblock[mid] <= i)
+                        lo = mid;
+                    else
+                        hi = mid - 1;
                 }
-                list = (const gm_raster_tri**)ws_get(&ws->blk[WS_LIST],
-                                                     sizeof(gm_raster_tri*) * (size_t)tile_start[ntiles]);
-                if (!list) status = GM_ERR_NOMEM;
-            }
-        }
-        /* the barrier of `single` published status: every thread takes the same branch */
-        if (status == GM_OK) {
-#pragma omp for schedule(dynamic, 1)
-            for (int ci = 0; ci < nchunks; ++ci) {
-                const gm_raster_chunk* ch = &chunks[ci];
+                const gm_raster_object* ob = &p->objects[lo];
+                const int64_t base = vert_base[lo], v0 = (i - vblock[lo]) * VERTEX_BLOCK;
+                const int64_t v1 =
+                    v0 + VERTEX_BLOCK < ob->num_vertices ? v0 + VERTEX_BLOCK : ob->num_vertices;
+                for (int64_t v = v0; v < v1; ++v)
+                    gm_raster_vertex(&s.view, ob->transform, ob->vertices + 3 * v, &cam[base + v],
+                                     &outcode[base + v], &sx[base + v], &sy[base + v]);
+            } else if (pass == 1) { /* 2. triangle setup, one contiguous range of faces per chunk */
+                const int ci = (int)i;
+                setup_chunk(&s, &chunks[ci], nf * ci / nchunks, nf * (ci + 1) / nchunks);
+            } else if (pass ==
+                       2) { /* 3. per-(tile, chunk) slots: tile-major, chunks in order inside a tile */
+                int64_t num_pieces = 0;
+                for (int ci = 0; ci < nchunks && status == GM_OK; ++ci) {
+                    status = chunks[ci].status;
+                    num_pieces += chunks[ci].count;
+                }
+                if (status == GM_OK && num_pieces > INT32_MAX) status = GM_ERR_OVERFLOW;
+                if (status == GM_OK) {
+                    tile_start[0] = 0;
+                    for (int64_t tl = 0; tl < ntiles; ++tl) {
+                        int64_t acc = tile_start[tl];
+                        for (int ci = 0; ci < nchunks; ++ci) {
+                            int64_t cnt = chunks[ci].tile_count[tl];
+                            chunks[ci].tile_count[tl] = acc; /* becomes this chunk's write cursor */
+                            acc += cnt;
+                        }
+                        tile_start[tl + 1] = acc;
+                    }
+                    list = (const gm_raster_tri**)ws_get(&ws->blk[WS_LIST],
+                                                         sizeof(gm_raster_tri*) * (size_t)tile_start[ntiles]);
+                    if (!list) status = GM_ERR_NOMEM;
+                }
+            } else if (status == GM_OK && pass == 3) { /* binning */
+                const gm_raster_chunk* ch = &chunks[i];
                 int64_t* cursor = ch->tile_count;
                 for (int64_t j = 0; j < ch->count; ++j) {
                     const gm_raster_tri* t = &ch->tris[j];
@@ -400,14 +441,14 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
                         for (int32_t tx = tx0; tx <= tx1; ++tx)
                             list[cursor[(int64_t)ty * tiles_x + tx]++] = t;
                 }
+            } else if (status == GM_OK) { /* 4. tiles */
+                tile_fn(&job, list + tile_start[i], tile_start[i + 1] - tile_start[i], (int32_t)(i % tiles_x),
+                        (int32_t)(i / tiles_x));
             }
-            /* 4. tiles (the implicit barrier above completes the lists) */
-#pragma omp for schedule(dynamic, 1) nowait
-            for (int64_t tl = 0; tl < ntiles; ++tl)
-                tile_fn(&job, list + tile_start[tl], tile_start[tl + 1] - tile_start[tl],
-                        (int32_t)(tl % tiles_x), (int32_t)(tl / tiles_x));
+            atomic_fetch_add_explicit(&done_tasks[pass], 1, memory_order_release);
         }
     }
+    free(vblock);
 
 done:
     free(vert_base);
