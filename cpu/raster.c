@@ -42,17 +42,7 @@
 #define GM_RASTER_PASSES 5
 
 /* ---- scratch memory, cached between calls ------------------------------------------------ */
-enum {
-    WS_CAM,
-    WS_OUTCODE,
-    WS_SX,
-    WS_SY,
-    WS_TILE_START,
-    WS_LIST,
-    WS_TILE_COUNT,
-    WS_TRIS,
-    WS_NUM = WS_TRIS + MAX_CHUNKS
-};
+enum { WS_CAM, WS_VTX, WS_TILE_START, WS_LIST, WS_TILE_COUNT, WS_TRIS, WS_NUM = WS_TRIS + MAX_CHUNKS };
 
 typedef struct gm_raster_block {
     void* ptr;
@@ -127,15 +117,21 @@ typedef struct gm_raster_chunk {
     int status;
 } gm_raster_chunk;
 
+/* What triangle setup reads of a vertex besides its position, in one record (one cache access
+ * per corner instead of three). */
+typedef struct gm_raster_vtx {
+    int32_t sx, sy; /* snapped projection (valid when the outcode has no plane bit) */
+    unsigned code;  /* outcode */
+    int32_t pad;
+} gm_raster_vtx;
+
 typedef struct gm_raster_setup {
     const gm_raster_params* p;
     gm_raster_view view;
     const int64_t* vert_base; /* first global vertex of each object */
     const int64_t* face_base; /* first global face of each object (num_objects + 1 entries) */
     const gm_vec3* cam;       /* camera-frame vertices */
-    const unsigned* outcode;
-    const int32_t* sx; /* snapped projections (valid when the outcode has no plane bit) */
-    const int32_t* sy;
+    const gm_raster_vtx* vtx;
     int32_t tiles_x;
 } gm_raster_setup;
 
@@ -161,11 +157,12 @@ static void setup_faces(const gm_raster_setup* s, gm_raster_chunk* ch, int64_t t
         const int32_t* fv = o->faces + 3 * (t - s->face_base[obj]);
         int64_t vb = s->vert_base[obj];
         int64_t g[3] = {vb + fv[0], vb + fv[1], vb + fv[2]};
-        unsigned code[3] = {s->outcode[g[0]], s->outcode[g[1]], s->outcode[g[2]]};
+        const gm_raster_vtx V[3] = {s->vtx[g[0]], s->vtx[g[1]], s->vtx[g[2]]};
+        unsigned code[3] = {V[0].code, V[1].code, V[2].code};
         if (gm_raster_trivial_reject(code)) continue; /* before gathering the vertices */
         gm_vec3 P[3] = {s->cam[g[0]], s->cam[g[1]], s->cam[g[2]]};
-        int32_t x[3] = {s->sx[g[0]], s->sx[g[1]], s->sx[g[2]]};
-        int32_t y[3] = {s->sy[g[0]], s->sy[g[1]], s->sy[g[2]]};
+        int32_t x[3] = {V[0].sx, V[1].sx, V[2].sx};
+        int32_t y[3] = {V[0].sy, V[1].sy, V[2].sy};
         int status = chunk_reserve(ch);
         if (status != GM_OK) {
             ch->status = status;
@@ -309,13 +306,11 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
     if ((int64_t)nchunks > nf) nchunks = nf > 0 ? (int)nf : 1;
 
     gm_vec3* cam = (gm_vec3*)ws_get(&ws->blk[WS_CAM], sizeof(gm_vec3) * (size_t)nv);
-    unsigned* outcode = (unsigned*)ws_get(&ws->blk[WS_OUTCODE], sizeof(unsigned) * (size_t)nv);
-    int32_t* sx = (int32_t*)ws_get(&ws->blk[WS_SX], sizeof(int32_t) * (size_t)nv);
-    int32_t* sy = (int32_t*)ws_get(&ws->blk[WS_SY], sizeof(int32_t) * (size_t)nv);
+    gm_raster_vtx* vtx = (gm_raster_vtx*)ws_get(&ws->blk[WS_VTX], sizeof(gm_raster_vtx) * (size_t)nv);
     int64_t* tile_start = (int64_t*)ws_get(&ws->blk[WS_TILE_START], sizeof(int64_t) * (size_t)(ntiles + 1));
     int64_t* tile_count =
         (int64_t*)ws_get(&ws->blk[WS_TILE_COUNT], sizeof(int64_t) * (size_t)(ntiles * nchunks));
-    if (!cam || !outcode || !sx || !sy || !tile_start || !tile_count) {
+    if (!cam || !vtx || !tile_start || !tile_count) {
         status = GM_ERR_NOMEM;
         goto done;
     }
@@ -327,9 +322,7 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
     s.vert_base = vert_base;
     s.face_base = face_base;
     s.cam = cam;
-    s.outcode = outcode;
-    s.sx = sx;
-    s.sy = sy;
+    s.vtx = vtx;
     s.tiles_x = tiles_x;
 
     for (int ci = 0; ci < nchunks; ++ci) {
@@ -403,7 +396,7 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
                     v0 + VERTEX_BLOCK < ob->num_vertices ? v0 + VERTEX_BLOCK : ob->num_vertices;
                 for (int64_t v = v0; v < v1; ++v)
                     gm_raster_vertex(&s.view, ob->transform, ob->vertices + 3 * v, &cam[base + v],
-                                     &outcode[base + v], &sx[base + v], &sy[base + v]);
+                                     &vtx[base + v].code, &vtx[base + v].sx, &vtx[base + v].sy);
             } else if (pass == 1) { /* 2. triangle setup, one contiguous range of faces per chunk */
                 const int ci = (int)i;
                 setup_chunk(&s, &chunks[ci], nf * ci / nchunks, nf * (ci + 1) / nchunks);
