@@ -130,7 +130,7 @@ static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const g
             pc[m] = c;
             po[m] = obj;
             pf[m] = face;
-            pz[m] = 1.0 / izbuf[k];
+            pz[m] = izbuf[k]; /* inverse depth, inverted below in one vector loop */
             pdx[m] = ray_x[c];
             pcr[m] = col[0];
             pcg[m] = col[1];
@@ -140,6 +140,7 @@ static GM_ISA_ATTR void GM_IFN(raster_tile)(const gm_raster_tile_job* J, const g
             pnz[m] = n.z;
             ++m;
         }
+        for (int j = 0; j < m; ++j) pz[j] = 1.0 / pz[j];
         for (int j = 0; j < m; ++j)
             gm_raster_light(p, pdx[j], ry, gm_raster_ray_norm(pdx[j], ry), &pnx[j], &pny[j], &pnz[j], &pfa[j],
                             &pcr[j], &pcg[j], &pcb[j]);
