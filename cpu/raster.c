@@ -27,8 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "geomops/host_alloc.h"
 #include "geomops/raster.h"
 #include "geomops/raster_math.h"
+#include "interrupt_omp.h"
 #include "isa.h"
 #if GM_ISA_X86
 #include <immintrin.h>
@@ -38,7 +40,8 @@
 #define SUB              GM_RASTER_SUBPIXEL
 #define MAX_CHUNKS       32
 #define PREFETCH         4
-#define VERTEX_BLOCK     2048
+#define VERTEX_BLOCK     2048 /* vertices per task of the vertex pass */
+#define FACE_BLOCK       4096 /* faces between the interrupt checks of a setup chunk */
 #define GM_RASTER_PASSES 5
 
 /* ---- scratch memory, cached between calls ------------------------------------------------ */
@@ -91,7 +94,7 @@ static void* ws_get(gm_raster_block* b, size_t need) {
     if (b->size < need) {
         free(b->ptr);
         size_t cap = need + need / 4;
-        b->ptr = malloc(cap);
+        b->ptr = gm_host_alloc((int64_t)cap, 1);
         b->size = b->ptr ? cap : 0;
     }
     return b->ptr;
@@ -102,7 +105,10 @@ static void* ws_grow(gm_raster_block* b, size_t need) {
     if (b->size >= need) return b->ptr;
     size_t cap = need + need / 2;
     void* p = realloc(b->ptr, cap);
-    if (!p) return NULL;
+    if (!p) {
+        gm_host_nomem((double)cap);
+        return NULL;
+    }
     b->ptr = p;
     b->size = cap;
     return p;
@@ -147,44 +153,51 @@ static int chunk_reserve(gm_raster_chunk* ch) {
     return GM_OK;
 }
 
-/* Set up the global faces [t0, t1) into chunk ch (in submission order). */
-static void setup_faces(const gm_raster_setup* s, gm_raster_chunk* ch, int64_t t0, int64_t t1) {
+/* Set up the global faces [t0, t1) into chunk ch (in submission order); stops early (the chunk
+ * unfinished) when the call was interrupted. */
+static void setup_faces(const gm_raster_setup* s, gm_raster_chunk* ch, int64_t t0, int64_t t1,
+                        gm_stop* stop) {
     const gm_raster_params* p = s->p;
     int32_t obj = 0;
-    for (int64_t t = t0; t < t1; ++t) {
-        while (s->face_base[obj + 1] <= t) ++obj;
-        const gm_raster_object* o = &p->objects[obj];
-        const int32_t* fv = o->faces + 3 * (t - s->face_base[obj]);
-        int64_t vb = s->vert_base[obj];
-        int64_t g[3] = {vb + fv[0], vb + fv[1], vb + fv[2]};
-        const gm_raster_vtx V[3] = {s->vtx[g[0]], s->vtx[g[1]], s->vtx[g[2]]};
-        unsigned code[3] = {V[0].code, V[1].code, V[2].code};
-        if (gm_raster_trivial_reject(code)) continue; /* before gathering the vertices */
-        gm_vec3 P[3] = {s->cam[g[0]], s->cam[g[1]], s->cam[g[2]]};
-        int32_t x[3] = {V[0].sx, V[1].sx, V[2].sx};
-        int32_t y[3] = {V[0].sy, V[1].sy, V[2].sy};
-        int status = chunk_reserve(ch);
-        if (status != GM_OK) {
-            ch->status = status;
-            return;
-        }
-        gm_raster_tri* pieces = ch->tris + ch->count; /* written in place */
-        int n = gm_raster_face_pieces(&s->view, P, code, x, y, (int32_t)t, pieces);
-        ch->count += n;
-        for (int k = 0; k < n; ++k) {
-            int32_t tx0, tx1, ty0, ty1;
-            gm_raster_piece_tiles(&pieces[k], &tx0, &tx1, &ty0, &ty1);
-            for (int64_t ty = ty0; ty <= ty1; ++ty)
-                for (int64_t tx = tx0; tx <= tx1; ++tx) ch->tile_count[ty * s->tiles_x + tx]++;
+    for (int64_t tb = t0; tb < t1; tb += FACE_BLOCK) {
+        if (gm_stopped(stop)) return;
+        const int64_t te = tb + FACE_BLOCK < t1 ? tb + FACE_BLOCK : t1;
+        for (int64_t t = tb; t < te; ++t) {
+            while (s->face_base[obj + 1] <= t) ++obj;
+            const gm_raster_object* o = &p->objects[obj];
+            const int32_t* fv = o->faces + 3 * (t - s->face_base[obj]);
+            int64_t vb = s->vert_base[obj];
+            int64_t g[3] = {vb + fv[0], vb + fv[1], vb + fv[2]};
+            const gm_raster_vtx V[3] = {s->vtx[g[0]], s->vtx[g[1]], s->vtx[g[2]]};
+            unsigned code[3] = {V[0].code, V[1].code, V[2].code};
+            if (gm_raster_trivial_reject(code)) continue; /* before gathering the vertices */
+            gm_vec3 P[3] = {s->cam[g[0]], s->cam[g[1]], s->cam[g[2]]};
+            int32_t x[3] = {V[0].sx, V[1].sx, V[2].sx};
+            int32_t y[3] = {V[0].sy, V[1].sy, V[2].sy};
+            int status = chunk_reserve(ch);
+            if (status != GM_OK) {
+                ch->status = status;
+                return;
+            }
+            gm_raster_tri* pieces = ch->tris + ch->count; /* written in place */
+            int n = gm_raster_face_pieces(&s->view, P, code, x, y, (int32_t)t, pieces);
+            ch->count += n;
+            for (int k = 0; k < n; ++k) {
+                int32_t tx0, tx1, ty0, ty1;
+                gm_raster_piece_tiles(&pieces[k], &tx0, &tx1, &ty0, &ty1);
+                for (int64_t ty = ty0; ty <= ty1; ++ty)
+                    for (int64_t tx = tx0; tx <= tx1; ++tx) ch->tile_count[ty * s->tiles_x + tx]++;
+            }
         }
     }
 }
 
 /* setup_faces on a local copy of the chunk record: the records of the other threads' chunks share
  * its cache lines, and its count changes with every face. */
-static void setup_chunk(const gm_raster_setup* s, gm_raster_chunk* out, int64_t t0, int64_t t1) {
+static void setup_chunk(const gm_raster_setup* s, gm_raster_chunk* out, int64_t t0, int64_t t1,
+                        gm_stop* stop) {
     gm_raster_chunk local = *out;
-    setup_faces(s, &local, t0, t1);
+    setup_faces(s, &local, t0, t1, stop);
     *out = local;
 }
 
@@ -274,10 +287,11 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
     memcpy(&bg_rgba, bg, 4);
 
     /* small per-call tables */
-    int64_t* vert_base = (int64_t*)malloc(sizeof(int64_t) * (size_t)(nobj + 1));
-    int64_t* face_base = (int64_t*)malloc(sizeof(int64_t) * (size_t)(nobj + 2));
-    double* ray_x = (double*)malloc(sizeof(double) * (size_t)W);
-    double* ray_y = (double*)malloc(sizeof(double) * (size_t)H);
+    int64_t* vert_base = (int64_t*)gm_host_alloc(nobj + 1, sizeof(int64_t));
+    int64_t* face_base = (int64_t*)gm_host_alloc(nobj + 2, sizeof(int64_t));
+    double* ray_x = (double*)gm_host_alloc(W, sizeof(double));
+    double* ray_y = (double*)gm_host_alloc(H, sizeof(double));
+    gm_stop stop = 0;
     gm_raster_chunk chunks[MAX_CHUNKS];
     int status = GM_OK;
     memset(chunks, 0, sizeof(chunks));
@@ -351,7 +365,7 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
     const gm_raster_tri** list = NULL;
 
     /* vertex blocks per object */
-    int64_t* vblock = (int64_t*)malloc(sizeof(int64_t) * (size_t)(nobj + 1));
+    int64_t* vblock = (int64_t*)gm_host_alloc(nobj + 1, sizeof(int64_t));
     if (!vblock) {
         status = GM_ERR_NOMEM;
         goto done;
@@ -381,7 +395,9 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
             while (task >= first[pass + 1]) ++pass; /* tasks are taken in increasing order */
             if (pass > 0) wait_for(&done_tasks[pass - 1], count[pass - 1]);
             const int64_t i = task - first[pass];
-            if (pass == 0) {                   /* 1. vertices */
+            if (gm_stopped(&stop)) {
+                /* interrupted: skipped, but counted as done below so that nobody waits forever */
+            } else if (pass == 0) {            /* 1. vertices */
                 int32_t lo = 0, hi = nobj - 1; /* the object of block i: vblock[o] <= i < vblock[o + 1] */
                 while (lo < hi) {
                     const int32_t mid = lo + (hi - lo + 1) / 2;
@@ -399,7 +415,7 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
                                      &vtx[base + v].code, &vtx[base + v].sx, &vtx[base + v].sy);
             } else if (pass == 1) { /* 2. triangle setup, one contiguous range of faces per chunk */
                 const int ci = (int)i;
-                setup_chunk(&s, &chunks[ci], nf * ci / nchunks, nf * (ci + 1) / nchunks);
+                setup_chunk(&s, &chunks[ci], nf * ci / nchunks, nf * (ci + 1) / nchunks, &stop);
             } else if (pass ==
                        2) { /* 3. per-(tile, chunk) slots: tile-major, chunks in order inside a tile */
                 int64_t num_pieces = 0;
@@ -442,6 +458,7 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
         }
     }
     free(vblock);
+    status = gm_stop_status(&stop, status);
 
 done:
     free(vert_base);

@@ -16,21 +16,24 @@ from __future__ import annotations
 
 import numbers
 import operator
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-from . import _device
-from ._device import DeviceArray
+from . import _device, _memory
+from ._device import AnyArray, DeviceArray
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
 
-def _describe(a):
+def _describe(a: AnyArray) -> str:
     return f"shape {tuple(a.shape)} and dtype {a.dtype}"
 
 
-def as_array(x, name):
+def as_array(x: object, name: str) -> AnyArray:
     """``np.asarray`` that reports a useful error for objects that are not array-like; device
     arrays become DeviceArray views (C-contiguous; a strided one is copied on its device)."""
     if x is None:
@@ -43,7 +46,7 @@ def as_array(x, name):
         raise TypeError(f"{name} must be array-like, got {type(x).__name__}: {exc}") from None
 
 
-def is_absent(x):
+def is_absent(x: object) -> bool:
     """True for ``None`` or an empty 1-D array (Open3D's "not given" convention)."""
     if x is None:
         return True
@@ -54,15 +57,29 @@ def is_absent(x):
     return a.ndim == 1 and a.shape[0] == 0
 
 
-def contiguous(a, dtype=None):
+def contiguous(a: AnyArray, dtype: Optional[DTypeLike] = None, name: Optional[str] = None) -> AnyArray:
     """``np.ascontiguousarray(a, dtype)`` for NumPy arrays; a DeviceArray (always C-contiguous)
-    is converted on its device when ``dtype`` differs."""
+    is converted on its device when ``dtype`` differs. A copy that cannot fit in memory (e.g. of a
+    broadcast view) raises MemoryError naming ``name`` and the bytes."""
+    check_copy(a, dtype, name)
     if isinstance(a, DeviceArray):
         return a if dtype is None else a.astype(dtype)
     return np.ascontiguousarray(a) if dtype is None else np.ascontiguousarray(a, dtype=dtype)
 
 
-def value_range(a):
+def check_copy(a: AnyArray, dtype: Optional[DTypeLike], name: Optional[str]) -> None:
+    """MemoryError (naming ``name`` and the bytes) when ``a`` would be copied, to C order or to
+    ``dtype``, and the copy cannot fit: e.g. a broadcast view of a huge shape."""
+    target = a.dtype if dtype is None else np.dtype(dtype)
+    if isinstance(a, DeviceArray):
+        if target != a.dtype:
+            _memory.check_device(_memory.array_nbytes(a.shape, target), f"{name or 'an input'} as {target}")
+    elif not (a.flags.c_contiguous and a.dtype == target):
+        _memory.check_host(_memory.array_nbytes(a.shape, target),
+                           f"a contiguous {target} copy of {name or 'an input'} (shape {a.shape})")
+
+
+def value_range(a: AnyArray) -> tuple[Any, Any]:
     """``(min, max)`` of a non-empty integer array (NumPy scalars, or Python ints for a
     DeviceArray: a reduction on its device)."""
     if isinstance(a, DeviceArray):
@@ -71,7 +88,7 @@ def value_range(a):
     return a.min(), a.max()
 
 
-def all_finite(a, *, above=None, at_least=None):
+def all_finite(a: AnyArray, *, above: Optional[float] = None, at_least: Optional[float] = None) -> bool:
     """True when every value of the float array ``a`` is finite and, if given, > ``above`` or
     >= ``at_least`` (a reduction on the device for a DeviceArray)."""
     if isinstance(a, DeviceArray):
@@ -92,7 +109,8 @@ def all_finite(a, *, above=None, at_least=None):
     return ok
 
 
-def float_array(x, name, *, ndim=None, shape=None, dtype=None):
+def float_array(x: object, name: str, *, ndim: Optional[int] = None, shape: Optional[Sequence[Optional[int]]] = None,
+                dtype: Optional[DTypeLike] = None) -> AnyArray:
     """Return ``x`` as a C-contiguous float32/float64 array.
 
     ``shape`` may contain ``None`` for free dimensions. ``dtype`` (if given) is the dtype the
@@ -106,12 +124,14 @@ def float_array(x, name, *, ndim=None, shape=None, dtype=None):
         if a.dtype in FLOAT_DTYPES:
             raise TypeError(f"{name} has dtype {a.dtype} but the op's float inputs are {np.dtype(dtype)}; "
                             "all float inputs of one call must share a dtype")
+        check_copy(a, dtype, name)
         a = a.astype(dtype)
     check_shape(a, name, ndim=ndim, shape=shape)
-    return contiguous(a)
+    return contiguous(a, name=name)
 
 
-def check_shape(a, name, *, ndim=None, shape=None):
+def check_shape(a: AnyArray, name: str, *, ndim: Optional[int] = None,
+                shape: Optional[Sequence[Optional[int]]] = None) -> None:
     if shape is not None:
         ndim = len(shape)
     if ndim is not None and a.ndim != ndim:
@@ -123,16 +143,16 @@ def check_shape(a, name, *, ndim=None, shape=None):
                 raise ValueError(f"{name} must have shape {_shape_text(shape)}, got {_describe(a)}")
 
 
-def _shape_text(shape):
+def _shape_text(shape: Sequence[Optional[int]]) -> str:
     return "[" + ", ".join("N" if s is None else str(s) for s in shape) + "]"
 
 
-def common_float_dtype(**arrays):
+def common_float_dtype(**arrays: object) -> np.dtype[Any]:
     """The float dtype shared by the given arrays (``None`` values are skipped).
 
     Raises a TypeError listing each argument's dtype when they disagree or are not float.
     """
-    dtypes = {}
+    dtypes: dict[str, np.dtype[Any]] = {}
     for name, a in arrays.items():
         if a is None:
             continue
@@ -149,13 +169,14 @@ def common_float_dtype(**arrays):
     return kinds.pop() if kinds else np.dtype(np.float32)
 
 
-def index_array(x, name, *, num_points=None, allow=INDEX_DTYPES):
+def index_array(x: object, name: str, *, num_points: Optional[int] = None,
+                allow: Sequence[np.dtype[Any]] = INDEX_DTYPES) -> AnyArray:
     """A 1-D C-contiguous int32/int64 array; optionally checks 0 <= idx < num_points."""
     a = as_array(x, name)
     if a.dtype not in allow:
         raise TypeError(f"{name} must be " + " or ".join(str(d) for d in allow) + f", got dtype {a.dtype}")
     check_shape(a, name, ndim=1)
-    a = contiguous(a)
+    a = contiguous(a, name=name)
     if num_points is not None and a.size:
         lo, hi = value_range(a)
         if lo < 0 or hi >= num_points:
@@ -165,7 +186,7 @@ def index_array(x, name, *, num_points=None, allow=INDEX_DTYPES):
     return a
 
 
-def row_splits(x, name, *, num_rows=None, total=None):
+def row_splits(x: object, name: str, *, num_rows: Optional[int] = None, total: Optional[int] = None) -> AnyArray:
     """Validated int64 row splits: 1-D, starts at 0, non-decreasing, ends at ``total``.
 
     int32 input is accepted and converted. ``num_rows`` fixes the length to num_rows + 1.
@@ -178,7 +199,7 @@ def row_splits(x, name, *, num_rows=None, total=None):
         raise ValueError(f"{name} must have {num_rows + 1} entries (number of rows + 1), got {a.shape[0]}")
     if a.shape[0] < 1:
         raise ValueError(f"{name} must have at least one entry (it starts with 0)")
-    a = contiguous(a, np.int64)
+    a = contiguous(a, np.int64, name)
     if isinstance(a, DeviceArray):
         s = _device.stats(a)
         if s.first != 0:
@@ -197,7 +218,7 @@ def row_splits(x, name, *, num_rows=None, total=None):
     return a
 
 
-def optional_float(x, name, *, length, dtype):
+def optional_float(x: object, name: str, *, length: int, dtype: DTypeLike) -> Optional[AnyArray]:
     """``None`` for absent inputs (None or shape [0]); else a [length] array of ``dtype``."""
     if is_absent(x):
         return None
@@ -207,20 +228,20 @@ def optional_float(x, name, *, length, dtype):
     return a
 
 
-def check_option(value, name, valid):
+def check_option(value: object, name: str, valid: Sequence[str]) -> str:
     """Validate a string option against a tuple of valid values."""
     if not isinstance(value, str) or value not in valid:
         raise ValueError(f"{name} must be one of {tuple(valid)} but got {value!r}")
     return value
 
 
-def check_bool(value, name):
+def check_bool(value: object, name: str) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
 
 
-def check_int(value, name, *, minimum=None):
+def check_int(value: Any, name: str, *, minimum: Optional[int] = None) -> int:
     try:
         v = operator.index(value)
     except TypeError:
@@ -230,7 +251,7 @@ def check_int(value, name, *, minimum=None):
     return v
 
 
-def check_real(value, name, *, positive=False, nonnegative=False):
+def check_real(value: object, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
     elif _device.is_device_array(value) and _device.shape_of(value) == ():

@@ -5,10 +5,15 @@ from __future__ import annotations
 import math
 import sys
 import threading
+from collections.abc import Collection
+from typing import Any, Literal, Optional, Union
 
 import numpy as np
+import numpy.typing as npt
 
-from .. import _backend
+from .. import _backend, _memory
+from .._backend import Backend
+from .._device import AnyArray
 from .._config import resolve_num_threads
 from .buffers import RenderResult
 from .scene import Scene, _normal_matrix, _object_to_camera
@@ -18,8 +23,11 @@ __all__ = ["render", "release_render_cache"]
 DEFAULT_COLOR = (0.7, 0.7, 0.7)  # vertex colour of meshes without colours
 OPTIONAL_BUFFERS = ("cam_coordinates", "normals", "class_index", "triangle_id", "barycentrics")
 
+BufferSelection = Union[Literal["all", "gradient"], Collection[str], None]
+"""``render``'s ``buffers``: "all" (None too), "gradient" or names of optional buffers."""
 
-def _buffer_names(buffers):
+
+def _buffer_names(buffers: BufferSelection) -> tuple[str, ...]:
     if buffers is None or (isinstance(buffers, str) and buffers == "all"):
         return OPTIONAL_BUFFERS
     if isinstance(buffers, str):
@@ -39,7 +47,7 @@ def _buffer_names(buffers):
     return tuple(n for n in OPTIONAL_BUFFERS if n in names)
 
 
-def release_render_cache():
+def release_render_cache() -> None:
     """Free the memory that :func:`render` keeps between calls on the CPU: the scratch memory
     (a few bytes per vertex and triangle of the largest scene rendered so far) and the
     reusable output block of the last frame (see :func:`render`). The GPU rasterizer keeps no
@@ -55,27 +63,33 @@ def release_render_cache():
 # the next frame of the same size reuses the block instead of allocating fresh pages, which
 # the kernel would have to fault in and zero (glibc returns freed blocks this large to it).
 _host_lock = threading.Lock()
-_host_block = None
+_host_block: Optional[npt.NDArray[np.uint8]] = None
 _HOST_ALIGN = 64
-_host_layouts = {}  # specs -> (name, shape, dtype, offset, bytes) per buffer, total bytes
+_BufferSpec = tuple[tuple[int, ...], npt.DTypeLike]  # shape, dtype
+_LayoutEntry = tuple[str, tuple[int, ...], np.dtype[Any], int, int]  # name, shape, dtype, offset, bytes
+_host_layouts: dict[tuple[tuple[str, _BufferSpec], ...], tuple[tuple[_LayoutEntry, ...], int]] = {}
+"""specs -> the layout of each buffer in the block, the block's bytes"""
 
 
-def _host_buffers(specs):
+def _host_buffers(specs: dict[str, _BufferSpec]) -> dict[str, AnyArray]:
     """NumPy buffers for ``specs`` (name -> (shape, dtype)), uninitialised: views of one block,
-    reused from the previous frame when nothing refers to it any more."""
+    reused from the previous frame when nothing refers to it any more. A new block is checked
+    first, buffer by buffer with the call's other outputs (:func:`geomops._memory.host_reserve`:
+    MemoryError naming the bytes)."""
     global _host_block
     key = tuple(specs.items())
-    layout = _host_layouts.get(key)
-    if layout is None:
-        layout, total = [], 0
+    cached_layout = _host_layouts.get(key)
+    if cached_layout is None:
+        entries: list[_LayoutEntry] = []
+        total = 0
         for name, (shape, dtype) in specs.items():
             nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-            layout.append((name, shape, np.dtype(dtype), total, nbytes))
+            entries.append((name, shape, np.dtype(dtype), total, nbytes))
             total += -(-nbytes // _HOST_ALIGN) * _HOST_ALIGN
         if len(_host_layouts) >= 64:  # many image sizes: keep the table small
             _host_layouts.clear()
-        layout = _host_layouts[key] = (tuple(layout), total)
-    layout, total = layout
+        cached_layout = _host_layouts[key] = (tuple(entries), total)
+    layout, total = cached_layout
     block = None
     with _host_lock:
         # references: _host_block, `cached` and getrefcount's argument (views refer to the
@@ -85,16 +99,19 @@ def _host_buffers(specs):
             block, _host_block = cached, None
         del cached
     if block is None:
+        for _, shape, dtype, _, _ in layout:
+            _memory.host_reserve(shape, dtype)
         block = np.empty(total + _HOST_ALIGN, np.uint8)
     skip = -block.ctypes.data % _HOST_ALIGN
-    out = {name: block[skip + off:skip + off + nbytes].view(dtype).reshape(shape)
+    out: dict[str, AnyArray] = {name: block[skip + off:skip + off + nbytes].view(dtype).reshape(shape)
            for name, shape, dtype, off, nbytes in layout}
     with _host_lock:
         _host_block = block
     return out
 
 
-def render(scene, num_threads=None, buffers="all", *, device=None, stream=None):
+def render(scene: Scene, num_threads: Optional[int] = None, buffers: BufferSelection = "all", *,
+           device: Optional[str] = None, stream: object = None) -> RenderResult:
     """Rasterize a scene into all render buffers.
 
     Parameters
@@ -167,7 +184,9 @@ def render(scene, num_threads=None, buffers="all", *, device=None, stream=None):
         return RenderResult(**out)
 
 
-def _raster_inputs(be, scene, wanted):
+def _raster_inputs(be: Backend, scene: Scene, wanted: Collection[str]
+                   ) -> tuple[tuple[int, int], tuple[float, ...], list[tuple[Any, ...]], tuple[tuple[float, ...], ...],
+                              dict[str, AnyArray]]:
     """The arguments of ``be.kernels.raster_render`` but ``num_threads``:
     ``(size, intrinsics, objects, shading, out)`` for a validated Scene, with the mesh arrays in
     the memory of backend ``be`` (on a GPU the mesh's cached device copies) and the output
@@ -177,7 +196,7 @@ def _raster_inputs(be, scene, wanted):
     scene_objects = scene.objects
     transforms = _object_to_camera(scene.camera_pose, [obj.pose for obj in scene_objects])
     objects = []
-    extents = {}  # id(mesh) -> largest vertex coordinate magnitude
+    extents: dict[int, float] = {}  # id(mesh) -> largest vertex coordinate magnitude
     for k, (obj, T) in enumerate(zip(scene_objects, transforms)):
         mesh = obj.mesh
         if mesh is None:
@@ -204,10 +223,11 @@ def _raster_inputs(be, scene, wanted):
         objects.append((*mesh._arrays_on(be), tuple(v for row in rows for v in row),
                         normal_matrix, int(obj.instance_index), int(mesh.class_index)))
     h, w = cam.height, cam.width
-    shapes = {"rgb": ((h, w, 4), np.uint8), "depth": ((h, w), np.float32), "instance_index": ((h, w), np.int16),
-              "object_coordinates": ((h, w, 3), np.float32), "cam_coordinates": ((h, w, 4), np.float32),
-              "normals": ((h, w, 4), np.float32), "class_index": ((h, w), np.int16),
-              "triangle_id": ((h, w), np.int32), "barycentrics": ((h, w, 3), np.float32)}
+    shapes: dict[str, _BufferSpec] = {
+        "rgb": ((h, w, 4), np.uint8), "depth": ((h, w), np.float32), "instance_index": ((h, w), np.int16),
+        "object_coordinates": ((h, w, 3), np.float32), "cam_coordinates": ((h, w, 4), np.float32),
+        "normals": ((h, w, 4), np.float32), "class_index": ((h, w), np.int16),
+        "triangle_id": ((h, w), np.int32), "barycentrics": ((h, w, 3), np.float32)}
     names = ("rgb", "depth", "instance_index", "object_coordinates") + tuple(wanted)
     if be.is_cuda:
         out = {name: be.empty(*shapes[name]) for name in names}
