@@ -15,10 +15,14 @@
 #if defined(__clang__)
 #pragma clang fp contract(off)
 #elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off") /* the same roundings as the device (raster_math.h) */
+/* the same roundings as the device (raster_math.h); short store loops stay inline (clear_run) */
+#pragma GCC optimize("fp-contract=off", "no-tree-loop-distribute-patterns")
 #endif
 
 #include <math.h>
+#if defined(__unix__)
+#include <sched.h>
+#endif
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,26 +31,21 @@
 #include "geomops/raster.h"
 #include "geomops/raster_math.h"
 #include "interrupt_omp.h"
+#include "isa.h"
+#if GM_ISA_X86
+#include <immintrin.h>
+#endif
 
-#define TILE       GM_RASTER_TILE
-#define SUB        GM_RASTER_SUBPIXEL
-#define MAX_CHUNKS 32
-#define PREFETCH   4
-#define VERT_BLOCK 2048 /* vertices per chunk of the vertex pass */
-#define FACE_BLOCK 4096 /* faces between the interrupt checks of a setup chunk */
+#define TILE             GM_RASTER_TILE
+#define SUB              GM_RASTER_SUBPIXEL
+#define MAX_CHUNKS       32
+#define PREFETCH         4
+#define VERTEX_BLOCK     2048 /* vertices per task of the vertex pass */
+#define FACE_BLOCK       4096 /* faces between the interrupt checks of a setup chunk */
+#define GM_RASTER_PASSES 5
 
 /* ---- scratch memory, cached between calls ------------------------------------------------ */
-enum {
-    WS_CAM,
-    WS_OUTCODE,
-    WS_SX,
-    WS_SY,
-    WS_TILE_START,
-    WS_LIST,
-    WS_TILE_COUNT,
-    WS_TRIS,
-    WS_NUM = WS_TRIS + MAX_CHUNKS
-};
+enum { WS_CAM, WS_VTX, WS_TILE_START, WS_LIST, WS_TILE_COUNT, WS_TRIS, WS_NUM = WS_TRIS + MAX_CHUNKS };
 
 typedef struct gm_raster_block {
     void* ptr;
@@ -124,33 +123,39 @@ typedef struct gm_raster_chunk {
     int status;
 } gm_raster_chunk;
 
+/* What triangle setup reads of a vertex besides its position, in one record (one cache access
+ * per corner instead of three). */
+typedef struct gm_raster_vtx {
+    int32_t sx, sy; /* snapped projection (valid when the outcode has no plane bit) */
+    unsigned code;  /* outcode */
+    int32_t pad;
+} gm_raster_vtx;
+
 typedef struct gm_raster_setup {
     const gm_raster_params* p;
     gm_raster_view view;
     const int64_t* vert_base; /* first global vertex of each object */
     const int64_t* face_base; /* first global face of each object (num_objects + 1 entries) */
     const gm_vec3* cam;       /* camera-frame vertices */
-    const unsigned* outcode;
-    const int32_t* sx; /* snapped projections (valid when the outcode has no plane bit) */
-    const int32_t* sy;
+    const gm_raster_vtx* vtx;
     int32_t tiles_x;
 } gm_raster_setup;
 
-static int chunk_push(gm_raster_chunk* ch, const gm_raster_tri* t) {
-    if (ch->count == ch->capacity) {
+/* Room for the pieces of one more face at the end of the chunk. */
+static int chunk_reserve(gm_raster_chunk* ch) {
+    if (ch->count + GM_RASTER_MAX_PIECES > ch->capacity) {
         int64_t cap = ch->capacity * 2 + 64;
         gm_raster_tri* grown = (gm_raster_tri*)ws_grow(ch->tris_block, (size_t)cap * sizeof(gm_raster_tri));
         if (!grown) return GM_ERR_NOMEM;
         ch->tris = grown;
         ch->capacity = (int64_t)(ch->tris_block->size / sizeof(gm_raster_tri));
     }
-    ch->tris[ch->count++] = *t;
     return GM_OK;
 }
 
-/* Set up the global faces [t0, t1) into one chunk (in submission order); stops early (the chunk
+/* Set up the global faces [t0, t1) into chunk ch (in submission order); stops early (the chunk
  * unfinished) when the call was interrupted. */
-static void setup_chunk(const gm_raster_setup* s, gm_raster_chunk* ch, int64_t t0, int64_t t1,
+static void setup_faces(const gm_raster_setup* s, gm_raster_chunk* ch, int64_t t0, int64_t t1,
                         gm_stop* stop) {
     const gm_raster_params* p = s->p;
     int32_t obj = 0;
@@ -163,19 +168,21 @@ static void setup_chunk(const gm_raster_setup* s, gm_raster_chunk* ch, int64_t t
             const int32_t* fv = o->faces + 3 * (t - s->face_base[obj]);
             int64_t vb = s->vert_base[obj];
             int64_t g[3] = {vb + fv[0], vb + fv[1], vb + fv[2]};
-            unsigned code[3] = {s->outcode[g[0]], s->outcode[g[1]], s->outcode[g[2]]};
+            const gm_raster_vtx V[3] = {s->vtx[g[0]], s->vtx[g[1]], s->vtx[g[2]]};
+            unsigned code[3] = {V[0].code, V[1].code, V[2].code};
             if (gm_raster_trivial_reject(code)) continue; /* before gathering the vertices */
             gm_vec3 P[3] = {s->cam[g[0]], s->cam[g[1]], s->cam[g[2]]};
-            int32_t x[3] = {s->sx[g[0]], s->sx[g[1]], s->sx[g[2]]};
-            int32_t y[3] = {s->sy[g[0]], s->sy[g[1]], s->sy[g[2]]};
-            gm_raster_tri pieces[GM_RASTER_MAX_PIECES];
+            int32_t x[3] = {V[0].sx, V[1].sx, V[2].sx};
+            int32_t y[3] = {V[0].sy, V[1].sy, V[2].sy};
+            int status = chunk_reserve(ch);
+            if (status != GM_OK) {
+                ch->status = status;
+                return;
+            }
+            gm_raster_tri* pieces = ch->tris + ch->count; /* written in place */
             int n = gm_raster_face_pieces(&s->view, P, code, x, y, (int32_t)t, pieces);
+            ch->count += n;
             for (int k = 0; k < n; ++k) {
-                int status = chunk_push(ch, &pieces[k]);
-                if (status != GM_OK) {
-                    ch->status = status;
-                    return;
-                }
                 int32_t tx0, tx1, ty0, ty1;
                 gm_raster_piece_tiles(&pieces[k], &tx0, &tx1, &ty0, &ty1);
                 for (int64_t ty = ty0; ty <= ty1; ++ty)
@@ -185,100 +192,85 @@ static void setup_chunk(const gm_raster_setup* s, gm_raster_chunk* ch, int64_t t
     }
 }
 
+/* setup_faces on a local copy of the chunk record: the records of the other threads' chunks share
+ * its cache lines, and its count changes with every face. */
+static void setup_chunk(const gm_raster_setup* s, gm_raster_chunk* out, int64_t t0, int64_t t1,
+                        gm_stop* stop) {
+    gm_raster_chunk local = *out;
+    setup_faces(s, &local, t0, t1, stop);
+    *out = local;
+}
+
 typedef struct gm_raster_tile_job {
     const gm_raster_params* p;
     const gm_raster_setup* s;
-    const gm_raster_tri* const* chunk_tris;
-    const int64_t* chunk_first;
-    int nchunks;
     const double* ray_x;
     const double* ray_y;
     double inv_far;
-    const uint8_t* bg;
+    uint32_t bg_rgba; /* background rgba as stored */
 } gm_raster_tile_job;
 
-/* Coverage + depth test of one tile (on inverse depth: larger is closer), then resolve. */
-static void raster_tile(const gm_raster_tile_job* J, const int32_t* list, int64_t count, int32_t tx,
-                        int32_t ty) {
-    const gm_raster_params* p = J->p;
-    double izbuf[TILE * TILE];
-    const gm_raster_tri* win[TILE * TILE];
-    const int32_t X0 = tx * TILE, Y0 = ty * TILE;
-    const int32_t X1 = X0 + TILE - 1 < p->width - 1 ? X0 + TILE - 1 : p->width - 1;
-    const int32_t Y1 = Y0 + TILE - 1 < p->height - 1 ? Y0 + TILE - 1 : p->height - 1;
-    for (int k = 0; k < TILE * TILE; ++k) {
-        izbuf[k] = 0.0;
-        win[k] = NULL;
+/* Background of the n pixels from pixel i on (one run of a tile row, n <= GM_RASTER_TILE): the
+ * values of gm_raster_clear_pixel, written buffer by buffer with inline stores (runs are too
+ * short for memset calls to pay). */
+static inline void clear_run(const gm_raster_params* p, int64_t i, int32_t n, uint32_t bg_rgba) {
+    const float B = GM_RASTER_BACKGROUND;
+    uint8_t* rgb = p->rgb + 4 * i;
+    for (int32_t k = 0; k < n; ++k) memcpy(rgb + 4 * k, &bg_rgba, 4);
+    float* depth = p->depth + i;
+    int16_t* inst = p->instance_index + i;
+    for (int32_t k = 0; k < n; ++k) {
+        depth[k] = B;
+        inst[k] = 0;
     }
-    const double inv_far = J->inv_far;
-    const double* ray_x = J->ray_x;
-    int cidx = 0, pidx = 0;
-    for (int64_t e = 0; e < count; ++e) {
-        int32_t gid = list[e];
-        while (cidx + 1 < J->nchunks && J->chunk_first[cidx + 1] <= gid) ++cidx; /* lists are sorted */
-        const gm_raster_tri* t = &J->chunk_tris[cidx][gid - J->chunk_first[cidx]];
-#if defined(__GNUC__)
-        /* records of one tile are scattered over the chunk arrays: fetch a few ahead */
-        if (e + PREFETCH < count) {
-            int32_t pg = list[e + PREFETCH];
-            while (pidx + 1 < J->nchunks && J->chunk_first[pidx + 1] <= pg) ++pidx;
-            __builtin_prefetch(&J->chunk_tris[pidx][pg - J->chunk_first[pidx]]);
-        }
+    float* oc = p->object_coordinates + 3 * i;
+    for (int32_t k = 0; k < 3 * n; ++k) oc[k] = B;
+    if (p->class_index) {
+        int16_t* cl = p->class_index + i;
+        for (int32_t k = 0; k < n; ++k) cl[k] = 0;
+    }
+    if (p->triangle_id) {
+        int32_t* tri = p->triangle_id + i;
+        for (int32_t k = 0; k < n; ++k) tri[k] = -1;
+    }
+    if (p->barycentrics) {
+        float* bc = p->barycentrics + 3 * i;
+        for (int32_t k = 0; k < 3 * n; ++k) bc[k] = 0.0f;
+    }
+    if (p->cam_coordinates) {
+        float* cc = p->cam_coordinates + 4 * i;
+        for (int32_t k = 0; k < 4 * n; ++k) cc[k] = B;
+    }
+    if (p->normals) {
+        float* nr = p->normals + 4 * i;
+        for (int32_t k = 0; k < 4 * n; ++k) nr[k] = 0.0f;
+    }
+}
+
+/* One tile row of every buffer, where the resolve writes before the row goes out (aligned to
+ * cache lines for the streaming stores). */
+typedef struct gm_raster_rows {
+    _Alignas(64) uint8_t rgb[4 * TILE];
+    _Alignas(64) float depth[TILE];
+    _Alignas(64) int16_t instance_index[TILE];
+    _Alignas(64) float object_coordinates[3 * TILE];
+    _Alignas(64) int16_t class_index[TILE];
+    _Alignas(64) int32_t triangle_id[TILE];
+    _Alignas(64) float barycentrics[3 * TILE];
+    _Alignas(64) float cam_coordinates[4 * TILE];
+    _Alignas(64) float normals[4 * TILE];
+} gm_raster_rows;
+
+/* the per-tile coverage and resolve, compiled per ISA */
+#define GM_ISA_BODY "raster_hot.h"
+#include "isa_variants.h"
+
+/* Until *done reaches n (the tasks of a pass, completed by other threads); acquires their writes. */
+static void wait_for(atomic_llong* done, int64_t n) {
+    for (int spins = 0; atomic_load_explicit(done, memory_order_acquire) < n; ++spins) {
+#if defined(__unix__)
+        if (spins >= 64) sched_yield(); /* the thread we wait for may need this core */
 #endif
-        int32_t c0 = t->c0 > X0 ? t->c0 : X0, c1 = t->c1 < X1 ? t->c1 : X1;
-        int32_t r0 = t->r0 > Y0 ? t->r0 : Y0, r1 = t->r1 < Y1 ? t->r1 : Y1;
-        if (c0 > c1 || r0 > r1) continue;
-        int64_t ey[3], E0[3];
-        const int64_t px0 = (int64_t)c0 * SUB, py0 = (int64_t)r0 * SUB;
-        for (int k = 0; k < 3; ++k) {
-            int k1 = k == 2 ? 0 : k + 1;
-            int64_t ex = (int64_t)t->x[k1] - t->x[k];
-            ey[k] = (int64_t)t->y[k1] - t->y[k];
-            E0[k] = gm_raster_edge(t->x[k], t->y[k], t->x[k1], t->y[k1], px0, py0) +
-                    gm_raster_edge_bias(ex, ey[k]);
-        }
-        for (int32_t r = r0; r <= r1; ++r) {
-            /* E(c, r) = E(c0, r0) + ex (r - r0) SUB - ey (c - c0) SUB */
-            int64_t E[3];
-            for (int k = 0; k < 3; ++k) {
-                int k1 = k == 2 ? 0 : k + 1;
-                E[k] = E0[k] + ((int64_t)t->x[k1] - t->x[k]) * (int64_t)(r - r0) * SUB;
-            }
-            const double rowb = gm_raster_axpb(t->b, J->ray_y[r], t->e);
-            const int32_t row = (r - Y0) * TILE - X0;
-            for (int32_t c = c0; c <= c1; ++c) {
-                if ((E[0] | E[1] | E[2]) >= 0) {
-                    const double iz = gm_raster_piece_inv_depth(t, ray_x[c], rowb);
-                    const int32_t k = row + c;
-                    if (iz >= inv_far && iz > izbuf[k]) {
-                        izbuf[k] = iz;
-                        win[k] = t;
-                    }
-                }
-                E[0] -= ey[0] * SUB;
-                E[1] -= ey[1] * SUB;
-                E[2] -= ey[2] * SUB;
-            }
-        }
-    }
-    const gm_raster_setup* s = J->s;
-    int32_t obj = 0;
-    for (int32_t r = Y0; r <= Y1; ++r) {
-        for (int32_t c = X0; c <= X1; ++c) {
-            const int32_t k = (r - Y0) * TILE + (c - X0);
-            const int64_t i = (int64_t)r * p->width + c;
-            const gm_raster_tri* t = win[k];
-            if (!t) {
-                gm_raster_clear_pixel(p, i, J->bg);
-                continue;
-            }
-            int32_t gface = t->gface;
-            while (gface < s->face_base[obj]) --obj;
-            while (gface >= s->face_base[obj + 1]) ++obj;
-            gm_raster_shade_pixel(p, &p->objects[obj], s->cam + s->vert_base[obj], i,
-                                  (int32_t)(gface - s->face_base[obj]), 1.0 / izbuf[k], ray_x[c],
-                                  J->ray_y[r]);
-        }
     }
 }
 
@@ -288,8 +280,11 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
     const int32_t tiles_x = (W + TILE - 1) / TILE, tiles_y = (H + TILE - 1) / TILE;
     const int64_t ntiles = (int64_t)tiles_x * tiles_y;
 
-    uint8_t bg[3];
+    uint8_t bg[4];
     for (int j = 0; j < 3; ++j) bg[j] = gm_raster_to_u8(p->background[j]);
+    bg[3] = 0;
+    uint32_t bg_rgba;
+    memcpy(&bg_rgba, bg, 4);
 
     /* small per-call tables */
     int64_t* vert_base = (int64_t*)gm_host_alloc(nobj + 1, sizeof(int64_t));
@@ -298,8 +293,6 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
     double* ray_y = (double*)gm_host_alloc(H, sizeof(double));
     gm_stop stop = 0;
     gm_raster_chunk chunks[MAX_CHUNKS];
-    int64_t chunk_first[MAX_CHUNKS + 1];
-    const gm_raster_tri* chunk_tris[MAX_CHUNKS];
     int status = GM_OK;
     memset(chunks, 0, sizeof(chunks));
     if (!vert_base || !face_base || !ray_x || !ray_y) {
@@ -322,18 +315,16 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
 
     /* chunk count: a few per thread (balance when cores are shared), bounded so the per-tile
      * counters stay small; the result does not depend on it */
-    int nchunks = nt == 1 ? 1 : (4 * nt < MAX_CHUNKS ? 4 * nt : MAX_CHUNKS);
+    int nchunks = nt == 1 ? 1 : (8 * nt < MAX_CHUNKS ? 8 * nt : MAX_CHUNKS);
     while (nchunks > 1 && (int64_t)nchunks * ntiles > ((int64_t)1 << 22)) --nchunks;
     if ((int64_t)nchunks > nf) nchunks = nf > 0 ? (int)nf : 1;
 
     gm_vec3* cam = (gm_vec3*)ws_get(&ws->blk[WS_CAM], sizeof(gm_vec3) * (size_t)nv);
-    unsigned* outcode = (unsigned*)ws_get(&ws->blk[WS_OUTCODE], sizeof(unsigned) * (size_t)nv);
-    int32_t* sx = (int32_t*)ws_get(&ws->blk[WS_SX], sizeof(int32_t) * (size_t)nv);
-    int32_t* sy = (int32_t*)ws_get(&ws->blk[WS_SY], sizeof(int32_t) * (size_t)nv);
+    gm_raster_vtx* vtx = (gm_raster_vtx*)ws_get(&ws->blk[WS_VTX], sizeof(gm_raster_vtx) * (size_t)nv);
     int64_t* tile_start = (int64_t*)ws_get(&ws->blk[WS_TILE_START], sizeof(int64_t) * (size_t)(ntiles + 1));
     int64_t* tile_count =
         (int64_t*)ws_get(&ws->blk[WS_TILE_COUNT], sizeof(int64_t) * (size_t)(ntiles * nchunks));
-    if (!cam || !outcode || !sx || !sy || !tile_start || !tile_count) {
+    if (!cam || !vtx || !tile_start || !tile_count) {
         status = GM_ERR_NOMEM;
         goto done;
     }
@@ -345,9 +336,7 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
     s.vert_base = vert_base;
     s.face_base = face_base;
     s.cam = cam;
-    s.outcode = outcode;
-    s.sx = sx;
-    s.sy = sy;
+    s.vtx = vtx;
     s.tiles_x = tiles_x;
 
     for (int ci = 0; ci < nchunks; ++ci) {
@@ -364,97 +353,111 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
         chunks[ci].capacity = (int64_t)(chunks[ci].tris_block->size / sizeof(gm_raster_tri));
     }
 
-#pragma omp parallel num_threads(nt)
-    {
-        /* 1. vertices */
-        for (int32_t o = 0; o < nobj; ++o) {
-            const gm_raster_object* ob = &p->objects[o];
-            const int64_t base = vert_base[o], n = ob->num_vertices;
-            const int64_t nblocks = (n + VERT_BLOCK - 1) / VERT_BLOCK;
-#pragma omp for schedule(dynamic, 1) nowait
-            for (int64_t vb = 0; vb < nblocks; ++vb) {
-                if (gm_stopped(&stop)) continue;
-                const int64_t v1 = (vb + 1) * VERT_BLOCK < n ? (vb + 1) * VERT_BLOCK : n;
-                for (int64_t v = vb * VERT_BLOCK; v < v1; ++v)
-                    gm_raster_vertex(&s.view, ob->transform, ob->vertices + 3 * v, &cam[base + v],
-                                     &outcode[base + v], &sx[base + v], &sy[base + v]);
-            }
-        }
-#pragma omp barrier
-        /* 2. triangle setup, one contiguous range of faces per chunk */
-#pragma omp for schedule(dynamic, 1)
-        for (int ci = 0; ci < nchunks; ++ci)
-            if (!gm_stopped(&stop))
-                setup_chunk(&s, &chunks[ci], nf * ci / nchunks, nf * (ci + 1) / nchunks, &stop);
-    }
-    if (atomic_load(&stop)) {
-        status = GM_ERR_INTERRUPTED;
-        goto done;
-    }
-
-    chunk_first[0] = 0;
-    for (int ci = 0; ci < nchunks; ++ci) {
-        if (chunks[ci].status != GM_OK) {
-            status = chunks[ci].status;
-            goto done;
-        }
-        chunk_first[ci + 1] = chunk_first[ci] + chunks[ci].count;
-        chunk_tris[ci] = chunks[ci].tris;
-    }
-    if (chunk_first[nchunks] > INT32_MAX) {
-        status = GM_ERR_OVERFLOW;
-        goto done;
-    }
-
-    /* 3. per-(tile, chunk) slots: tile-major, chunks in order inside a tile */
-    tile_start[0] = 0;
-    for (int64_t tl = 0; tl < ntiles; ++tl) {
-        int64_t acc = tile_start[tl];
-        for (int ci = 0; ci < nchunks; ++ci) {
-            int64_t cnt = chunks[ci].tile_count[tl];
-            chunks[ci].tile_count[tl] = acc; /* becomes this chunk's write cursor */
-            acc += cnt;
-        }
-        tile_start[tl + 1] = acc;
-    }
-    int32_t* list = (int32_t*)ws_get(&ws->blk[WS_LIST], sizeof(int32_t) * (size_t)tile_start[ntiles]);
-    if (!list) {
-        status = GM_ERR_NOMEM;
-        goto done;
-    }
     gm_raster_tile_job job;
     job.p = p;
     job.s = &s;
-    job.chunk_tris = chunk_tris;
-    job.chunk_first = chunk_first;
-    job.nchunks = nchunks;
     job.ray_x = ray_x;
     job.ray_y = ray_y;
     job.inv_far = 1.0 / p->far_z;
-    job.bg = bg;
+    job.bg_rgba = bg_rgba;
+    void (*const tile_fn)(const gm_raster_tile_job*, const gm_raster_tri* const*, int64_t, int32_t, int32_t) =
+        GM_ISA_PICK(raster_tile);
+    const gm_raster_tri** list = NULL;
+
+    /* vertex blocks per object */
+    int64_t* vblock = (int64_t*)gm_host_alloc(nobj + 1, sizeof(int64_t));
+    if (!vblock) {
+        status = GM_ERR_NOMEM;
+        goto done;
+    }
+    vblock[0] = 0;
+    for (int32_t o = 0; o < nobj; ++o)
+        vblock[o + 1] = vblock[o] + (p->objects[o].num_vertices + VERTEX_BLOCK - 1) / VERTEX_BLOCK;
+
+    /* The passes as one queue of tasks, taken in order by whichever thread is free: vertex blocks,
+     * setup chunks, the prefix sums, binning chunks, tiles. A task waits for the completion of
+     * every task of the pass before its own instead of a barrier, so a thread that the OS has not
+     * scheduled yet (shared cores) holds nobody up unless it has taken a task. */
+    const int64_t count[GM_RASTER_PASSES] = {vblock[nobj], nchunks, 1, nchunks, ntiles};
+    int64_t first[GM_RASTER_PASSES + 1];
+    first[0] = 0;
+    for (int k = 0; k < GM_RASTER_PASSES; ++k) first[k + 1] = first[k] + count[k];
+    atomic_llong next_task = 0;
+    atomic_llong done_tasks[GM_RASTER_PASSES];
+    for (int k = 0; k < GM_RASTER_PASSES; ++k) atomic_init(&done_tasks[k], 0);
 
 #pragma omp parallel num_threads(nt)
     {
-#pragma omp for schedule(dynamic, 1)
-        for (int ci = 0; ci < nchunks; ++ci) {
-            if (gm_stopped(&stop)) continue;
-            const gm_raster_chunk* ch = &chunks[ci];
-            int64_t* cursor = ch->tile_count;
-            for (int64_t j = 0; j < ch->count; ++j) {
-                int32_t gid = (int32_t)(chunk_first[ci] + j);
-                int32_t tx0, tx1, ty0, ty1;
-                gm_raster_piece_tiles(&ch->tris[j], &tx0, &tx1, &ty0, &ty1);
-                for (int32_t ty = ty0; ty <= ty1; ++ty)
-                    for (int32_t tx = tx0; tx <= tx1; ++tx) list[cursor[(int64_t)ty * tiles_x + tx]++] = gid;
+        int pass = 0;
+        for (;;) {
+            const int64_t task = atomic_fetch_add_explicit(&next_task, 1, memory_order_relaxed);
+            if (task >= first[GM_RASTER_PASSES]) break;
+            while (task >= first[pass + 1]) ++pass; /* tasks are taken in increasing order */
+            if (pass > 0) wait_for(&done_tasks[pass - 1], count[pass - 1]);
+            const int64_t i = task - first[pass];
+            if (gm_stopped(&stop)) {
+                /* interrupted: skipped, but counted as done below so that nobody waits forever */
+            } else if (pass == 0) {            /* 1. vertices */
+                int32_t lo = 0, hi = nobj - 1; /* the object of block i: vblock[o] <= i < vblock[o + 1] */
+                while (lo < hi) {
+                    const int32_t mid = lo + (hi - lo + 1) / 2;
+                    if (vblock[mid] <= i)
+                        lo = mid;
+                    else
+                        hi = mid - 1;
+                }
+                const gm_raster_object* ob = &p->objects[lo];
+                const int64_t base = vert_base[lo], v0 = (i - vblock[lo]) * VERTEX_BLOCK;
+                const int64_t v1 =
+                    v0 + VERTEX_BLOCK < ob->num_vertices ? v0 + VERTEX_BLOCK : ob->num_vertices;
+                for (int64_t v = v0; v < v1; ++v)
+                    gm_raster_vertex(&s.view, ob->transform, ob->vertices + 3 * v, &cam[base + v],
+                                     &vtx[base + v].code, &vtx[base + v].sx, &vtx[base + v].sy);
+            } else if (pass == 1) { /* 2. triangle setup, one contiguous range of faces per chunk */
+                const int ci = (int)i;
+                setup_chunk(&s, &chunks[ci], nf * ci / nchunks, nf * (ci + 1) / nchunks, &stop);
+            } else if (pass ==
+                       2) { /* 3. per-(tile, chunk) slots: tile-major, chunks in order inside a tile */
+                int64_t num_pieces = 0;
+                for (int ci = 0; ci < nchunks && status == GM_OK; ++ci) {
+                    status = chunks[ci].status;
+                    num_pieces += chunks[ci].count;
+                }
+                if (status == GM_OK && num_pieces > INT32_MAX) status = GM_ERR_OVERFLOW;
+                if (status == GM_OK) {
+                    tile_start[0] = 0;
+                    for (int64_t tl = 0; tl < ntiles; ++tl) {
+                        int64_t acc = tile_start[tl];
+                        for (int ci = 0; ci < nchunks; ++ci) {
+                            int64_t cnt = chunks[ci].tile_count[tl];
+                            chunks[ci].tile_count[tl] = acc; /* becomes this chunk's write cursor */
+                            acc += cnt;
+                        }
+                        tile_start[tl + 1] = acc;
+                    }
+                    list = (const gm_raster_tri**)ws_get(&ws->blk[WS_LIST],
+                                                         sizeof(gm_raster_tri*) * (size_t)tile_start[ntiles]);
+                    if (!list) status = GM_ERR_NOMEM;
+                }
+            } else if (status == GM_OK && pass == 3) { /* binning */
+                const gm_raster_chunk* ch = &chunks[i];
+                int64_t* cursor = ch->tile_count;
+                for (int64_t j = 0; j < ch->count; ++j) {
+                    const gm_raster_tri* t = &ch->tris[j];
+                    int32_t tx0, tx1, ty0, ty1;
+                    gm_raster_piece_tiles(t, &tx0, &tx1, &ty0, &ty1);
+                    for (int32_t ty = ty0; ty <= ty1; ++ty)
+                        for (int32_t tx = tx0; tx <= tx1; ++tx)
+                            list[cursor[(int64_t)ty * tiles_x + tx]++] = t;
+                }
+            } else if (status == GM_OK) { /* 4. tiles */
+                tile_fn(&job, list + tile_start[i], tile_start[i + 1] - tile_start[i], (int32_t)(i % tiles_x),
+                        (int32_t)(i / tiles_x));
             }
+            atomic_fetch_add_explicit(&done_tasks[pass], 1, memory_order_release);
         }
-        /* 4. tiles (the implicit barrier above completes the lists) */
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t tl = 0; tl < ntiles; ++tl)
-            if (!gm_stopped(&stop))
-                raster_tile(&job, list + tile_start[tl], tile_start[tl + 1] - tile_start[tl],
-                            (int32_t)(tl % tiles_x), (int32_t)(tl / tiles_x));
     }
+    free(vblock);
     status = gm_stop_status(&stop, status);
 
 done:

@@ -512,6 +512,36 @@ def test_concurrent_calls_and_cache_release(device):
         np.testing.assert_array_equal(getattr(again, name), getattr(expect[0], name))
 
 
+def test_host_buffers_reused_only_when_dropped():
+    """CPU frames reuse the memory of the previous frame only once none of its buffers (nor a
+    view of one) is referenced any more: a kept frame is never overwritten."""
+    from geomops.pose import release_render_cache
+
+    cam = Camera(64, 48, 60.0, 60.0, 32.0, 24.0)
+    scenes = [Scene(cam, [SceneObject(Mesh.sphere(0.2, 16, 9), pose(rot(0.3 * k, 0.2, 0), (0.1 * k, 0, 1.0)))])
+              for k in range(2)]
+    first = render_on_device(scenes[0], num_threads=1)
+    saved = {name: getattr(first, name).copy() for name in ALL}
+    addr = first.depth.ctypes.data
+    second = render_on_device(scenes[1], num_threads=1)  # the first frame is alive: fresh memory
+    assert second.depth.ctypes.data != addr
+    view = first.normals[1:, 2]  # a view of one buffer keeps the whole frame
+    del first
+    third = render_on_device(scenes[1], num_threads=1)
+    assert third.depth.ctypes.data != addr
+    np.testing.assert_array_equal(view, saved["normals"][1:, 2])
+    addr = third.depth.ctypes.data
+    del view, second, third
+    fourth = render_on_device(scenes[0], num_threads=1)  # the third's frame is free: reused
+    assert fourth.depth.ctypes.data == addr
+    for name in ALL:
+        np.testing.assert_array_equal(getattr(fourth, name), saved[name])
+    release_render_cache()
+    fifth = render_on_device(scenes[0], num_threads=1, buffers="gradient")
+    assert fifth.normals is None
+    np.testing.assert_array_equal(fifth.depth, saved["depth"])
+
+
 def test_object_to_camera_is_one_formula(device, monkeypatch):
     """render, the exact-mode gradients and Scene.object_to_camera use the same object-to-camera
     transform, bit for bit (a rotated camera pose, where different inverses differ in the last

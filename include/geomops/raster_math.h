@@ -226,12 +226,11 @@ GM_HD void gm_raster_inv_depth_plane(gm_vec3 n, double det, double* a, double* b
 
 /* Shaded channel value -> uint8 with round-half-up (mode independent), clipped to [0, 255]. */
 GM_HD uint8_t gm_raster_to_u8(double c) {
-    if (!(c > 0.0)) return 0;
-    if (c >= 1.0) return 255;
-    return (uint8_t)floor(gm_raster_axpb(c, 255.0, 0.5));
-}
-
-/* ---- the stages of the rasterizer shared by both backends ------------------------------------ */
+    /* clamped first (NaN -> 0): 0 and 1 give 0 and 255. No branch, and truncation rather than
+     * floor (the same on these positive values), so the CPU vectorizes it (gm_raster_light). */
+    const double cl = c > 0.0 ? (c < 1.0 ? c : 1.0) : 0.0;
+    return (uint8_t)(int32_t)gm_raster_axpb(cl, 255.0, 0.5);
+} /* ---- the stages of the rasterizer shared by both backends ------------------------------------ */
 
 /* One piece of a (possibly clipped) triangle, ready for coverage tests (72 bytes). */
 typedef struct gm_raster_tri {
@@ -348,7 +347,10 @@ GM_HD int gm_raster_make_piece(const gm_raster_view* v, const int32_t* x, const 
     t->a = plane[0];
     t->b = plane[1];
     t->e = plane[2];
-    const double zlo = fmin(z[0], fmin(z[1], z[2])), zhi = fmax(z[0], fmax(z[1], z[2]));
+    /* depths are finite and positive here (vertices in front of the near plane): plain
+     * comparisons give fmin / fmax, without their calls */
+    const double z12lo = z[1] < z[2] ? z[1] : z[2], z12hi = z[1] > z[2] ? z[1] : z[2];
+    const double zlo = z[0] < z12lo ? z[0] : z12lo, zhi = z[0] > z12hi ? z[0] : z12hi;
     /* widened by 1e-6 (more than the float rounding) so the clamp never bites inside */
     t->ilo = (float)((1.0 / zhi) * (1.0 - 1e-6));
     t->ihi = (float)((1.0 / zlo) * (1.0 + 1e-6));
@@ -374,7 +376,10 @@ GM_HD int gm_raster_face_pieces(const gm_raster_view* v, const gm_vec3* P, const
     const double det = gm_dot3(n, P[0]);
     /* planes (nearly) through the eye project to a line: snapped slivers of them would need
      * depths far outside the triangle */
-    if (!(fabs(det) > 1e-10 * sqrt(gm_dot3(n, n) * gm_dot3(P[0], P[0])))) return 0;
+    const double nn_pp = gm_dot3(n, n) * gm_dot3(P[0], P[0]);
+    /* sqrt(x) <= x + 1 with room to spare for the roundings, so the first test, without the
+     * sqrt's latency, only accepts what the exact one accepts */
+    if (!(fabs(det) > 1e-10 * (nn_pp + 1.0)) && !(fabs(det) > 1e-10 * sqrt(nn_pp))) return 0;
     double plane[3];
     gm_raster_inv_depth_plane(n, det, &plane[0], &plane[1], &plane[2]);
     const unsigned any_out = (code[0] | code[1] | code[2]) & GM_RASTER_PLANE_MASK;
@@ -418,13 +423,17 @@ GM_HD void gm_raster_piece_tiles(const gm_raster_tri* t, int32_t* tx0, int32_t* 
     *ty1 = t->r1 / GM_RASTER_TILE;
 }
 
+/* gm_raster_piece_inv_depth with the piece's a, ilo and ihi given (loop-invariant for the CPU). */
+GM_HD double gm_raster_inv_depth_at(double a, double lo, double hi, double rx, double rowb) {
+    const double iz = gm_raster_axpb(a, rx, rowb);
+    return iz < lo ? lo : (iz > hi ? hi : iz);
+}
+
 /* The piece's inverse depth on the ray (rx, ry) of a covered sample, given rowb = b ry + e
  * (gm_raster_axpb(t->b, ry, t->e)), clamped to its range: only samples within 1/512 px of the
  * true edge can leave it. NaN stays NaN and fails the depth test. */
 GM_HD double gm_raster_piece_inv_depth(const gm_raster_tri* t, double rx, double rowb) {
-    const double iz = gm_raster_axpb(t->a, rx, rowb);
-    const double lo = (double)t->ilo, hi = (double)t->ihi;
-    return iz < lo ? lo : (iz > hi ? hi : iz);
+    return gm_raster_inv_depth_at(t->a, (double)t->ilo, (double)t->ihi, rx, rowb);
 }
 
 /* ---- per-pixel output --------------------------------------------------------------------- */
@@ -451,13 +460,23 @@ GM_HD void gm_raster_clear_pixel(const gm_raster_params* p, int64_t i, const uin
         for (int k = 0; k < 4; ++k) p->normals[4 * i + k] = 0.0f;
 }
 
-/* Write every buffer of pixel i (ray (dx, dy, 1)), covered by face `face` of object o at depth
- * z. cam: the object's camera-frame vertices. */
-GM_HD void gm_raster_shade_pixel(const gm_raster_params* p, const gm_raster_object* o, const gm_vec3* cam,
-                                 int64_t i, int32_t face, double z, double dx, double dy) {
+/* Length of the pixel ray (dx, dy, 1). */
+GM_HD double gm_raster_ray_norm(double dx, double dy) {
+    return sqrt(gm_raster_mul(dx, dx) + gm_raster_mul(dy, dy) + 1.0);
+}
+
+/* Shading, in three stages so that the CPU can run the middle one as a vector loop over the
+ * covered pixels of a tile row (gm_raster_shade_pixel runs them for one pixel).
+ *
+ * Stage 1: what the pixel ray (dx, dy, 1) sees on face `face` of object o (cam: the object's
+ * camera-frame vertices): barycentrics b (clamped), object coordinates oc, vertex colour col
+ * and the normal n, not normalised (the interpolated vertex normal through normal_matrix
+ * when the mesh has normals and that is not zero, else the face's winding normal). */
+GM_HD_INLINE void gm_raster_surface(const gm_raster_params* p, const gm_raster_object* o, const gm_vec3* cam,
+                                    int32_t face, double dx, double dy, double* b, double* oc, double* col,
+                                    gm_vec3* n) {
     const int32_t* fv = o->faces + 3 * (int64_t)face;
     const gm_vec3 P0 = cam[fv[0]], P1 = cam[fv[1]], P2 = cam[fv[2]];
-    double b[3];
     gm_raster_persp_bary(P0, P1, P2, dx, dy, b);
     /* samples snapped in from just outside an edge: keep attributes convex combinations */
     if (!(b[0] >= 0.0 && b[1] >= 0.0 && b[2] >= 0.0)) {
@@ -469,7 +488,7 @@ GM_HD void gm_raster_shade_pixel(const gm_raster_params* p, const gm_raster_obje
         for (int k = 0; k < 3; ++k) b[k] = sum > 0.0 ? b[k] / sum : 1.0 / 3.0;
     }
 
-    double oc[3] = {0.0, 0.0, 0.0}, col[3] = {0.0, 0.0, 0.0};
+    for (int j = 0; j < 3; ++j) oc[j] = col[j] = 0.0;
     gm_vec3 sn = gm_make_vec3(0.0, 0.0, 0.0);
     for (int k = 0; k < 3; ++k) {
         const float* v = o->vertices + 3 * (int64_t)fv[k];
@@ -488,25 +507,43 @@ GM_HD void gm_raster_shade_pixel(const gm_raster_params* p, const gm_raster_obje
     if (!o->colors)
         for (int j = 0; j < 3; ++j) col[j] = p->default_color[j];
 
-    gm_vec3 n = gm_cross3(gm_sub3(P1, P0), gm_sub3(P2, P0)); /* flat (winding) normal */
+    int smooth = 0;
     if (o->normals) {
-        const gm_vec3 m = gm_mat3_apply(o->normal_matrix, sn);
-        if (gm_dot3(m, m) > 0.0) n = m;
+        *n = gm_mat3_apply(o->normal_matrix, sn);
+        smooth = gm_dot3(*n, *n) > 0.0;
     }
-    const double len = sqrt(gm_dot3(n, n));
-    if (len > 0.0) n = gm_make_vec3(n.x / len, n.y / len, n.z / len);
-    /* n . (-view dir) */
-    const double facing = -(gm_raster_mul(n.x, dx) + gm_raster_mul(n.y, dy) + n.z) /
-                          sqrt(gm_raster_mul(dx, dx) + gm_raster_mul(dy, dy) + 1.0);
+    if (!smooth) *n = gm_cross3(gm_sub3(P1, P0), gm_sub3(P2, P0)); /* flat (winding) normal */
+}
 
-    /* two-sided Lambert: light the side that faces the camera */
-    const gm_vec3 ns = facing < 0.0 ? gm_make_vec3(-n.x, -n.y, -n.z) : n;
-    double lam = gm_raster_mul(ns.x, p->light_dir[0]) + gm_raster_mul(ns.y, p->light_dir[1]) +
-                 gm_raster_mul(ns.z, p->light_dir[2]);
-    if (lam < 0.0) lam = 0.0;
-    for (int j = 0; j < 3; ++j)
-        p->rgb[4 * i + j] =
-            gm_raster_to_u8(gm_raster_mul(col[j], gm_raster_axpb(p->light_color[j], lam, p->ambient[j])));
+/* Stage 2, without branches: the normal (nx, ny, nz) made unit in place, the facing term
+ * n . (-view dir) and the two-sided Lambert shading of vertex colour (r, g, b), in place (before
+ * gm_raster_to_u8), for the pixel ray (dx, dy, 1) of length dnorm (gm_raster_ray_norm). */
+GM_HD_INLINE void gm_raster_light(const gm_raster_params* p, double dx, double dy, double dnorm, double* nx,
+                                  double* ny, double* nz, double* facing, double* r, double* g, double* b) {
+    const double len = sqrt(gm_raster_mul(*nx, *nx) + gm_raster_mul(*ny, *ny) + gm_raster_mul(*nz, *nz));
+    const double d = len > 0.0 ? len : 1.0; /* a zero normal stays as it is (x / 1 = x) */
+    const double x = *nx / d, y = *ny / d, z = *nz / d;
+    const double f = -(gm_raster_mul(x, dx) + gm_raster_mul(y, dy) + z) / dnorm;
+    /* light the side that faces the camera */
+    const double sx = f < 0.0 ? -x : x, sy = f < 0.0 ? -y : y, sz = f < 0.0 ? -z : z;
+    double lam = gm_raster_mul(sx, p->light_dir[0]) + gm_raster_mul(sy, p->light_dir[1]) +
+                 gm_raster_mul(sz, p->light_dir[2]);
+    lam = lam < 0.0 ? 0.0 : lam;
+    *r = gm_raster_mul(*r, gm_raster_axpb(p->light_color[0], lam, p->ambient[0]));
+    *g = gm_raster_mul(*g, gm_raster_axpb(p->light_color[1], lam, p->ambient[1]));
+    *b = gm_raster_mul(*b, gm_raster_axpb(p->light_color[2], lam, p->ambient[2]));
+    *nx = x;
+    *ny = y;
+    *nz = z;
+    *facing = f;
+}
+
+/* Stage 3: write every buffer of pixel i, covered by face `face` of object o at depth z on the
+ * ray (dx, dy, 1), from the results of stages 1 and 2 (n: unit normal, rgb: shaded colour). */
+GM_HD_INLINE void gm_raster_write_pixel(const gm_raster_params* p, const gm_raster_object* o, int64_t i,
+                                        int32_t face, double z, double dx, double dy, const double* b,
+                                        const double* oc, gm_vec3 n, double facing, const double* rgb) {
+    for (int j = 0; j < 3; ++j) p->rgb[4 * i + j] = gm_raster_to_u8(rgb[j]);
     p->rgb[4 * i + 3] = 255;
     p->depth[i] = (float)z;
     p->instance_index[i] = (int16_t)o->instance_index;
@@ -527,6 +564,19 @@ GM_HD void gm_raster_shade_pixel(const gm_raster_params* p, const gm_raster_obje
         p->normals[4 * i + 2] = (float)n.z;
         p->normals[4 * i + 3] = (float)facing;
     }
+}
+
+/* Write every buffer of pixel i (ray (dx, dy, 1)), covered by face `face` of object o at depth
+ * z. cam: the object's camera-frame vertices. */
+GM_HD_INLINE void gm_raster_shade_pixel(const gm_raster_params* p, const gm_raster_object* o,
+                                        const gm_vec3* cam, int64_t i, int32_t face, double z, double dx,
+                                        double dy) {
+    double b[3], oc[3], col[3], facing;
+    gm_vec3 n;
+    gm_raster_surface(p, o, cam, face, dx, dy, b, oc, col, &n);
+    gm_raster_light(p, dx, dy, gm_raster_ray_norm(dx, dy), &n.x, &n.y, &n.z, &facing, &col[0], &col[1],
+                    &col[2]);
+    gm_raster_write_pixel(p, o, i, face, z, dx, dy, b, oc, n, facing, col);
 }
 
 #endif /* GEOMOPS_RASTER_MATH_H */

@@ -100,9 +100,9 @@ def check_device(nbytes: SupportsInt, what: str) -> None:
                           "allocation can hold")
 
 
-def host_empty(shape: Sequence[SupportsIndex], dtype: npt.DTypeLike,
-               what: str = "an output array") -> npt.NDArray[Any]:
-    """``np.empty(shape, dtype)`` after :func:`check_host` (of the call's outputs together)."""
+def host_reserve(shape: Sequence[SupportsIndex], dtype: npt.DTypeLike, what: str = "an output array") -> None:
+    """:func:`check_host` of an output of ``shape`` and ``dtype`` (with the call's other outputs),
+    counted with them; for outputs that the caller allocates itself (e.g. as views of one block)."""
     nbytes = array_nbytes(shape, dtype)
     together: Optional[int] = None
     if getattr(_call, "depth", 0):
@@ -111,4 +111,10 @@ def host_empty(shape: Sequence[SupportsIndex], dtype: npt.DTypeLike,
                together=together)
     if together is not None:
         _call.total = together
+
+
+def host_empty(shape: Sequence[SupportsIndex], dtype: npt.DTypeLike,
+               what: str = "an output array") -> npt.NDArray[Any]:
+    """``np.empty(shape, dtype)`` after :func:`host_reserve` (of the call's outputs together)."""
+    host_reserve(shape, dtype, what)
     return np.empty(shape, np.dtype(dtype))

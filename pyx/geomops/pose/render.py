@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import math
+import sys
+import threading
 from collections.abc import Collection
 from typing import Any, Literal, Optional, Union
 
 import numpy as np
+import numpy.typing as npt
 
-from .. import _backend
+from .. import _backend, _memory
 from .._backend import Backend
 from .._device import AnyArray
 from .._config import resolve_num_threads
 from .buffers import RenderResult
-from .scene import Scene, _inv_affine, _object_to_camera
+from .scene import Scene, _normal_matrix, _object_to_camera
 
 __all__ = ["render", "release_render_cache"]
 
@@ -44,10 +48,66 @@ def _buffer_names(buffers: BufferSelection) -> tuple[str, ...]:
 
 
 def release_render_cache() -> None:
-    """Free the scratch memory that :func:`render` keeps between calls on the CPU (a few bytes
-    per vertex and triangle of the largest scene rendered so far). The GPU rasterizer keeps no
+    """Free the memory that :func:`render` keeps between calls on the CPU: the scratch memory
+    (a few bytes per vertex and triangle of the largest scene rendered so far) and the
+    reusable output block of the last frame (see :func:`render`). The GPU rasterizer keeps no
     scratch memory; the device copies of meshes are freed with their :class:`Mesh`."""
+    global _host_block
+    with _host_lock:
+        _host_block = None
     _backend.cpu().kernels.raster_release_cache()
+
+
+# The memory block behind the NumPy buffers of the last CPU frame. A frame's buffers are views
+# of one block; once the caller has dropped every one of them (only this reference is left),
+# the next frame of the same size reuses the block instead of allocating fresh pages, which
+# the kernel would have to fault in and zero (glibc returns freed blocks this large to it).
+_host_lock = threading.Lock()
+_host_block: Optional[npt.NDArray[np.uint8]] = None
+_HOST_ALIGN = 64
+_BufferSpec = tuple[tuple[int, ...], npt.DTypeLike]  # shape, dtype
+_LayoutEntry = tuple[str, tuple[int, ...], np.dtype[Any], int, int]  # name, shape, dtype, offset, bytes
+_host_layouts: dict[tuple[tuple[str, _BufferSpec], ...], tuple[tuple[_LayoutEntry, ...], int]] = {}
+"""specs -> the layout of each buffer in the block, the block's bytes"""
+
+
+def _host_buffers(specs: dict[str, _BufferSpec]) -> dict[str, AnyArray]:
+    """NumPy buffers for ``specs`` (name -> (shape, dtype)), uninitialised: views of one block,
+    reused from the previous frame when nothing refers to it any more. A new block is checked
+    first, buffer by buffer with the call's other outputs (:func:`geomops._memory.host_reserve`:
+    MemoryError naming the bytes)."""
+    global _host_block
+    key = tuple(specs.items())
+    cached_layout = _host_layouts.get(key)
+    if cached_layout is None:
+        entries: list[_LayoutEntry] = []
+        total = 0
+        for name, (shape, dtype) in specs.items():
+            nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+            entries.append((name, shape, np.dtype(dtype), total, nbytes))
+            total += -(-nbytes // _HOST_ALIGN) * _HOST_ALIGN
+        if len(_host_layouts) >= 64:  # many image sizes: keep the table small
+            _host_layouts.clear()
+        cached_layout = _host_layouts[key] = (tuple(entries), total)
+    layout, total = cached_layout
+    block = None
+    with _host_lock:
+        # references: _host_block, `cached` and getrefcount's argument (views refer to the
+        # block itself: NumPy's view bases skip intermediate views)
+        cached = _host_block
+        if cached is not None and cached.nbytes == total + _HOST_ALIGN and sys.getrefcount(cached) == 3:
+            block, _host_block = cached, None
+        del cached
+    if block is None:
+        for _, shape, dtype, _, _ in layout:
+            _memory.host_reserve(shape, dtype)
+        block = np.empty(total + _HOST_ALIGN, np.uint8)
+    skip = -block.ctypes.data % _HOST_ALIGN
+    out: dict[str, AnyArray] = {name: block[skip + off:skip + off + nbytes].view(dtype).reshape(shape)
+           for name, shape, dtype, off, nbytes in layout}
+    with _host_lock:
+        _host_block = block
+    return out
 
 
 def render(scene: Scene, num_threads: Optional[int] = None, buffers: BufferSelection = "all", *,
@@ -104,6 +164,9 @@ def render(scene: Scene, num_threads: Optional[int] = None, buffers: BufferSelec
     * Shading: two-sided Lambert with the scene's :class:`Light` and the mesh's vertex colours
       (grey 0.7 without colours); flat face normals unless the mesh has vertex normals.
       Background pixels get the background colour with alpha 0, covered pixels alpha 255.
+    * On the CPU the buffers of a frame are views of one memory block. Once every buffer of
+      a frame (and every view of one) has been dropped, the next frame of the same size and
+      buffer set reuses its block instead of fresh memory; :func:`release_render_cache` frees it.
     * The GPU rasterizer follows the same rules with the same per-vertex, per-face and per-pixel
       functions: instance, class and triangle ids and colours equal the CPU's bit for bit, float
       buffers to 1e-6 relative.
@@ -133,36 +196,43 @@ def _raster_inputs(be: Backend, scene: Scene, wanted: Collection[str]
     scene_objects = scene.objects
     transforms = _object_to_camera(scene.camera_pose, [obj.pose for obj in scene_objects])
     objects = []
+    extents: dict[int, float] = {}  # id(mesh) -> largest vertex coordinate magnitude
     for k, (obj, T) in enumerate(zip(scene_objects, transforms)):
         mesh = obj.mesh
         if mesh is None:
             raise ValueError(f"scene.objects[{k}] has no mesh (mesh=None is only for user-provided buffers); "
                              "render() needs a Mesh for every object")
-        if not np.all(np.isfinite(T)):
+        rows = T[:3].tolist()  # Python floats: cheaper than NumPy calls on 12 numbers
+        if not all(math.isfinite(v) for row in rows for v in row):
             raise ValueError(f"scene.objects[{k}].pose gives a non-finite object-to-camera transform")
-        if not np.array_equal(obj.pose[3], [0.0, 0.0, 0.0, 1.0]):
+        if obj.pose[3].tolist() != [0.0, 0.0, 0.0, 1.0]:
             raise ValueError(f"scene.objects[{k}].pose must be affine (last row [0, 0, 0, 1]), got {obj.pose[3]}")
         if mesh.num_vertices:
-            lo, hi = mesh.bounding_box()
-            with np.errstate(over="ignore"):  # inf fails the check below
-                reach = np.abs(T[:3, :3]).sum(axis=1) * max(np.abs(lo).max(), np.abs(hi).max()) + np.abs(T[:3, 3])
-            if not np.all(reach < 1e150):
+            ext = extents.get(id(mesh))
+            if ext is None:  # meshes are often shared between objects
+                lo, hi = mesh.bounding_box()
+                ext = extents[id(mesh)] = max(abs(v) for v in lo.tolist() + hi.tolist())
+            reach = max((abs(r[0]) + abs(r[1]) + abs(r[2])) * ext + abs(r[3]) for r in rows)  # inf: fails below
+            if not reach < 1e150:
                 raise ValueError(f"scene.objects[{k}]: the pose moves the mesh beyond the representable range "
-                                 f"(object-to-camera coordinates up to {reach.max():.3g})")
+                                 f"(object-to-camera coordinates up to {reach:.3g})")
         try:
-            normal_matrix = _inv_affine(T, "pose")[:3, :3].T
+            normal_matrix = _normal_matrix(T, "pose")
         except ValueError:
-            normal_matrix = np.zeros((3, 3))  # degenerate (flattening) pose: flat normals
-        objects.append((*mesh._arrays_on(be), tuple(np.ascontiguousarray(T[:3]).ravel().tolist()),
-                        tuple(normal_matrix.ravel().tolist()), int(obj.instance_index), int(mesh.class_index)))
+            normal_matrix = (0.0,) * 9  # degenerate (flattening) pose: flat normals
+        objects.append((*mesh._arrays_on(be), tuple(v for row in rows for v in row),
+                        normal_matrix, int(obj.instance_index), int(mesh.class_index)))
     h, w = cam.height, cam.width
-    shapes = {"rgb": ((h, w, 4), np.uint8), "depth": ((h, w), np.float32), "instance_index": ((h, w), np.int16),
-              "object_coordinates": ((h, w, 3), np.float32), "cam_coordinates": ((h, w, 4), np.float32),
-              "normals": ((h, w, 4), np.float32), "class_index": ((h, w), np.int16),
-              "triangle_id": ((h, w), np.int32), "barycentrics": ((h, w, 3), np.float32)}
-    out = {name: be.empty(*shapes[name]) for name in ("rgb", "depth", "instance_index", "object_coordinates")}
-    for name in wanted:
-        out[name] = be.empty(*shapes[name])
+    shapes: dict[str, _BufferSpec] = {
+        "rgb": ((h, w, 4), np.uint8), "depth": ((h, w), np.float32), "instance_index": ((h, w), np.int16),
+        "object_coordinates": ((h, w, 3), np.float32), "cam_coordinates": ((h, w, 4), np.float32),
+        "normals": ((h, w, 4), np.float32), "class_index": ((h, w), np.int16),
+        "triangle_id": ((h, w), np.int32), "barycentrics": ((h, w, 3), np.float32)}
+    names = ("rgb", "depth", "instance_index", "object_coordinates") + tuple(wanted)
+    if be.is_cuda:
+        out = {name: be.empty(*shapes[name]) for name in names}
+    else:
+        out = _host_buffers({name: shapes[name] for name in names})
     light = scene.light
     shading = (tuple(light.direction.tolist()), tuple(light.color.tolist()), tuple(light.ambient.tolist()),
                tuple(scene.background.tolist()), DEFAULT_COLOR)

@@ -67,19 +67,37 @@ def _pose_array(x, name):
     return a
 
 
+def _cofactors(T, name):
+    """``(cof, det)`` of the 3x3 block A of T as Python floats: the rows of cof are
+    adj(A).T = (A[1] x A[2], A[2] x A[0], A[0] x A[1]), rounded as np.cross rounds them without
+    its per-call overhead (render needs one per object), and det = A[0] . cof[0] by np.einsum.
+    Raises ValueError when A is singular."""
+    (a0, a1, a2), (b0, b1, b2), (c0, c1, c2) = T[:3, :3].tolist()
+    cof = ((b1 * c2 - b2 * c1, b2 * c0 - b0 * c2, b0 * c1 - b1 * c0),
+           (c1 * a2 - c2 * a1, c2 * a0 - c0 * a2, c0 * a1 - c1 * a0),
+           (a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0))
+    det = float(np.einsum("i,i->", T[0, :3], np.array(cof[0])))  # its summation order, not ours
+    scale = max(abs(a0), abs(a1), abs(a2), abs(b0), abs(b1), abs(b2), abs(c0), abs(c1), abs(c2))
+    if not math.isfinite(det) or abs(det) <= 1e-12 * scale ** 3 or scale == 0.0:
+        raise ValueError(f"{name} must be invertible (its 3x3 block is singular)")
+    return cof, det
+
+
 def _inv_affine(T, name):
     """Inverse of a (4, 4) affine matrix without LAPACK/BLAS (their thread pool would spin on
     the cores the OpenMP kernel needs)."""
-    A = T[:3, :3]
-    cof = np.array([np.cross(A[1], A[2]), np.cross(A[2], A[0]), np.cross(A[0], A[1])])  # rows: adj(A).T
-    det = float(np.einsum("i,i->", A[0], cof[0]))
-    scale = float(np.abs(A).max())
-    if not np.isfinite(det) or abs(det) <= 1e-12 * scale ** 3 or scale == 0.0:
-        raise ValueError(f"{name} must be invertible (its 3x3 block is singular)")
+    cof, det = _cofactors(T, name)
     inv = np.eye(4)
-    inv[:3, :3] = cof.T / det
+    inv[:3, :3] = np.array(cof).T / det
     inv[:3, 3] = -np.einsum("ij,j->i", inv[:3, :3], T[:3, 3])
     return inv
+
+
+def _normal_matrix(T, name):
+    """The inverse transpose of T's 3x3 block, row-major, as a tuple of 9 floats: bitwise
+    ``_inv_affine(T, name)[:3, :3].T.ravel()``. Raises ValueError when it is singular."""
+    cof, det = _cofactors(T, name)
+    return tuple(v / det for row in cof for v in row)
 
 
 def _object_to_camera(camera_pose, poses):
