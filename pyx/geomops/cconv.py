@@ -702,7 +702,8 @@ def invert_neighbors_list(num_points, inp_neighbors_index, inp_neighbors_row_spl
         be = c.be
         num_points = V.check_int(num_points, "num_points", minimum=0)
         idx = V.index_array(c.args["inp_neighbors_index"], "inp_neighbors_index")
-        rs = V.row_splits(c.args["inp_neighbors_row_splits"], "inp_neighbors_row_splits", total=idx.shape[0])
+        rs = V.row_splits(c.args["inp_neighbors_row_splits"], "inp_neighbors_row_splits", total=idx.shape[0],
+                          total_of="inp_neighbors_index")
         if idx.size:
             lo, hi = V.value_range(idx)
             if lo < 0 or hi >= num_points:
@@ -755,7 +756,7 @@ def reduce_subarrays_sum(values, row_splits, *, num_threads=None, device=None, s
         V.check_shape(v, "values", ndim=1)
         if v.shape[0] == 0:
             return c.result(be.empty((0,), v.dtype))
-        rs = V.row_splits(c.args["row_splits"], "row_splits", total=v.shape[0])
+        rs = V.row_splits(c.args["row_splits"], "row_splits", total=v.shape[0], total_of="values")
         v = V.contiguous(v)
         if v.dtype.kind == "f":
             return c.result(_row_sums(be, be.from_host(v), be.from_host(rs), resolve_num_threads(num_threads)))

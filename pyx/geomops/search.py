@@ -72,7 +72,7 @@ def _points(x, name, dtype=None):
         x = np.asarray(x)  # lists of Python floats take the points' dtype; arrays must match it
         if x.dtype.kind in "fiu":
             x = x.astype(dtype)
-    a = float_array(x, name, shape=(None, 3), dtype=dtype)
+    a = float_array(x, name, shape=(None, 3), dtype=dtype, dtype_of=None if dtype is None else "points")
     if a.size and not all_finite(a):
         raise ValueError(f"{name} must be finite (no NaN or inf coordinates)")
     return a
@@ -90,9 +90,9 @@ def _batch_splits(points_row_splits, queries_row_splits, num_points, num_queries
     """Validated batch row splits; absent ones default to one item, on the device of ``like``
     (the points) when it is a DeviceArray."""
     ps = (_default_splits(num_points, like) if points_row_splits is None
-          else row_splits(points_row_splits, "points_row_splits", total=num_points))
+          else row_splits(points_row_splits, "points_row_splits", total=num_points, total_of="points"))
     qs = (_default_splits(num_queries, like) if queries_row_splits is None
-          else row_splits(queries_row_splits, "queries_row_splits", total=num_queries))
+          else row_splits(queries_row_splits, "queries_row_splits", total=num_queries, total_of="queries"))
     if ps.shape[0] != qs.shape[0]:
         raise ValueError("points_row_splits and queries_row_splits must have the same length (batch size + 1), "
                          f"got {ps.shape[0]} and {qs.shape[0]}")
@@ -238,7 +238,7 @@ def build_spatial_hash_table(points, radius, points_row_splits=None, hash_table_
         max_size = check_int(max_hash_table_size, "max_hash_table_size", minimum=1)
         n = pts.shape[0]
         ps = (np.array([0, n], np.int64) if points_row_splits is None
-              else row_splits(c.args["points_row_splits"], "points_row_splits", total=n))
+              else row_splits(c.args["points_row_splits"], "points_row_splits", total=n, total_of="points"))
         nt = resolve_num_threads(num_threads)
         if n > _INT32_MAX:
             raise ValueError(f"points: the hash table stores int32 indices and cannot hold {n} points")
@@ -277,16 +277,18 @@ def _table_arrays(hash_table, num_points, num_items):
     if not isinstance(hash_table, (tuple, list)) or len(hash_table) != 3:
         raise TypeError("hash_table must be the 3-tuple (hash_table_index, hash_table_cell_splits, "
                         f"hash_table_splits) returned by build_spatial_hash_table, got {type(hash_table).__name__}")
-    index = index_array(hash_table[0], "hash_table.hash_table_index", num_points=num_points,
+    index = index_array(hash_table[0], "hash_table.hash_table_index", num_points=num_points, points_of="points",
                         allow=(np.dtype(np.int32),))
     cells = _int32_vector(hash_table[1], "hash_table.hash_table_cell_splits")
     splits = _int32_vector(hash_table[2], "hash_table.hash_table_splits")
     if index.shape[0] != num_points:
-        raise ValueError(f"hash_table.hash_table_index must have shape [{num_points}] (one entry per point), "
-                         f"got {index.shape[0]}: the table was built for another point set")
+        raise ValueError(f"hash_table.hash_table_index has {index.shape[0]} entries (shape[0]) but points has "
+                         f"{num_points} points (points.shape[0]); it needs one entry per point: the table was built "
+                         "for another point set")
     if splits.shape[0] != num_items + 1:
-        raise ValueError(f"hash_table.hash_table_splits must have {num_items + 1} entries (batch size + 1), got "
-                         f"{splits.shape[0]}: the table was built for other row splits")
+        raise ValueError(f"hash_table.hash_table_splits has {splits.shape[0]} entries (shape[0]) but "
+                         f"points_row_splits has {num_items + 1} (batch size + 1): the table was built for other "
+                         "row splits")
     if isinstance(splits, _device.DeviceArray):
         s = _device.stats(splits)
         bad_splits = s.first != 0 or s.nonincreasing > 0 or s.last != cells.shape[0] - 1
@@ -302,7 +304,7 @@ def _table_arrays(hash_table, num_points, num_items):
         bad_cells = cells[0] != 0 or np.any(np.diff(cells) < 0) or cells[-1] != num_points
     if bad_cells:
         raise ValueError(f"hash_table.hash_table_cell_splits must start at 0, be non-decreasing and end at "
-                         f"{num_points}")
+                         f"{num_points} (points.shape[0])")
     return index, cells, splits.astype(np.int64)
 
 
@@ -425,18 +427,30 @@ def fixed_radius_search(points, queries, radius, points_row_splits=None, queries
 # radius_search
 
 def _radii(radii, num_queries, dtype):
+    """One radius per query: an array [num_queries], or a scalar given to every query."""
+    if isinstance(radii, np.ndarray) and radii.ndim == 0 or _is_device_scalar(radii):
+        radii = check_real(radii, "radii", nonnegative=True)
     if isinstance(radii, np.ndarray) or _device.is_device_array(radii):
-        r = float_array(radii, "radii", dtype=dtype)
+        r = float_array(radii, "radii", dtype=dtype, dtype_of="points")
     else:  # Python floats / lists take the points' dtype
         r = np.asarray(radii)
-        if not (np.issubdtype(r.dtype, np.floating) or np.issubdtype(r.dtype, np.integer)):
-            raise TypeError(f"radii must be an array of real numbers, got dtype {r.dtype}")
-        r = np.ascontiguousarray(r, dtype=dtype)
-    if r.shape != (num_queries,):
-        raise ValueError(f"radii must have shape [{num_queries}] (one radius per query), got shape {tuple(r.shape)}")
+        if r.dtype == np.bool_ or not (np.issubdtype(r.dtype, np.floating) or np.issubdtype(r.dtype, np.integer)):
+            raise TypeError(f"radii must be a real number or an array of them, got dtype {r.dtype}")
+        # one radius for every query from a scalar (np.ascontiguousarray would make it [1])
+        r = np.full(num_queries, r, dtype) if r.ndim == 0 else np.ascontiguousarray(r, dtype=dtype)
+    if r.ndim != 1:
+        raise ValueError(f"radii must be a scalar or have shape [{num_queries}] (one radius per query), got shape "
+                         f"{tuple(r.shape)}")
+    if r.shape[0] != num_queries:
+        raise ValueError(f"radii has {r.shape[0]} entr{'y' if r.shape[0] == 1 else 'ies'} (shape[0]) but queries has "
+                         f"{num_queries} points (queries.shape[0]); pass one radius per query, or a scalar for all")
     if r.size and not all_finite(r, at_least=0):
         raise ValueError("radii must be finite and >= 0 (found a negative, NaN or inf radius)")
     return r
+
+
+def _is_device_scalar(x):
+    return _device.is_device_array(x) and _device.shape_of(x) == ()
 
 
 def radius_search(points, queries, radii, points_row_splits=None, queries_row_splits=None, index_dtype=np.int32,
@@ -450,9 +464,10 @@ def radius_search(points, queries, radii, points_row_splits=None, queries_row_sp
         The point set searched.
     queries : array_like, [Nq, 3], same dtype as points
         The query positions.
-    radii : array_like, [Nq], same dtype as points
-        One radius per query (>= 0, finite). A list of Python floats is converted to the points'
-        dtype; an ndarray of the other float dtype is rejected.
+    radii : float or array_like, [Nq], same dtype as points
+        One radius per query (>= 0, finite), or a scalar used for every query (Open3D needs an
+        array). A Python float or list is converted to the points' dtype; an ndarray of the
+        other float dtype is rejected.
     points_row_splits, queries_row_splits : array_like, [B+1] int64, optional
         Batch items; queries of item b only see points of item b.
     index_dtype : {np.int32, np.int64}

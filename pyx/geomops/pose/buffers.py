@@ -237,8 +237,17 @@ def _exact(a, name, dtype, shape, optional=False):
         if a.ndim != 2:
             raise ValueError(f"{name} must have shape (H, W), got {a.shape}")
     elif a.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+        raise ValueError(f"{name} has shape {tuple(a.shape)} but depth is {shape[0]}x{shape[1]} (H x W): it must "
+                         f"have shape {shape}")
     return a if isinstance(a, DeviceArray) else np.ascontiguousarray(a)
+
+
+def _mismatch(name, a, shape, exp):
+    """The ValueError for buffer ``a`` whose shape disagrees with the (H, W) of instance_index."""
+    if a.ndim >= 2 and tuple(a.shape[:2]) != tuple(shape[:2]):
+        return ValueError(f"{name} has shape {tuple(a.shape)} but instance_index is {shape[0]}x{shape[1]} (H x W): "
+                          f"it must have shape {exp}")
+    return ValueError(f"{name} must have shape {exp}, got shape {tuple(a.shape)}")
 
 
 def _shape_text(shape):
@@ -253,8 +262,9 @@ def _squeeze_plane(a, name, shape):
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim != 2 or (shape is not None and a.shape != shape):
-        exp = "(H, W) or (H, W, 1)" if shape is None else f"{shape} or {shape + (1,)}"
-        raise ValueError(f"{name} must have shape {exp}, got shape {a.shape}")
+        if shape is None:
+            raise ValueError(f"{name} must have shape (H, W) or (H, W, 1), got shape {tuple(a.shape)}")
+        raise _mismatch(name, a, shape, f"{shape} or {shape + (1,)}")
     return a
 
 
@@ -281,7 +291,7 @@ def _float_buf(x, name, shape, squeeze=False):
         ok = a.ndim == len(shape) and all(
             (g in s) if isinstance(s, tuple) else g == s for g, s in zip(a.shape, shape))
         if not ok:
-            raise ValueError(f"{name} must have shape {_shape_text(shape)}, got shape {a.shape}")
+            raise _mismatch(name, a, shape, _shape_text(shape))
     return np.array(a, dtype=np.float32, order="C")
 
 
@@ -300,7 +310,7 @@ def _rgb(x, hw):
     a = as_array(x, "rgb")
     h, w = hw
     if a.ndim != 3 or a.shape[:2] != (h, w) or a.shape[2] not in (3, 4):
-        raise ValueError(f"rgb must have shape ({h}, {w}, 3) or ({h}, {w}, 4), got shape {a.shape}")
+        raise _mismatch("rgb", a, hw, f"({h}, {w}, 3) or ({h}, {w}, 4)")
     if a.dtype == np.uint8:
         u8 = a
     elif np.issubdtype(a.dtype, np.floating):
@@ -345,8 +355,9 @@ def _d_squeeze_plane(a, name, shape):
     if a.ndim == 3 and a.shape[2] == 1:
         a = a.reshape(a.shape[:2])
     if a.ndim != 2 or (shape is not None and a.shape != shape):
-        exp = "(H, W) or (H, W, 1)" if shape is None else f"{shape} or {shape + (1,)}"
-        raise ValueError(f"{name} must have shape {exp}, got shape {a.shape}")
+        if shape is None:
+            raise ValueError(f"{name} must have shape (H, W) or (H, W, 1), got shape {tuple(a.shape)}")
+        raise _mismatch(name, a, shape, f"{shape} or {shape + (1,)}")
     return a
 
 
@@ -399,7 +410,7 @@ def _d_float_buf(x, name, shape, squeeze=False):
         ok = a.ndim == len(shape) and all(
             (g in s) if isinstance(s, tuple) else g == s for g, s in zip(a.shape, shape))
         if not ok:
-            raise ValueError(f"{name} must have shape {_shape_text(shape)}, got shape {a.shape}")
+            raise _mismatch(name, a, shape, _shape_text(shape))
     return a.astype(np.float32)
 
 
@@ -440,7 +451,7 @@ def _d_rgb(x, hw):
     a = _device.as_device_array(x, "rgb")
     h, w = hw
     if a.ndim != 3 or a.shape[:2] != (h, w) or a.shape[2] not in (3, 4):
-        raise ValueError(f"rgb must have shape ({h}, {w}, 3) or ({h}, {w}, 4), got shape {a.shape}")
+        raise _mismatch("rgb", a, hw, f"({h}, {w}, 3) or ({h}, {w}, 4)")
     if a.dtype == np.uint8:
         return a
     if not np.issubdtype(a.dtype, np.floating):
