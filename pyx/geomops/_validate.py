@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numbers
 import operator
+import os
 
 import numpy as np
 
@@ -268,10 +269,14 @@ def check_int(value, name, *, minimum=None):
 
 
 def check_real(value, name, *, positive=False, nonnegative=False):
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value.item()
-    elif _device.is_device_array(value) and _device.shape_of(value) == ():
-        value = _device.as_device_array(value, name).get().item()  # one element
+    if isinstance(value, np.ndarray) or _device.is_device_array(value):
+        shape = tuple(value.shape) if isinstance(value, np.ndarray) else tuple(_device.shape_of(value))
+        if shape != ():
+            raise TypeError(f"{name} must be a real number, got an array of shape {shape}")
+        if isinstance(value, np.ndarray):
+            value = value.item()
+        else:
+            value = _device.as_device_array(value, name).get().item()  # one element
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     v = float(value)
@@ -282,3 +287,31 @@ def check_real(value, name, *, positive=False, nonnegative=False):
     if nonnegative and v < 0:
         raise ValueError(f"{name} must be >= 0, got {v}")
     return v
+
+
+_LARGE_REQUEST = 1 << 30  # smaller requests are not checked (no system call on the common path)
+
+
+def host_memory_available():
+    """Bytes of host memory the system can still give (Linux: ``MemAvailable`` of
+    /proc/meminfo; elsewhere the physical memory)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - no way to know
+        return 1 << 62
+
+
+def check_host_bytes(nbytes, what):
+    """Raise MemoryError (naming ``what`` and the size) before allocating ``nbytes`` of host memory
+    that the system does not have: with overcommit the allocation itself succeeds and the process
+    is killed when the kernel writes the memory."""
+    if nbytes > _LARGE_REQUEST and nbytes > host_memory_available():
+        raise MemoryError(f"{what} needs {nbytes} bytes, more than the {host_memory_available()} bytes of memory "
+                          "available")

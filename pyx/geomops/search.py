@@ -8,6 +8,7 @@ Linf distances are plain. ``fixed_radius_search`` includes points at exactly the
 
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -86,13 +87,22 @@ def _default_splits(n, like):
     return splits
 
 
+def _item_splits(x, name, total, total_of):
+    """Validated row splits of batch items (at least one item)."""
+    rs = row_splits(x, name, total=total, total_of=total_of)
+    if rs.shape[0] < 2:
+        raise ValueError(f"{name} must have at least 2 entries (batch size + 1, with at least one batch item), "
+                         f"got {rs.shape[0]}")
+    return rs
+
+
 def _batch_splits(points_row_splits, queries_row_splits, num_points, num_queries, like=None):
     """Validated batch row splits; absent ones default to one item, on the device of ``like``
     (the points) when it is a DeviceArray."""
     ps = (_default_splits(num_points, like) if points_row_splits is None
-          else row_splits(points_row_splits, "points_row_splits", total=num_points, total_of="points"))
+          else _item_splits(points_row_splits, "points_row_splits", num_points, "points"))
     qs = (_default_splits(num_queries, like) if queries_row_splits is None
-          else row_splits(queries_row_splits, "queries_row_splits", total=num_queries, total_of="queries"))
+          else _item_splits(queries_row_splits, "queries_row_splits", num_queries, "queries"))
     if ps.shape[0] != qs.shape[0]:
         raise ValueError("points_row_splits and queries_row_splits must have the same length (batch size + 1), "
                          f"got {ps.shape[0]} and {qs.shape[0]}")
@@ -238,7 +248,7 @@ def build_spatial_hash_table(points, radius, points_row_splits=None, hash_table_
         max_size = check_int(max_hash_table_size, "max_hash_table_size", minimum=1)
         n = pts.shape[0]
         ps = (np.array([0, n], np.int64) if points_row_splits is None
-              else row_splits(c.args["points_row_splits"], "points_row_splits", total=n, total_of="points"))
+              else _item_splits(c.args["points_row_splits"], "points_row_splits", n, "points"))
         nt = resolve_num_threads(num_threads)
         if n > _INT32_MAX:
             raise ValueError(f"points: the hash table stores int32 indices and cannot hold {n} points")
@@ -322,19 +332,22 @@ def _grid_for_table(be, hash_table, a, d, radius):
         if not np.array_equal(hash_table.points_row_splits, ps_host):
             raise ValueError("hash_table was built with other points_row_splits "
                              f"({hash_table.points_row_splits.tolist()[:8]} vs {ps_host.tolist()[:8]})")
-        if pts.dtype.type(hash_table.radius) != pts.dtype.type(radius):
+        with np.errstate(over="ignore"):  # a radius beyond float32's range is inf for float32 points
+            other_radius = pts.dtype.type(hash_table.radius) != pts.dtype.type(radius)
+        if other_radius:
             raise ValueError(f"hash_table was built for radius={hash_table.radius}, but radius={radius}: build a "
                              "table for this radius")
         grid = getattr(hash_table, "_grid", {}).get(_grid_key(be))
         if grid is not None:
             if not grid.matches(d.points):
-                raise ValueError("hash_table was built for another point set (same size, other coordinates)")
+                raise ValueError("hash_table was built for another point set: points has its size but other "
+                                 "coordinates")
             return grid
     index, cells, splits = _table_arrays(hash_table, pts.shape[0], ps.shape[0] - 1)
     if not be.kernels.search_verify_hash_table(d.points, d.points_splits, radius, _on(be, splits), _on(be, index),
                                                _on(be, cells), nt):
-        raise ValueError(f"hash_table is not the spatial hash table of these points for radius={radius}: it was "
-                         "built for another radius, point set or row splits")
+        raise ValueError(f"hash_table is not the spatial hash table of points for radius={radius}: it was built for "
+                         "another radius, point set or points_row_splits")
     grid = be.kernels.search_grid_build(d.points, d.points_splits, radius, nt)
     if isinstance(hash_table, SpatialHashTable):
         if getattr(hash_table, "_grid", None) is None:
@@ -428,8 +441,9 @@ def fixed_radius_search(points, queries, radius, points_row_splits=None, queries
 
 def _radii(radii, num_queries, dtype):
     """One radius per query: an array [num_queries], or a scalar given to every query."""
-    if isinstance(radii, np.ndarray) and radii.ndim == 0 or _is_device_scalar(radii):
-        radii = check_real(radii, "radii", nonnegative=True)
+    if (isinstance(radii, np.ndarray) and radii.ndim == 0 or _is_device_scalar(radii)
+            or isinstance(radii, (numbers.Real, np.generic)) and not isinstance(radii, (bool, np.bool_))):
+        radii = check_real(radii, "radii", nonnegative=True)  # one radius for all: checked even without queries
     if isinstance(radii, np.ndarray) or _device.is_device_array(radii):
         r = float_array(radii, "radii", dtype=dtype, dtype_of="points")
     else:  # Python floats / lists take the points' dtype
