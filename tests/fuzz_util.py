@@ -211,7 +211,7 @@ def mutations(draw, value, role):
     flat = a.reshape(-1).copy()
     k = draw(st.integers(0, flat.size - 1))
     if role in ("float", "position") and a.dtype.kind in "iu":
-        v = draw(st.sampled_from(["max", "min", 0, -1]))
+        v = draw(st.sampled_from(["max", "min", 0, -1] if a.dtype.kind == "i" else ["max", 0]))
         v = {"max": np.iinfo(a.dtype).max, "min": np.iinfo(a.dtype).min}.get(v, v)
         flat[k] = v
         return kind, f"values [{k}] = {v}", flat.reshape(a.shape)

@@ -185,6 +185,9 @@ class RenderResult:
         given = dict(rgb=rgb, depth=depth, instance_index=instance_index, object_coordinates=object_coordinates,
                      cam_coordinates=cam_coordinates, normals=normals, class_index=class_index,
                      triangle_id=triangle_id, barycentrics=barycentrics)
+        for name in ("rgb", "depth", "instance_index", "object_coordinates"):
+            if given[name] is None:  # before placement: the same error for host and device buffers
+                raise TypeError(f"{name} must be an array, got None")
         if _one_place(**given):
             return cls._wrap(**_device_buffers(**given))
         inst = _int_plane(instance_index, "instance_index", None, np.int16, 0, MAX_INSTANCE_INDEX)

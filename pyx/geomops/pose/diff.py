@@ -148,9 +148,12 @@ def _check_camera_size(scene, h, w):
 
 def _matrix4(value, name):
     try:
-        m = np.asarray(value, dtype=np.float64)
+        m = np.asarray(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a 4x4 numeric matrix, got {type(value).__name__}") from None
+    if m.dtype.kind not in "iuf":  # complex would lose its imaginary part, object and bool make no pose
+        raise TypeError(f"{name} must be a real 4x4 matrix, got dtype {m.dtype}")
+    m = m.astype(np.float64)
     if m.shape != (4, 4):
         raise ValueError(f"{name} must have shape (4, 4), got shape {m.shape}")
     if not np.all(np.isfinite(m)):
@@ -533,7 +536,8 @@ def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=F
             _explain_nonfinite(be, up(rgb), up(depth), up(inst), up(coords), up(g), layout, sem, ids, nt)
         _warn_singular(accum, mode)
 
-        result = accum[:, ACC_GRAD:ACC_GRAD + 6].astype(g.dtype)
+        with np.errstate(over="ignore"):  # float64 sums beyond float32's range round to inf, as IEEE says
+            result = accum[:, ACC_GRAD:ACC_GRAD + 6].astype(g.dtype)
         out = [up(result) if c.on_device else result]
         if return_contributions:
             out.append(contributions)
@@ -665,7 +669,7 @@ def _pose_delta_inputs(pose, delta, orthonormalize, fix_reflection):
     if not batched and d.shape != (6,):
         raise ValueError(f"delta must have shape (6,) for a (4, 4) pose, got shape {d.shape}")
     if batched and (d.ndim != 2 or d.shape[1] != 6 or d.shape[0] not in (1, p.shape[0])):
-        raise ValueError(f"delta must have shape ({p.shape[0]}, 6) or (1, 6) for poses of shape {p.shape}, "
+        raise ValueError(f"delta must have shape ({p.shape[0]}, 6) or (1, 6) for pose of shape {p.shape}, "
                          f"got shape {d.shape}")
     orthonormalize = check_bool(orthonormalize, "orthonormalize")
     fix_reflection = check_bool(fix_reflection, "fix_reflection")
@@ -696,4 +700,5 @@ def _apply_pose_delta_host(pose, delta, orthonormalize, fix_reflection):
             flip = np.linalg.det(u @ vt) < 0
             u[flip, :, 2] *= -1.0
         new[:, :3, :3] = u @ vt
-    return new.reshape(p.shape).astype(p.dtype)
+    with np.errstate(over="ignore"):  # float64 values beyond float32's range round to inf, as IEEE says
+        return new.reshape(p.shape).astype(p.dtype)

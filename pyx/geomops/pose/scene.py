@@ -71,10 +71,16 @@ def _inv_affine(T, name):
     """Inverse of a (4, 4) affine matrix without LAPACK/BLAS (their thread pool would spin on
     the cores the OpenMP kernel needs)."""
     A = T[:3, :3]
-    cof = np.array([np.cross(A[1], A[2]), np.cross(A[2], A[0]), np.cross(A[0], A[1])])  # rows: adj(A).T
-    det = float(np.einsum("i,i->", A[0], cof[0]))
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow: reported below
+        cof = np.array([np.cross(A[1], A[2]), np.cross(A[2], A[0]), np.cross(A[0], A[1])])  # rows: adj(A).T
+        det = float(np.einsum("i,i->", A[0], cof[0]))
     scale = float(np.abs(A).max())
-    if not np.isfinite(det) or abs(det) <= 1e-12 * scale ** 3 or scale == 0.0:
+    if not np.isfinite(det) and np.all(np.isfinite(A)):
+        raise ValueError(f"{name} has entries too large to invert (up to {scale:.3g}: its 3x3 block's "
+                         "determinant overflows)")
+    with np.errstate(over="ignore"):  # a huge scale**3 is inf: then any finite det is "singular"
+        tiny = 1e-12 * np.float64(scale) ** 3
+    if not np.isfinite(det) or scale == 0.0 or abs(det) <= tiny:
         raise ValueError(f"{name} must be invertible (its 3x3 block is singular)")
     inv = np.eye(4)
     inv[:3, :3] = cof.T / det
@@ -252,12 +258,14 @@ class Camera:
 def _colors_array(x, num_vertices, name="vertex_colors"):
     a = as_array(x, name)
     if a.ndim != 2 or a.shape[0] != num_vertices or a.shape[1] not in (3, 4):
-        raise ValueError(f"{name} must have shape ({num_vertices}, 3) or ({num_vertices}, 4), got shape {a.shape}")
+        raise ValueError(f"{name} must have shape ({num_vertices}, 3) or ({num_vertices}, 4) (one row per vertex: "
+                         f"vertices has {num_vertices}), got shape {a.shape}")
     if a.dtype == np.uint8:
         return np.ascontiguousarray(a[:, :3], dtype=np.float32) / np.float32(255.0)
     if not np.issubdtype(a.dtype, np.floating):
         raise TypeError(f"{name} must be float in [0, 1] or uint8, got dtype {a.dtype}")
-    c = np.ascontiguousarray(a[:, :3], dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # out of float32's range: reported below
+        c = np.ascontiguousarray(a[:, :3], dtype=np.float32)
     if c.size and not (np.all(np.isfinite(c)) and c.min() >= 0.0 and c.max() <= 1.0):
         raise ValueError(f"{name} must be finite and in [0, 1] (float) or uint8")
     return c
@@ -326,11 +334,17 @@ class Mesh:
             if not np.issubdtype(n.dtype, np.floating):
                 raise TypeError(f"normals must be a float (V, 3) array, got dtype {n.dtype}")
             if n.shape != (v.shape[0], 3):
-                raise ValueError(f"normals must have shape ({v.shape[0]}, 3), got shape {n.shape}")
+                raise ValueError(f"normals must have shape ({v.shape[0]}, 3) (one row per vertex: vertices has "
+                                 f"{v.shape[0]}), got shape {n.shape}")
             n = n.astype(np.float64)
             if not np.all(np.isfinite(n)):
                 raise ValueError("normals must be finite")
-            length = np.linalg.norm(n, axis=1, keepdims=True)
+            with np.errstate(over="ignore"):
+                length = np.linalg.norm(n, axis=1, keepdims=True)
+            big = ~np.isfinite(length[:, 0])
+            if big.any():  # rows with huge components: normalise a rescaled copy of them instead
+                n[big] /= np.abs(n[big]).max(axis=1, keepdims=True)
+                length[big] = np.linalg.norm(n[big], axis=1, keepdims=True)
             nrm = np.ascontiguousarray(np.where(length > 0, n / np.where(length > 0, length, 1.0), 0.0),
                                        dtype=np.float32)
         self._vertices = _readonly(v)
@@ -518,7 +532,11 @@ class Light:
 
     def __init__(self, direction=(0.0, -1.0, -1.0), color=(0.8, 0.8, 0.8), ambient=0.25):
         d = _vec3(direction, "direction")
-        length = float(np.linalg.norm(d))
+        with np.errstate(over="ignore"):
+            length = float(np.linalg.norm(d))
+        if not np.isfinite(length):  # huge components: normalise a rescaled copy instead
+            d = d / np.abs(d).max()
+            length = float(np.linalg.norm(d))
         if not length > 0:
             raise ValueError("direction must be a non-zero vector")
         self._direction = _readonly(d / length)
