@@ -1,103 +1,290 @@
-"""A framework-free continuous-convolution layer (Open3D-ML's ``ContinuousConv`` layer for NumPy).
+"""Framework-free layers: Open3D-ML's continuous-convolution and neighbor-search layers for NumPy.
 
-The layer owns its parameters (``kernel``, ``bias``, optionally ``dense_kernel``), runs the
-neighbor search, the convolution, the bias and the activation, and keeps what it needs so that
-:meth:`ContinuousConv.backward` returns the gradients of all parameters and of the input
-features. Update the parameters yourself (they are plain NumPy arrays)::
+:class:`ContinuousConv`, :class:`ContinuousConvTranspose`, :class:`FixedRadiusSearch`,
+:class:`RadiusSearch` and :class:`KNNSearch` take Open3D's constructor arguments and call
+arguments. Each layer owns its parameters (plain NumPy arrays, also in :attr:`params`), and
+``backward()`` returns the gradients of everything the call depended on::
 
-    layer = ContinuousConv(in_channels=8, filters=16, kernel_size=(3, 3, 3), seed=0)
-    out = layer(feats, pts, pts, extents=0.1)
+    layer = ContinuousConv(in_channels=8, filters=16, kernel_size=3, seed=0)
+    out = layer(feats, pts, pts, extents=0.1)       # remembers this call (per thread)
     grads = layer.backward(dloss_dout)
-    layer.kernel -= lr * grads.kernel
+    layer.kernel -= lr * grads.kernel                # or: for k, g in layer.grads.items() ...
+
+One layer may be shared by several threads: ``layer(...)`` remembers the last call *of the
+calling thread*, and :meth:`ContinuousConv.forward` returns the call's context explicitly
+instead (``out, ctx = layer.forward(...)``; ``layer.backward(g, ctx)``), for when one thread
+interleaves calls. Pickling keeps the configuration and the parameters, never a call's arrays;
+:meth:`save` / :meth:`load` write and read the parameters with :func:`numpy.savez`.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple, Optional
 
 import numpy as np
 
 from . import _validate as V
-from .cconv import continuous_conv, continuous_conv_backward
-from .search import fixed_radius_search, radius_search
+from .cconv import (continuous_conv, continuous_conv_backward, continuous_conv_transpose,
+                    continuous_conv_transpose_backward, invert_neighbors_list, reduce_subarrays_sum)
+from .search import METRICS, fixed_radius_search, knn_search, radius_search
 
-__all__ = ["ContinuousConv", "ContinuousConvLayerGradients"]
+__all__ = ["ContinuousConv", "ContinuousConvTranspose", "FixedRadiusSearch", "RadiusSearch", "KNNSearch",
+           "LayerContext", "ContinuousConvLayerGradients", "ContinuousConvTransposeLayerGradients",
+           "NeighborSearchGradients"]
 
-_ACTIVATIONS = (None, "relu", "tanh")
+_POSITION_NAMES = ("inp_positions", "out_positions", "extents")
 
+
+# ---- activations -------------------------------------------------------------------------------
+# Each known activation is (function, derivative(pre_activation, output)).
+
+def _sigmoid(x):
+    return 0.5 * (np.tanh(0.5 * x) + 1)  # no overflow for large |x|
+
+
+_KNOWN_ACTIVATIONS = {
+    "relu": (lambda x: np.maximum(x, 0), lambda pre, out: (pre > 0).astype(pre.dtype)),
+    "tanh": (np.tanh, lambda pre, out: 1 - out * out),
+    "sigmoid": (_sigmoid, lambda pre, out: out * (1 - out)),
+}
+_KNOWN_CALLABLES = {np.tanh: "tanh"}
+
+
+def _activation(activation, derivative):
+    """``(function or None, derivative(pre, out) or None, description)`` of an ``activation``
+    argument: None, a name ("relu", "tanh", "sigmoid") or any callable (np.tanh is known; for
+    another callable the derivative comes from ``activation_derivative``)."""
+    if derivative is not None and not callable(derivative):
+        raise TypeError("activation_derivative must be callable or None")
+    if activation is None:
+        return None, None
+    if isinstance(activation, str):
+        if activation not in _KNOWN_ACTIVATIONS:
+            raise ValueError(f"activation must be None, a callable or one of {tuple(_KNOWN_ACTIVATIONS)} but got "
+                             f"{activation!r}")
+        return _KNOWN_ACTIVATIONS[activation]
+    if not callable(activation):
+        raise TypeError(f"activation must be None, a name or a callable, got {type(activation).__name__}")
+    if derivative is not None:
+        return activation, (lambda pre, out: derivative(pre))
+    known = _KNOWN_CALLABLES.get(activation)
+    return activation, (_KNOWN_ACTIVATIONS[known][1] if known else None)
+
+
+def _kernel_size(kernel_size):
+    """``kernel_size`` as 3 ints (z, y, x); one int means a cube, as in Open3D."""
+    sizes = np.atleast_1d(np.asarray(kernel_size)).tolist()
+    if len(sizes) == 1:
+        sizes = sizes * 3
+    if len(sizes) != 3:
+        raise ValueError(f"kernel_size must be an int or have 3 entries (depth, height, width), got {kernel_size!r}")
+    return tuple(V.check_int(k, "kernel_size", minimum=1) for k in sizes)
+
+
+# ---- the derivative of neighbor distances ------------------------------------------------------
+
+def _entry_rows(row_splits):
+    """The row (query) of every entry of a compressed neighbor list."""
+    rs = np.asarray(row_splits)
+    return np.repeat(np.arange(rs.shape[0] - 1), np.diff(rs))
+
+
+def _distance_derivative(metric, queries, points, rows, cols):
+    """``d dist_n / d queries[rows[n]]`` for each entry, shape [E, 3] (the derivative w.r.t.
+    ``points[cols[n]]`` is its negative). L2 distances are squared; L1 and Linf take the sign
+    (Linf: of the first largest coordinate); the derivative at a kink is that one-sided choice."""
+    diff = queries[rows] - points[cols]
+    if metric == "L2":
+        return 2 * diff
+    if metric == "L1":
+        return np.sign(diff)
+    out = np.zeros_like(diff)
+    k = np.argmax(np.abs(diff), axis=1)
+    e = np.arange(diff.shape[0])
+    out[e, k] = np.sign(diff[e, k])
+    return out
+
+
+def _scatter_rows(values, index, n):
+    """``out[index[e]] += values[e]`` for [E, 3] values into [n, 3] (float64 bincount)."""
+    out = np.empty((n, 3), np.float64)
+    for c in range(3):
+        out[:, c] = np.bincount(index, weights=values[:, c], minlength=n)
+    return out
+
+
+def _distance_grads(metric, queries, points, index, row_splits, grad_distance, *, rows=None):
+    """Gradients of ``sum(distance * grad_distance)`` w.r.t. queries and points (float64)."""
+    rows = _entry_rows(row_splits) if rows is None else rows
+    cols = np.asarray(index, np.int64)
+    queries, points = np.asarray(queries, np.float64), np.asarray(points, np.float64)
+    d = _distance_derivative(metric, queries, points, rows, cols) * np.asarray(grad_distance, np.float64)[:, None]
+    return _scatter_rows(d, rows, queries.shape[0]), -_scatter_rows(d, cols, points.shape[0])
+
+
+def _radius_scale(metric, radius):
+    """What a distance is divided by to be 1 at the search radius: r^2 for (squared) L2, r otherwise."""
+    return radius * radius if metric == "L2" else radius
+
+
+def _d_scale_d_radius(metric, radius):
+    return 2 * radius if metric == "L2" else np.ones_like(radius)
+
+
+# ---- the layer base ----------------------------------------------------------------------------
+
+class LayerContext:
+    """What one call of a layer keeps for its backward (returned by ``forward``; opaque)."""
+
+    __slots__ = ("layer", "data")
+
+    def __init__(self, layer, **data):
+        self.layer = layer
+        self.data = data
+
+    def __getattr__(self, name):
+        try:
+            return self.data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __reduce__(self):
+        raise TypeError("a LayerContext holds one call's arrays and is not pickled; pickle the layer instead")
+
+
+class _Layer:
+    """Shared machinery: per-thread last call, params/grads dicts, pickling, np.savez save/load."""
+
+    _PARAM_NAMES: tuple = ()
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def __call__(self, *args, **kwargs):
+        """Apply the layer and remember the call (per thread) for :meth:`backward` (see :meth:`forward`)."""
+        out, ctx = self.forward(*args, **kwargs)
+        self._local.context = ctx
+        return out
+
+    def _context(self, context):
+        if context is None:
+            context = getattr(self._local, "context", None)
+            if context is None:
+                raise RuntimeError(f"call the layer in this thread before backward() (or pass the context that "
+                                   f"{type(self).__name__}.forward returned)")
+        elif not isinstance(context, LayerContext) or context.layer is not self:
+            raise ValueError("context must be a LayerContext returned by this layer's forward()")
+        return context
+
+    def _store_grads(self, grads):
+        self._local.grads = {n: getattr(grads, n) for n in self._PARAM_NAMES if getattr(grads, n) is not None}
+        return grads
+
+    @property
+    def params(self):
+        """The parameters by name (the arrays themselves: update them in place)."""
+        return {n: getattr(self, n) for n in self._PARAM_NAMES if getattr(self, n) is not None}
+
+    @property
+    def grads(self):
+        """The parameters' gradients of the last :meth:`backward` of the calling thread, by name."""
+        grads = getattr(self._local, "grads", None)
+        if grads is None:
+            raise RuntimeError("no backward() has run in this thread yet")
+        return grads
+
+    def save(self, file):
+        """Write the parameters with :func:`numpy.savez` (a path or a file object)."""
+        np.savez(file, **self.params)
+
+    def load(self, file):
+        """Read parameters written by :meth:`save` into this layer's arrays (in place, so references
+        held elsewhere, e.g. by an optimiser, stay valid). Names, shapes and dtypes must match."""
+        params = self.params
+        with np.load(file) as data:
+            names = set(data.files)
+            if names != set(params):
+                raise ValueError(f"the file has parameters {sorted(names)}, but this layer has {sorted(params)}")
+            for name, arr in params.items():
+                value = data[name]
+                if value.shape != arr.shape or value.dtype != arr.dtype:
+                    raise ValueError(f"parameter {name!r}: the file has shape {value.shape} and dtype {value.dtype}, "
+                                     f"the layer {arr.shape} and {arr.dtype}")
+                arr[...] = value
+
+    def __getstate__(self):  # the configuration and the parameters, never a call's arrays
+        state = self.__dict__.copy()
+        state.pop("_local", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+
+# ---- continuous convolutions -------------------------------------------------------------------
 
 class ContinuousConvLayerGradients(NamedTuple):
-    """Gradients returned by :meth:`ContinuousConv.backward`."""
-    kernel: np.ndarray
+    """Gradients returned by :meth:`ContinuousConv.backward` (None: not asked for or not given)."""
+    kernel: Optional[np.ndarray]
     bias: Optional[np.ndarray]
     dense_kernel: Optional[np.ndarray]
-    inp_features: np.ndarray
+    inp_features: Optional[np.ndarray]
     inp_importance: Optional[np.ndarray]
+    inp_positions: Optional[np.ndarray] = None
+    out_positions: Optional[np.ndarray] = None
+    extents: Optional[np.ndarray] = None
 
 
-class ContinuousConv:
-    """Continuous convolution layer with neighbor search, bias and activation.
+class ContinuousConvTransposeLayerGradients(NamedTuple):
+    """Gradients returned by :meth:`ContinuousConvTranspose.backward` (None: not asked for or not given)."""
+    kernel: Optional[np.ndarray]
+    bias: Optional[np.ndarray]
+    dense_kernel: Optional[np.ndarray]
+    inp_features: Optional[np.ndarray]
+    out_importance: Optional[np.ndarray]
+    inp_positions: Optional[np.ndarray] = None
+    out_positions: Optional[np.ndarray] = None
+    extents: Optional[np.ndarray] = None
 
-    Parameters
-    ----------
-    in_channels : int
-        Channels of the input features (Cin).
-    filters : int
-        Output channels (Cout).
-    kernel_size : tuple of 3 ints
-        Filter resolution (depth, height, width) = (z, y, x); the kernel has shape
-        ``(*kernel_size, in_channels, filters)``.
-    activation : None, "relu" or "tanh"
-        Applied after the bias.
-    use_bias : bool, default True
-    align_corners, coordinate_mapping, interpolation, normalize
-        As in :func:`geomops.continuous_conv`; the layer defaults are Open3D's layer defaults
-        (``normalize=True``).
-    radius_search_ignore_query_points : bool, default False
-        Drop neighbors with exactly the query's coordinates.
-    radius_search_metric : {"L1", "L2", "Linf"}, default "L2"
-    offset : array-like [3] or None
-        Filter offset in cell units (only with ``align_corners=False``).
-    window_function : callable or None
-        Maps normalised neighbor distances (``d/r^2`` for squared L2 distances, ``d/r``
-        otherwise, so 1 is the search radius) to ``neighbors_importance``.
-    use_dense_layer_for_center : bool, default False
-        Add ``inp_features @ dense_kernel`` (requires the same input and output points).
-    dtype : np.float32 or np.float64
-    seed : int or None
-        Seed of the kernel initialisation, uniform in [-0.05, 0.05] (Open3D's default).
-    max_temp_mem_MB, num_threads
-        Passed to the ops.
-    """
 
-    def __init__(self, in_channels, filters, kernel_size, *, activation=None, use_bias=True,
-                 align_corners=True, coordinate_mapping="ball_to_cube_radial", interpolation="linear",
-                 normalize=True, radius_search_ignore_query_points=False, radius_search_metric="L2",
-                 offset=None, window_function=None, use_dense_layer_for_center=False, dtype=np.float32,
-                 seed=None, max_temp_mem_MB=64, num_threads=None):
+class _ConvLayer(_Layer):
+    """What ContinuousConv and ContinuousConvTranspose share: parameters, options, activation,
+    the neighbor search and the window function."""
+
+    _PARAM_NAMES = ("kernel", "bias", "dense_kernel")
+    _IMPORTANCE = "inp_importance"
+
+    def __init__(self, in_channels, filters, kernel_size, *, activation=None, use_bias=True, align_corners=True,
+                 coordinate_mapping="ball_to_cube_radial", interpolation="linear", normalize=True,
+                 radius_search_ignore_query_points=False, radius_search_metric="L2", offset=None,
+                 window_function=None, use_dense_layer_for_center=False, dtype=np.float32, seed=None,
+                 max_temp_mem_MB=64, num_threads=None, activation_derivative=None,
+                 window_function_derivative=None):
+        super().__init__()
         self.in_channels = V.check_int(in_channels, "in_channels", minimum=1)
         self.filters = V.check_int(filters, "filters", minimum=1)
-        ks = tuple(V.check_int(k, "kernel_size", minimum=1) for k in np.atleast_1d(kernel_size).tolist())
-        if len(ks) != 3:
-            raise ValueError(f"kernel_size must have 3 entries (depth, height, width), got {kernel_size!r}")
-        self.kernel_size = ks
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {_ACTIVATIONS} but got {activation!r}")
+        self.kernel_size = ks = _kernel_size(kernel_size)
         self.activation = activation
+        self.activation_derivative = activation_derivative
+        self._act, self._act_derivative = _activation(activation, activation_derivative)
         self.dtype = np.dtype(dtype)
         if self.dtype not in V.FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
-        if radius_search_metric not in ("L1", "L2", "Linf"):
-            raise ValueError(f"radius_search_metric must be one of ('L1', 'L2', 'Linf') but got "
-                             f"{radius_search_metric!r}")
+        if radius_search_metric not in METRICS:
+            raise ValueError(f"radius_search_metric must be one of {METRICS} but got {radius_search_metric!r}")
         if window_function is not None and not callable(window_function):
             raise TypeError("window_function must be callable or None")
+        if window_function_derivative is not None and not callable(window_function_derivative):
+            raise TypeError("window_function_derivative must be callable or None")
         self.conv_options = dict(align_corners=align_corners, coordinate_mapping=coordinate_mapping,
                                  interpolation=interpolation, normalize=normalize,
                                  max_temp_mem_MB=max_temp_mem_MB, num_threads=num_threads)
         self.radius_search_ignore_query_points = bool(radius_search_ignore_query_points)
         self.radius_search_metric = radius_search_metric
         self.window_function = window_function
+        self.window_function_derivative = window_function_derivative
         self.num_threads = num_threads
         rng = np.random.default_rng(seed)
         self.kernel = rng.uniform(-0.05, 0.05, ks + (self.in_channels, self.filters)).astype(self.dtype)
@@ -106,45 +293,171 @@ class ContinuousConv:
                              if use_dense_layer_for_center else None)
         self.offset = np.zeros(3, self.dtype) if offset is None else \
             V.float_array(np.asarray(offset, self.dtype), "offset", shape=(3,))
-        self._cache = None
         self._avg_neighbors = None
 
-    # -- neighbors ---------------------------------------------------------------------------
+    def __getstate__(self):
+        state = super().__getstate__()
+        # the built-in activations are lambdas: rebuilt from the arguments on unpickling
+        state.pop("_act", None)
+        state.pop("_act_derivative", None)
+        return state
 
-    def _neighbors(self, inp_positions, out_positions, extents, hash_table):
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._act, self._act_derivative = _activation(self.activation, self.activation_derivative)
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def _inputs(self, inp_features, inp_positions, out_positions, extents, per):
+        """Validated features, positions and extents (a scalar or one per ``per`` point)."""
+        dt = self.dtype
+        feats = V.float_array(inp_features, "inp_features", shape=(None, self.in_channels), dtype=dt)
+        xi = V.float_array(inp_positions, "inp_positions", shape=(feats.shape[0], 3), dtype=dt)
+        xo = V.float_array(out_positions, "out_positions", shape=(None, 3), dtype=dt)
+        ext = np.asarray(extents, dtype=dt)
+        n = (xo if per == "output" else xi).shape[0]
+        if ext.ndim > 1 or (ext.ndim == 1 and ext.shape[0] != n):
+            raise ValueError(f"extents must be a scalar or have shape [{n}] (one per {per} point), got shape "
+                             f"{ext.shape}")
+        return feats, xi, xo, ext
+
+    def _search(self, points, queries, ext, hash_table):
+        """Neighbors of each query among ``points`` within extents/2, and the window's importance
+        and its input (the normalised distances) when there is a window function."""
         metric = self.radius_search_metric
         want_dist = self.window_function is not None
-        if extents.ndim == 0:
-            radius = float(extents) / 2
-            nb = fixed_radius_search(inp_positions, out_positions, radius, hash_table=hash_table,
-                                     metric=metric, ignore_query_point=self.radius_search_ignore_query_points,
-                                     return_distances=want_dist, num_threads=self.num_threads)
-            importance = None
-            if want_dist:
-                scale = radius ** 2 if metric == "L2" else radius
-                importance = self._window(nb.neighbors_distance / scale)
-            return nb.neighbors_index, nb.neighbors_row_splits, importance
-        radii = (extents / 2).astype(self.dtype)
-        nb = radius_search(inp_positions, out_positions, radii, metric=metric,
-                           ignore_query_point=self.radius_search_ignore_query_points,
-                           return_distances=want_dist, normalize_distances=want_dist,
-                           num_threads=self.num_threads)
-        importance = self._window(nb.neighbors_distance) if want_dist else None
-        return nb.neighbors_index, nb.neighbors_row_splits, importance
+        common = dict(metric=metric, ignore_query_point=self.radius_search_ignore_query_points,
+                      return_distances=want_dist, num_threads=self.num_threads)
+        if ext.ndim == 0:
+            radius = float(ext) / 2
+            nb = fixed_radius_search(points, queries, radius, hash_table=hash_table, **common)
+            u = nb.neighbors_distance / _radius_scale(metric, radius) if want_dist else None
+        else:
+            radii = (ext / 2).astype(self.dtype)
+            nb = radius_search(points, queries, radii, normalize_distances=want_dist, **common)
+            u = nb.neighbors_distance if want_dist else None
+        importance = self._window(u) if want_dist else None
+        return nb.neighbors_index, nb.neighbors_row_splits, importance, u
 
-    def _window(self, normalized_distance):
-        w = np.asarray(self.window_function(normalized_distance), dtype=self.dtype)
-        if w.shape != normalized_distance.shape:
-            raise ValueError(f"window_function must return one value per neighbor (shape "
-                             f"{normalized_distance.shape}), got shape {w.shape}")
+    def _window(self, u):
+        w = np.asarray(self.window_function(u), dtype=self.dtype)
+        if w.shape != u.shape:
+            raise ValueError(f"window_function must return one value per neighbor (shape {u.shape}), got shape "
+                             f"{w.shape}")
         return np.ascontiguousarray(w)
 
-    # -- forward / backward ------------------------------------------------------------------
+    def _finish(self, pre, feats):
+        """Dense center, bias and activation after the convolution ``pre``: (pre-activation, output)."""
+        if self.dense_kernel is not None:
+            pre = pre + feats @ self.dense_kernel
+        if self.bias is not None:
+            pre = pre + self.bias
+        out = pre if self._act is None else np.asarray(self._act(pre), dtype=self.dtype)
+        if out.shape != pre.shape:
+            raise ValueError(f"activation must keep the shape {pre.shape}, got shape {out.shape}")
+        return pre, out
 
-    def __call__(self, inp_features, inp_positions, out_positions, extents, inp_importance=None,
-                 fixed_radius_search_hash_table=None, user_neighbors_index=None,
-                 user_neighbors_row_splits=None, user_neighbors_importance=None):
-        """Apply the layer.
+    def _check_dense(self, xi, xo):
+        if self.dense_kernel is not None and xo.shape[0] != xi.shape[0]:
+            raise ValueError("use_dense_layer_for_center requires as many output as input points")
+
+    # -- backward helpers ----------------------------------------------------------------------
+
+    def _wrt(self, wrt):
+        allowed = ("kernel", "bias", "dense_kernel", "inp_features", self._IMPORTANCE) + _POSITION_NAMES
+        if wrt is None:
+            return set(allowed[:5])
+        wrt = {wrt} if isinstance(wrt, str) else set(wrt)
+        bad = sorted(wrt - set(allowed))
+        if bad:
+            raise ValueError(f"wrt may name {allowed}, got {bad}")
+        return wrt
+
+    def _grad_in(self, out_features_gradient, ctx):
+        """The gradient w.r.t. the pre-activation output (the activation's derivative applied)."""
+        g = V.float_array(out_features_gradient, "out_features_gradient", shape=ctx.out.shape, dtype=self.dtype)
+        if self._act is not None:
+            if self._act_derivative is None:
+                raise TypeError(f"backward() needs the derivative of activation={self.activation!r}: pass "
+                                "activation_derivative= (a function of the pre-activation values) to the layer")
+            g = g * self._act_derivative(ctx.pre, ctx.out)
+        return np.ascontiguousarray(g, dtype=self.dtype)
+
+    def _through_window(self, ctx, positions):
+        """Whether position/extent gradients must be chained through the window function."""
+        if not positions or ctx.window_input is None:
+            return False
+        if self.window_function_derivative is None:
+            raise ValueError("position and extent gradients of a layer with a window_function need its derivative: "
+                             "pass window_function_derivative= (a function of the normalised distances) to the layer")
+        return True
+
+    def _window_chain(self, ctx, d_importance, queries, points, rows):
+        """Position and extent gradients through the window function: ``d_importance`` (one per
+        entry of the searched list, rows = queries) to (d queries, d points, d extents)."""
+        u = ctx.window_input
+        du = np.asarray(self.window_function_derivative(u), np.float64) * d_importance
+        metric = self.radius_search_metric
+        ext = ctx.extents
+        radius = np.float64(ext) / 2 if ext.ndim == 0 else ext.astype(np.float64)[rows] / 2
+        scale = _radius_scale(metric, radius)
+        # u = dist / scale(r), r = extent / 2
+        d_q, d_p = _distance_grads(metric, queries, points, ctx.index, None, du / scale, rows=rows)
+        d_r = -du * u / scale * _d_scale_d_radius(metric, radius)
+        if ext.ndim == 0:
+            d_ext = np.asarray(d_r.sum() / 2)
+        else:
+            d_ext = np.bincount(rows, weights=d_r / 2, minlength=ext.shape[0])
+        return d_q, d_p, d_ext
+
+
+class ContinuousConv(_ConvLayer):
+    """Continuous convolution layer with neighbor search, bias and activation (Open3D's layer).
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input features (Cin).
+    filters : int
+        Output channels (Cout).
+    kernel_size : int or 3 ints
+        Filter resolution (depth, height, width) = (z, y, x); one int is a cube. The kernel has
+        shape ``(*kernel_size, in_channels, filters)``.
+    activation : None, "relu", "tanh", "sigmoid" or a callable
+        Applied after the bias. ``backward()`` needs its derivative: known for the names and
+        ``np.tanh``; for another callable pass ``activation_derivative``.
+    use_bias : bool, default True
+    align_corners, coordinate_mapping, interpolation, normalize
+        As in :func:`geomops.continuous_conv`; the defaults are Open3D's layer defaults
+        (``align_corners=True``, ``normalize=True``).
+    radius_search_ignore_query_points : bool, default False
+        Drop neighbors with exactly the query's coordinates.
+    radius_search_metric : {"L1", "L2", "Linf"}, default "L2"
+    offset : array-like [3] or None
+        Filter offset in cell units (only with ``align_corners=False``).
+    window_function : callable or None
+        Maps normalised neighbor distances (``d/r^2`` for squared L2 distances, ``d/r`` for L1
+        and Linf, so 1 is the search radius ``r = extents/2``) to ``neighbors_importance``; also
+        with per-point extents.
+    use_dense_layer_for_center : bool, default False
+        Add ``inp_features @ dense_kernel`` (requires the same input and output points).
+    dtype : np.float32 or np.float64
+    seed : int or None
+        Seed of the initialisation, uniform in [-0.05, 0.05] (Open3D's kernel default).
+    max_temp_mem_MB, num_threads
+        Passed to the ops.
+    activation_derivative : callable or None
+        ``f(pre_activation) -> d activation / d pre_activation`` (elementwise) for a callable
+        ``activation`` geomops does not know.
+    window_function_derivative : callable or None
+        ``f(u) -> d window / d u`` (elementwise); needed only for position and extent gradients
+        of a layer with a ``window_function``.
+    """
+
+    def forward(self, inp_features, inp_positions, out_positions, extents, inp_importance=None,
+                fixed_radius_search_hash_table=None, user_neighbors_index=None, user_neighbors_row_splits=None,
+                user_neighbors_importance=None):
+        """Apply the layer; return ``(out_features, context)`` without remembering the call.
 
         Parameters
         ----------
@@ -153,78 +466,375 @@ class ContinuousConv:
         out_positions : ndarray [No, 3]
         extents : float or ndarray [No]
             Filter extent (the search radius is extents / 2): a scalar uses the hash-grid
-            fixed-radius search, one value per output point uses the k-d tree radius search.
+            fixed-radius search, one value per output point the k-d tree radius search.
         inp_importance : ndarray [Ni] or None
         fixed_radius_search_hash_table : optional table from
-            :func:`geomops.build_spatial_hash_table` (scalar extents only).
+            :func:`geomops.build_spatial_hash_table` of ``inp_positions`` (scalar extents only).
         user_neighbors_index, user_neighbors_row_splits, user_neighbors_importance : optional
-            Neighbor lists to use instead of searching.
+            Neighbor lists (for each output point, its input points) to use instead of searching.
 
         Returns
         -------
-        out_features : ndarray [No, filters]
+        (out_features [No, filters], LayerContext)
         """
-        dt = self.dtype
-        feats = V.float_array(inp_features, "inp_features", shape=(None, self.in_channels), dtype=dt)
-        xi = V.float_array(inp_positions, "inp_positions", shape=(feats.shape[0], 3), dtype=dt)
-        xo = V.float_array(out_positions, "out_positions", shape=(None, 3), dtype=dt)
-        ext = np.asarray(extents, dtype=dt)
-        if ext.ndim == 1 and ext.shape[0] != xo.shape[0]:
-            raise ValueError(f"extents must be a scalar or have shape [{xo.shape[0]}] (one per output "
-                             f"point), got shape {ext.shape}")
-        if ext.ndim > 1:
-            raise ValueError(f"extents must be a scalar or 1-D [num_out_points], got shape {ext.shape}")
+        feats, xi, xo, ext = self._inputs(inp_features, inp_positions, out_positions, extents, "output")
+        self._check_dense(xi, xo)
+        u = None
         if user_neighbors_index is not None:
             if user_neighbors_row_splits is None:
                 raise ValueError("user_neighbors_row_splits must be given with user_neighbors_index")
             idx, rs, imp = user_neighbors_index, user_neighbors_row_splits, user_neighbors_importance
         else:
-            idx, rs, imp = self._neighbors(xi, xo, ext, fixed_radius_search_hash_table)
+            idx, rs, imp, u = self._search(xi, xo, ext, fixed_radius_search_hash_table)
         ext2 = ext.reshape(1, 1) if ext.ndim == 0 else ext.reshape(-1, 1)
         args = (self.kernel, xo, ext2, self.offset, xi, feats, inp_importance, idx, imp, rs)
         pre = continuous_conv(*args, **self.conv_options)
-        if self.dense_kernel is not None:
-            if xo.shape[0] != xi.shape[0]:
-                raise ValueError("use_dense_layer_for_center requires as many output as input points")
-            pre = pre + feats @ self.dense_kernel
-        if self.bias is not None:
-            pre = pre + self.bias
-        out = pre
-        if self.activation == "relu":
-            out = np.maximum(pre, 0)
-        elif self.activation == "tanh":
-            out = np.tanh(pre)
-        self._cache = (args, pre, out, feats)
+        pre, out = self._finish(pre, feats)
         rs_arr = np.asarray(rs)
         self._avg_neighbors = float(rs_arr[-1]) / max(len(rs_arr) - 1, 1)
-        return out
+        ctx = LayerContext(self, args=args, pre=pre, out=out, feats=feats, extents=ext, index=idx, row_splits=rs,
+                           window_input=u)
+        return out, ctx
 
-    def backward(self, out_features_gradient):
-        """Gradients of ``sum(out * out_features_gradient)`` for the last call.
+    def backward(self, out_features_gradient, context=None, *, wrt=None):
+        """Gradients of ``sum(out * out_features_gradient)`` for a call.
+
+        Parameters
+        ----------
+        out_features_gradient : ndarray [No, filters]
+        context : LayerContext or None
+            What :meth:`forward` returned; None: the last ``layer(...)`` call of this thread.
+        wrt : collection of str or None
+            Among "kernel", "bias", "dense_kernel", "inp_features", "inp_importance" (the
+            default set, None) and "inp_positions", "out_positions", "extents" (the exact
+            derivative of the implemented function, through the convolution's coordinate
+            mapping and interpolation and, with a window function, through the window;
+            the neighbor search itself is piecewise constant). Only what is named is computed.
 
         Returns
         -------
         ContinuousConvLayerGradients
-            ``(kernel, bias or None, dense_kernel or None, inp_features, inp_importance or None)``.
+            ``(kernel, bias, dense_kernel, inp_features, inp_importance, inp_positions,
+            out_positions, extents)``; None where not asked for or not present. ``extents``
+            has the shape of the call's extents (a 0-d array for a scalar).
         """
-        if self._cache is None:
-            raise RuntimeError("call the layer before backward()")
-        args, pre, out, feats = self._cache
-        g = V.float_array(out_features_gradient, "out_features_gradient", shape=out.shape, dtype=self.dtype)
-        if self.activation == "relu":
-            g = g * (pre > 0)
-        elif self.activation == "tanh":
-            g = g * (1 - out * out)
-        g = np.ascontiguousarray(g, dtype=self.dtype)
-        grads = continuous_conv_backward(*args, g, **self.conv_options)
-        d_feats = grads.inp_features
+        ctx = self._context(context)
+        wrt = self._wrt(wrt)
+        g = self._grad_in(out_features_gradient, ctx)
+        args = ctx.args
+        positions = wrt & set(_POSITION_NAMES)
+        window = self._through_window(ctx, positions)
+        op = {"kernel": "filters", "inp_features": "inp_features", "inp_importance": "inp_importance"}
+        if positions:
+            names = {op[n] for n in wrt if n in op} | positions | ({"neighbors_importance"} if window else set())
+            grads = continuous_conv_backward(*args, g, wrt=names, **self.conv_options)
+        elif wrt & set(op):
+            grads = continuous_conv_backward(*args, g, **self.conv_options)
+        else:
+            grads = None
+        feats = ctx.feats
+
+        def pick(name, field):
+            return getattr(grads, field) if grads is not None and name in wrt else None
+
+        d_feats = pick("inp_features", "inp_features")
         d_dense = None
         if self.dense_kernel is not None:
-            d_dense = feats.T @ g
-            d_feats = d_feats + g @ self.dense_kernel.T
-        d_bias = g.sum(axis=0) if self.bias is not None else None
-        return ContinuousConvLayerGradients(grads.filters, d_bias, d_dense, d_feats, grads.inp_importance)
+            if "dense_kernel" in wrt:
+                d_dense = feats.T @ g
+            if d_feats is not None:
+                d_feats = d_feats + g @ self.dense_kernel.T
+        d_bias = g.sum(axis=0) if self.bias is not None and "bias" in wrt else None
+        d_xi, d_xo, d_ext = (pick(n, n) for n in _POSITION_NAMES)
+        if d_ext is not None:
+            d_ext = d_ext.reshape(ctx.extents.shape)
+        if window:
+            xo, xi = args[1], args[4]
+            rows = _entry_rows(ctx.row_splits)
+            d_q, d_p, d_e = self._window_chain(ctx, grads.neighbors_importance, xo, xi, rows)
+            dt = self.dtype
+            d_xo = None if d_xo is None else (d_xo + d_q).astype(dt)
+            d_xi = None if d_xi is None else (d_xi + d_p).astype(dt)
+            d_ext = None if d_ext is None else (d_ext + d_e).astype(dt)
+        result = ContinuousConvLayerGradients(pick("kernel", "filters"), d_bias, d_dense, d_feats,
+                                              pick("inp_importance", "inp_importance"), d_xi, d_xo, d_ext)
+        return self._store_grads(result)
 
     def __repr__(self):
         return (f"ContinuousConv(in_channels={self.in_channels}, filters={self.filters}, "
                 f"kernel_size={self.kernel_size}, activation={self.activation!r}, dtype={self.dtype.name})")
+
+
+class ContinuousConvTranspose(_ConvLayer):
+    """Transpose continuous convolution layer: each input point scatters its features to the
+    output points within its extent.
+
+    Open3D's frameworks have no such layer; this one takes the same constructor arguments as
+    :class:`ContinuousConv` (see there) and its features are the adjoint of that layer's: with
+    the positions swapped and the same kernel and options, ``<conv(f), g> == <f, transpose(g)>``
+    (bias, dense center and activation aside). Extents are a scalar or one per **input** point.
+    With ``normalize`` (the default, as for :class:`ContinuousConv`) each input point's
+    contribution is divided by its neighbor count (or its window-importance sum).
+    """
+
+    _IMPORTANCE = "out_importance"
+
+    def forward(self, inp_features, inp_positions, out_positions, extents, out_importance=None,
+                fixed_radius_search_hash_table=None, user_neighbors_index=None, user_neighbors_row_splits=None,
+                user_neighbors_importance=None):
+        """Apply the layer; return ``(out_features, context)`` without remembering the call.
+
+        Parameters
+        ----------
+        inp_features : ndarray [Ni, in_channels]
+        inp_positions : ndarray [Ni, 3]
+        out_positions : ndarray [No, 3]
+        extents : float or ndarray [Ni]
+            Filter extent of each input point (search radius extents / 2): a scalar uses the
+            hash-grid fixed-radius search, one value per input point the k-d tree radius search.
+        out_importance : ndarray [No] or None
+            Per output point scale of the result.
+        fixed_radius_search_hash_table : optional table from
+            :func:`geomops.build_spatial_hash_table` of ``out_positions`` (scalar extents only).
+        user_neighbors_index, user_neighbors_row_splits, user_neighbors_importance : optional
+            Neighbor lists **of the input points** (for each input point, the output points it
+            scatters to) to use instead of searching.
+
+        Returns
+        -------
+        (out_features [No, filters], LayerContext)
+        """
+        feats, xi, xo, ext = self._inputs(inp_features, inp_positions, out_positions, extents, "input")
+        self._check_dense(xi, xo)
+        u = None
+        if user_neighbors_index is not None:
+            if user_neighbors_row_splits is None:
+                raise ValueError("user_neighbors_row_splits must be given with user_neighbors_index")
+            idx, rs = user_neighbors_index, user_neighbors_row_splits
+            imp = None if V.is_absent(user_neighbors_importance) else \
+                V.float_array(user_neighbors_importance, "user_neighbors_importance", dtype=self.dtype)
+        else:
+            idx, rs, imp, u = self._search(xo, xi, ext, fixed_radius_search_hash_table)
+        idx = V.index_array(idx, "neighbors_index")
+        # the inverted list (output -> input points); its permutation carries the importances
+        inv = invert_neighbors_list(xo.shape[0], idx, rs, np.arange(idx.shape[0], dtype=np.int64))
+        perm = inv.neighbors_attributes
+        inv_imp = imp_sum = None
+        if imp is not None:
+            inv_imp = np.ascontiguousarray(imp[perm])
+            imp_sum = reduce_subarrays_sum(imp, rs)
+        ext2 = ext.reshape(1, 1) if ext.ndim == 0 else ext.reshape(-1, 1)
+        args = (self.kernel, xo, out_importance, ext2, self.offset, xi, feats, idx, imp_sum, rs,
+                inv.neighbors_index, inv_imp, inv.neighbors_row_splits)
+        pre = continuous_conv_transpose(*args, **self.conv_options)
+        pre, out = self._finish(pre, feats)
+        rs_arr = np.asarray(rs)
+        self._avg_neighbors = float(rs_arr[-1]) / max(len(rs_arr) - 1, 1)
+        ctx = LayerContext(self, args=args, pre=pre, out=out, feats=feats, extents=ext, index=idx, row_splits=rs,
+                           perm=perm, window_input=u)
+        return out, ctx
+
+    def backward(self, out_features_gradient, context=None, *, wrt=None):
+        """Gradients of ``sum(out * out_features_gradient)`` for a call.
+
+        ``wrt`` names among "kernel", "bias", "dense_kernel", "inp_features", "out_importance"
+        (the default set, None) and "inp_positions", "out_positions", "extents"; as for
+        :meth:`ContinuousConv.backward` (the importances of a window function are chained
+        through both the inverted list and the per-input-point normaliser).
+
+        Returns
+        -------
+        ContinuousConvTransposeLayerGradients
+        """
+        ctx = self._context(context)
+        wrt = self._wrt(wrt)
+        g = self._grad_in(out_features_gradient, ctx)
+        args = ctx.args
+        positions = wrt & set(_POSITION_NAMES)
+        window = self._through_window(ctx, positions)
+        op = {"kernel": "filters", "inp_features": "inp_features", "out_importance": "out_importance"}
+        if positions:
+            names = {op[n] for n in wrt if n in op} | positions
+            if window:
+                names |= {"neighbors_importance", "inp_neighbors_importance_sum"}
+            grads = continuous_conv_transpose_backward(*args, g, wrt=names, **self.conv_options)
+        elif wrt & set(op):
+            grads = continuous_conv_transpose_backward(*args, g, **self.conv_options)
+        else:
+            grads = None
+
+        def pick(name, field):
+            return getattr(grads, field) if grads is not None and name in wrt else None
+
+        feats = ctx.feats
+        d_feats = pick("inp_features", "inp_features")
+        d_dense = None
+        if self.dense_kernel is not None:
+            if "dense_kernel" in wrt:
+                d_dense = feats.T @ g
+            if d_feats is not None:
+                d_feats = d_feats + g @ self.dense_kernel.T
+        d_bias = g.sum(axis=0) if self.bias is not None and "bias" in wrt else None
+        d_xi, d_xo, d_ext = (pick(n, n) for n in _POSITION_NAMES)
+        if d_ext is not None:
+            d_ext = d_ext.reshape(ctx.extents.shape)
+        if window:
+            # importance n of the searched list feeds the inverted list (at perm) and its row's sum
+            rows = _entry_rows(ctx.row_splits)
+            d_imp = np.empty(ctx.perm.shape[0], np.float64)
+            d_imp[ctx.perm] = grads.neighbors_importance
+            d_imp += np.asarray(grads.inp_neighbors_importance_sum, np.float64)[rows]
+            xo, xi = args[1], args[5]
+            d_q, d_p, d_e = self._window_chain(ctx, d_imp, xi, xo, rows)
+            dt = self.dtype
+            d_xi = None if d_xi is None else (d_xi + d_q).astype(dt)
+            d_xo = None if d_xo is None else (d_xo + d_p).astype(dt)
+            d_ext = None if d_ext is None else (d_ext + d_e).astype(dt)
+        result = ContinuousConvTransposeLayerGradients(pick("kernel", "filters"), d_bias, d_dense, d_feats,
+                                                       pick("out_importance", "out_importance"), d_xi, d_xo, d_ext)
+        return self._store_grads(result)
+
+    def __repr__(self):
+        return (f"ContinuousConvTranspose(in_channels={self.in_channels}, filters={self.filters}, "
+                f"kernel_size={self.kernel_size}, activation={self.activation!r}, dtype={self.dtype.name})")
+
+
+# ---- neighbor searches -------------------------------------------------------------------------
+
+class NeighborSearchGradients(NamedTuple):
+    """Gradients of ``sum(neighbors_distance * grad)`` returned by a search layer's ``backward``
+    (the neighbor set is piecewise constant; only the distances have a derivative)."""
+    points: np.ndarray
+    queries: np.ndarray
+    radii: Optional[np.ndarray] = None
+
+
+class _SearchLayer(_Layer):
+    def __init__(self, metric, ignore_query_point, return_distances, index_dtype, num_threads):
+        super().__init__()
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS} but got {metric!r}")
+        self.metric = metric
+        self.ignore_query_point = V.check_bool(ignore_query_point, "ignore_query_point")
+        self.return_distances = V.check_bool(return_distances, "return_distances")
+        dt = np.dtype(index_dtype)
+        if dt not in V.INDEX_DTYPES:
+            raise TypeError(f"index_dtype must be int32 or int64, got {dt}")
+        self.index_dtype = dt
+        self.num_threads = num_threads
+
+    def _common(self):
+        return dict(index_dtype=self.index_dtype, metric=self.metric, ignore_query_point=self.ignore_query_point,
+                    return_distances=self.return_distances, num_threads=self.num_threads)
+
+    def _result(self, result, points, queries, radii=None):
+        ctx = LayerContext(self, points=np.asarray(points), queries=np.asarray(queries), result=result, radii=radii)
+        return result, ctx
+
+    def backward(self, grad_distance, context=None):
+        """Gradients of ``sum(neighbors_distance * grad_distance)`` for a call (which must have
+        returned distances).
+
+        Returns
+        -------
+        NeighborSearchGradients
+            ``(points [Np, 3], queries [Nq, 3], radii [Nq] or None)``; ``radii`` only for a
+            :class:`RadiusSearch` with ``normalize_distances``. L2 distances are squared; the
+            derivative of L1 (Linf) at a zero coordinate difference (a tie) is one-sided.
+        """
+        ctx = self._context(context)
+        if not self.return_distances:
+            raise RuntimeError("backward() gives the gradients of the distances: construct the layer with "
+                               "return_distances=True")
+        res = ctx.result
+        dist = res.neighbors_distance
+        g = V.float_array(grad_distance, "grad_distance", shape=dist.shape)
+        g = np.asarray(g, np.float64)
+        rows = _entry_rows(res.neighbors_row_splits)
+        pts, qs = ctx.points, ctx.queries
+        d_radii = None
+        if ctx.radii is not None:  # normalised distances: u = dist / scale(r)
+            r = np.asarray(ctx.radii, np.float64)[rows]
+            scale = _radius_scale(self.metric, r)
+            d_radii = np.bincount(rows, weights=-g * dist * _d_scale_d_radius(self.metric, r) / scale,
+                                  minlength=qs.shape[0]).astype(pts.dtype)
+            g = g / scale
+        d_q, d_p = _distance_grads(self.metric, qs, pts, res.neighbors_index, None, g, rows=rows)
+        return self._store_grads(NeighborSearchGradients(d_p.astype(pts.dtype), d_q.astype(pts.dtype), d_radii))
+
+
+class FixedRadiusSearch(_SearchLayer):
+    """Fixed-radius neighbor search layer (Open3D's ``FixedRadiusSearch``).
+
+    Parameters
+    ----------
+    metric : {"L2", "L1", "Linf"}, default "L2"
+    ignore_query_point : bool, default False
+    return_distances : bool, default False
+    max_hash_table_size : int, default 33554432
+        Accepted (and validated) for Open3D compatibility, like ``hash_table_size_factor`` of
+        :meth:`forward`: geomops' search builds no Open3D hash table (a ``hash_table`` you
+        pass is checked and used).
+    index_dtype : np.int32 or np.int64, default np.int32
+    num_threads : int or None
+    """
+
+    def __init__(self, metric="L2", ignore_query_point=False, return_distances=False, max_hash_table_size=33554432,
+                 index_dtype=np.int32, num_threads=None):
+        super().__init__(metric, ignore_query_point, return_distances, index_dtype, num_threads)
+        self.max_hash_table_size = V.check_int(max_hash_table_size, "max_hash_table_size", minimum=1)
+
+    def forward(self, points, queries, radius, points_row_splits=None, queries_row_splits=None,
+                hash_table_size_factor=1 / 64, hash_table=None):
+        """All points within ``radius`` (inclusive) of each query: ``(NeighborSearchResult, context)``.
+        See :func:`geomops.fixed_radius_search`."""
+        result = fixed_radius_search(points, queries, radius, points_row_splits, queries_row_splits, hash_table,
+                                     hash_table_size_factor, **self._common())
+        return self._result(result, points, queries)
+
+
+class RadiusSearch(_SearchLayer):
+    """Per-query radius neighbor search layer (Open3D's ``RadiusSearch``).
+
+    Parameters
+    ----------
+    metric : {"L2", "L1", "Linf"}, default "L2"
+    ignore_query_point, return_distances, normalize_distances : bool, default False
+    index_dtype : np.int32 or np.int64, default np.int32
+    num_threads : int or None
+    """
+
+    def __init__(self, metric="L2", ignore_query_point=False, return_distances=False, normalize_distances=False,
+                 index_dtype=np.int32, num_threads=None):
+        super().__init__(metric, ignore_query_point, return_distances, index_dtype, num_threads)
+        self.normalize_distances = V.check_bool(normalize_distances, "normalize_distances")
+
+    def forward(self, points, queries, radii, points_row_splits=None, queries_row_splits=None):
+        """All points strictly within ``radii[i]`` of query i: ``(NeighborSearchResult, context)``.
+        See :func:`geomops.radius_search`."""
+        result = radius_search(points, queries, radii, points_row_splits, queries_row_splits,
+                               normalize_distances=self.normalize_distances, **self._common())
+        radii_kept = np.asarray(radii) if self.normalize_distances else None
+        return self._result(result, points, queries, radii_kept)
+
+
+class KNNSearch(_SearchLayer):
+    """k-nearest-neighbor search layer (Open3D's ``KNNSearch``).
+
+    Parameters
+    ----------
+    metric : {"L2", "L1", "Linf"}, default "L2"
+    ignore_query_point, return_distances : bool, default False
+    index_dtype : np.int32 or np.int64, default np.int32
+    num_threads : int or None
+    """
+
+    def __init__(self, metric="L2", ignore_query_point=False, return_distances=False, index_dtype=np.int32,
+                 num_threads=None):
+        super().__init__(metric, ignore_query_point, return_distances, index_dtype, num_threads)
+
+    def forward(self, points, queries, k, points_row_splits=None, queries_row_splits=None):
+        """The k nearest points of each query: ``(NeighborSearchResult, context)``.
+        See :func:`geomops.knn_search`."""
+        result = knn_search(points, queries, k, points_row_splits, queries_row_splits, **self._common())
+        return self._result(result, points, queries)

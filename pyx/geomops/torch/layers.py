@@ -1,0 +1,324 @@
+"""``open3d.ml.torch.layers`` on geomops: ``torch.nn.Module`` s with Open3D's arguments.
+
+:class:`ContinuousConv`, :class:`FixedRadiusSearch`, :class:`RadiusSearch` and :class:`KNNSearch`
+take Open3D's constructor and ``forward`` arguments and keep its parameter and buffer names
+(``kernel``, ``bias``, ``offset``, ``dense.weight``), so a ``state_dict`` saved from an Open3D
+model loads. :class:`ContinuousConvTranspose` is new (Open3D has none). Fixed on the way:
+
+* a window function also works with per-point extents (Open3D's layer raises a NameError);
+* the window's input is the distance normalised once per metric: ``d/r^2`` for (squared) L2,
+  ``d/r`` for L1 and Linf;
+* the window, the convolution and the searches' distances are differentiable w.r.t. the
+  positions and extents, so a loss can move points or learn radii;
+* ``kernel_size=3`` means a cubic filter; nothing of a call is kept on the module (Open3D keeps
+  the last call's neighbors and inputs), so a module can be shared by threads and pickles small.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import ops
+
+__all__ = ["ContinuousConv", "ContinuousConvTranspose", "FixedRadiusSearch", "RadiusSearch", "KNNSearch"]
+
+
+def _uniform_005(x):
+    """Open3D's default kernel initialiser, U(-0.05, 0.05) (a function, so modules pickle)."""
+    return torch.nn.init.uniform_(x, -0.05, 0.05)
+
+
+def _kernel_size(kernel_size):
+    if isinstance(kernel_size, int):
+        return (kernel_size,) * 3
+    ks = tuple(int(k) for k in kernel_size)
+    if len(ks) == 1:
+        ks = ks * 3
+    if len(ks) != 3 or min(ks) < 1:
+        raise ValueError(f"kernel_size must be an int or 3 positive ints (depth, height, width), got {kernel_size!r}")
+    return ks
+
+
+def _radius_scale(metric, radius):
+    return radius * radius if metric == "L2" else radius
+
+
+def _row_splits(rs, x):
+    return rs if rs is not None else torch.tensor([0, x.shape[0]], dtype=torch.int64, device=x.device)
+
+
+class _ConvBase(torch.nn.Module):
+    def __init__(self, in_channels, filters, kernel_size, activation, use_bias, kernel_initializer,
+                 bias_initializer, align_corners, coordinate_mapping, interpolation, normalize,
+                 radius_search_ignore_query_points, radius_search_metric, offset, window_function,
+                 use_dense_layer_for_center, dense_kernel_initializer, allow_tf32):
+        super().__init__()
+        if activation is not None and not callable(activation):
+            raise TypeError(f"activation must be None or a callable, got {type(activation).__name__}")
+        if window_function is not None and not callable(window_function):
+            raise TypeError(f"window_function must be None or a callable, got {type(window_function).__name__}")
+        if radius_search_metric not in ("L1", "L2", "Linf"):
+            raise ValueError(f"radius_search_metric must be one of ('L1', 'L2', 'Linf') but got "
+                             f"{radius_search_metric!r}")
+        self.in_channels = in_channels
+        self.filters = filters
+        self.kernel_size = _kernel_size(kernel_size)
+        self.activation = activation
+        self.use_bias = use_bias
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.align_corners = align_corners
+        self.coordinate_mapping = coordinate_mapping
+        self.interpolation = interpolation
+        self.normalize = normalize
+        self.radius_search_ignore_query_points = radius_search_ignore_query_points
+        self.radius_search_metric = radius_search_metric
+        self.dense_kernel_initializer = dense_kernel_initializer
+        self.allow_tf32 = allow_tf32
+        self.window_function = window_function
+        if offset is None:
+            offset = torch.zeros(3, dtype=torch.float32)
+        self.register_buffer("offset", torch.as_tensor(offset))
+        want_dist = window_function is not None
+        self.fixed_radius_search = FixedRadiusSearch(metric=radius_search_metric,
+                                                     ignore_query_point=radius_search_ignore_query_points,
+                                                     return_distances=want_dist)
+        self.radius_search = RadiusSearch(metric=radius_search_metric,
+                                          ignore_query_point=radius_search_ignore_query_points,
+                                          return_distances=want_dist, normalize_distances=want_dist)
+        self.use_dense_layer_for_center = use_dense_layer_for_center
+        if use_dense_layer_for_center:
+            self.dense = torch.nn.Linear(in_channels, filters, bias=False)
+            dense_kernel_initializer(self.dense.weight)
+        self.kernel = torch.nn.Parameter(torch.empty(*self.kernel_size, in_channels, filters))
+        kernel_initializer(self.kernel)
+        if use_bias:
+            self.bias = torch.nn.Parameter(torch.empty(filters))
+            bias_initializer(self.bias)
+        self._avg_neighbors = None
+
+    def _options(self):
+        return dict(align_corners=self.align_corners, coordinate_mapping=self.coordinate_mapping,
+                    normalize=self.normalize, interpolation=self.interpolation, allow_tf32=self.allow_tf32)
+
+    def _search(self, points, queries, extents, hash_table):
+        """Neighbors of each query within extents/2 and, with a window function, their importance
+        (differentiable w.r.t. the positions and extents)."""
+        metric = self.radius_search_metric
+        if extents.ndim == 0:
+            radius = 0.5 * extents
+            nns = self.fixed_radius_search(points, queries=queries, radius=radius, hash_table=hash_table)
+            u = nns.neighbors_distance / _radius_scale(metric, radius) if self.window_function is not None else None
+        elif extents.ndim == 1:
+            nns = self.radius_search(points, queries=queries, radii=0.5 * extents)
+            u = nns.neighbors_distance  # already normalised
+        else:
+            raise ValueError(f"extents rank must be 0 or 1, got shape {tuple(extents.shape)}")
+        importance = self.window_function(u) if self.window_function is not None else None
+        return nns.neighbors_index, nns.neighbors_row_splits, importance
+
+    def _finish(self, out, inp_features):
+        if self.use_dense_layer_for_center:
+            out = out + self.dense(inp_features)
+        if self.use_bias:
+            out = out + self.bias
+        if self.activation is not None:
+            out = self.activation(out)
+        return out
+
+    @staticmethod
+    def _extents(extents, like):
+        if not isinstance(extents, torch.Tensor):
+            extents = torch.tensor(extents, dtype=like.dtype, device=like.device)
+        return extents
+
+    @staticmethod
+    def _rank2(extents):
+        return extents.reshape(1, 1) if extents.ndim == 0 else extents.reshape(-1, 1)
+
+    def extra_repr(self):
+        return (f"in_channels={self.in_channels}, filters={self.filters}, kernel_size={self.kernel_size}, "
+                f"align_corners={self.align_corners}, normalize={self.normalize}")
+
+
+class ContinuousConv(_ConvBase):
+    """Continuous convolution (``open3d.ml.torch.layers.ContinuousConv``).
+
+    Arguments as Open3D's layer (defaults: ``align_corners=True``, ``normalize=True``,
+    ``coordinate_mapping='ball_to_cube_radial'``, ``interpolation='linear'``, kernel initialised
+    U(-0.05, 0.05), ``allow_tf32=False``); ``kernel_size`` may be one int (a cube); ``activation``
+    and ``window_function`` are any callables on tensors. The window function gets the neighbor
+    distances normalised so that 1 is the search radius (``d/r^2`` for squared L2 distances, ``d/r``
+    for L1 and Linf), also with per-point extents. Extra keyword arguments are ignored, as in Open3D.
+
+    ``forward(inp_features, inp_positions, out_positions, extents, inp_importance=None,
+    fixed_radius_search_hash_table=None, user_neighbors_index=None, user_neighbors_row_splits=None,
+    user_neighbors_importance=None)``: ``extents`` is a scalar (hash-grid fixed-radius search with
+    radius extents/2) or one per output point (radius search). Returns [No, filters].
+    Gradients reach the parameters, the features, the importances, the positions and the extents.
+    """
+
+    def __init__(self, in_channels, filters, kernel_size, activation=None, use_bias=True,
+                 kernel_initializer=_uniform_005, bias_initializer=torch.nn.init.zeros_, align_corners=True,
+                 coordinate_mapping='ball_to_cube_radial', interpolation='linear', normalize=True,
+                 radius_search_ignore_query_points=False, radius_search_metric='L2', offset=None,
+                 window_function=None, use_dense_layer_for_center=False,
+                 dense_kernel_initializer=torch.nn.init.xavier_uniform_, allow_tf32=False, **kwargs):
+        super().__init__(in_channels, filters, kernel_size, activation, use_bias, kernel_initializer,
+                         bias_initializer, align_corners, coordinate_mapping, interpolation, normalize,
+                         radius_search_ignore_query_points, radius_search_metric, offset, window_function,
+                         use_dense_layer_for_center, dense_kernel_initializer, allow_tf32)
+
+    def forward(self, inp_features, inp_positions, out_positions, extents, inp_importance=None,
+                fixed_radius_search_hash_table=None, user_neighbors_index=None, user_neighbors_row_splits=None,
+                user_neighbors_importance=None):
+        extents = self._extents(extents, inp_positions)
+        if user_neighbors_index is not None and user_neighbors_row_splits is not None:
+            index, row_splits, importance = user_neighbors_index, user_neighbors_row_splits, user_neighbors_importance
+        else:
+            index, row_splits, importance = self._search(inp_positions, out_positions, extents,
+                                                         fixed_radius_search_hash_table)
+        self._avg_neighbors = index.shape[0] / max(out_positions.shape[0], 1)
+        out = ops.continuous_conv(self.kernel, out_positions, self._rank2(extents), self.offset, inp_positions,
+                                  inp_features, inp_importance, index, importance, row_splits, **self._options())
+        return self._finish(out, inp_features)
+
+
+class ContinuousConvTranspose(_ConvBase):
+    """Transpose continuous convolution: each input point scatters its features to the output
+    points within its extent (new: Open3D has no such layer).
+
+    Constructor arguments as :class:`ContinuousConv`. ``forward(inp_features, inp_positions,
+    out_positions, extents, out_importance=None, fixed_radius_search_hash_table=None,
+    user_neighbors_index=None, user_neighbors_row_splits=None, user_neighbors_importance=None)``:
+    ``extents`` is a scalar or one per **input** point; the hash table is one of
+    ``out_positions``; user neighbor lists are those of the input points (for each input point,
+    the output points it reaches), inverted inside. With the positions swapped and the same kernel
+    and options its features are the adjoint of :class:`ContinuousConv` 's. With ``normalize``
+    each input point's contribution is divided by its neighbor count (or its window-importance sum).
+    """
+
+    def __init__(self, in_channels, filters, kernel_size, activation=None, use_bias=True,
+                 kernel_initializer=_uniform_005, bias_initializer=torch.nn.init.zeros_, align_corners=True,
+                 coordinate_mapping='ball_to_cube_radial', interpolation='linear', normalize=True,
+                 radius_search_ignore_query_points=False, radius_search_metric='L2', offset=None,
+                 window_function=None, use_dense_layer_for_center=False,
+                 dense_kernel_initializer=torch.nn.init.xavier_uniform_, allow_tf32=False, **kwargs):
+        super().__init__(in_channels, filters, kernel_size, activation, use_bias, kernel_initializer,
+                         bias_initializer, align_corners, coordinate_mapping, interpolation, normalize,
+                         radius_search_ignore_query_points, radius_search_metric, offset, window_function,
+                         use_dense_layer_for_center, dense_kernel_initializer, allow_tf32)
+
+    def forward(self, inp_features, inp_positions, out_positions, extents, out_importance=None,
+                fixed_radius_search_hash_table=None, user_neighbors_index=None, user_neighbors_row_splits=None,
+                user_neighbors_importance=None):
+        extents = self._extents(extents, inp_positions)
+        if user_neighbors_index is not None and user_neighbors_row_splits is not None:
+            index, row_splits, importance = user_neighbors_index, user_neighbors_row_splits, user_neighbors_importance
+            if importance is not None and importance.ndim == 1 and importance.shape[0] == 0:
+                importance = None
+        else:
+            index, row_splits, importance = self._search(out_positions, inp_positions, extents,
+                                                         fixed_radius_search_hash_table)
+        self._avg_neighbors = index.shape[0] / max(inp_positions.shape[0], 1)
+        empty = torch.empty(0, dtype=inp_features.dtype, device=inp_features.device)
+        inv = ops.invert_neighbors_list(out_positions.shape[0], index, row_splits,
+                                        importance if importance is not None else empty)
+        importance_sum = ops.reduce_subarrays_sum(importance, row_splits) if importance is not None else None
+        inv_importance = inv.neighbors_attributes if importance is not None else None
+        out = ops.continuous_conv_transpose(self.kernel, out_positions, out_importance, self._rank2(extents),
+                                            self.offset, inp_positions, inp_features, index, importance_sum,
+                                            row_splits, inv.neighbors_index, inv_importance,
+                                            inv.neighbors_row_splits, **self._options())
+        return self._finish(out, inp_features)
+
+
+class FixedRadiusSearch(torch.nn.Module):
+    """Fixed-radius search (``open3d.ml.torch.layers.FixedRadiusSearch``).
+
+    ``FixedRadiusSearch(metric='L2', ignore_query_point=False, return_distances=False,
+    max_hash_table_size=33554432, index_dtype=torch.int32)``;
+    ``forward(points, queries, radius, points_row_splits=None, queries_row_splits=None,
+    hash_table_size_factor=1/64, hash_table=None)`` returns the named tuple
+    ``fixed_radius_search(neighbors_index, neighbors_row_splits, neighbors_distance)``.
+    Without a ``hash_table`` geomops searches its own grid (no Open3D table is built, so
+    ``hash_table_size_factor`` and ``max_hash_table_size`` do not matter); a given table is
+    checked and used. Distances are differentiable w.r.t. points and queries.
+    """
+
+    def __init__(self, metric='L2', ignore_query_point=False, return_distances=False, max_hash_table_size=33554432,
+                 index_dtype=torch.int32, **kwargs):
+        super().__init__()
+        if index_dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"index_dtype must be torch.int32 or torch.int64, got {index_dtype!r}")
+        self.metric = metric
+        self.ignore_query_point = ignore_query_point
+        self.return_distances = return_distances
+        self.max_hash_table_size = max_hash_table_size
+        self.index_dtype = index_dtype
+
+    def forward(self, points, queries, radius, points_row_splits=None, queries_row_splits=None,
+                hash_table_size_factor=1 / 64, hash_table=None):
+        table = None
+        if hash_table is not None:
+            table = ops._hash_table(hash_table.hash_table_index, hash_table.hash_table_cell_splits,
+                                    hash_table.hash_table_splits)
+        return ops._fixed_radius_search(points, queries, radius, _row_splits(points_row_splits, points),
+                                        _row_splits(queries_row_splits, queries), table, self.index_dtype, self.metric,
+                                        self.ignore_query_point, self.return_distances)
+
+
+class RadiusSearch(torch.nn.Module):
+    """Per-query radius search (``open3d.ml.torch.layers.RadiusSearch``).
+
+    ``RadiusSearch(metric='L2', ignore_query_point=False, return_distances=False,
+    normalize_distances=False, index_dtype=torch.int32)``; ``forward(points, queries, radii,
+    points_row_splits=None, queries_row_splits=None)`` returns the named tuple
+    ``radius_search(neighbors_index, neighbors_row_splits, neighbors_distance)``. Distances are
+    differentiable w.r.t. points, queries and (normalised) radii.
+    """
+
+    def __init__(self, metric='L2', ignore_query_point=False, return_distances=False, normalize_distances=False,
+                 index_dtype=torch.int32, **kwargs):
+        super().__init__()
+        if index_dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"index_dtype must be torch.int32 or torch.int64, got {index_dtype!r}")
+        self.metric = metric
+        self.ignore_query_point = ignore_query_point
+        self.return_distances = return_distances
+        self.normalize_distances = normalize_distances
+        self.index_dtype = index_dtype
+
+    def forward(self, points, queries, radii, points_row_splits=None, queries_row_splits=None):
+        return ops.radius_search(points, queries, radii, _row_splits(points_row_splits, points),
+                                 _row_splits(queries_row_splits, queries), index_dtype=self.index_dtype,
+                                 metric=self.metric, ignore_query_point=self.ignore_query_point,
+                                 return_distances=self.return_distances,
+                                 normalize_distances=self.normalize_distances)
+
+
+class KNNSearch(torch.nn.Module):
+    """k-nearest-neighbor search (``open3d.ml.torch.layers.KNNSearch``).
+
+    ``KNNSearch(metric='L2', ignore_query_point=False, return_distances=False,
+    index_dtype=torch.int32)``; ``forward(points, queries, k, points_row_splits=None,
+    queries_row_splits=None)`` returns the named tuple ``knn_search(neighbors_index,
+    neighbors_row_splits, neighbors_distance)``. Distances are differentiable w.r.t. points and
+    queries.
+    """
+
+    def __init__(self, metric='L2', ignore_query_point=False, return_distances=False, index_dtype=torch.int32,
+                 **kwargs):
+        super().__init__()
+        if index_dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"index_dtype must be torch.int32 or torch.int64, got {index_dtype!r}")
+        self.metric = metric
+        self.ignore_query_point = ignore_query_point
+        self.return_distances = return_distances
+        self.index_dtype = index_dtype
+
+    def forward(self, points, queries, k, points_row_splits=None, queries_row_splits=None):
+        return ops.knn_search(points, queries, k, _row_splits(points_row_splits, points),
+                              _row_splits(queries_row_splits, queries), index_dtype=self.index_dtype,
+                              metric=self.metric, ignore_query_point=self.ignore_query_point,
+                              return_distances=self.return_distances)
