@@ -17,7 +17,7 @@ and ``ComplexWarning`` (silent loss of data) are turned into errors inside the c
 
 The number of examples comes from the hypothesis profile (``tests/conftest.py``): "ci" (fixed,
 derandomized; selected when ``CI=true``), "dev" (the default, random) and "long"
-(``HYPOTHESIS_PROFILE=long pytest tests/test_fuzz_*.py``). :func:`fuzz_settings` scales it per
+(``GEOMOPS_FUZZ=long pytest tests/test_fuzz_*.py``). :func:`fuzz_settings` scales it per
 test by the test's cost.
 """
 

@@ -325,3 +325,54 @@ def test_pose_buffer_mismatches_name_both(device):
     msg = _raises(lambda: RenderResult.from_buffers(rgb=buf.rgb[1:], depth=buf.depth, instance_index=buf.instance_index,
                                                     object_coordinates=buf.object_coordinates))
     assert msg.startswith(f"rgb has shape ({H - 1}, {W}, 4) but instance_index is {H}x{W} (H x W)"), msg
+
+
+# ---- layers ----------------------------------------------------------------------------------
+
+def _layer_cloud(n=10, channels=3):
+    rng = np.random.default_rng(5)
+    return rng.random((n, channels)).astype(np.float32), rng.random((n, 3)).astype(np.float32)
+
+
+def test_layer_mismatch_messages():
+    from geomops.layers import ContinuousConv, ContinuousConvTranspose, KNNSearch, RadiusSearch
+    f, x = _layer_cloud()
+    conv = ContinuousConv(3, 2, 2)
+    msg = _raises(lambda: conv(np.ones((10, 4), np.float32), x, x, 0.5))
+    assert re.search(r"inp_features has 4 channels \(shape\[1\]\) but the layer has in_channels=3", msg), msg
+    msg = _raises(lambda: conv(f, x[:5], x, 0.5))
+    assert "inp_positions has 5 points" in msg and "inp_features has 10 rows" in msg, msg
+    msg = _raises(lambda: conv(f, x, x[:4], np.full(10, 0.5, np.float32)))
+    assert "extents" in msg and "out_positions has 4" in msg, msg
+    msg = _raises(lambda: ContinuousConvTranspose(3, 2, 2)(f, x, x[:4], np.full(4, 0.5, np.float32)))
+    assert "extents" in msg and "inp_positions has 10" in msg, msg
+    conv(f, x, x, 0.5)
+    msg = _raises(lambda: conv.backward(np.ones((10, 3), np.float32)))
+    assert "out_features_gradient has shape (10, 3)" in msg and "filters=2" in msg, msg
+    msg = _raises(lambda: conv(f, x, x, 0.5, user_neighbors_index=np.array([0, 1]),
+                               user_neighbors_row_splits=np.array([0, 1, 2])))
+    assert "user_neighbors_row_splits" in msg and "out_positions has 10 rows" in msg, msg
+    msg = _raises(lambda: conv(f.astype(np.float64), x, x, 0.5), TypeError)
+    assert "inp_features has dtype float64 but the layer has dtype float32" in msg, msg
+    knn = KNNSearch(return_distances=True)
+    res = knn(x, x, 3)
+    msg = _raises(lambda: knn.backward(np.ones(7)))
+    assert "grad_distance has 7 entries" in msg and f"neighbors_distance has {len(res.neighbors_index)}" in msg, msg
+    # a scalar radius with normalised distances: the radius gradient is one per query
+    rs = RadiusSearch(return_distances=True, normalize_distances=True)
+    res = rs(x, x, 0.3)
+    assert rs.backward(np.ones(len(res.neighbors_distance))).radii.shape == (10,)
+
+
+def test_torch_layer_mismatch_messages():
+    torch = pytest.importorskip("torch")
+    from geomops.torch.layers import ContinuousConv, ContinuousConvTranspose
+    f, x = (torch.from_numpy(a) for a in _layer_cloud())
+    conv = ContinuousConv(in_channels=3, filters=2, kernel_size=2)
+    msg = _raises(lambda: conv(torch.ones(10, 4), x, x, torch.tensor(0.5)))
+    assert "inp_features has 4 channels (shape[1]) but the layer has in_channels=3" in msg, msg
+    msg = _raises(lambda: conv(f, x, x[:4], torch.full((10,), 0.5)))
+    assert "extents" in msg and "out_positions has 4" in msg, msg
+    msg = _raises(lambda: ContinuousConvTranspose(in_channels=3, filters=2, kernel_size=2)(
+        f, x, x[:4], torch.full((4,), 0.5)))
+    assert "extents" in msg and "inp_positions has 10" in msg, msg

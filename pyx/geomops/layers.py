@@ -436,7 +436,9 @@ class _ConvLayer(_Layer):
 
     def _check_dense(self, xi, xo):
         if self.dense_kernel is not None and xo.shape[0] != xi.shape[0]:
-            raise ValueError("use_dense_layer_for_center requires as many output as input points")
+            raise ValueError(f"out_positions has {xo.shape[0]} points (shape[0]) but inp_positions has {xi.shape[0]} "
+                             "(inp_positions.shape[0]): use_dense_layer_for_center needs the same input and output "
+                             "points")
 
     # -- backward helpers ----------------------------------------------------------------------
 
