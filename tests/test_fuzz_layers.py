@@ -77,6 +77,14 @@ def conv_layer_calls(draw, transpose):
                 out_positions=xo, extents=extents)
     imp_name, imp_len = ("out_importance", no) if transpose else ("inp_importance", ni)
     args[imp_name] = rng.uniform(0.5, 1.5, imp_len).astype(dtype) if draw(st.booleans()) else None
+    if draw(st.booleans()):  # the lists the layer's search gives, passed as user lists
+        cls = ContinuousConvTranspose if transpose else ContinuousConv
+        layer = cls(**ctor)
+        points, queries = (xo, xi) if transpose else (xi, xo)
+        idx, rs, _, _ = layer._search(points, queries, np.asarray(extents, dtype), None)
+        args.update(user_neighbors_index=idx, user_neighbors_row_splits=rs)
+        if draw(st.booleans()):
+            args["user_neighbors_importance"] = rng.uniform(0.5, 1.5, len(idx)).astype(dtype)
     return ctor, args
 
 
@@ -166,7 +174,7 @@ def test_fuzz_conv_layers(transpose, data):
     status, base = outcome(lambda: _check_call(layer, transpose, args, "valid call"))
     assert status == "ok", base
 
-    target = data.draw(st.sampled_from(["argument", "argument", "constructor", "gradient"]), "target")
+    target = data.draw(st.sampled_from(["argument", "argument", "constructor", "gradient", "wrt"]), "target")
     mctor, margs = ctor, args
     if target == "constructor":
         name = data.draw(st.sampled_from(sorted(CONV_CTOR_VALUES)), "parameter")
@@ -176,10 +184,15 @@ def test_fuzz_conv_layers(transpose, data):
         name = "out_features_gradient"
         g = np.random.default_rng(1).uniform(-1, 1, base.shape).astype(layer.dtype)
         kind, what, new = data.draw(mutations(g, "float"), "mutation")
+    elif target == "wrt":
+        name = "wrt"
+        new = data.draw(st.sampled_from(WRT_VALUES), "wrt")
+        kind, what = "option", f"-> {new!r}"
     else:
         name = data.draw(st.sampled_from(sorted(args)), "argument")
         value = args[name]
-        role = "scalar" if isinstance(value, float) else "position" if name.endswith("positions") else "float"
+        role = {"user_neighbors_index": "index", "user_neighbors_row_splits": "splits"}.get(
+            name, "scalar" if isinstance(value, float) else "position" if name.endswith("positions") else "float")
         kind, what, new = data.draw(mutations(value, role), "mutation")
         margs = dict(args, **{name: new})
     note(f"{name} {what}")
@@ -189,6 +202,9 @@ def test_fuzz_conv_layers(transpose, data):
         out, ctx = mlayer.forward(**margs)
         if target == "gradient":
             return out, mlayer.backward(new, ctx)
+        if target == "wrt":
+            g = np.random.default_rng(1).uniform(-1, 1, out.shape).astype(mlayer.dtype)
+            return out, mlayer.backward(g, ctx, wrt=new)
         return out, mlayer
 
     status, got = outcome(call)
@@ -203,6 +219,13 @@ def test_fuzz_conv_layers(transpose, data):
             assert results_equal(extra, layer.backward(np.asarray(new), layer.forward(**args)[1]))
         return
     assert isinstance(out, np.ndarray) and out.ndim == 2, f"{name} {what}: {type(out)}"
+    if target == "wrt":
+        wanted = {new} if isinstance(new, str) else set(new)
+        for field, value in extra._asdict().items():
+            assert (value is None) == (field not in wanted or getattr(layer, field, True) is None), \
+                f"wrt {new!r}: {field} is {'None' if value is None else 'given'}"
+            assert value is None or np.isfinite(value).all(), f"wrt {new!r}: {field} is not finite"
+        return
     if target == "gradient":
         for field in ("kernel", "inp_features"):
             assert getattr(extra, field).dtype == layer.dtype, f"{name} {what}: {field} dtype"
@@ -211,6 +234,10 @@ def test_fuzz_conv_layers(transpose, data):
     if _finite(*margs.values()) and mlayer.window_function is None:
         status, again = outcome(lambda: _check_call(mlayer, transpose, margs, f"{name} {what}", lists=False))
         assert status == "ok", f"{name} {what}: {again!r}"
+
+
+WRT_VALUES = ["kernel", ("kernel", "extents"), ["inp_positions", "out_positions"], ("bias", "inp_features"),
+              "foo", 3, ("kernel", None), "filters"]
 
 
 # ---- search layers -----------------------------------------------------------------------------

@@ -446,10 +446,17 @@ class _ConvLayer(_Layer):
         allowed = ("kernel", "bias", "dense_kernel", "inp_features", self._IMPORTANCE) + _POSITION_NAMES
         if wrt is None:
             return set(allowed[:5])
-        wrt = {wrt} if isinstance(wrt, str) else set(wrt)
-        bad = sorted(wrt - set(allowed))
+        if isinstance(wrt, str):
+            wrt = {wrt}
+        else:
+            try:
+                wrt = set(wrt)
+            except TypeError:
+                raise TypeError(f"wrt must be None, a name or a collection of names, got {type(wrt).__name__}") \
+                    from None
+        bad = sorted(repr(n) for n in wrt - set(allowed))
         if bad:
-            raise ValueError(f"wrt may name {allowed}, got {bad}")
+            raise ValueError(f"wrt may name {allowed}, got {', '.join(bad)}")
         return wrt
 
     def _grad_in(self, out_features_gradient, ctx):
