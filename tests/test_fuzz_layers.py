@@ -77,7 +77,9 @@ def conv_layer_calls(draw, transpose):
                 out_positions=xo, extents=extents)
     imp_name, imp_len = ("out_importance", no) if transpose else ("inp_importance", ni)
     args[imp_name] = rng.uniform(0.5, 1.5, imp_len).astype(dtype) if draw(st.booleans()) else None
-    if draw(st.booleans()):  # the lists the layer's search gives, passed as user lists
+    if isinstance(extents, float) and draw(st.booleans()):  # the table the layer's search would build
+        args["fixed_radius_search_hash_table"] = gm.build_spatial_hash_table(xo if transpose else xi, extents / 2)
+    elif draw(st.booleans()):  # the lists the layer's search gives, passed as user lists
         cls = ContinuousConvTranspose if transpose else ContinuousConv
         layer = cls(**ctor)
         points, queries = (xo, xi) if transpose else (xi, xo)
@@ -191,9 +193,17 @@ def test_fuzz_conv_layers(transpose, data):
     else:
         name = data.draw(st.sampled_from(sorted(args)), "argument")
         value = args[name]
-        role = {"user_neighbors_index": "index", "user_neighbors_row_splits": "splits"}.get(
-            name, "scalar" if isinstance(value, float) else "position" if name.endswith("positions") else "float")
-        kind, what, new = data.draw(mutations(value, role), "mutation")
+        if name == "fixed_radius_search_hash_table":
+            pts = args["out_positions" if transpose else "inp_positions"]
+            how = data.draw(st.sampled_from(["radius", "points", "junk", None]), "table")
+            new = {"radius": lambda: gm.build_spatial_hash_table(pts, args["extents"]),
+                   "points": lambda: gm.build_spatial_hash_table(pts[:-1], args["extents"] / 2),
+                   "junk": lambda: (1, 2), None: lambda: None}[how]()
+            kind, what = "option", f"-> {how}"
+        else:
+            role = {"user_neighbors_index": "index", "user_neighbors_row_splits": "splits"}.get(
+                name, "scalar" if isinstance(value, float) else "position" if name.endswith("positions") else "float")
+            kind, what, new = data.draw(mutations(value, role), "mutation")
         margs = dict(args, **{name: new})
     note(f"{name} {what}")
 
@@ -210,7 +220,9 @@ def test_fuzz_conv_layers(transpose, data):
     status, got = outcome(call)
     if status == "error":
         assert kind not in EQUIVALENT, f"{name} {what} was rejected: {got!r}"
-        assert_names(got, name)
+        # a table built for the unmutated extents / points no longer fits: naming it is right too
+        table = ["fixed_radius_search_hash_table"] if margs.get("fixed_radius_search_hash_table") is not None else []
+        assert_names(got, name, *table)
         return
     out, extra = got
     if kind in EQUIVALENT:
@@ -231,7 +243,8 @@ def test_fuzz_conv_layers(transpose, data):
             assert getattr(extra, field).dtype == layer.dtype, f"{name} {what}: {field} dtype"
         return
     mlayer = extra
-    if _finite(*margs.values()) and mlayer.window_function is None:
+    if _finite(*(v for k, v in margs.items() if k != "fixed_radius_search_hash_table")) \
+            and mlayer.window_function is None:
         status, again = outcome(lambda: _check_call(mlayer, transpose, margs, f"{name} {what}", lists=False))
         assert status == "ok", f"{name} {what}: {again!r}"
 

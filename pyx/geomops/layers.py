@@ -402,12 +402,21 @@ class _ConvLayer(_Layer):
         """Neighbors of each query among ``points`` within extents/2, and the window's importance
         and its input (the normalised distances) when there is a window function."""
         metric = self.radius_search_metric
+        if hash_table is not None and ext.ndim:
+            raise ValueError(f"fixed_radius_search_hash_table is used with scalar extents only, but extents has shape "
+                             f"{ext.shape} (one per point: the layer runs radius_search)")
         want_dist = self.window_function is not None
         common = dict(metric=metric, ignore_query_point=self.radius_search_ignore_query_points,
                       return_distances=want_dist, num_threads=self.num_threads)
         if ext.ndim == 0:
             radius = float(ext) / 2
-            nb = fixed_radius_search(points, queries, radius, hash_table=hash_table, **common)
+            try:
+                nb = fixed_radius_search(points, queries, radius, hash_table=hash_table, **common)
+            except (TypeError, ValueError) as exc:
+                if hash_table is None or "hash_table" not in str(exc):
+                    raise
+                raise type(exc)(f"fixed_radius_search_hash_table does not fit this call: {exc} (the layer searches "
+                                f"with radius extents / 2 = {radius})") from None
             u = nb.neighbors_distance / _radius_scale(metric, radius) if want_dist else None
         else:
             radii = (ext / 2).astype(self.dtype)
