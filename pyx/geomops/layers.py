@@ -88,7 +88,7 @@ def _float_param(x, name, dtype, *, length=None, per=None):
     """``x`` (a real scalar, or with ``length`` also a [length] array) as a finite array of the
     layer's ``dtype``; ``per`` says what the entries are one per, for the messages."""
     a = V.as_array(x, name)
-    if not V._convertible(a.dtype):
+    if a.dtype == np.bool_ or not V._convertible(a.dtype):
         raise TypeError(f"{name} must be real (float or int), got dtype {a.dtype}")
     if a.ndim > 1 or (a.ndim == 1 and a.shape[0] != length):
         if length is None:
@@ -395,7 +395,7 @@ class _ConvLayer(_Layer):
         n, whose = (xo.shape[0], "out_positions") if per == "output" else (xi.shape[0], "inp_positions")
         ext = _float_param(extents, "extents", dt, length=n, per=f"{per} point: {whose} has {n}")
         if not np.all(ext > 0):
-            raise ValueError(f"extents must be > 0, got {ext}")
+            raise ValueError(f"extents must be > 0, got a minimum of {ext.min()}")
         return feats, xi, xo, ext
 
     def _search(self, points, queries, ext, hash_table):
@@ -916,7 +916,8 @@ class RadiusSearch(_SearchLayer):
         See :func:`geomops.radius_search`."""
         result = radius_search(points, queries, radii, points_row_splits, queries_row_splits,
                                normalize_distances=self.normalize_distances, **self._common())
-        radii_kept = np.asarray(radii) if self.normalize_distances else None
+        # in the points' dtype, as the search used them (a float64 scalar for float32 points is rounded)
+        radii_kept = np.asarray(radii, dtype=result.neighbors_distance.dtype) if self.normalize_distances else None
         return self._result(result, points, queries, radii_kept)
 
 
