@@ -295,7 +295,8 @@ def _float_buf(x, name, shape, squeeze=False):
             (g in s) if isinstance(s, tuple) else g == s for g, s in zip(a.shape, shape))
         if not ok:
             raise _mismatch(name, a, shape, _shape_text(shape))
-    return np.array(a, dtype=np.float32, order="C")
+    with np.errstate(over="ignore"):  # beyond float32's range rounds to inf (checked where it is read)
+        return np.array(a, dtype=np.float32, order="C")
 
 
 def _finite_where(a, fg, name):
