@@ -6,14 +6,17 @@ on a ring. Starting from random points, Adam moves the points until their field 
 target: the gradient of the loss w.r.t. the positions comes from geomops' position gradients,
 through the filter's coordinate mapping and trilinear interpolation (Open3D's ops have none).
 
-The figure (``--out``, default ``learn_positions.png``) shows the target field, the start, the
-result and the loss curve.
+The figure (``--out``, default ``learn_positions.png`` in ``--out-dir``) shows the target field,
+the start, the result and the loss curve.
 
 Run it after the README's install (``python -m pip install ".[test]"`` brings torch and
 matplotlib), from anywhere::
 
     python examples/learn_positions.py
-    python examples/learn_positions.py --quick    # a small run, as in the tests
+    python examples/learn_positions.py --small    # a small run, as in the tests
+
+``--small`` (also ``--quick``, or the environment variable ``GEOMOPS_EXAMPLE_SMALL=1``) moves 60
+points for 50 steps on a 20x20 grid.
 
 In a development checkout built in place, put the sources on the path: ``PYTHONPATH=pyx``.
 """
@@ -21,6 +24,7 @@ In a development checkout built in place, put the sources on the path: ``PYTHONP
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -89,12 +93,11 @@ def learn(num_points=150, steps=150, grid=40, lr=0.01, seed=0, verbose=True):
 
 
 def plot(result, out):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: nothing is shown, no GUI backend is needed
 
     (gx, gy), target, start, final, final_field, losses = result
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
+    fig = Figure(figsize=(17, 4.2))
+    axes = fig.subplots(1, 4)
     extent = (gx.min(), gx.max(), gy.min(), gy.max())
     vmax = max(target.max(), final_field.max())
     axes[0].imshow(target, origin="lower", extent=extent, vmin=0, vmax=vmax)
@@ -118,23 +121,30 @@ def plot(result, out):
     axes[3].set_title("loss (mean squared field error)")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    plt.close(fig)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--points", type=int, default=150)
     ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--quick", action="store_true", help="a small run (60 points, 80 steps, a 24x24 grid)")
+    ap.add_argument("--small", "--quick", action="store_true", dest="small",
+                    default=os.environ.get("GEOMOPS_EXAMPLE_SMALL") == "1",
+                    help="a small run: 60 points, 50 steps, a 20x20 grid (also GEOMOPS_EXAMPLE_SMALL=1)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="learn_positions.png", help="where to save the figure")
+    ap.add_argument("--out", default=None, help="where to save the figure (default: learn_positions.png in --out-dir)")
+    ap.add_argument("--out-dir", default=".", help="folder for the figure (default: the current one)")
     args = ap.parse_args(argv)
-    if args.quick:
-        result = learn(num_points=60, steps=80, grid=24, lr=0.015, seed=args.seed, verbose=False)
+    out = args.out if args.out is not None else os.path.join(args.out_dir, "learn_positions.png")
+    print("learn_positions: move points with Adam until their continuous-convolution field matches that of a ring "
+          "(PyTorch autograd through geomops' position gradients)")
+    if args.small:
+        result = learn(num_points=60, steps=50, grid=20, lr=0.02, seed=args.seed, verbose=False)
+        losses = result[-1]
+        print(f"{len(losses)} steps; loss {losses[0]:.4f} -> {losses[-1]:.5f}")
     else:
         result = learn(num_points=args.points, steps=args.steps, seed=args.seed)
-    plot(result, args.out)
-    print(f"saved {args.out}")
+    plot(result, out)
+    print(f"figure saved to {out}: target field, positions start -> learned, learned field, loss curve")
     return result
 
 

@@ -56,3 +56,16 @@ def test_pose_refinement_example_fails_fast_without_a_gpu(capsys):
     example = _load_example()
     with pytest.raises(SystemExit, match="--device cuda: device='cuda' cannot be used"):
         example.main(["--device", "cuda", "--iterations", "1", "--quiet"])
+
+
+def test_pose_refinement_example_zero_iterations_and_quiet(tmp_path, capsys):
+    """--iterations 0 saves the start's figure (it crashed in save_figure); --quiet hides the steps,
+    not the final result."""
+    example = _load_example()
+    out = tmp_path / "zero.png"
+    result = example.main(["--iterations", "0", "--width", "80", "--height", "60", "--out", str(out), "--quiet"])
+    assert result["history"]["loss"] == [] and out.stat().st_size > 10_000
+    assert result["final_error"] == result["start_error"]
+    assert result["start"]["maps"].shape == (6, 60, 80) and abs(result["start"]["maps"]).sum() > 0
+    text = capsys.readouterr().out
+    assert "final     rotation error" in text and "figure saved to" in text and "step " not in text

@@ -5,10 +5,15 @@ gradients live in :mod:`geomops.pose`. On a CUDA device they take and return dev
 (:class:`DeviceArray`, :func:`to_device`; see docs/cuda.md).
 """
 
+from __future__ import annotations
+
+from types import ModuleType
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
 
-def _check_compiled():
+def _check_compiled() -> None:
     """Fail with instructions, not a circular-import message, when the compiled module is missing
     (typically: the source folder ``pyx`` is on ``sys.path`` but was never built in place)."""
     import importlib
@@ -31,18 +36,23 @@ def _check_compiled():
 _check_compiled()
 del _check_compiled
 
-from ._config import (cuda_available, get_num_threads, set_num_threads,  # noqa: E402
-                      show_config)
-from ._device import DeviceArray, to_device  # noqa: E402
+from ._config import (cuda_available as cuda_available, get_num_threads as get_num_threads,  # noqa: E402
+                      set_num_threads as set_num_threads, show_config as show_config)
+from ._device import DeviceArray as DeviceArray, to_device as to_device  # noqa: E402
 from .ops import *  # noqa: F401,F403,E402
-from .ops import __all__ as _ops_all  # noqa: E402
 
-__all__ = ["__version__", "DeviceArray", "cuda_available", "get_num_threads", "set_num_threads",
-           "show_config", "to_device", "ops", "pose", "layers"] + list(_ops_all)
+if TYPE_CHECKING:
+    # mypy reads only literal __all__ lists: instead of the computed one below it sees the
+    # explicit re-exports (`import x as x`) and those of `from .ops import *`
+    from . import layers as layers, ops as ops, plot as plot, pose as pose
+else:
+    from .ops import __all__ as _ops_all
+    __all__ = ["__version__", "DeviceArray", "cuda_available", "get_num_threads", "set_num_threads",
+               "show_config", "to_device", "ops", "pose", "layers", "plot"] + list(_ops_all)
 
 
-def __getattr__(name):  # lazy submodule: importing geomops does not build the pose tools
-    if name in ("pose", "layers"):
+def __getattr__(name: str) -> ModuleType:  # lazy: importing geomops builds no pose tools, imports no matplotlib
+    if name in ("pose", "layers", "plot"):
         import importlib
         return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'geomops' has no attribute {name!r}")

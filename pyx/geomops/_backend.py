@@ -16,12 +16,18 @@ import functools
 import numbers
 import re
 import threading
-from typing import Any, Optional
+from collections.abc import Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Any, Literal, Optional, SupportsIndex, TypeVar, cast
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
 from . import _cpu
 from . import _device
+from ._device import AnyArray, BindingModule, CudaStream, DeviceArray
+
+_T = TypeVar("_T")
 
 __all__ = ["Backend", "resolve", "select", "call_stream", "CallStream", "stream_handle", "cpu", "parse_device",
            "cuda_emulation"]
@@ -37,7 +43,12 @@ class Backend:
 
     __slots__ = ("name", "device_id", "kernels", "module")
 
-    def __init__(self, name: str, device_id: Optional[int], kernels: Any):
+    name: str
+    device_id: Optional[int]
+    kernels: BindingModule
+    module: BindingModule
+
+    def __init__(self, name: str, device_id: Optional[int], kernels: BindingModule) -> None:
         self.name = name
         self.device_id = device_id
         self.kernels = kernels
@@ -59,25 +70,27 @@ class Backend:
         be.module = self.module
         return be
 
-    def empty(self, shape, dtype):
+    def empty(self, shape: Sequence[SupportsIndex], dtype: DTypeLike) -> AnyArray:
         """An uninitialised output array in this backend's memory."""
         if not self.is_cuda:
             return np.empty(shape, dtype)
+        assert self.device_id is not None
         return _device.empty(self.module, shape, dtype, self.device_id)
 
-    def from_host(self, a):
+    def from_host(self, a: _T) -> _T | DeviceArray:
         """A NumPy array moved to this backend's memory (the same array on the CPU)."""
         if not self.is_cuda or a is None or not isinstance(a, np.ndarray):
             return a  # host backend, absent, or already a device array
+        assert self.device_id is not None
         return _device.from_host(self.module, a, self.device_id)
 
-    def to_host(self, a):
+    def to_host(self, a: Optional[AnyArray]) -> Optional[NDArray[Any]]:
         """An array of this backend as a NumPy array (the same array on the CPU)."""
         if a is None or isinstance(a, np.ndarray):
             return a
         return a.get()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         emu = " (emulated)" if self.is_cuda and getattr(self.module, "EMULATED", False) else ""
         return f"Backend({self.device!r}{emu})"
 
@@ -87,11 +100,11 @@ class _StreamKernels:
 
     __slots__ = ("_module", "_handle")
 
-    def __init__(self, module, handle):
+    def __init__(self, module: BindingModule, handle: int) -> None:
         self._module = module
         self._handle = handle
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         value = getattr(self._module, name)
         if callable(value) and not isinstance(value, type):
             return functools.partial(value, stream=self._handle)
@@ -107,7 +120,7 @@ def cpu() -> Backend:
     return _CPU
 
 
-def parse_device(device) -> tuple[str, Optional[int]]:
+def parse_device(device: Optional[str]) -> tuple[Literal["auto", "cpu"], None] | tuple[Literal["cuda"], int]:
     """Validate a ``device=`` argument: ``(kind, ordinal)`` with kind ``"cpu"``, ``"cuda"`` or
     ``"auto"`` (None). Raises TypeError/ValueError naming ``device``."""
     if device is None:
@@ -123,7 +136,7 @@ def parse_device(device) -> tuple[str, Optional[int]]:
     return "cuda", int(m.group(1)) if m.group(1) is not None else 0
 
 
-def cuda_module():
+def cuda_module() -> BindingModule:
     """The CUDA binding module in use: ``_cuda``, or ``_cuda_emu`` under :func:`cuda_emulation`.
     Raises RuntimeError, saying why, when no CUDA device can be used."""
     if _emulate_cuda:
@@ -133,11 +146,12 @@ def cuda_module():
     count, reason = _config.cuda_status()
     if count == 0:
         raise RuntimeError(f"device='cuda' cannot be used: {reason}")
+    assert _config._cuda is not None
     return _config._cuda
 
 
 @contextlib.contextmanager
-def cuda_emulation(enabled=True):
+def cuda_emulation(enabled: bool = True) -> Iterator[None]:
     """Within the block, ``device="cuda"`` runs the CUDA backend's kernels compiled for the host
     (``geomops._cuda_emu``: sequential, host memory). For tests on machines without a GPU."""
     global _emulate_cuda
@@ -149,8 +163,9 @@ def cuda_emulation(enabled=True):
         _emulate_cuda = old
 
 
-def _cuda_backend(device, ordinal, module=None) -> Backend:
+def _cuda_backend(device: Optional[str], ordinal: Optional[int], module: Optional[BindingModule] = None) -> Backend:
     """The CUDA backend of device ``ordinal`` (``device`` is the argument, for messages)."""
+    assert ordinal is not None
     module = module if module is not None else cuda_module()
     if not getattr(module, "EMULATED", False):
         from . import _config
@@ -162,7 +177,7 @@ def _cuda_backend(device, ordinal, module=None) -> Backend:
     return Backend("cuda", ordinal, module)
 
 
-def resolve(device=None) -> Backend:
+def resolve(device: Optional[str] = None) -> Backend:
     """The backend that runs a call with this ``device=`` argument."""
     kind, ordinal = parse_device(device)
     if kind in ("auto", "cpu"):
@@ -170,7 +185,7 @@ def resolve(device=None) -> Backend:
     return _cuda_backend(device, ordinal)
 
 
-def _host_kind(x):
+def _host_kind(x: object) -> str:
     """How a host input is described in placement errors."""
     if isinstance(x, np.ndarray):
         return "a NumPy array"
@@ -181,7 +196,7 @@ def _host_kind(x):
     return f"a host object ({type(x).__name__})"
 
 
-def _absent_host(x):
+def _absent_host(x: object) -> bool:
     """Open3D's "not given" for an optional host input: an empty 1-D array."""
     try:
         a = np.asarray(x)
@@ -190,7 +205,7 @@ def _absent_host(x):
     return a.ndim == 1 and a.shape[0] == 0
 
 
-def select(device, *, optional=(), **named_inputs) -> tuple[Backend, bool]:
+def select(device: Optional[str], *, optional: Iterable[str] = (), **named_inputs: object) -> tuple[Backend, bool]:
     """The backend of a call and whether its inputs are on the device.
 
     Parameters
@@ -243,7 +258,7 @@ def select(device, *, optional=(), **named_inputs) -> tuple[Backend, bool]:
     if kind == "cpu":
         raise ValueError(f"device='cpu' but {name0} is on {dev0}; copy it to the host first (DeviceArray.get()) "
                          f"or pass device=None to run on {dev0}")
-    explicit = kind == "cuda" and ":" in device
+    explicit = kind == "cuda" and device is not None and ":" in device
     if explicit and ordinal != id0:
         raise ValueError(f"device={device!r} but {name0} is on {dev0}; pass device=None to run where the inputs "
                          f"are, or move them with geomops.to_device(x, {device!r})")
@@ -253,7 +268,7 @@ def select(device, *, optional=(), **named_inputs) -> tuple[Backend, bool]:
 
 # ---- streams -----------------------------------------------------------------------------------
 
-def stream_handle(stream) -> Optional[int]:
+def stream_handle(stream: Any) -> Optional[int]:
     """Validate a ``stream=`` argument: None, or the int cudaStream_t handle it designates.
 
     Accepted: an int handle (0: the legacy default stream; 1 and 2: the legacy and per-thread
@@ -294,19 +309,19 @@ def stream_handle(stream) -> Optional[int]:
 
 
 _pool_lock = threading.Lock()
-_stream_pools = {}
+_stream_pools: dict[tuple[str, Optional[int]], list[CudaStream]] = {}
 
 
-def _acquire_stream(be):
+def _acquire_stream(be: Backend) -> CudaStream:
     key = (be.module.__name__, be.device_id)
     with _pool_lock:
         pool = _stream_pools.setdefault(key, [])
         if pool:
             return pool.pop()
-    return be.module.Stream(be.device_id)
+    return cast(CudaStream, be.module.Stream(be.device_id))
 
 
-def _release_stream(be, s):
+def _release_stream(be: Backend, s: CudaStream) -> None:
     with _pool_lock:
         _stream_pools[(be.module.__name__, be.device_id)].append(s)
 
@@ -326,25 +341,25 @@ class CallStream:
 
     __slots__ = ("backend", "handle", "explicit", "_outputs")
 
-    def __init__(self, backend, handle, explicit):
+    def __init__(self, backend: Backend, handle: int, explicit: bool) -> None:
         self.backend = backend
         self.handle = handle
         self.explicit = explicit
-        self._outputs = []
+        self._outputs: list[DeviceArray] = []
 
-    def empty(self, shape, dtype):
+    def empty(self, shape: Sequence[SupportsIndex], dtype: DTypeLike) -> AnyArray:
         """An output array of the call (``backend.empty``), marked with the stream on exit when
         the stream is the caller's."""
         out = self.backend.empty(shape, dtype)
         self.mark(out)
         return out
 
-    def mark(self, *arrays):
+    def mark(self, *arrays: object) -> None:
         """Register further output DeviceArrays of the call (see :meth:`empty`)."""
         from . import _device
         self._outputs.extend(a for a in arrays if isinstance(a, _device.DeviceArray))
 
-    def wait_for(self, *arrays):
+    def wait_for(self, *arrays: object) -> None:
         """Order the call's stream after the pending work of its input DeviceArrays (those with
         a ``_stream`` other than this one); the host does not block."""
         from . import _device
@@ -356,14 +371,16 @@ class CallStream:
 class _CallStreamContext:
     __slots__ = ("_be", "_handle", "_inputs", "_pooled", "_prev_device", "_cs")
 
-    def __init__(self, be, stream, inputs):
+    _cs: CallStream
+
+    def __init__(self, be: Backend, stream: object, inputs: Sequence[object]) -> None:
         self._be = be
         self._inputs = inputs
         self._handle = stream_handle(stream)
         if self._handle is not None and not be.is_cuda:
             raise ValueError(f"stream={stream!r} is only used on a CUDA device, but this call runs on the CPU")
-        self._pooled = None
-        self._prev_device = None
+        self._pooled: Optional[CudaStream] = None
+        self._prev_device: Optional[int] = None
 
     def __enter__(self) -> CallStream:
         be = self._be
@@ -386,7 +403,8 @@ class _CallStreamContext:
             raise
         return self._cs
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> Literal[False]:
         if not self._be.is_cuda:
             return False
         try:
@@ -395,6 +413,7 @@ class _CallStreamContext:
                     for out in self._cs._outputs:
                         out._stream = self._cs.handle
                 else:
+                    assert self._pooled is not None
                     self._pooled.synchronize()
             elif self._pooled is not None:
                 try:  # let the failed call's queued work drain before the stream is reused
@@ -405,7 +424,7 @@ class _CallStreamContext:
             self._finish()
         return False
 
-    def _finish(self):
+    def _finish(self) -> None:
         if self._pooled is not None:
             _release_stream(self._be, self._pooled)
             self._pooled = None
@@ -413,7 +432,7 @@ class _CallStreamContext:
             self._be.module.set_device(self._prev_device)
 
 
-def call_stream(be: Backend, stream=None, inputs=()):
+def call_stream(be: Backend, stream: object = None, inputs: Sequence[object] = ()) -> _CallStreamContext:
     """Context manager giving the :class:`CallStream` one op call runs on.
 
     ``stream=None``: a stream of a small per-device pool; the block's work is waited for on exit,
@@ -447,7 +466,12 @@ class OpCall:
 
     __slots__ = ("be", "on_device", "args", "_cs")
 
-    def result(self, x):
+    be: Backend
+    on_device: bool
+    args: dict[str, Any]
+    _cs: CallStream
+
+    def result(self, x: _T) -> _T:
         """The op's result for the caller: device results of host inputs copied to NumPy; named
         tuples, tuples and lists converted element by element."""
         if not self.be.is_cuda:
@@ -460,18 +484,19 @@ class OpCall:
             if self.on_device:
                 self._cs.mark(x)
                 return x
-            return x.get()
+            return cast(_T, x.get())
         return x
 
 
-def _is_placed(x):
+def _is_placed(x: object) -> bool:
     """Arrays whose place (host or device) decides the backend: NumPy arrays and device arrays.
     Python scalars and lists fit any backend (they are converted after validation)."""
     return isinstance(x, np.ndarray) or _device.is_device_array(x)
 
 
 @contextlib.contextmanager
-def op_call(device=None, stream=None, *, optional=(), **inputs):
+def op_call(device: Optional[str] = None, stream: object = None, *, optional: Iterable[str] = (),
+            **inputs: Any) -> Iterator[OpCall]:
     """Run one public op: choose its backend from ``device`` and the inputs (:func:`select`),
     open its stream (:func:`call_stream`), and hand back an :class:`OpCall`.
 

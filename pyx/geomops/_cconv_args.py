@@ -10,11 +10,18 @@ validated NumPy call to a device.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from . import _device
+from ._device import AnyArray
+
+if TYPE_CHECKING:
+    from ._backend import Backend
 from . import _validate as V
 from ._config import resolve_num_threads
 
@@ -35,7 +42,7 @@ class Options:
     interpolation: int
     normalize: bool
     max_temp_bytes: int
-    output_dtype: object  # None: the inputs' dtype
+    output_dtype: Optional[np.dtype[Any]]  # None: the inputs' dtype
     num_threads: int
 
 
@@ -43,31 +50,31 @@ class Options:
 class ConvCall:
     """Validated inputs of one forward (transpose=False) or transpose (transpose=True) call."""
     transpose: bool
-    dtype: np.dtype
-    filters: np.ndarray
-    out_positions: np.ndarray
-    inp_positions: np.ndarray
-    extents: np.ndarray
-    offset: np.ndarray
-    inp_features: np.ndarray
-    inp_importance: object = None          # forward only
-    out_importance: object = None          # transpose only
-    neighbors_index: object = None
-    neighbors_importance: object = None
-    neighbors_row_splits: object = None
-    inp_neighbors_index: object = None     # transpose only (shape-checked, unused by the kernel)
-    inp_neighbors_importance_sum: object = None
-    inp_neighbors_row_splits: object = None
+    dtype: np.dtype[Any]
+    filters: AnyArray
+    out_positions: AnyArray
+    inp_positions: AnyArray
+    extents: AnyArray
+    offset: AnyArray
+    inp_features: AnyArray
+    inp_importance: Optional[AnyArray] = None          # forward only
+    out_importance: Optional[AnyArray] = None          # transpose only
+    neighbors_index: AnyArray = dataclasses.field(kw_only=True)
+    neighbors_importance: Optional[AnyArray] = None
+    neighbors_row_splits: AnyArray = dataclasses.field(kw_only=True)
+    inp_neighbors_index: Optional[AnyArray] = None     # transpose only (shape-checked, unused by the kernel)
+    inp_neighbors_importance_sum: Optional[AnyArray] = None
+    inp_neighbors_row_splits: Optional[AnyArray] = None
 
-    def to_backend(self, be):
+    def to_backend(self, be: Backend) -> ConvCall:
         """This call with every NumPy array copied to ``be``'s memory (``be.from_host``: the same
         call on the CPU backend). For NumPy inputs run with ``device="cuda"``."""
-        moved = {f.name: be.from_host(getattr(self, f.name)) for f in dataclasses.fields(self)
+        moved: dict[str, Any] = {f.name: be.from_host(getattr(self, f.name)) for f in dataclasses.fields(self)
                  if isinstance(getattr(self, f.name), np.ndarray)}
         return dataclasses.replace(self, **moved)
 
 
-def gradients_wanted(wrt, valid):
+def gradients_wanted(wrt: Union[None, str, Collection[str]], valid: Sequence[str]) -> frozenset[str]:
     """The names of the inputs whose gradients a backward function computes: ``wrt`` (a name or
     a collection of names from ``valid``) validated; None: every name of ``valid`` except the
     positions and extents (the gradients of geomops before ``wrt`` existed)."""
@@ -87,8 +94,8 @@ def gradients_wanted(wrt, valid):
     return frozenset(names)
 
 
-def options(align_corners, coordinate_mapping, normalize, interpolation, max_temp_mem_MB,
-            output_type, num_threads):
+def options(align_corners: bool, coordinate_mapping: str, normalize: bool, interpolation: str, max_temp_mem_MB: int,
+            output_type: Optional[DTypeLike], num_threads: Optional[int]) -> Options:
     align = V.check_bool(align_corners, "align_corners")
     norm = V.check_bool(normalize, "normalize")
     mapping = COORDINATE_MAPPINGS.index(V.check_option(coordinate_mapping, "coordinate_mapping",
@@ -107,12 +114,12 @@ def options(align_corners, coordinate_mapping, normalize, interpolation, max_tem
                    resolve_num_threads(num_threads))
 
 
-def _typed(a):
+def _typed(a: object) -> bool:
     """NumPy and device arrays carry a dtype; lists and scalars adapt to the call's."""
     return isinstance(a, np.ndarray) or _device.is_device_array(a)
 
 
-def _size(a):
+def _size(a: object) -> int:
     if isinstance(a, np.ndarray):
         return a.size
     n = 1
@@ -121,7 +128,7 @@ def _size(a):
     return n
 
 
-def _call_dtype(**arrays):
+def _call_dtype(**arrays: Any) -> np.dtype[Any]:
     """The float dtype of the call: from the ndarray and device-array float inputs (lists and
     scalars adapt to it)."""
     typed = {n: a for n, a in arrays.items() if _typed(a) and _size(a) > 0}
@@ -133,7 +140,7 @@ def _call_dtype(**arrays):
     return V.common_float_dtype(**typed)
 
 
-def adapt(x, name, dtype):
+def adapt(x: object, name: str, dtype: DTypeLike) -> object:
     """Python lists and scalars take the call's dtype; ndarrays and device arrays must already
     have it."""
     if x is None or isinstance(x, np.ndarray) or _device.is_device_array(x):
@@ -144,11 +151,11 @@ def adapt(x, name, dtype):
         raise TypeError(f"{name} must be a numeric array-like: {exc}") from None
 
 
-def _float(x, name, dtype, shape):
+def _float(x: object, name: str, dtype: DTypeLike, shape: Sequence[Optional[int]]) -> AnyArray:
     return V.float_array(adapt(x, name, dtype), name, shape=shape, dtype=dtype)
 
 
-def _filters(filters, dtype):
+def _filters(filters: object, dtype: DTypeLike) -> AnyArray:
     f = V.float_array(adapt(filters, "filters", dtype), "filters", dtype=dtype)
     if f.ndim != 5:
         raise ValueError(f"filters must be a 5-D array [D, H, W, Cin, Cout] (depth, height, width, input "
@@ -159,7 +166,7 @@ def _filters(filters, dtype):
     return f
 
 
-def _extents(extents, dtype, rows, rows_of):
+def _extents(extents: object, dtype: DTypeLike, rows: int, rows_of: str) -> AnyArray:
     """Extents: a scalar or [1|rows, 1|3], ``rows`` the points of argument ``rows_of``."""
     e = V.as_array(adapt(extents, "extents", dtype), "extents")
     if e.ndim == 0:
@@ -176,18 +183,18 @@ def _extents(extents, dtype, rows, rows_of):
     return e
 
 
-def _offset(offset, dtype):
+def _offset(offset: object, dtype: DTypeLike) -> AnyArray:
     o = V.float_array(adapt(offset, "offset", dtype), "offset", dtype=dtype)
     if o.shape != (3,):
         raise ValueError(f"offset must have shape [3], got shape {tuple(o.shape)}")
     return o
 
 
-def _positions(x, name, dtype):
+def _positions(x: object, name: str, dtype: DTypeLike) -> AnyArray:
     return _float(x, name, dtype, (None, 3))
 
 
-def _features(x, num_points, in_channels, dtype):
+def _features(x: object, num_points: int, in_channels: int, dtype: DTypeLike) -> AnyArray:
     """inp_features: [num_inp_points, Cin], both sizes named after the arguments they come from."""
     feat = V.float_array(adapt(x, "inp_features", dtype), "inp_features", dtype=dtype)
     if feat.ndim != 2:
@@ -202,9 +209,10 @@ def _features(x, num_points, in_channels, dtype):
     return feat
 
 
-def _neighbors(index, splits, importance, *, num_rows, rows_of, num_points, points_of, dtype,
-               index_name="neighbors_index", splits_name="neighbors_row_splits",
-               importance_name="neighbors_importance"):
+def _neighbors(index: object, splits: object, importance: object, *, num_rows: int, rows_of: str, num_points: int,
+               points_of: str, dtype: DTypeLike, index_name: str = "neighbors_index",
+               splits_name: str = "neighbors_row_splits",
+               importance_name: str = "neighbors_importance") -> tuple[AnyArray, AnyArray, Optional[AnyArray]]:
     idx = V.index_array(index, index_name)
     rs = V.row_splits(splits, splits_name, num_rows=num_rows, rows_of=rows_of, total=idx.shape[0],
                       total_of=index_name)
@@ -214,8 +222,11 @@ def _neighbors(index, splits, importance, *, num_rows, rows_of, num_points, poin
     return idx, rs, imp
 
 
-def _common(dtype, filters, out_positions, extents, offset, inp_positions, inp_features, neighbors_index,
-            neighbors_row_splits, neighbors_importance, *, extents_per_input):
+def _common(dtype: np.dtype[Any], filters: object, out_positions: object, extents: object, offset: object,
+            inp_positions: object, inp_features: object, neighbors_index: object, neighbors_row_splits: object,
+            neighbors_importance: object, *, extents_per_input: bool
+            ) -> tuple[AnyArray, AnyArray, AnyArray, AnyArray, AnyArray, AnyArray, AnyArray, AnyArray,
+                       Optional[AnyArray]]:
     """Validate the inputs the forward and transpose ops share. Extents rows index the output
     points (forward) or the input points (transpose, ``extents_per_input``)."""
     f = _filters(filters, dtype)
@@ -231,9 +242,10 @@ def _common(dtype, filters, out_positions, extents, offset, inp_positions, inp_f
     return f, xo, xi, feat, e, o, idx, rs, imp
 
 
-def prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_features,
-                    inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
-                    extra=None):
+def prepare_forward(filters: object, out_positions: object, extents: object, offset: object, inp_positions: object,
+                    inp_features: object, inp_importance: object, neighbors_index: object,
+                    neighbors_importance: object, neighbors_row_splits: object,
+                    extra: Optional[dict[str, object]] = None) -> ConvCall:
     """Validate the forward op's inputs. ``extra``: dict of further float arrays for the dtype check."""
     dtype = _call_dtype(filters=filters, out_positions=out_positions, extents=extents, offset=offset,
                         inp_positions=inp_positions, inp_features=inp_features,
@@ -249,10 +261,11 @@ def prepare_forward(filters, out_positions, extents, offset, inp_positions, inp_
                     neighbors_importance=imp, neighbors_row_splits=rs)
 
 
-def prepare_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
-                      inp_features, inp_neighbors_index, inp_neighbors_importance_sum,
-                      inp_neighbors_row_splits, neighbors_index, neighbors_importance,
-                      neighbors_row_splits, extra=None):
+def prepare_transpose(filters: object, out_positions: object, out_importance: object, extents: object,
+                      offset: object, inp_positions: object, inp_features: object, inp_neighbors_index: object,
+                      inp_neighbors_importance_sum: object, inp_neighbors_row_splits: object,
+                      neighbors_index: object, neighbors_importance: object, neighbors_row_splits: object,
+                      extra: Optional[dict[str, object]] = None) -> ConvCall:
     """Validate the transpose op's inputs (``inp_neighbors_index`` may be None for the filter gradient)."""
     absent_imp = V.is_absent(neighbors_importance)
     absent_sum = V.is_absent(inp_neighbors_importance_sum)
@@ -291,7 +304,7 @@ def prepare_transpose(filters, out_positions, out_importance, extents, offset, i
                     inp_neighbors_importance_sum=isum, inp_neighbors_row_splits=inv_rs)
 
 
-def gradient(out_features_gradient, call: ConvCall):
+def gradient(out_features_gradient: object, call: ConvCall) -> AnyArray:
     """Validate out_features_gradient: [num_out_points, out_channels] in the call's dtype (the
     shape of the op's output)."""
     name = "out_features_gradient"

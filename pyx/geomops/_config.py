@@ -5,13 +5,18 @@ from __future__ import annotations
 import operator
 import os
 import sys
+from types import ModuleType
+from typing import Optional, SupportsIndex, TextIO
 
 import numpy as np
 
 from . import _cpu
 
-_num_threads = None  # None: OpenMP's default (OMP_NUM_THREADS or the core count)
+_num_threads: Optional[int] = None  # None: OpenMP's default (OMP_NUM_THREADS or the core count)
 MAX_THREADS = 1 << 16  # more threads than any machine has cores; beyond, thread creation fails
+
+_cuda: Optional[ModuleType]
+CUDA_IMPORT_ERROR: Optional[ImportError]
 
 try:  # keep the exception: a broken link must not look like "not built"
     from . import _cuda
@@ -20,10 +25,10 @@ except ImportError as exc:  # pragma: no cover - depends on the build
     _cuda = None
     CUDA_IMPORT_ERROR = exc
 
-_device_count_cache = None
+_device_count_cache: Optional[tuple[int, str]] = None
 
 
-def set_num_threads(n):
+def set_num_threads(n: Optional[int]) -> None:
     """Set the number of OpenMP threads used by geomops kernels (``None`` restores the default).
 
     Per-call ``num_threads=`` arguments override this value. Results do not depend on it:
@@ -33,12 +38,12 @@ def set_num_threads(n):
     _num_threads = None if n is None else resolve_num_threads(n)
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """The number of threads a kernel uses when ``num_threads=None`` is passed."""
     return _num_threads if _num_threads is not None else _cpu.max_threads()
 
 
-def resolve_num_threads(num_threads):
+def resolve_num_threads(num_threads: Optional[SupportsIndex]) -> int:
     """Validate a per-call ``num_threads`` argument and return the effective count."""
     if num_threads is None:
         return get_num_threads()
@@ -56,12 +61,12 @@ def resolve_num_threads(num_threads):
     return int(num_threads)
 
 
-def cuda_built():
+def cuda_built() -> bool:
     """True when the CUDA extension module was built and imported."""
     return _cuda is not None
 
 
-def cuda_status():
+def cuda_status() -> tuple[int, str]:
     """``(device_count, reason)``: the usable CUDA devices and, when there are none, why, in plain
     words ("geomops was built without CUDA", "no NVIDIA driver is installed ...", ...). Never raises."""
     global _device_count_cache
@@ -80,12 +85,12 @@ def cuda_status():
     return _device_count_cache
 
 
-def cuda_device_count():
+def cuda_device_count() -> int:
     """Number of usable CUDA devices (0 without a build, driver or GPU). Never raises."""
     return cuda_status()[0]
 
 
-def cuda_available():
+def cuda_available() -> bool:
     """True when geomops was built with CUDA and at least one CUDA device is usable. Never raises."""
     try:
         return cuda_device_count() > 0
@@ -93,11 +98,11 @@ def cuda_available():
         return False
 
 
-def _version_text(v):
+def _version_text(v: int) -> str:
     return f"{v // 1000}.{v % 1000 // 10}" if v else "none"
 
 
-def show_config(file=None):
+def show_config(file: Optional[TextIO] = None) -> None:
     """Print the version, OpenMP thread count, CPU kernel ISA, CUDA build status and the devices found."""
     from . import __version__
     out = file or sys.stdout

@@ -21,9 +21,11 @@ from __future__ import annotations
 import contextlib
 import numbers
 import threading
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple, NoReturn, Optional, Protocol, SupportsIndex, SupportsInt, Union, cast, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 __all__ = ["DeviceArray", "to_device", "as_device_array", "is_device_array"]
 
@@ -36,13 +38,25 @@ _CUDA_DL_DEVICES = (KDL_CUDA, KDL_CUDA_MANAGED)
 DLPACK_VERSION = (1, 0)
 
 
-def _protocol_stream(handle):
+def _protocol_stream(handle: Optional[int]) -> Optional[int]:
     """A stream handle as the CUDA array interface and DLPack spell it (0 is not allowed there)."""
     return None if handle is None else (handle or 1)
 
 
+class BindingModule(Protocol):
+    """A compiled binding module (``_cpu``, ``_cuda`` or ``_cuda_emu``; see their ``.pyi`` stubs), or
+    :mod:`geomops._backend`'s view of one that passes ``stream=``: functions are looked up by name."""
+
+    def __getattr__(self, name: str) -> Any: ...
+
+
 class DeviceArray:
     """A C-contiguous array in CUDA device memory.
+
+    It owns its allocation, or keeps the producer it views alive. ``np.asarray(d)`` raises a
+    TypeError: device memory is copied to the host only on request, with :meth:`get`. Other
+    libraries take it without a copy through ``__cuda_array_interface__`` (CuPy, Numba) or
+    DLPack (``torch.from_dlpack``, ``jax.dlpack.from_dlpack``, ``cupy.from_dlpack``).
 
     Attributes
     ----------
@@ -50,17 +64,14 @@ class DeviceArray:
     dtype : numpy.dtype
     device : str
         ``"cuda:N"``.
-
-    It owns its allocation, or keeps the producer it views alive. ``np.asarray(d)`` raises a
-    TypeError: device memory is copied to the host only on request, with :meth:`get`. Other
-    libraries take it without a copy through ``__cuda_array_interface__`` (CuPy, Numba) or
-    DLPack (``torch.from_dlpack``, ``jax.dlpack.from_dlpack``, ``cupy.from_dlpack``).
     """
 
     __slots__ = ("_owner", "_ptr", "_shape", "_dtype", "_device_id", "_module", "_stream", "_readonly",
                  "__weakref__")
 
-    def __init__(self, owner, ptr, shape, dtype, device_id, module, stream=None, readonly=False):
+    def __init__(self, owner: object, ptr: SupportsInt, shape: Sequence[SupportsIndex], dtype: DTypeLike,
+                 device_id: SupportsInt, module: BindingModule, stream: Optional[int] = None,
+                 readonly: bool = False) -> None:
         self._owner = owner          # keeps the memory alive (a DeviceBuffer, a DLPackImport or the producer)
         self._ptr = int(ptr)
         self._shape = tuple(int(s) for s in shape)
@@ -72,70 +83,71 @@ class DeviceArray:
 
     # ---- description -------------------------------------------------------------------------
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         return self._shape
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype[Any]:
         return self._dtype
 
     @property
-    def ndim(self):
+    def ndim(self) -> int:
         return len(self._shape)
 
     @property
-    def size(self):
+    def size(self) -> int:
         n = 1
         for s in self._shape:
             n *= s
         return n
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
         return self.size * self._dtype.itemsize
 
     @property
-    def device(self):
+    def device(self) -> str:
         return f"cuda:{self._device_id}"
 
     @property
-    def device_id(self):
+    def device_id(self) -> int:
         return self._device_id
 
     @property
-    def ptr(self):
+    def ptr(self) -> int:
         """Address of the first element (0 for an empty array)."""
         return self._ptr
 
     @property
-    def readonly(self):
+    def readonly(self) -> bool:
         """True for a view of memory its producer marked read-only."""
         return self._readonly
 
     @property
-    def emulated(self):
-        """True for arrays of the CUDA emulator (``geomops._cuda_emu``: host memory, tests only)."""
+    def emulated(self) -> bool:
+        """True for arrays of the CUDA emulator ``geomops._cuda_emu`` (host memory, tests only)."""
         return bool(getattr(self._module, "EMULATED", False))
 
-    def __len__(self):
+    def __len__(self) -> int:
         if not self._shape:
             raise TypeError("len() of a 0-d DeviceArray")
         return self._shape[0]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"DeviceArray(shape={self._shape}, dtype={self._dtype}, device='{self.device}')"
 
     # ---- interop -------------------------------------------------------------------------------
     @property
-    def __cuda_array_interface__(self):
+    def __cuda_array_interface__(self) -> dict[str, Any]:
         return {"shape": self._shape, "typestr": self._dtype.str, "data": (self._ptr, self._readonly),
                 "version": 3, "strides": None, "stream": _protocol_stream(self._stream)}
 
-    def __dlpack_device__(self):
+    def __dlpack_device__(self) -> tuple[int, int]:
         """``(kDLCUDA, N)``; emulated arrays live in host memory and say ``(kDLCPU, 0)``."""
         return (KDL_CPU, 0) if self.emulated else (KDL_CUDA, self._device_id)
 
-    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+    def __dlpack__(self, *, stream: Optional[int] = None, max_version: Optional[tuple[int, int]] = None,
+                   dl_device: Optional[tuple[int, int]] = None, copy: Optional[bool] = None) -> object:
         """Export as a DLPack capsule (the DLPack Python specification).
 
         Parameters
@@ -176,11 +188,11 @@ class DeviceArray:
         return self._module.dlpack_export(src, src.ptr, src.shape, src.dtype, own[0], own[1], versioned,
                                           readonly=src._readonly, copied=bool(copy))
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: Optional[DTypeLike] = None, copy: Optional[bool] = None) -> NoReturn:
         raise TypeError("a geomops.DeviceArray lives in GPU memory; call .get() to copy it to a NumPy array")
 
     # ---- copies and views ----------------------------------------------------------------------
-    def get(self):
+    def get(self) -> NDArray[Any]:
         """Copy to a new NumPy array (waits for pending work on the array's stream)."""
         out = np.empty(self._shape, self._dtype)
         if out.nbytes:
@@ -189,7 +201,7 @@ class DeviceArray:
             self._stream = None
         return out
 
-    def copy(self):
+    def copy(self) -> DeviceArray:
         """A new DeviceArray with the same contents, on the same device (ready on return)."""
         out = empty(self._module, self._shape, self._dtype, self._device_id)
         if out.nbytes:
@@ -198,7 +210,12 @@ class DeviceArray:
             self._stream = None
         return out
 
-    def reshape(self, *shape):
+    @overload
+    def reshape(self, shape: Sequence[SupportsIndex], /) -> DeviceArray: ...
+    @overload
+    def reshape(self, *shape: SupportsIndex) -> DeviceArray: ...
+
+    def reshape(self, *shape: Any) -> DeviceArray:
         """A view with another shape of the same size (one entry may be -1)."""
         if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
             shape = tuple(shape[0])
@@ -222,7 +239,7 @@ class DeviceArray:
         return DeviceArray(self._owner, self._ptr, shape, self._dtype, self._device_id, self._module,
                            self._stream, self._readonly)
 
-    def astype(self, dtype):
+    def astype(self, dtype: DTypeLike) -> DeviceArray:
         """This array converted to ``dtype`` (int32, int64, float32 or float64) on the device with
         NumPy's casting rules; the array itself when it already has that dtype."""
         dtype = np.dtype(dtype)
@@ -237,19 +254,40 @@ class DeviceArray:
         self._stream = None
         return out
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[..., DeviceArray], tuple[NDArray[Any], int, bool]]:
         return (_from_pickle, (self.get(), self._device_id, self.emulated))
 
 
-def _from_pickle(host, device_id, emulated=False):
+AnyArray = Union[NDArray[Any], DeviceArray]
+"""An array of a backend: a NumPy array on the CPU, a :class:`DeviceArray` on CUDA."""
+
+
+class SupportsCudaArrayInterface(Protocol):
+    """A device array of another library (CuPy, Numba, PyTorch) seen through the CUDA array interface."""
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]: ...
+
+
+class SupportsDLPack(Protocol):
+    """A DLPack producer (PyTorch, CuPy, JAX); on a CUDA device it is a device array."""
+
+    def __dlpack_device__(self) -> tuple[int, int]: ...
+
+
+ArrayInput = Union[ArrayLike, DeviceArray, SupportsCudaArrayInterface, SupportsDLPack]
+"""What an op's array argument accepts: anything ``np.asarray`` takes, or a device array."""
+
+
+def _from_pickle(host: NDArray[Any], device_id: int, emulated: bool = False) -> DeviceArray:
     if emulated:
         from . import _cuda_emu
         return from_host(_cuda_emu, host, device_id)
     from . import _backend
-    return _backend.resolve(f"cuda:{device_id}").from_host(host)
+    return cast(DeviceArray, _backend.resolve(f"cuda:{device_id}").from_host(host))
 
 
-def _dlpack_consumer_stream(stream):
+def _dlpack_consumer_stream(stream: Optional[int]) -> int:
     """The consumer's stream of a CUDA ``__dlpack__`` call as a handle (-1: do not synchronise)."""
     if stream is None:
         return 1  # the spec: None means the legacy default stream
@@ -267,7 +305,7 @@ def _dlpack_consumer_stream(stream):
 # ---- streams and devices -----------------------------------------------------------------------
 
 @contextlib.contextmanager
-def device_scope(module, device_id):
+def device_scope(module: BindingModule, device_id: int) -> Iterator[None]:
     """Make ``device_id`` current for the block (kernels launch on the current device), then
     restore the previous device, which other libraries rely on."""
     prev = module.get_device()
@@ -282,10 +320,17 @@ def device_scope(module, device_id):
 
 
 _utility_lock = threading.Lock()
-_utility_streams = {}
+class CudaStream(Protocol):
+    """What geomops uses of a binding module's ``Stream`` (``_cuda.pyi``)."""
+    handle: int
+
+    def synchronize(self) -> None: ...
 
 
-def utility_stream(module, device_id):
+_utility_streams: dict[tuple[str, int], CudaStream] = {}
+
+
+def utility_stream(module: BindingModule, device_id: int) -> int:
     """Handle of the stream of ``device_id`` that imports and value checks run on when the array
     has no pending stream (one per device, created on first use, never synchronised implicitly
     with other streams)."""
@@ -301,23 +346,23 @@ def utility_stream(module, device_id):
     return s.handle
 
 
-def work_stream(a):
+def work_stream(a: DeviceArray) -> int:
     """The stream to read ``a`` on: its pending stream, else the device's utility stream."""
     return a._stream if a._stream is not None else utility_stream(a._module, a._device_id)
 
 
 class ArrayStats(NamedTuple):
     """Summary of a non-empty 1-D device array (see :func:`stats`)."""
-    min: object
-    max: object
+    min: float  # int for integer arrays
+    max: float
     nonfinite: int
     decreasing: int
     nonincreasing: int
-    first: object
-    last: object
+    first: float
+    last: float
 
 
-def stats(a):
+def stats(a: DeviceArray) -> ArrayStats:
     """Minimum, maximum, count of NaN/inf values, counts of decreasing / non-increasing
     neighbours, first and last element of the non-empty 1-D int32/int64/float32/float64
     DeviceArray ``a``, computed by a fixed-order reduction on the device: only these scalars
@@ -331,7 +376,7 @@ def stats(a):
 
 # ---- making DeviceArrays -----------------------------------------------------------------------
 
-def empty(module, shape, dtype, device_id):
+def empty(module: BindingModule, shape: Sequence[SupportsIndex], dtype: DTypeLike, device_id: int) -> DeviceArray:
     """An uninitialised DeviceArray on ``device_id`` of binding module ``module``."""
     dtype = np.dtype(dtype)
     n = 1
@@ -341,7 +386,7 @@ def empty(module, shape, dtype, device_id):
     return DeviceArray(buf, buf.ptr, shape, dtype, device_id, module)
 
 
-def from_host(module, a, device_id):
+def from_host(module: BindingModule, a: ArrayLike, device_id: int) -> DeviceArray:
     """Copy a NumPy array to a new C-contiguous DeviceArray."""
     a = np.asarray(a, order="C")  # (np.ascontiguousarray makes 0-d arrays 1-d)
     d = empty(module, a.shape, a.dtype, device_id)
@@ -350,7 +395,7 @@ def from_host(module, a, device_id):
     return d
 
 
-def to_device(a, device="cuda"):
+def to_device(a: object, device: str = "cuda") -> DeviceArray:
     """Copy an array to a CUDA device.
 
     Parameters
@@ -381,6 +426,7 @@ def to_device(a, device="cuda"):
         if d.device_id == ordinal:
             return d
         be = _backend.resolve(device)
+        assert be.device_id is not None
         out = empty(be.kernels, d.shape, d.dtype, be.device_id)
         if out.nbytes:  # a peer copy (unified addressing)
             be.kernels.memcpy(out.ptr, d.ptr, out.nbytes, work_stream(d))
@@ -389,12 +435,12 @@ def to_device(a, device="cuda"):
     host = np.asarray(a)
     if host.dtype.kind not in "biufc":
         raise TypeError(f"to_device copies numeric and bool arrays, got dtype {host.dtype}")
-    return be.from_host(host)
+    return cast(DeviceArray, be.from_host(host))
 
 
 # ---- device arrays of other producers ----------------------------------------------------------
 
-def _cai_of(obj):
+def _cai_of(obj: object) -> Optional[dict[str, Any]]:
     """``obj.__cuda_array_interface__`` or None (also when reading it fails, e.g. a CPU tensor)."""
     try:
         return getattr(obj, "__cuda_array_interface__", None)
@@ -402,7 +448,7 @@ def _cai_of(obj):
         return None
 
 
-def _dlpack_device_of(obj):
+def _dlpack_device_of(obj: object) -> Optional[tuple[int, int]]:
     """``obj.__dlpack_device__()`` as ``(type, id)``, or None."""
     fn = getattr(obj, "__dlpack_device__", None)
     if fn is None or not callable(fn):
@@ -417,7 +463,7 @@ def _dlpack_device_of(obj):
 _HOST_TYPES = (np.ndarray, np.generic, list, tuple, str, bytes, numbers.Number)
 
 
-def is_device_array(obj):
+def is_device_array(obj: object) -> bool:
     """True for a DeviceArray and for any object in CUDA device memory: with
     ``__cuda_array_interface__`` (CuPy, Numba, PyTorch), or with ``__dlpack__`` whose
     ``__dlpack_device__()`` is a CUDA device (PyTorch, CuPy, JAX). NumPy arrays, lists, scalars
@@ -432,7 +478,7 @@ def is_device_array(obj):
     return dev is not None and dev[0] in _CUDA_DL_DEVICES
 
 
-def locate(obj):
+def locate(obj: object) -> tuple[str, int, Optional[BindingModule]]:
     """``(device, device_id, module)`` of a device array: its ``"cuda:N"``, the ordinal and the
     binding module its memory belongs to (None: the module :func:`_backend.cuda_module` gives)."""
     if isinstance(obj, DeviceArray):
@@ -443,11 +489,12 @@ def locate(obj):
     from . import _backend
     module = _backend.cuda_module()
     cai = _cai_of(obj)
+    assert cai is not None, "locate() takes a device array"
     dev_id, _ = module.pointer_device(int(cai["data"][0]))
     return f"cuda:{dev_id}", dev_id, module
 
 
-def _is_c_contiguous(shape, strides, itemsize):
+def _is_c_contiguous(shape: Sequence[int], strides: Sequence[int], itemsize: int) -> bool:
     """Whether byte ``strides`` describe a C-contiguous layout (sizes 0 and 1 take any stride)."""
     if any(n == 0 for n in shape):
         return True
@@ -459,7 +506,7 @@ def _is_c_contiguous(shape, strides, itemsize):
     return True
 
 
-def _contiguous(view, strides, name):
+def _contiguous(view: DeviceArray, strides: tuple[int, ...], name: str) -> DeviceArray:
     """``view`` (a DeviceArray whose real layout has byte ``strides``) copied into a new
     C-contiguous DeviceArray on the device."""
     m = view._module
@@ -475,7 +522,7 @@ def _contiguous(view, strides, name):
     return out
 
 
-def _from_cai(obj, cai, name):
+def _from_cai(obj: object, cai: dict[str, Any], name: str) -> DeviceArray:
     from . import _backend
     if cai.get("mask") is not None:
         raise TypeError(f"{name}: masked device arrays (a __cuda_array_interface__ 'mask') are not supported")
@@ -508,7 +555,7 @@ def _from_cai(obj, cai, name):
     return view
 
 
-def _from_dlpack(obj, dev, name):
+def _from_dlpack(obj: Any, dev: tuple[int, int], name: str) -> DeviceArray:
     from . import _backend
     module = _backend.cuda_module()
     handle = utility_stream(module, dev[1])
@@ -534,7 +581,7 @@ def _from_dlpack(obj, dev, name):
     return view
 
 
-def as_device_array(obj, name="array"):
+def as_device_array(obj: object, name: str = "array") -> DeviceArray:
     """A DeviceArray of the device array ``obj``, without copying its data.
 
     ``obj`` is a DeviceArray (returned as is), an object with ``__dlpack__`` on a CUDA device
@@ -558,7 +605,7 @@ def as_device_array(obj, name="array"):
                     f"__dlpack__), got {type(obj).__name__}")
 
 
-def shape_of(obj):
+def shape_of(obj: object) -> tuple[int, ...]:
     """The shape of a device array, read without importing it where the protocol allows."""
     if isinstance(obj, DeviceArray):
         return obj.shape

@@ -17,21 +17,24 @@ from __future__ import annotations
 import numbers
 import operator
 import os
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from . import _device
-from ._device import DeviceArray
+from ._device import AnyArray, DeviceArray
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
 
-def _describe(a):
+def _describe(a: AnyArray) -> str:
     return f"shape {tuple(a.shape)} and dtype {a.dtype}"
 
 
-def as_array(x, name):
+def as_array(x: object, name: str) -> AnyArray:
     """``np.asarray`` that reports a useful error for objects that are not array-like; device
     arrays become DeviceArray views (C-contiguous; a strided one is copied on its device)."""
     if x is None:
@@ -44,7 +47,7 @@ def as_array(x, name):
         raise TypeError(f"{name} must be array-like, got {type(x).__name__}: {exc}") from None
 
 
-def is_absent(x):
+def is_absent(x: object) -> bool:
     """True for ``None`` or an empty 1-D array (Open3D's "not given" convention)."""
     if x is None:
         return True
@@ -55,7 +58,7 @@ def is_absent(x):
     return a.ndim == 1 and a.shape[0] == 0
 
 
-def contiguous(a, dtype=None):
+def contiguous(a: AnyArray, dtype: Optional[DTypeLike] = None) -> AnyArray:
     """``np.ascontiguousarray(a, dtype)`` for NumPy arrays; a DeviceArray (always C-contiguous)
     is converted on its device when ``dtype`` differs."""
     if isinstance(a, DeviceArray):
@@ -63,7 +66,7 @@ def contiguous(a, dtype=None):
     return np.asarray(a, dtype=dtype, order="C")  # unlike np.ascontiguousarray, keeps a 0-d array 0-d
 
 
-def value_range(a):
+def value_range(a: AnyArray) -> tuple[Any, Any]:
     """``(min, max)`` of a non-empty integer array (NumPy scalars, or Python ints for a
     DeviceArray: a reduction on its device)."""
     if isinstance(a, DeviceArray):
@@ -72,7 +75,7 @@ def value_range(a):
     return a.min(), a.max()
 
 
-def all_finite(a, *, above=None, at_least=None):
+def all_finite(a: AnyArray, *, above: Optional[float] = None, at_least: Optional[float] = None) -> bool:
     """True when every value of the float array ``a`` is finite and, if given, > ``above`` or
     >= ``at_least`` (a reduction on the device for a DeviceArray)."""
     if isinstance(a, DeviceArray):
@@ -93,20 +96,21 @@ def all_finite(a, *, above=None, at_least=None):
     return ok
 
 
-def mismatch(name, axis, got, what, other):
+def mismatch(name: str, axis: int, got: int, what: str, other: str) -> ValueError:
     """The ValueError for two arguments that disagree: ``name`` has ``got`` ``what`` along
     ``axis`` but ``other`` (a phrase naming the other argument and its dimension) wants another
     count."""
     return ValueError(f"{name} has {got} {what} (shape[{axis}]) but {other}")
 
 
-def _convertible(dtype):
+def _convertible(dtype: DTypeLike) -> bool:
     """Real numbers convert exactly enough to a float dtype (bool, ints, float16); complex,
     object, strings and datetimes do not."""
-    return dtype == np.bool_ or np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+    return bool(dtype == np.bool_ or np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating))
 
 
-def float_array(x, name, *, ndim=None, shape=None, dtype=None, dtype_of=None):
+def float_array(x: object, name: str, *, ndim: Optional[int] = None, shape: Optional[Sequence[Optional[int]]] = None,
+                dtype: Optional[DTypeLike] = None, dtype_of: Optional[str] = None) -> AnyArray:
     """Return ``x`` as a C-contiguous float32/float64 array.
 
     ``shape`` may contain ``None`` for free dimensions. ``dtype`` (if given) is the dtype the
@@ -130,7 +134,8 @@ def float_array(x, name, *, ndim=None, shape=None, dtype=None, dtype_of=None):
     return contiguous(a)
 
 
-def check_shape(a, name, *, ndim=None, shape=None):
+def check_shape(a: AnyArray, name: str, *, ndim: Optional[int] = None,
+                shape: Optional[Sequence[Optional[int]]] = None) -> None:
     if shape is not None:
         ndim = len(shape)
     if ndim is not None and a.ndim != ndim:
@@ -142,16 +147,16 @@ def check_shape(a, name, *, ndim=None, shape=None):
                 raise ValueError(f"{name} must have shape {_shape_text(shape)}, got {_describe(a)}")
 
 
-def _shape_text(shape):
+def _shape_text(shape: Sequence[Optional[int]]) -> str:
     return "[" + ", ".join("N" if s is None else str(s) for s in shape) + "]"
 
 
-def common_float_dtype(**arrays):
+def common_float_dtype(**arrays: object) -> np.dtype[Any]:
     """The float dtype shared by the given arrays (``None`` values are skipped).
 
     Raises a TypeError listing each argument's dtype when they disagree or are not float.
     """
-    dtypes = {}
+    dtypes: dict[str, np.dtype[Any]] = {}
     for name, a in arrays.items():
         if a is None:
             continue
@@ -168,7 +173,8 @@ def common_float_dtype(**arrays):
     return kinds.pop() if kinds else np.dtype(np.float32)
 
 
-def index_array(x, name, *, num_points=None, points_of=None, allow=INDEX_DTYPES):
+def index_array(x: object, name: str, *, num_points: Optional[int] = None, points_of: Optional[str] = None,
+                allow: Sequence[np.dtype[Any]] = INDEX_DTYPES) -> AnyArray:
     """A 1-D C-contiguous int32/int64 array; optionally checks 0 <= idx < num_points, where
     ``points_of`` names the argument whose rows the indices refer to."""
     a = as_array(x, name)
@@ -181,7 +187,7 @@ def index_array(x, name, *, num_points=None, points_of=None, allow=INDEX_DTYPES)
     return a
 
 
-def check_index_range(a, name, num_points, points_of=None):
+def check_index_range(a: AnyArray, name: str, num_points: int, points_of: Optional[str] = None) -> None:
     """Raise unless every index of ``a`` is in [0, num_points); the message names the argument
     ``points_of`` whose rows they index (e.g. "inp_positions")."""
     if not a.size:
@@ -194,7 +200,8 @@ def check_index_range(a, name, num_points, points_of=None):
         raise ValueError(f"{name} contains {bad}, outside the valid range [0, {num_points}): {whose}")
 
 
-def row_splits(x, name, *, num_rows=None, rows_of=None, total=None, total_of=None):
+def row_splits(x: object, name: str, *, num_rows: Optional[int] = None, rows_of: Optional[str] = None,
+               total: Optional[int] = None, total_of: Optional[str] = None) -> AnyArray:
     """Validated int64 row splits: 1-D, starts at 0, non-decreasing, ends at ``total``.
 
     int32 input is accepted and converted. ``num_rows`` fixes the length to num_rows + 1;
@@ -231,7 +238,8 @@ def row_splits(x, name, *, num_rows=None, rows_of=None, total=None, total_of=Non
     return a
 
 
-def optional_float(x, name, *, length, dtype, length_of=None):
+def optional_float(x: object, name: str, *, length: int, dtype: DTypeLike,
+                   length_of: Optional[str] = None) -> Optional[AnyArray]:
     """``None`` for absent inputs (None or shape [0]); else a [length] array of ``dtype``.
     ``length_of`` names the argument (and dimension) the length comes from, for the message."""
     if is_absent(x):
@@ -245,20 +253,20 @@ def optional_float(x, name, *, length, dtype, length_of=None):
     return a
 
 
-def check_option(value, name, valid):
+def check_option(value: object, name: str, valid: Sequence[str]) -> str:
     """Validate a string option against a tuple of valid values."""
     if not isinstance(value, str) or value not in valid:
         raise ValueError(f"{name} must be one of {tuple(valid)} but got {value!r}")
     return value
 
 
-def check_bool(value, name):
+def check_bool(value: object, name: str) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
 
 
-def check_int(value, name, *, minimum=None):
+def check_int(value: Any, name: str, *, minimum: Optional[int] = None) -> int:
     try:
         v = operator.index(value)
     except TypeError:
@@ -268,7 +276,7 @@ def check_int(value, name, *, minimum=None):
     return v
 
 
-def check_real(value, name, *, positive=False, nonnegative=False):
+def check_real(value: object, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
     if isinstance(value, np.ndarray) or _device.is_device_array(value):
         shape = tuple(value.shape) if isinstance(value, np.ndarray) else tuple(_device.shape_of(value))
         if shape != ():
@@ -292,7 +300,7 @@ def check_real(value, name, *, positive=False, nonnegative=False):
 _LARGE_REQUEST = 1 << 30  # smaller requests are not checked (no system call on the common path)
 
 
-def host_memory_available():
+def host_memory_available() -> int:
     """Bytes of host memory the system can still give (Linux: ``MemAvailable`` of
     /proc/meminfo; elsewhere the physical memory)."""
     try:
@@ -308,7 +316,7 @@ def host_memory_available():
         return 1 << 62
 
 
-def check_host_bytes(nbytes, what):
+def check_host_bytes(nbytes: int, what: str) -> None:
     """Raise MemoryError (naming ``what`` and the size) before allocating ``nbytes`` of host memory
     that the system does not have: with overcommit the allocation itself succeeds and the process
     is killed when the kernel writes the memory."""

@@ -1,13 +1,15 @@
 """Continuous convolutions on point clouds (the Open3D-ML op family), for plain NumPy.
 
-Argument names, order and defaults follow Open3D's TensorFlow ops, so code written for
-``open3d.ml.tf.ops`` switches by changing the import. Differences, all on purpose:
+Argument names, order and defaults follow Open3D's TensorFlow ops (``align_corners=True``), so
+code written for ``open3d.ml.tf.ops`` switches by changing the import; ``open3d.ml.torch.ops``
+defaults to ``align_corners=False`` (:mod:`geomops.torch` follows it). Differences, all on purpose:
 
 * float32 **and** float64 (every float input of one call shares the dtype);
   ``neighbors_index`` int32 or int64; row splits int64 (int32 is converted).
 * Deterministic: results are bitwise identical for any ``num_threads``, including the filter
   gradient (Open3D reduces it under a mutex in thread order).
-* ``max_temp_mem_MB`` bounds the temporary memory on the CPU too (Open3D ignores it there).
+* ``max_temp_mem_MB`` bounds the temporary memory on the CPU too (Open3D ignores it there);
+  results never depend on it.
 * One-call backward functions that also return the gradients w.r.t. both importances.
 * Every input is validated: a bad argument raises ``TypeError``/``ValueError`` naming it.
 
@@ -25,16 +27,29 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
-from typing import NamedTuple, Optional
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Optional, TypeVar, Union, cast, overload
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
 from . import _backend
 from . import _validate as V
 from ._cconv_args import COORDINATE_MAPPINGS, INTERPOLATIONS, ConvCall, gradient, options
 from ._cconv_args import FORWARD_GRADIENTS, POSITION_GRADIENTS, TRANSPOSE_GRADIENTS, gradients_wanted
 from ._cconv_args import prepare_forward, prepare_transpose
+from ._cconv_args import Options
 from ._config import resolve_num_threads
+from ._device import AnyArray, ArrayInput
+
+if TYPE_CHECKING:
+    from ._backend import Backend
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_A = TypeVar("_A", bound=Optional[AnyArray])
+_Inverted = tuple[AnyArray, AnyArray, AnyArray]  # index, row splits, permutation of an inverted list
+CoordinateMapping = Literal["ball_to_cube_radial", "ball_to_cube_volume_preserving", "identity"]
+Interpolation = Literal["linear", "linear_border", "nearest_neighbor"]
 
 __all__ = [
     "continuous_conv", "continuous_conv_transpose", "continuous_conv_backprop_filter",
@@ -128,8 +143,9 @@ _TRANSPOSE_ARGS_DOC = """
         Row splits of ``neighbors_index``."""
 
 
-def _doc(**parts):
-    def deco(fn):
+def _doc(**parts: str) -> Callable[[_F], _F]:
+    def deco(fn: _F) -> _F:
+        assert fn.__doc__ is not None
         fn.__doc__ = fn.__doc__.format(**parts)
         return fn
     return deco
@@ -138,33 +154,33 @@ def _doc(**parts):
 class ContinuousConvGradients(NamedTuple):
     """Gradients of ``sum(continuous_conv(...) * out_features_gradient)``; None where not asked
     for (``wrt``) or where the input is absent."""
-    filters: Optional[np.ndarray]
-    inp_features: Optional[np.ndarray]
-    inp_importance: Optional[np.ndarray]
-    neighbors_importance: Optional[np.ndarray]
-    inp_positions: Optional[np.ndarray] = None
-    out_positions: Optional[np.ndarray] = None
-    extents: Optional[np.ndarray] = None
+    filters: Optional[AnyArray]
+    inp_features: Optional[AnyArray]
+    inp_importance: Optional[AnyArray]
+    neighbors_importance: Optional[AnyArray]
+    inp_positions: Optional[AnyArray] = None
+    out_positions: Optional[AnyArray] = None
+    extents: Optional[AnyArray] = None
 
 
 class ContinuousConvTransposeGradients(NamedTuple):
     """Gradients of ``sum(continuous_conv_transpose(...) * out_features_gradient)``; None where
     not asked for (``wrt``) or where the input is absent."""
-    filters: Optional[np.ndarray]
-    inp_features: Optional[np.ndarray]
-    out_importance: Optional[np.ndarray]
-    neighbors_importance: Optional[np.ndarray]
-    inp_neighbors_importance_sum: Optional[np.ndarray]
-    inp_positions: Optional[np.ndarray] = None
-    out_positions: Optional[np.ndarray] = None
-    extents: Optional[np.ndarray] = None
+    filters: Optional[AnyArray]
+    inp_features: Optional[AnyArray]
+    out_importance: Optional[AnyArray]
+    neighbors_importance: Optional[AnyArray]
+    inp_neighbors_importance_sum: Optional[AnyArray]
+    inp_positions: Optional[AnyArray] = None
+    out_positions: Optional[AnyArray] = None
+    extents: Optional[AnyArray] = None
 
 
 class InvertedNeighbors(NamedTuple):
     """Result of :func:`invert_neighbors_list`."""
-    neighbors_index: np.ndarray
-    neighbors_row_splits: np.ndarray
-    neighbors_attributes: np.ndarray
+    neighbors_index: AnyArray
+    neighbors_row_splits: AnyArray
+    neighbors_attributes: AnyArray
 
 
 # ---- kernel calls ----------------------------------------------------------------------------
@@ -172,8 +188,9 @@ class InvertedNeighbors(NamedTuple):
 # same code runs on NumPy arrays (CPU) and on device arrays (CUDA): no array math here, every
 # formula is a kernel of both backends.
 
-def _run(be, mode, call: ConvCall, opt, *, normalize=None, g=None, output, was_zero=None, allow_tf32=False,
-         entry_position_grads=None, entry_extent_grads=None):
+def _run(be: Backend, mode: int, call: ConvCall, opt: Options, *, normalize: Optional[bool] = None,
+         g: Optional[AnyArray] = None, output: _A, was_zero: Optional[AnyArray] = None, allow_tf32: bool = False,
+         entry_position_grads: Optional[AnyArray] = None, entry_extent_grads: Optional[AnyArray] = None) -> _A:
     """Run cconv kernel ``mode`` of backend ``be`` on ``call`` into ``output``."""
     be.kernels.cconv_run(mode, int(call.transpose), call.filters, call.out_positions, call.inp_positions,
                          call.extents, call.offset, call.inp_features, call.inp_importance,
@@ -186,22 +203,26 @@ def _run(be, mode, call: ConvCall, opt, *, normalize=None, g=None, output, was_z
     return output
 
 
-def _apply(be, call, opt, normalize=None, allow_tf32=False):
+def _apply(be: Backend, call: ConvCall, opt: Options, normalize: Optional[bool] = None,
+           allow_tf32: bool = False) -> AnyArray:
     out = be.empty((call.out_positions.shape[0], call.filters.shape[4]), call.dtype)
     return _run(be, 0, call, opt, normalize=normalize, output=out, allow_tf32=allow_tf32)
 
 
-def _backprop_filter(be, call, opt, g, normalize=None, allow_tf32=False):
+def _backprop_filter(be: Backend, call: ConvCall, opt: Options, g: AnyArray, normalize: Optional[bool] = None,
+                     allow_tf32: bool = False) -> AnyArray:
     out = be.empty(call.filters.shape, call.dtype)
     return _run(be, 1, call, opt, normalize=normalize, g=g, output=out, allow_tf32=allow_tf32)
 
 
-def _neighbor_products(be, call, opt, g, allow_tf32=False):
+def _neighbor_products(be: Backend, call: ConvCall, opt: Options, g: AnyArray, allow_tf32: bool = False) -> AnyArray:
     out = be.empty((call.neighbors_index.shape[0],), np.float64)
     return _run(be, 2, call, opt, g=g, output=out, allow_tf32=allow_tf32)
 
 
-def _entry_grads(be, call, opt, g, products, positions, extents, allow_tf32=False):
+def _entry_grads(be: Backend, call: ConvCall, opt: Options, g: AnyArray, products: bool, positions: bool,
+                 extents: bool, allow_tf32: bool = False
+                 ) -> tuple[Optional[AnyArray], Optional[AnyArray], Optional[AnyArray]]:
     """Per neighbor entry, in one pass over ``g F^T`` (float64, each where wanted: None skips it):
     the neighbor products (the importance gradients' input, [E]), d L / d(relative position)
     ([E, 3]) and d L / d(its extent) ([E, extents columns])."""
@@ -214,7 +235,9 @@ def _entry_grads(be, call, opt, g, products, positions, extents, allow_tf32=Fals
     return out, pos, ext
 
 
-def _position_grads(be, call, want, inverted, entry_positions, entry_extents, num_threads):
+def _position_grads(be: Backend, call: ConvCall, want: Collection[str], inverted: _Inverted,
+                    entry_positions: Optional[AnyArray], entry_extents: Optional[AnyArray], num_threads: int
+                    ) -> tuple[Optional[AnyArray], Optional[AnyArray], Optional[AnyArray]]:
     """Sum the entries' position / extent derivatives into the points (the ``want``ed ones of
     inp_positions, out_positions, extents; None for the others)."""
     d_inp = be.empty(call.inp_positions.shape, call.dtype) if "inp_positions" in want else None
@@ -225,7 +248,7 @@ def _position_grads(be, call, want, inverted, entry_positions, entry_extents, nu
     return d_inp, d_out, d_ext
 
 
-def _normalizers(be, call, opt):
+def _normalizers(be: Backend, call: ConvCall, opt: Options) -> tuple[AnyArray, AnyArray]:
     """What each normalised row divides by (float64: psi_i of the forward op's output rows, phi_j
     of the transpose's input points) and where its normaliser was exactly 0 (it then divides by
     1 and has no derivative). The kernel owns both formulas and the zero rule."""
@@ -236,7 +259,15 @@ def _normalizers(be, call, opt):
     return divisor, was_zero
 
 
-def _cast(be, a, opt):
+@overload
+def _cast(be: Backend, a: AnyArray, opt: Options) -> AnyArray: ...
+@overload
+def _cast(be: Backend, a: None, opt: Options) -> None: ...
+@overload
+def _cast(be: Backend, a: Optional[AnyArray], opt: Options) -> Optional[AnyArray]: ...
+
+
+def _cast(be: Backend, a: Optional[AnyArray], opt: Options) -> Optional[AnyArray]:
     if a is None or opt.output_dtype is None or a.dtype == opt.output_dtype:
         return a
     out = be.empty(a.shape, opt.output_dtype)
@@ -244,7 +275,7 @@ def _cast(be, a, opt):
     return out
 
 
-def _invert(be, num_points, index, row_splits):
+def _invert(be: Backend, num_points: int, index: AnyArray, row_splits: AnyArray) -> _Inverted:
     out_index = be.empty(index.shape, index.dtype)
     out_splits = be.empty((num_points + 1,), np.int64)
     perm = be.empty(index.shape, np.int64)
@@ -252,13 +283,13 @@ def _invert(be, num_points, index, row_splits):
     return out_index, out_splits, perm
 
 
-def _row_sums(be, values, row_splits, num_threads):
+def _row_sums(be: Backend, values: AnyArray, row_splits: AnyArray, num_threads: int) -> AnyArray:
     sums = be.empty((row_splits.shape[0] - 1,), values.dtype)
     be.kernels.reduce_subarrays_sum(values, row_splits, sums, num_threads)
     return sums
 
 
-def _swap_channels(be, filters, num_threads):
+def _swap_channels(be: Backend, filters: AnyArray, num_threads: int) -> AnyArray:
     """The filters with Cin and Cout swapped ([D, H, W, Cout, Cin]): the gradient identities' filter."""
     f = filters.shape
     out = be.empty((f[0], f[1], f[2], f[4], f[3]), filters.dtype)
@@ -266,7 +297,8 @@ def _swap_channels(be, filters, num_threads):
     return out
 
 
-def _inverted_weights(be, call, divisor, inverted, num_threads):
+def _inverted_weights(be: Backend, call: ConvCall, divisor: Optional[AnyArray], inverted: _Inverted,
+                      num_threads: int) -> AnyArray:
     """The entry weights of the inverted list that carries the feature gradient: imp_n / psi_r
     (forward) or imp_n / phi_j (transpose), in the inverted list's order."""
     inv_index, inv_splits, perm = inverted
@@ -280,12 +312,12 @@ def _inverted_weights(be, call, divisor, inverted, num_threads):
 _OPTIONAL = ("inp_importance", "neighbors_importance", "out_importance", "inp_neighbors_importance_sum")
 
 
-def _named(names, scope):
+def _named(names: Iterable[str], scope: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments ``names`` from a function's ``locals()``, by name (for op_call)."""
     return {n: scope[n] for n in names}
 
 
-def _args(c, names):
+def _args(c: _backend.OpCall, names: Iterable[str]) -> list[Any]:
     """The call's inputs (device inputs as DeviceArray views) in signature order."""
     return [c.args[n] for n in names]
 
@@ -301,11 +333,14 @@ _TR_BPF = tuple(n for n in _TR if n != "inp_neighbors_index")
 # ---- forward and transpose -------------------------------------------------------------------
 
 @_doc(args=_FORWARD_ARGS_DOC, options=_OPTIONS_DOC)
-def continuous_conv(filters, out_positions, extents, offset, inp_positions, inp_features,
-                    inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits, *,
-                    align_corners=True, coordinate_mapping="ball_to_cube_radial", normalize=False,
-                    interpolation="linear", max_temp_mem_MB=64, output_type=None, num_threads=None,
-                    allow_tf32=False, device=None, stream=None):
+def continuous_conv(filters: ArrayInput, out_positions: ArrayInput, extents: ArrayInput, offset: ArrayInput,
+                    inp_positions: ArrayInput, inp_features: ArrayInput, inp_importance: Optional[ArrayInput],
+                    neighbors_index: ArrayInput, neighbors_importance: Optional[ArrayInput],
+                    neighbors_row_splits: ArrayInput, *,
+                    align_corners: bool = True, coordinate_mapping: CoordinateMapping = "ball_to_cube_radial",
+                    normalize: bool = False, interpolation: Interpolation = "linear", max_temp_mem_MB: int = 64,
+                    output_type: Optional[DTypeLike] = None, num_threads: Optional[int] = None,
+                    allow_tf32: bool = False, device: Optional[str] = None, stream: object = None) -> AnyArray:
     """Continuous convolution of point features (Open3D's ``continuous_conv``).
 
     Parameters
@@ -345,13 +380,17 @@ def continuous_conv(filters, out_positions, extents, offset, inp_positions, inp_
 
 
 @_doc(args=_TRANSPOSE_ARGS_DOC, options=_OPTIONS_DOC)
-def continuous_conv_transpose(filters, out_positions, out_importance, extents, offset, inp_positions,
-                              inp_features, inp_neighbors_index, inp_neighbors_importance_sum,
-                              inp_neighbors_row_splits, neighbors_index, neighbors_importance,
-                              neighbors_row_splits, *, align_corners=True,
-                              coordinate_mapping="ball_to_cube_radial", normalize=False,
-                              interpolation="linear", max_temp_mem_MB=64, output_type=None,
-                              num_threads=None, allow_tf32=False, device=None, stream=None):
+def continuous_conv_transpose(filters: ArrayInput, out_positions: ArrayInput, out_importance: Optional[ArrayInput],
+                              extents: ArrayInput, offset: ArrayInput, inp_positions: ArrayInput,
+                              inp_features: ArrayInput, inp_neighbors_index: ArrayInput,
+                              inp_neighbors_importance_sum: Optional[ArrayInput], inp_neighbors_row_splits: ArrayInput,
+                              neighbors_index: ArrayInput, neighbors_importance: Optional[ArrayInput],
+                              neighbors_row_splits: ArrayInput, *, align_corners: bool = True,
+                              coordinate_mapping: CoordinateMapping = 'ball_to_cube_radial', normalize: bool = False,
+                              interpolation: Interpolation = 'linear', max_temp_mem_MB: int = 64,
+                              output_type: Optional[DTypeLike] = None, num_threads: Optional[int] = None,
+                              allow_tf32: bool = False, device: Optional[str] = None,
+                              stream: object = None) -> AnyArray:
     """Transpose continuous convolution (Open3D's ``continuous_conv_transpose``).
 
     With the lists of a forward call inverted (:func:`invert_neighbors_list`) this is the
@@ -388,13 +427,16 @@ def continuous_conv_transpose(filters, out_positions, out_importance, extents, o
 # ---- filter gradients ------------------------------------------------------------------------
 
 @_doc(args=_FORWARD_ARGS_DOC, options=_OPTIONS_DOC)
-def continuous_conv_backprop_filter(filters, out_positions, extents, offset, inp_positions,
-                                    inp_features, inp_importance, neighbors_index,
-                                    neighbors_importance, neighbors_row_splits, out_features_gradient,
-                                    *, align_corners=True, coordinate_mapping="ball_to_cube_radial",
-                                    normalize=False, interpolation="linear", max_temp_mem_MB=64,
-                                    output_type=None, num_threads=None, allow_tf32=False, device=None,
-                                    stream=None):
+def continuous_conv_backprop_filter(filters: ArrayInput, out_positions: ArrayInput, extents: ArrayInput,
+                                    offset: ArrayInput, inp_positions: ArrayInput, inp_features: ArrayInput,
+                                    inp_importance: Optional[ArrayInput], neighbors_index: ArrayInput,
+                                    neighbors_importance: Optional[ArrayInput], neighbors_row_splits: ArrayInput,
+                                    out_features_gradient: ArrayInput, *, align_corners: bool = True,
+                                    coordinate_mapping: CoordinateMapping = 'ball_to_cube_radial',
+                                    normalize: bool = False, interpolation: Interpolation = 'linear',
+                                    max_temp_mem_MB: int = 64, output_type: Optional[DTypeLike] = None,
+                                    num_threads: Optional[int] = None, allow_tf32: bool = False,
+                                    device: Optional[str] = None, stream: object = None) -> AnyArray:
     """Gradient of ``sum(continuous_conv(...) * out_features_gradient)`` w.r.t. ``filters``.
 
     ``filters`` is used for its shape only. Bitwise deterministic for any thread count.
@@ -427,15 +469,19 @@ def continuous_conv_backprop_filter(filters, out_positions, extents, offset, inp
 
 
 @_doc(args=_TRANSPOSE_ARGS_DOC, options=_OPTIONS_DOC)
-def continuous_conv_transpose_backprop_filter(filters, out_positions, out_importance, extents, offset,
-                                              inp_positions, inp_features, inp_neighbors_importance_sum,
-                                              inp_neighbors_row_splits, neighbors_index,
-                                              neighbors_importance, neighbors_row_splits,
-                                              out_features_gradient, *, align_corners=True,
-                                              coordinate_mapping="ball_to_cube_radial", normalize=False,
-                                              interpolation="linear", max_temp_mem_MB=64,
-                                              output_type=None, num_threads=None,
-                                              allow_tf32=False, device=None, stream=None):
+def continuous_conv_transpose_backprop_filter(filters: ArrayInput, out_positions: ArrayInput,
+                                              out_importance: Optional[ArrayInput], extents: ArrayInput,
+                                              offset: ArrayInput, inp_positions: ArrayInput, inp_features: ArrayInput,
+                                              inp_neighbors_importance_sum: Optional[ArrayInput],
+                                              inp_neighbors_row_splits: ArrayInput, neighbors_index: ArrayInput,
+                                              neighbors_importance: Optional[ArrayInput],
+                                              neighbors_row_splits: ArrayInput, out_features_gradient: ArrayInput, *,
+                                              align_corners: bool = True,
+                                              coordinate_mapping: CoordinateMapping = 'ball_to_cube_radial',
+                                              normalize: bool = False, interpolation: Interpolation = 'linear',
+                                              max_temp_mem_MB: int = 64, output_type: Optional[DTypeLike] = None,
+                                              num_threads: Optional[int] = None, allow_tf32: bool = False,
+                                              device: Optional[str] = None, stream: object = None) -> AnyArray:
     """Gradient of ``sum(continuous_conv_transpose(...) * out_features_gradient)`` w.r.t. ``filters``.
 
     Same arguments as :func:`continuous_conv_transpose` without ``inp_neighbors_index``.
@@ -471,7 +517,7 @@ def continuous_conv_transpose_backprop_filter(filters, out_positions, out_import
 
 # ---- one-call backward -----------------------------------------------------------------------
 
-def _wrt_doc(names):
+def _wrt_doc(names: Sequence[str]) -> str:
     listed = textwrap.fill(", ".join(f'"{n}"' for n in names), 90, initial_indent=" " * 8,
                            subsequent_indent=" " * 8)
     return f"""
@@ -484,12 +530,16 @@ def _wrt_doc(names):
 
 
 @_doc(args=_FORWARD_ARGS_DOC, options=_OPTIONS_DOC, wrt=_wrt_doc(FORWARD_GRADIENTS))
-def continuous_conv_backward(filters, out_positions, extents, offset, inp_positions, inp_features,
-                             inp_importance, neighbors_index, neighbors_importance, neighbors_row_splits,
-                             out_features_gradient, *, align_corners=True,
-                             coordinate_mapping="ball_to_cube_radial", normalize=False,
-                             interpolation="linear", max_temp_mem_MB=64, output_type=None,
-                             num_threads=None, allow_tf32=False, wrt=None, device=None, stream=None):
+def continuous_conv_backward(filters: ArrayInput, out_positions: ArrayInput, extents: ArrayInput, offset: ArrayInput,
+                             inp_positions: ArrayInput, inp_features: ArrayInput, inp_importance: Optional[ArrayInput],
+                             neighbors_index: ArrayInput, neighbors_importance: Optional[ArrayInput],
+                             neighbors_row_splits: ArrayInput, out_features_gradient: ArrayInput, *,
+                             align_corners: bool = True, coordinate_mapping: CoordinateMapping = 'ball_to_cube_radial',
+                             normalize: bool = False, interpolation: Interpolation = 'linear',
+                             max_temp_mem_MB: int = 64, output_type: Optional[DTypeLike] = None,
+                             num_threads: Optional[int] = None, allow_tf32: bool = False,
+                             wrt: Optional[Union[str, Collection[str]]] = None, device: Optional[str] = None,
+                             stream: object = None) -> ContinuousConvGradients:
     """All gradients of ``sum(continuous_conv(...) * out_features_gradient)`` in one call.
 
     The feature gradient is a transpose convolution over the inverted neighbor lists (as in
@@ -543,6 +593,7 @@ def continuous_conv_backward(filters, out_positions, extents, offset, inp_positi
 
         d_features = None
         if "inp_features" in want:
+            assert inverted is not None
             # d inp_features: transpose conv (filters Cin<->Cout) over the inverted lists, with each
             # entry's weight a_n / psi_i folded into its importance so no normalisation is redone.
             weights = None
@@ -558,14 +609,17 @@ def continuous_conv_backward(filters, out_positions, extents, offset, inp_positi
 
         d_inp_imp = d_nb_imp = d_inp_pos = d_out_pos = d_ext = None
         if any(want_imp) or want_pos:
+            assert inverted is not None
             # per entry: d <out_i, g_i> / d (entry weight) before scaling (for the gm_cconv_bwd_*
             # importance formulas) and d L / d (relative position, extent)
             dots, entry_pos, entry_ext = _entry_grads(be, call, opt, g, any(want_imp), bool(want_pos),
                                                       "extents" in want, allow_tf32=tf32)
             if any(want_imp):
                 if want_imp[0]:
+                    assert call.inp_importance is not None
                     d_inp_imp = be.empty(call.inp_importance.shape, call.dtype)
                 if want_imp[1]:
+                    assert call.neighbors_importance is not None
                     d_nb_imp = be.empty(call.neighbors_importance.shape, call.dtype)
                 be.kernels.cconv_importance_grads(0, call.neighbors_index, call.neighbors_row_splits,
                                                   call.neighbors_importance, call.inp_importance, divisor,
@@ -577,15 +631,20 @@ def continuous_conv_backward(filters, out_positions, extents, offset, inp_positi
 
 
 @_doc(args=_TRANSPOSE_ARGS_DOC, options=_OPTIONS_DOC, wrt=_wrt_doc(TRANSPOSE_GRADIENTS))
-def continuous_conv_transpose_backward(filters, out_positions, out_importance, extents, offset,
-                                       inp_positions, inp_features, inp_neighbors_index,
-                                       inp_neighbors_importance_sum, inp_neighbors_row_splits,
-                                       neighbors_index, neighbors_importance, neighbors_row_splits,
-                                       out_features_gradient, *, align_corners=True,
-                                       coordinate_mapping="ball_to_cube_radial", normalize=False,
-                                       interpolation="linear", max_temp_mem_MB=64, output_type=None,
-                                       num_threads=None, allow_tf32=False, wrt=None, device=None,
-                                       stream=None):
+def continuous_conv_transpose_backward(filters: ArrayInput, out_positions: ArrayInput,
+                                       out_importance: Optional[ArrayInput], extents: ArrayInput, offset: ArrayInput,
+                                       inp_positions: ArrayInput, inp_features: ArrayInput,
+                                       inp_neighbors_index: ArrayInput,
+                                       inp_neighbors_importance_sum: Optional[ArrayInput],
+                                       inp_neighbors_row_splits: ArrayInput, neighbors_index: ArrayInput,
+                                       neighbors_importance: Optional[ArrayInput], neighbors_row_splits: ArrayInput,
+                                       out_features_gradient: ArrayInput, *, align_corners: bool = True,
+                                       coordinate_mapping: CoordinateMapping = 'ball_to_cube_radial',
+                                       normalize: bool = False, interpolation: Interpolation = 'linear',
+                                       max_temp_mem_MB: int = 64, output_type: Optional[DTypeLike] = None,
+                                       num_threads: Optional[int] = None, allow_tf32: bool = False,
+                                       wrt: Optional[Union[str, Collection[str]]] = None, device: Optional[str] = None,
+                                       stream: object = None) -> ContinuousConvTransposeGradients:
     """All gradients of ``sum(continuous_conv_transpose(...) * out_features_gradient)``.
 
     Partial derivatives w.r.t. each explicit input; ``inp_neighbors_importance_sum`` is treated
@@ -640,6 +699,7 @@ def continuous_conv_transpose_backward(filters, out_positions, out_importance, e
 
         d_features = None
         if "inp_features" in want:
+            assert inverted is not None
             # d inp_features: forward conv (filters Cin<->Cout) over the inverted lists, with each entry's
             # weight c_n = imp_n / phi_j of the transpose (gm_cconv_entry_weight) as its importance
             fcall = ConvCall(False, call.dtype, _swap_channels(be, call.filters, nt),
@@ -652,14 +712,18 @@ def continuous_conv_transpose_backward(filters, out_positions, out_importance, e
 
         d_out_imp = d_nb_imp = d_sum = d_inp_pos = d_out_pos = d_ext = None
         if any(want_imp) or want_pos:
+            assert inverted is not None
             dots, entry_pos, entry_ext = _entry_grads(be, call, opt, g, any(want_imp), bool(want_pos),
                                                       "extents" in want, allow_tf32=tf32)
             if any(want_imp):
                 if want_imp[0]:
+                    assert call.out_importance is not None
                     d_out_imp = be.empty(call.out_importance.shape, call.dtype)
                 if want_imp[1]:
+                    assert call.neighbors_importance is not None
                     d_nb_imp = be.empty(call.neighbors_importance.shape, call.dtype)
                 if want_imp[2]:
+                    assert call.inp_neighbors_importance_sum is not None
                     d_sum = be.empty(call.inp_neighbors_importance_sum.shape, call.dtype)
                 be.kernels.cconv_importance_grads(1, call.neighbors_index, call.neighbors_row_splits,
                                                   call.neighbors_importance, call.out_importance, divisor,
@@ -673,8 +737,9 @@ def continuous_conv_transpose_backward(filters, out_positions, out_importance, e
 # ---- list utilities --------------------------------------------------------------------------
 
 @_doc(device=_DEVICE_DOC)
-def invert_neighbors_list(num_points, inp_neighbors_index, inp_neighbors_row_splits,
-                          inp_neighbors_attributes, *, device=None, stream=None):
+def invert_neighbors_list(num_points: int, inp_neighbors_index: ArrayInput, inp_neighbors_row_splits: ArrayInput,
+                          inp_neighbors_attributes: ArrayInput, *, device: Optional[str] = None,
+                          stream: object = None) -> InvertedNeighbors:
     """Invert a neighbor list: for every point, the rows of the input list that contain it.
 
     Parameters
@@ -731,12 +796,14 @@ def invert_neighbors_list(num_points, inp_neighbors_index, inp_neighbors_row_spl
             out_attrs = be.empty(attrs.shape, attrs.dtype)
             be.kernels.array_gather_rows(be.from_host(V.contiguous(attrs)), out_attrs, perm)
         else:
+            assert isinstance(attrs, np.ndarray)
             out_attrs = attrs[perm]
         return c.result(InvertedNeighbors(out_index, out_splits, out_attrs))
 
 
 @_doc(device=_DEVICE_DOC)
-def reduce_subarrays_sum(values, row_splits, *, num_threads=None, device=None, stream=None):
+def reduce_subarrays_sum(values: ArrayInput, row_splits: ArrayInput, *, num_threads: Optional[int] = None,
+                         device: Optional[str] = None, stream: object = None) -> AnyArray:
     """Sum of each subarray ``values[row_splits[i]:row_splits[i+1]]``.
 
     Parameters
@@ -770,5 +837,6 @@ def reduce_subarrays_sum(values, row_splits, *, num_threads=None, device=None, s
             sums = be.empty((rs.shape[0] - 1,), v.dtype)
             be.kernels.array_segment_sum_int(be.from_host(v), be.from_host(rs), sums)
             return c.result(sums)
+        assert isinstance(v, np.ndarray) and isinstance(rs, np.ndarray)
         csum = np.concatenate([np.zeros(1, v.dtype), np.cumsum(v, dtype=v.dtype)])
-        return (csum[rs[1:]] - csum[rs[:-1]]).astype(v.dtype)
+        return cast("NDArray[Any]", (csum[rs[1:]] - csum[rs[:-1]]).astype(v.dtype))

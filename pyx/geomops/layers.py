@@ -20,16 +20,22 @@ interleaves calls. Pickling keeps the configuration and the parameters, never a 
 from __future__ import annotations
 
 import functools
+import os
 import threading
-from typing import NamedTuple, Optional
+from collections.abc import Callable, Collection, Sequence
+from typing import IO, Any, Generic, Literal, NamedTuple, Optional, TypedDict, TypeVar, Union, cast, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import _validate as V
 from ._cconv_args import COORDINATE_MAPPINGS, INTERPOLATIONS
-from .cconv import (continuous_conv, continuous_conv_backward, continuous_conv_transpose,
-                    continuous_conv_transpose_backward, invert_neighbors_list, reduce_subarrays_sum)
-from .search import METRICS, _index_dtype, fixed_radius_search, knn_search, radius_search
+from ._device import AnyArray
+from .cconv import (CoordinateMapping, Interpolation, continuous_conv, continuous_conv_backward,
+                    continuous_conv_transpose, continuous_conv_transpose_backward, invert_neighbors_list,
+                    reduce_subarrays_sum)
+from .search import (METRICS, Metric, NeighborSearchResult, SpatialHashTable, _index_dtype, fixed_radius_search,
+                     knn_search, radius_search)
 
 __all__ = ["ContinuousConv", "ContinuousConvTranspose", "FixedRadiusSearch", "RadiusSearch", "KNNSearch",
            "LayerContext", "ContinuousConvLayerGradients", "ContinuousConvTransposeLayerGradients",
@@ -37,24 +43,66 @@ __all__ = ["ContinuousConv", "ContinuousConvTranspose", "FixedRadiusSearch", "Ra
 
 _POSITION_NAMES = ("inp_positions", "out_positions", "extents")
 
+ArrayFunction = Callable[[NDArray[Any]], NDArray[Any]]
+"""An elementwise function of an array (activation, window function, their derivatives)."""
+Activation = Union[Literal["relu", "tanh", "sigmoid"], ArrayFunction]
+"""A layer's ``activation``: a known name or an elementwise callable."""
+_Derivative = Callable[[NDArray[Any], NDArray[Any]], NDArray[Any]]  # (pre-activation, output) -> derivative
+_FloatArray = NDArray[np.floating[Any]]  # a layer's float32 or float64 arrays
+_Rows = NDArray[np.integer[Any]]
+# The layers run on the host: the ops they call return NumPy arrays here (``cast`` from AnyArray).
+# ``ContinuousConv``'s op arguments (continuous_conv's positional ones), kept for the backward:
+_ConvArgs = tuple[_FloatArray, _FloatArray, _FloatArray, _FloatArray, _FloatArray, _FloatArray, Optional[ArrayLike],
+                  ArrayLike, Optional[ArrayLike], ArrayLike]
+# ``ContinuousConvTranspose``'s (continuous_conv_transpose's positional ones):
+_TransposeArgs = tuple[_FloatArray, _FloatArray, Optional[ArrayLike], _FloatArray, _FloatArray, _FloatArray,
+                       _FloatArray, AnyArray, Optional[AnyArray], ArrayLike, AnyArray, Optional[AnyArray], AnyArray]
+_Out = TypeVar("_Out")
+_G = TypeVar("_G")
+_Radius = TypeVar("_Radius", float, NDArray[np.float64])  # one radius, or one per entry
+
+
+class _RadiusOptions(TypedDict):
+    """The keyword arguments of a convolution layer's neighbor search."""
+    metric: Metric
+    ignore_query_point: bool
+    return_distances: bool
+    num_threads: Optional[int]
+
+
+class _SearchOptions(_RadiusOptions):
+    """The keyword arguments a search layer passes to its op."""
+    index_dtype: np.dtype[Any]
+
+
+class _ConvOptions(TypedDict):
+    """The keyword arguments a convolution layer passes to its op."""
+    align_corners: bool
+    coordinate_mapping: CoordinateMapping
+    interpolation: Interpolation
+    normalize: bool
+    max_temp_mem_MB: int
+    num_threads: Optional[int]
+
 
 # ---- activations -------------------------------------------------------------------------------
 # Each known activation is (function, derivative(pre_activation, output)).
 
-def _sigmoid(x):
+def _sigmoid(x: NDArray[Any]) -> NDArray[Any]:
     return 0.5 * (np.tanh(0.5 * x) + 1)  # no overflow for large |x|
 
 
-_KNOWN_ACTIVATIONS = {
+_KNOWN_ACTIVATIONS: dict[str, tuple[ArrayFunction, _Derivative]] = {
     "relu": (lambda x: np.maximum(x, 0), lambda pre, out: (pre > 0).astype(pre.dtype)),
     "tanh": (np.tanh, lambda pre, out: 1 - out * out),
     "sigmoid": (_sigmoid, lambda pre, out: out * (1 - out)),
 }
-_KNOWN_CALLABLES = {np.tanh: "tanh"}
+_KNOWN_CALLABLES: dict[object, str] = {np.tanh: "tanh"}
 
 
-def _activation(activation, derivative):
-    """``(function or None, derivative(pre, out) or None, description)`` of an ``activation``
+def _activation(activation: Optional[Activation], derivative: Optional[ArrayFunction]
+                ) -> tuple[Optional[ArrayFunction], Optional[_Derivative]]:
+    """``(function or None, derivative(pre, out) or None)`` of an ``activation``
     argument: None, a name ("relu", "tanh", "sigmoid") or any callable (np.tanh is known; for
     another callable the derivative comes from ``activation_derivative``)."""
     if derivative is not None and not callable(derivative):
@@ -74,7 +122,7 @@ def _activation(activation, derivative):
     return activation, (_KNOWN_ACTIVATIONS[known][1] if known else None)
 
 
-def _kernel_size(kernel_size):
+def _kernel_size(kernel_size: Union[int, Sequence[int]]) -> tuple[int, ...]:
     """``kernel_size`` as 3 ints (z, y, x); one int means a cube, as in Open3D."""
     sizes = np.atleast_1d(np.asarray(kernel_size)).tolist()
     if len(sizes) == 1:
@@ -84,7 +132,8 @@ def _kernel_size(kernel_size):
     return tuple(V.check_int(k, "kernel_size", minimum=1) for k in sizes)
 
 
-def _float_param(x, name, dtype, *, length=None, per=None):
+def _float_param(x: object, name: str, dtype: np.dtype[Any], *, length: Optional[int] = None,
+                 per: Optional[str] = None) -> _FloatArray:
     """``x`` (a real scalar, or with ``length`` also a [length] array) as a finite array of the
     layer's ``dtype``; ``per`` says what the entries are one per, for the messages."""
     a = V.as_array(x, name)
@@ -95,13 +144,15 @@ def _float_param(x, name, dtype, *, length=None, per=None):
             raise ValueError(f"{name} must be a scalar, got shape {a.shape}")
         raise ValueError(f"{name} must be a scalar or have shape [{length}] (one per {per}), got shape {a.shape}")
     with np.errstate(over="ignore"):  # out of dtype's range: reported below as not finite
-        a = np.ascontiguousarray(a, dtype=dtype) if a.ndim else np.asarray(a, dtype=dtype)
-    if not np.all(np.isfinite(a)):
+        out = np.asarray(a, dtype=dtype, order="C")  # keeps a 0-d array 0-d
+    if not np.all(np.isfinite(out)):
         raise ValueError(f"{name} must be finite in {np.dtype(dtype)} (found NaN, inf or a value beyond its range)")
-    return a
+    return cast("_FloatArray", out)
 
 
-def _user_lists(index, row_splits, importance, rows, points, dtype):
+def _user_lists(index: object, row_splits: object, importance: object, rows: tuple[str, _FloatArray],
+                points: tuple[str, _FloatArray], dtype: np.dtype[Any]
+                ) -> tuple[AnyArray, AnyArray, Optional[_FloatArray]]:
     """Validated user neighbor lists (messages name the user_* arguments): for each row of
     ``rows = (name, array)``, indices into ``points = (name, array)``."""
     if row_splits is None:
@@ -111,10 +162,10 @@ def _user_lists(index, row_splits, importance, rows, points, dtype):
                       total=idx.shape[0], total_of="user_neighbors_index")
     imp = V.optional_float(importance, "user_neighbors_importance", length=idx.shape[0], dtype=dtype,
                            length_of="user_neighbors_index")
-    return idx, rs, imp
+    return idx, rs, cast("Optional[_FloatArray]", imp)
 
 
-def _kernel_bytes(ks, in_channels, filters, dtype):
+def _kernel_bytes(ks: tuple[int, ...], in_channels: int, filters: int, dtype: np.dtype[Any]) -> None:
     """Refuse (MemoryError naming the arguments) a kernel the host cannot hold; the float64 draws of
     the initialisation come first."""
     n = ks[0] * ks[1] * ks[2] * in_channels * filters
@@ -127,13 +178,14 @@ def _kernel_bytes(ks, in_channels, filters, dtype):
 
 # ---- the derivative of neighbor distances ------------------------------------------------------
 
-def _entry_rows(row_splits):
+def _entry_rows(row_splits: ArrayLike) -> _Rows:
     """The row (query) of every entry of a compressed neighbor list."""
     rs = np.asarray(row_splits)
     return np.repeat(np.arange(rs.shape[0] - 1), np.diff(rs))
 
 
-def _distance_derivative(metric, queries, points, rows, cols):
+def _distance_derivative(metric: Metric, queries: NDArray[np.float64], points: NDArray[np.float64], rows: _Rows,
+                         cols: _Rows) -> NDArray[np.float64]:
     """``d dist_n / d queries[rows[n]]`` for each entry, shape [E, 3] (the derivative w.r.t.
     ``points[cols[n]]`` is its negative). L2 distances are squared; L1 and Linf take the sign
     (Linf: of the first largest coordinate); the derivative at a kink is that one-sided choice."""
@@ -149,7 +201,7 @@ def _distance_derivative(metric, queries, points, rows, cols):
     return out
 
 
-def _scatter_rows(values, index, n):
+def _scatter_rows(values: NDArray[np.float64], index: _Rows, n: int) -> NDArray[np.float64]:
     """``out[index[e]] += values[e]`` for [E, 3] values into [n, 3] (float64 bincount)."""
     out = np.empty((n, 3), np.float64)
     for c in range(3):
@@ -157,34 +209,48 @@ def _scatter_rows(values, index, n):
     return out
 
 
-def _distance_grads(metric, queries, points, index, row_splits, grad_distance, *, rows=None):
+@overload
+def _distance_grads(metric: Metric, queries: ArrayLike, points: ArrayLike, index: ArrayLike, row_splits: ArrayLike,
+                    grad_distance: ArrayLike, *, rows: None = None
+                    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+@overload
+def _distance_grads(metric: Metric, queries: ArrayLike, points: ArrayLike, index: ArrayLike, row_splits: None,
+                    grad_distance: ArrayLike, *, rows: _Rows) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+
+
+def _distance_grads(metric: Metric, queries: ArrayLike, points: ArrayLike, index: ArrayLike,
+                    row_splits: Optional[ArrayLike], grad_distance: ArrayLike, *, rows: Optional[_Rows] = None
+                    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Gradients of ``sum(distance * grad_distance)`` w.r.t. queries and points (float64)."""
-    rows = _entry_rows(row_splits) if rows is None else rows
+    rows = _entry_rows(cast("ArrayLike", row_splits)) if rows is None else rows  # the overloads: one is given
     cols = np.asarray(index, np.int64)
     queries, points = np.asarray(queries, np.float64), np.asarray(points, np.float64)
     d = _distance_derivative(metric, queries, points, rows, cols) * np.asarray(grad_distance, np.float64)[:, None]
     return _scatter_rows(d, rows, queries.shape[0]), -_scatter_rows(d, cols, points.shape[0])
 
 
-def _radius_scale(metric, radius):
+def _radius_scale(metric: Metric, radius: _Radius) -> _Radius:
     """What a distance is divided by to be 1 at the search radius: r^2 for (squared) L2, r otherwise."""
     return radius * radius if metric == "L2" else radius
 
 
-def _d_scale_d_radius(metric, radius):
+def _d_scale_d_radius(metric: Metric, radius: _Radius) -> Union[float, NDArray[np.float64]]:
     return 2 * radius if metric == "L2" else np.ones_like(radius)
 
 
-def _ieee(method):
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _ieee(method: _Method) -> _Method:
     """Run a layer's forward/backward with NumPy's floating-point warnings off: like the ops'
     kernels, the NumPy steps (dense center, bias, activation, gradients) let NaN and inf in the
     feature data propagate and overflow round to inf, as IEEE arithmetic says; positions and
     extents are checked."""
     @functools.wraps(method)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return method(*args, **kwargs)
-    return wrapper
+    return cast("_Method", wrapper)
 
 
 # ---- the layer base ----------------------------------------------------------------------------
@@ -194,35 +260,37 @@ class LayerContext:
 
     __slots__ = ("layer", "data")
 
-    def __init__(self, layer, **data):
+    def __init__(self, layer: _Layer[Any], **data: object) -> None:
         self.layer = layer
         self.data = data
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         try:
             return self.data[name]
         except KeyError:
             raise AttributeError(name) from None
 
-    def __reduce__(self):
+    def __reduce__(self) -> Any:
         raise TypeError("a LayerContext holds one call's arrays and is not pickled; pickle the layer instead")
 
 
-class _Layer:
+class _Layer(Generic[_Out]):
     """Shared machinery: per-thread last call, params/grads dicts, pickling, np.savez save/load."""
 
-    _PARAM_NAMES: tuple = ()
+    forward: Callable[..., tuple[_Out, LayerContext]]
 
-    def __init__(self):
+    _PARAM_NAMES: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
         self._local = threading.local()
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> _Out:
         """Apply the layer and remember the call (per thread) for :meth:`backward` (see :meth:`forward`)."""
         out, ctx = self.forward(*args, **kwargs)
         self._local.context = ctx
         return out
 
-    def _context(self, context):
+    def _context(self, context: Optional[LayerContext]) -> LayerContext:
         if context is None:
             context = getattr(self._local, "context", None)
             if context is None:
@@ -232,28 +300,28 @@ class _Layer:
             raise ValueError("context must be a LayerContext returned by this layer's forward()")
         return context
 
-    def _store_grads(self, grads):
+    def _store_grads(self, grads: _G) -> _G:
         self._local.grads = {n: getattr(grads, n) for n in self._PARAM_NAMES if getattr(grads, n) is not None}
         return grads
 
     @property
-    def params(self):
+    def params(self) -> dict[str, _FloatArray]:
         """The parameters by name (the arrays themselves: update them in place)."""
         return {n: getattr(self, n) for n in self._PARAM_NAMES if getattr(self, n) is not None}
 
     @property
-    def grads(self):
+    def grads(self) -> dict[str, _FloatArray]:
         """The parameters' gradients of the last :meth:`backward` of the calling thread, by name."""
-        grads = getattr(self._local, "grads", None)
+        grads: Optional[dict[str, _FloatArray]] = getattr(self._local, "grads", None)
         if grads is None:
             raise RuntimeError("no backward() has run in this thread yet")
         return grads
 
-    def save(self, file):
+    def save(self, file: Union[str, os.PathLike[str], IO[bytes]]) -> None:
         """Write the parameters with :func:`numpy.savez` (a path or a file object)."""
-        np.savez(file, **self.params)
+        np.savez(file, **cast("dict[str, Any]", self.params))  # (no parameter is named allow_pickle)
 
-    def load(self, file):
+    def load(self, file: Union[str, os.PathLike[str], IO[bytes]]) -> None:
         """Read parameters written by :meth:`save` into this layer's arrays (in place, so references
         held elsewhere, e.g. by an optimiser, stay valid). Names, shapes and dtypes must match."""
         params = self.params
@@ -268,12 +336,12 @@ class _Layer:
                                      f"the layer {arr.shape} and {arr.dtype}")
                 arr[...] = value
 
-    def __getstate__(self):  # the configuration and the parameters, never a call's arrays
+    def __getstate__(self) -> dict[str, Any]:  # the configuration and the parameters, never a call's arrays
         state = self.__dict__.copy()
         state.pop("_local", None)
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._local = threading.local()
 
@@ -282,41 +350,44 @@ class _Layer:
 
 class ContinuousConvLayerGradients(NamedTuple):
     """Gradients returned by :meth:`ContinuousConv.backward` (None: not asked for or not given)."""
-    kernel: Optional[np.ndarray]
-    bias: Optional[np.ndarray]
-    dense_kernel: Optional[np.ndarray]
-    inp_features: Optional[np.ndarray]
-    inp_importance: Optional[np.ndarray]
-    inp_positions: Optional[np.ndarray] = None
-    out_positions: Optional[np.ndarray] = None
-    extents: Optional[np.ndarray] = None
+    kernel: Optional[_FloatArray]
+    bias: Optional[_FloatArray]
+    dense_kernel: Optional[_FloatArray]
+    inp_features: Optional[_FloatArray]
+    inp_importance: Optional[_FloatArray]
+    inp_positions: Optional[_FloatArray] = None
+    out_positions: Optional[_FloatArray] = None
+    extents: Optional[_FloatArray] = None
 
 
 class ContinuousConvTransposeLayerGradients(NamedTuple):
     """Gradients returned by :meth:`ContinuousConvTranspose.backward` (None: not asked for or not given)."""
-    kernel: Optional[np.ndarray]
-    bias: Optional[np.ndarray]
-    dense_kernel: Optional[np.ndarray]
-    inp_features: Optional[np.ndarray]
-    out_importance: Optional[np.ndarray]
-    inp_positions: Optional[np.ndarray] = None
-    out_positions: Optional[np.ndarray] = None
-    extents: Optional[np.ndarray] = None
+    kernel: Optional[_FloatArray]
+    bias: Optional[_FloatArray]
+    dense_kernel: Optional[_FloatArray]
+    inp_features: Optional[_FloatArray]
+    out_importance: Optional[_FloatArray]
+    inp_positions: Optional[_FloatArray] = None
+    out_positions: Optional[_FloatArray] = None
+    extents: Optional[_FloatArray] = None
 
 
-class _ConvLayer(_Layer):
+class _ConvLayer(_Layer[_FloatArray]):
     """What ContinuousConv and ContinuousConvTranspose share: parameters, options, activation,
     the neighbor search and the window function."""
 
     _PARAM_NAMES = ("kernel", "bias", "dense_kernel")
     _IMPORTANCE = "inp_importance"
 
-    def __init__(self, in_channels, filters, kernel_size, *, activation=None, use_bias=True, align_corners=True,
-                 coordinate_mapping="ball_to_cube_radial", interpolation="linear", normalize=True,
-                 radius_search_ignore_query_points=False, radius_search_metric="L2", offset=None,
-                 window_function=None, use_dense_layer_for_center=False, dtype=np.float32, seed=None,
-                 max_temp_mem_MB=64, num_threads=None, activation_derivative=None,
-                 window_function_derivative=None):
+    def __init__(self, in_channels: int, filters: int, kernel_size: Union[int, Sequence[int]], *,
+                 activation: Optional[Activation] = None, use_bias: bool = True, align_corners: bool = True,
+                 coordinate_mapping: CoordinateMapping = "ball_to_cube_radial", interpolation: Interpolation = "linear",
+                 normalize: bool = True, radius_search_ignore_query_points: bool = False,
+                 radius_search_metric: Metric = "L2", offset: Optional[ArrayLike] = None,
+                 window_function: Optional[ArrayFunction] = None, use_dense_layer_for_center: bool = False,
+                 dtype: DTypeLike = np.float32, seed: Optional[int] = None, max_temp_mem_MB: int = 64,
+                 num_threads: Optional[int] = None, activation_derivative: Optional[ArrayFunction] = None,
+                 window_function_derivative: Optional[ArrayFunction] = None) -> None:
         super().__init__()
         self.in_channels = V.check_int(in_channels, "in_channels", minimum=1)
         self.filters = V.check_int(filters, "filters", minimum=1)
@@ -343,9 +414,9 @@ class _ConvLayer(_Layer):
             raise TypeError("window_function must be callable or None")
         if window_function_derivative is not None and not callable(window_function_derivative):
             raise TypeError("window_function_derivative must be callable or None")
-        self.conv_options = dict(align_corners=align_corners, coordinate_mapping=coordinate_mapping,
-                                 interpolation=interpolation, normalize=normalize,
-                                 max_temp_mem_MB=max_temp_mem_MB, num_threads=num_threads)
+        self.conv_options: _ConvOptions = dict(align_corners=align_corners, coordinate_mapping=coordinate_mapping,
+                                               interpolation=interpolation, normalize=normalize,
+                                               max_temp_mem_MB=max_temp_mem_MB, num_threads=num_threads)
         self.radius_search_ignore_query_points = V.check_bool(radius_search_ignore_query_points,
                                                               "radius_search_ignore_query_points")
         self.radius_search_metric = radius_search_metric
@@ -357,38 +428,41 @@ class _ConvLayer(_Layer):
         self.bias = np.zeros(self.filters, self.dtype) if use_bias else None
         self.dense_kernel = (rng.uniform(-0.05, 0.05, (self.in_channels, self.filters)).astype(self.dtype)
                              if use_dense_layer_for_center else None)
-        self.offset = np.zeros(3, self.dtype) if offset is None else _float_param(offset, "offset", self.dtype,
-                                                                                   length=3, per="axis")
+        self.offset: _FloatArray = np.zeros(3, self.dtype) if offset is None else \
+            _float_param(offset, "offset", self.dtype, length=3, per="axis")
         if self.offset.ndim == 0:
             raise ValueError("offset must have shape [3] (x, y, z), got a scalar")
-        self._avg_neighbors = None
+        self._avg_neighbors: Optional[float] = None
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         # the built-in activations are lambdas: rebuilt from the arguments on unpickling
         state.pop("_act", None)
         state.pop("_act_derivative", None)
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._act, self._act_derivative = _activation(self.activation, self.activation_derivative)
 
     # -- inputs --------------------------------------------------------------------------------
 
-    def _inputs(self, inp_features, inp_positions, out_positions, extents, per):
+    def _inputs(self, inp_features: ArrayLike, inp_positions: ArrayLike, out_positions: ArrayLike, extents: ArrayLike,
+                per: Literal["input", "output"]) -> tuple[_FloatArray, _FloatArray, _FloatArray, _FloatArray]:
         """Validated features, positions and extents (a scalar or one per ``per`` point)."""
         dt, layer = self.dtype, "the layer"
-        feats = V.float_array(inp_features, "inp_features", ndim=2, dtype=dt, dtype_of=layer)
+        feats = cast("_FloatArray", V.float_array(inp_features, "inp_features", ndim=2, dtype=dt, dtype_of=layer))
         if feats.shape[1] != self.in_channels:
             raise V.mismatch("inp_features", 1, feats.shape[1], "channels",
                              f"the layer has in_channels={self.in_channels} (kernel.shape[3] == {self.in_channels})")
-        xi = V.float_array(inp_positions, "inp_positions", shape=(None, 3), dtype=dt, dtype_of=layer)
+        xi = cast("_FloatArray", V.float_array(inp_positions, "inp_positions", shape=(None, 3), dtype=dt,
+                                               dtype_of=layer))
         if xi.shape[0] != feats.shape[0]:
             raise V.mismatch("inp_positions", 0, xi.shape[0], "points",
                              f"inp_features has {feats.shape[0]} rows (inp_features.shape[0]): one position per "
                              "feature row")
-        xo = V.float_array(out_positions, "out_positions", shape=(None, 3), dtype=dt, dtype_of=layer)
+        xo = cast("_FloatArray", V.float_array(out_positions, "out_positions", shape=(None, 3), dtype=dt,
+                                               dtype_of=layer))
         for name, x in (("inp_positions", xi), ("out_positions", xo)):
             if not V.all_finite(x):  # the neighbor search needs finite coordinates
                 raise ValueError(f"{name} must be finite (no NaN or inf coordinates)")
@@ -398,7 +472,9 @@ class _ConvLayer(_Layer):
             raise ValueError(f"extents must be > 0, got a minimum of {ext.min()}")
         return feats, xi, xo, ext
 
-    def _search(self, points, queries, ext, hash_table):
+    def _search(self, points: _FloatArray, queries: _FloatArray, ext: _FloatArray,
+                hash_table: Optional[SpatialHashTable]
+                ) -> tuple[AnyArray, AnyArray, Optional[_FloatArray], Optional[_FloatArray]]:
         """Neighbors of each query among ``points`` within extents/2, and the window's importance
         and its input (the normalised distances) when there is a window function."""
         metric = self.radius_search_metric
@@ -406,7 +482,7 @@ class _ConvLayer(_Layer):
             raise ValueError(f"fixed_radius_search_hash_table is used with scalar extents only, but extents has shape "
                              f"{ext.shape} (one per point: the layer runs radius_search)")
         want_dist = self.window_function is not None
-        common = dict(metric=metric, ignore_query_point=self.radius_search_ignore_query_points,
+        common: _RadiusOptions = dict(metric=metric, ignore_query_point=self.radius_search_ignore_query_points,
                       return_distances=want_dist, num_threads=self.num_threads)
         if ext.ndim == 0:
             radius = float(ext) / 2
@@ -417,22 +493,23 @@ class _ConvLayer(_Layer):
                     raise
                 raise type(exc)(f"fixed_radius_search_hash_table does not fit this call: {exc} (the layer searches "
                                 f"with radius extents / 2 = {radius})") from None
-            u = nb.neighbors_distance / _radius_scale(metric, radius) if want_dist else None
+            u = cast("_FloatArray", nb.neighbors_distance) / _radius_scale(metric, radius) if want_dist else None
         else:
             radii = (ext / 2).astype(self.dtype)
             nb = radius_search(points, queries, radii, normalize_distances=want_dist, **common)
-            u = nb.neighbors_distance if want_dist else None
-        importance = self._window(u) if want_dist else None
+            u = cast("_FloatArray", nb.neighbors_distance) if want_dist else None
+        importance = self._window(u) if u is not None else None  # u is None without a window function
         return nb.neighbors_index, nb.neighbors_row_splits, importance, u
 
-    def _window(self, u):
+    def _window(self, u: _FloatArray) -> _FloatArray:
+        assert self.window_function is not None
         w = np.asarray(self.window_function(u), dtype=self.dtype)
         if w.shape != u.shape:
             raise ValueError(f"window_function must return one value per neighbor (shape {u.shape}), got shape "
                              f"{w.shape}")
         return np.ascontiguousarray(w)
 
-    def _finish(self, pre, feats):
+    def _finish(self, pre: _FloatArray, feats: _FloatArray) -> tuple[_FloatArray, _FloatArray]:
         """Dense center, bias and activation after the convolution ``pre``: (pre-activation, output)."""
         if self.dense_kernel is not None:
             pre = pre + feats @ self.dense_kernel
@@ -443,7 +520,7 @@ class _ConvLayer(_Layer):
             raise ValueError(f"activation must keep the shape {pre.shape}, got shape {out.shape}")
         return pre, out
 
-    def _check_dense(self, xi, xo):
+    def _check_dense(self, xi: _FloatArray, xo: _FloatArray) -> None:
         if self.dense_kernel is not None and xo.shape[0] != xi.shape[0]:
             raise ValueError(f"out_positions has {xo.shape[0]} points (shape[0]) but inp_positions has {xi.shape[0]} "
                              "(inp_positions.shape[0]): use_dense_layer_for_center needs the same input and output "
@@ -451,7 +528,7 @@ class _ConvLayer(_Layer):
 
     # -- backward helpers ----------------------------------------------------------------------
 
-    def _wrt(self, wrt):
+    def _wrt(self, wrt: Optional[Union[str, Collection[str]]]) -> set[str]:
         allowed = ("kernel", "bias", "dense_kernel", "inp_features", self._IMPORTANCE) + _POSITION_NAMES
         if wrt is None:
             return set(allowed[:5])
@@ -468,10 +545,10 @@ class _ConvLayer(_Layer):
             raise ValueError(f"wrt may name {allowed}, got {', '.join(bad)}")
         return wrt
 
-    def _grad_in(self, out_features_gradient, ctx):
+    def _grad_in(self, out_features_gradient: ArrayLike, ctx: LayerContext) -> _FloatArray:
         """The gradient w.r.t. the pre-activation output (the activation's derivative applied)."""
-        g = V.float_array(out_features_gradient, "out_features_gradient", ndim=2, dtype=self.dtype,
-                          dtype_of="the layer")
+        g = cast("_FloatArray", V.float_array(out_features_gradient, "out_features_gradient", ndim=2,
+                                              dtype=self.dtype, dtype_of="the layer"))
         if g.shape != ctx.out.shape:
             raise ValueError(f"out_features_gradient has shape {g.shape} but the call's output has shape "
                              f"{ctx.out.shape} ({ctx.out.shape[0]} output points, filters={self.filters})")
@@ -482,7 +559,7 @@ class _ConvLayer(_Layer):
             g = g * self._act_derivative(ctx.pre, ctx.out)
         return np.ascontiguousarray(g, dtype=self.dtype)
 
-    def _through_window(self, ctx, positions):
+    def _through_window(self, ctx: LayerContext, positions: Collection[str]) -> bool:
         """Whether position/extent gradients must be chained through the window function."""
         if not positions or ctx.window_input is None:
             return False
@@ -491,10 +568,13 @@ class _ConvLayer(_Layer):
                              "pass window_function_derivative= (a function of the normalised distances) to the layer")
         return True
 
-    def _window_chain(self, ctx, d_importance, queries, points, rows):
+    def _window_chain(self, ctx: LayerContext, d_importance: NDArray[np.floating[Any]], queries: _FloatArray,
+                      points: _FloatArray, rows: _Rows
+                      ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[Any]]:
         """Position and extent gradients through the window function: ``d_importance`` (one per
         entry of the searched list, rows = queries) to (d queries, d points, d extents)."""
         u = ctx.window_input
+        assert self.window_function_derivative is not None  # _through_window checked it
         du = np.asarray(self.window_function_derivative(u), np.float64) * d_importance
         metric = self.radius_search_metric
         ext = ctx.extents
@@ -554,9 +634,11 @@ class ContinuousConv(_ConvLayer):
     """
 
     @_ieee
-    def forward(self, inp_features, inp_positions, out_positions, extents, inp_importance=None,
-                fixed_radius_search_hash_table=None, user_neighbors_index=None, user_neighbors_row_splits=None,
-                user_neighbors_importance=None):
+    def forward(self, inp_features: ArrayLike, inp_positions: ArrayLike, out_positions: ArrayLike, extents: ArrayLike,
+                inp_importance: Optional[ArrayLike] = None,
+                fixed_radius_search_hash_table: Optional[SpatialHashTable] = None,
+                user_neighbors_index: Optional[ArrayLike] = None, user_neighbors_row_splits: Optional[ArrayLike] = None,
+                user_neighbors_importance: Optional[ArrayLike] = None) -> tuple[_FloatArray, LayerContext]:
         """Apply the layer; return ``(out_features, context)`` without remembering the call.
 
         Parameters
@@ -586,8 +668,8 @@ class ContinuousConv(_ConvLayer):
         else:
             idx, rs, imp, u = self._search(xi, xo, ext, fixed_radius_search_hash_table)
         ext2 = ext.reshape(1, 1) if ext.ndim == 0 else ext.reshape(-1, 1)
-        args = (self.kernel, xo, ext2, self.offset, xi, feats, inp_importance, idx, imp, rs)
-        pre = continuous_conv(*args, **self.conv_options)
+        args: _ConvArgs = (self.kernel, xo, ext2, self.offset, xi, feats, inp_importance, idx, imp, rs)
+        pre = cast("_FloatArray", continuous_conv(*args, **self.conv_options))
         pre, out = self._finish(pre, feats)
         rs_arr = np.asarray(rs)
         self._avg_neighbors = float(rs_arr[-1]) / max(len(rs_arr) - 1, 1)
@@ -596,7 +678,8 @@ class ContinuousConv(_ConvLayer):
         return out, ctx
 
     @_ieee
-    def backward(self, out_features_gradient, context=None, *, wrt=None):
+    def backward(self, out_features_gradient: ArrayLike, context: Optional[LayerContext] = None, *,
+                 wrt: Optional[Union[str, Collection[str]]] = None) -> ContinuousConvLayerGradients:
         """Gradients of ``sum(out * out_features_gradient)`` for a call.
 
         Parameters
@@ -621,7 +704,7 @@ class ContinuousConv(_ConvLayer):
         ctx = self._context(context)
         wrt = self._wrt(wrt)
         g = self._grad_in(out_features_gradient, ctx)
-        args = ctx.args
+        args: _ConvArgs = ctx.args
         positions = wrt & set(_POSITION_NAMES)
         window = self._through_window(ctx, positions)
         op = {"kernel": "filters", "inp_features": "inp_features", "inp_importance": "inp_importance"}
@@ -634,7 +717,7 @@ class ContinuousConv(_ConvLayer):
             grads = None
         feats = ctx.feats
 
-        def pick(name, field):
+        def pick(name: str, field: str) -> Optional[_FloatArray]:
             return getattr(grads, field) if grads is not None and name in wrt else None
 
         d_feats = pick("inp_features", "inp_features")
@@ -649,9 +732,10 @@ class ContinuousConv(_ConvLayer):
         if d_ext is not None:
             d_ext = d_ext.reshape(ctx.extents.shape)
         if window:
+            assert grads is not None  # position gradients were asked for
             xo, xi = args[1], args[4]
             rows = _entry_rows(ctx.row_splits)
-            d_q, d_p, d_e = self._window_chain(ctx, grads.neighbors_importance, xo, xi, rows)
+            d_q, d_p, d_e = self._window_chain(ctx, cast("_FloatArray", grads.neighbors_importance), xo, xi, rows)
             dt = self.dtype
             d_xo = None if d_xo is None else (d_xo + d_q).astype(dt)
             d_xi = None if d_xi is None else (d_xi + d_p).astype(dt)
@@ -660,7 +744,7 @@ class ContinuousConv(_ConvLayer):
                                               pick("inp_importance", "inp_importance"), d_xi, d_xo, d_ext)
         return self._store_grads(result)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"ContinuousConv(in_channels={self.in_channels}, filters={self.filters}, "
                 f"kernel_size={self.kernel_size}, activation={self.activation!r}, dtype={self.dtype.name})")
 
@@ -680,9 +764,11 @@ class ContinuousConvTranspose(_ConvLayer):
     _IMPORTANCE = "out_importance"
 
     @_ieee
-    def forward(self, inp_features, inp_positions, out_positions, extents, out_importance=None,
-                fixed_radius_search_hash_table=None, user_neighbors_index=None, user_neighbors_row_splits=None,
-                user_neighbors_importance=None):
+    def forward(self, inp_features: ArrayLike, inp_positions: ArrayLike, out_positions: ArrayLike, extents: ArrayLike,
+                out_importance: Optional[ArrayLike] = None,
+                fixed_radius_search_hash_table: Optional[SpatialHashTable] = None,
+                user_neighbors_index: Optional[ArrayLike] = None, user_neighbors_row_splits: Optional[ArrayLike] = None,
+                user_neighbors_importance: Optional[ArrayLike] = None) -> tuple[_FloatArray, LayerContext]:
         """Apply the layer; return ``(out_features, context)`` without remembering the call.
 
         Parameters
@@ -716,15 +802,15 @@ class ContinuousConvTranspose(_ConvLayer):
         idx = V.index_array(idx, "neighbors_index")
         # the inverted list (output -> input points); its permutation carries the importances
         inv = invert_neighbors_list(xo.shape[0], idx, rs, np.arange(idx.shape[0], dtype=np.int64))
-        perm = inv.neighbors_attributes
+        perm = cast("NDArray[np.int64]", inv.neighbors_attributes)
         inv_imp = imp_sum = None
         if imp is not None:
             inv_imp = np.ascontiguousarray(imp[perm])
             imp_sum = reduce_subarrays_sum(imp, rs)
         ext2 = ext.reshape(1, 1) if ext.ndim == 0 else ext.reshape(-1, 1)
-        args = (self.kernel, xo, out_importance, ext2, self.offset, xi, feats, idx, imp_sum, rs,
+        args: _TransposeArgs = (self.kernel, xo, out_importance, ext2, self.offset, xi, feats, idx, imp_sum, rs,
                 inv.neighbors_index, inv_imp, inv.neighbors_row_splits)
-        pre = continuous_conv_transpose(*args, **self.conv_options)
+        pre = cast("_FloatArray", continuous_conv_transpose(*args, **self.conv_options))
         pre, out = self._finish(pre, feats)
         rs_arr = np.asarray(rs)
         self._avg_neighbors = float(rs_arr[-1]) / max(len(rs_arr) - 1, 1)
@@ -733,7 +819,8 @@ class ContinuousConvTranspose(_ConvLayer):
         return out, ctx
 
     @_ieee
-    def backward(self, out_features_gradient, context=None, *, wrt=None):
+    def backward(self, out_features_gradient: ArrayLike, context: Optional[LayerContext] = None, *,
+                 wrt: Optional[Union[str, Collection[str]]] = None) -> ContinuousConvTransposeLayerGradients:
         """Gradients of ``sum(out * out_features_gradient)`` for a call.
 
         ``wrt`` names among "kernel", "bias", "dense_kernel", "inp_features", "out_importance"
@@ -748,7 +835,7 @@ class ContinuousConvTranspose(_ConvLayer):
         ctx = self._context(context)
         wrt = self._wrt(wrt)
         g = self._grad_in(out_features_gradient, ctx)
-        args = ctx.args
+        args: _TransposeArgs = ctx.args
         positions = wrt & set(_POSITION_NAMES)
         window = self._through_window(ctx, positions)
         op = {"kernel": "filters", "inp_features": "inp_features", "out_importance": "out_importance"}
@@ -762,7 +849,7 @@ class ContinuousConvTranspose(_ConvLayer):
         else:
             grads = None
 
-        def pick(name, field):
+        def pick(name: str, field: str) -> Optional[_FloatArray]:
             return getattr(grads, field) if grads is not None and name in wrt else None
 
         feats = ctx.feats
@@ -778,6 +865,7 @@ class ContinuousConvTranspose(_ConvLayer):
         if d_ext is not None:
             d_ext = d_ext.reshape(ctx.extents.shape)
         if window:
+            assert grads is not None  # position gradients were asked for
             # importance n of the searched list feeds the inverted list (at perm) and its row's sum
             rows = _entry_rows(ctx.row_splits)
             d_imp = np.empty(ctx.perm.shape[0], np.float64)
@@ -793,7 +881,7 @@ class ContinuousConvTranspose(_ConvLayer):
                                                        pick("out_importance", "out_importance"), d_xi, d_xo, d_ext)
         return self._store_grads(result)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"ContinuousConvTranspose(in_channels={self.in_channels}, filters={self.filters}, "
                 f"kernel_size={self.kernel_size}, activation={self.activation!r}, dtype={self.dtype.name})")
 
@@ -803,13 +891,14 @@ class ContinuousConvTranspose(_ConvLayer):
 class NeighborSearchGradients(NamedTuple):
     """Gradients of ``sum(neighbors_distance * grad)`` returned by a search layer's ``backward``
     (the neighbor set is piecewise constant; only the distances have a derivative)."""
-    points: np.ndarray
-    queries: np.ndarray
-    radii: Optional[np.ndarray] = None
+    points: _FloatArray
+    queries: _FloatArray
+    radii: Optional[_FloatArray] = None
 
 
-class _SearchLayer(_Layer):
-    def __init__(self, metric, ignore_query_point, return_distances, index_dtype, num_threads):
+class _SearchLayer(_Layer[NeighborSearchResult]):
+    def __init__(self, metric: Metric, ignore_query_point: bool, return_distances: bool, index_dtype: DTypeLike,
+                 num_threads: Optional[int]) -> None:
         super().__init__()
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS} but got {metric!r}")
@@ -819,16 +908,17 @@ class _SearchLayer(_Layer):
         self.index_dtype = _index_dtype(index_dtype)
         self.num_threads = num_threads
 
-    def _common(self):
+    def _common(self) -> _SearchOptions:
         return dict(index_dtype=self.index_dtype, metric=self.metric, ignore_query_point=self.ignore_query_point,
                     return_distances=self.return_distances, num_threads=self.num_threads)
 
-    def _result(self, result, points, queries, radii=None):
+    def _result(self, result: NeighborSearchResult, points: ArrayLike, queries: ArrayLike,
+                radii: Optional[NDArray[Any]] = None) -> tuple[NeighborSearchResult, LayerContext]:
         ctx = LayerContext(self, points=np.asarray(points), queries=np.asarray(queries), result=result, radii=radii)
         return result, ctx
 
     @_ieee
-    def backward(self, grad_distance, context=None):
+    def backward(self, grad_distance: ArrayLike, context: Optional[LayerContext] = None) -> NeighborSearchGradients:
         """Gradients of ``sum(neighbors_distance * grad_distance)`` for a call (which must have
         returned distances).
 
@@ -879,14 +969,17 @@ class FixedRadiusSearch(_SearchLayer):
     num_threads : int or None
     """
 
-    def __init__(self, metric="L2", ignore_query_point=False, return_distances=False, max_hash_table_size=33554432,
-                 index_dtype=np.int32, num_threads=None):
+    def __init__(self, metric: Metric = "L2", ignore_query_point: bool = False, return_distances: bool = False,
+                 max_hash_table_size: int = 33554432, index_dtype: DTypeLike = np.int32,
+                 num_threads: Optional[int] = None) -> None:
         super().__init__(metric, ignore_query_point, return_distances, index_dtype, num_threads)
         self.max_hash_table_size = V.check_int(max_hash_table_size, "max_hash_table_size", minimum=1)
 
     @_ieee
-    def forward(self, points, queries, radius, points_row_splits=None, queries_row_splits=None,
-                hash_table_size_factor=1 / 64, hash_table=None):
+    def forward(self, points: ArrayLike, queries: ArrayLike, radius: float,
+                points_row_splits: Optional[ArrayLike] = None, queries_row_splits: Optional[ArrayLike] = None,
+                hash_table_size_factor: float = 1 / 64,
+                hash_table: Optional[SpatialHashTable] = None) -> tuple[NeighborSearchResult, LayerContext]:
         """All points within ``radius`` (inclusive) of each query: ``(NeighborSearchResult, context)``.
         See :func:`geomops.fixed_radius_search`."""
         result = fixed_radius_search(points, queries, radius, points_row_splits, queries_row_splits, hash_table,
@@ -905,13 +998,16 @@ class RadiusSearch(_SearchLayer):
     num_threads : int or None
     """
 
-    def __init__(self, metric="L2", ignore_query_point=False, return_distances=False, normalize_distances=False,
-                 index_dtype=np.int32, num_threads=None):
+    def __init__(self, metric: Metric = "L2", ignore_query_point: bool = False, return_distances: bool = False,
+                 normalize_distances: bool = False, index_dtype: DTypeLike = np.int32,
+                 num_threads: Optional[int] = None) -> None:
         super().__init__(metric, ignore_query_point, return_distances, index_dtype, num_threads)
         self.normalize_distances = V.check_bool(normalize_distances, "normalize_distances")
 
     @_ieee
-    def forward(self, points, queries, radii, points_row_splits=None, queries_row_splits=None):
+    def forward(self, points: ArrayLike, queries: ArrayLike, radii: ArrayLike,
+                points_row_splits: Optional[ArrayLike] = None, queries_row_splits: Optional[ArrayLike] = None
+                ) -> tuple[NeighborSearchResult, LayerContext]:
         """All points strictly within ``radii[i]`` of query i: ``(NeighborSearchResult, context)``.
         See :func:`geomops.radius_search`."""
         result = radius_search(points, queries, radii, points_row_splits, queries_row_splits,
@@ -932,12 +1028,13 @@ class KNNSearch(_SearchLayer):
     num_threads : int or None
     """
 
-    def __init__(self, metric="L2", ignore_query_point=False, return_distances=False, index_dtype=np.int32,
-                 num_threads=None):
+    def __init__(self, metric: Metric = "L2", ignore_query_point: bool = False, return_distances: bool = False,
+                 index_dtype: DTypeLike = np.int32, num_threads: Optional[int] = None) -> None:
         super().__init__(metric, ignore_query_point, return_distances, index_dtype, num_threads)
 
     @_ieee
-    def forward(self, points, queries, k, points_row_splits=None, queries_row_splits=None):
+    def forward(self, points: ArrayLike, queries: ArrayLike, k: int, points_row_splits: Optional[ArrayLike] = None,
+                queries_row_splits: Optional[ArrayLike] = None) -> tuple[NeighborSearchResult, LayerContext]:
         """The k nearest points of each query: ``(NeighborSearchResult, context)``.
         See :func:`geomops.knn_search`."""
         result = knn_search(points, queries, k, points_row_splits, queries_row_splits, **self._common())

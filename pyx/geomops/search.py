@@ -3,26 +3,52 @@
 Semantics follow Open3D's ops (``open3d.ml.*.ops``): indices are global (not relative to the batch
 item), queries of batch item ``b`` only see points of item ``b``, L2 distances are squared, L1 and
 Linf distances are plain. ``fixed_radius_search`` includes points at exactly the radius (``<=``),
-``radius_search`` excludes them (``<``). See ``docs/search.md`` for the differences from Open3D.
+``radius_search`` excludes them (``<``). The call differs from Open3D's in a few places, e.g.
+``fixed_radius_search`` takes one ``hash_table`` argument instead of Open3D's three arrays and the
+row splits are optional: ``docs/search.md`` lists every difference.
 """
 
 from __future__ import annotations
 
 import numbers
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Optional, Protocol, Union
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
 from . import _backend
 from . import _device
 from ._config import resolve_num_threads
+from ._device import AnyArray, ArrayInput
 from ._validate import (all_finite, as_array, check_bool, check_int, check_option, check_real, contiguous,
                         float_array, index_array, row_splits)
 
 __all__ = ["NeighborSearchResult", "SpatialHashTable", "build_spatial_hash_table", "fixed_radius_search",
            "radius_search", "knn_search"]
 
+if TYPE_CHECKING:
+    from ._backend import Backend
+
 METRICS = ("L1", "L2", "Linf")
+Metric = Literal["L1", "L2", "Linf"]
+
+
+HashTableInput = Union["SpatialHashTable", tuple[ArrayInput, ArrayInput, ArrayInput]]
+"""A table of :func:`build_spatial_hash_table`, or Open3D's 3-tuple of arrays."""
+
+
+class _SearchGrid(Protocol):
+    """A binding's ``SearchGrid`` (``_cpu.pyi``, ``_cuda.pyi``)."""
+
+    def matches(self, points: Any) -> bool: ...
+
+
+class _SearchPlan(Protocol):
+    """A binding's ``SearchPlan``: the count phase's result."""
+    total: int
+
+    def fill(self, index: Any, distance: Any = None) -> None: ...
 _INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -39,15 +65,15 @@ class NeighborSearchResult(NamedTuple):
         Distances (squared for L2) when requested, else an empty array.
     """
 
-    neighbors_index: np.ndarray
-    neighbors_row_splits: np.ndarray
-    neighbors_distance: np.ndarray
+    neighbors_index: AnyArray
+    neighbors_row_splits: AnyArray
+    neighbors_distance: AnyArray
 
 
 class _HashTableArrays(NamedTuple):
-    hash_table_index: np.ndarray
-    hash_table_cell_splits: np.ndarray
-    hash_table_splits: np.ndarray
+    hash_table_index: AnyArray
+    hash_table_cell_splits: AnyArray
+    hash_table_splits: AnyArray
 
 
 class SpatialHashTable(_HashTableArrays):
@@ -60,7 +86,13 @@ class SpatialHashTable(_HashTableArrays):
     built from it on first use is cached on the table, so reusing a table saves that work.
     """
 
-    def __getstate__(self):  # the cached index is native memory: rebuilt after unpickling
+    radius: float
+    num_points: int
+    points_row_splits: NDArray[np.int64]
+    dtype: np.dtype[Any]
+    _grid: dict[tuple[str, str], _SearchGrid]
+
+    def __getstate__(self) -> dict[str, Any]:  # the cached index is native memory: rebuilt after unpickling
         return {k: v for k, v in self.__dict__.items() if k != "_grid"}
 
 
@@ -68,7 +100,7 @@ class SpatialHashTable(_HashTableArrays):
 # validation helpers (private). They take NumPy and device arrays alike (same messages); device
 # arrays are checked on their device and come back as DeviceArrays (see _validate).
 
-def _points(x, name, dtype=None):
+def _points(x: object, name: str, dtype: Optional[DTypeLike] = None) -> AnyArray:
     if dtype is not None and x is not None and not isinstance(x, np.ndarray) and not _device.is_device_array(x):
         x = np.asarray(x)  # lists of Python floats take the points' dtype; arrays must match it
         if x.dtype.kind in "fiu":
@@ -79,7 +111,7 @@ def _points(x, name, dtype=None):
     return a
 
 
-def _default_splits(n, like):
+def _default_splits(n: int, like: object) -> AnyArray:
     """The one-item row splits [0, n], where ``like`` is (host or its device)."""
     splits = np.array([0, n], np.int64)
     if isinstance(like, _device.DeviceArray):
@@ -87,7 +119,7 @@ def _default_splits(n, like):
     return splits
 
 
-def _item_splits(x, name, total, total_of):
+def _item_splits(x: ArrayInput, name: str, total: int, total_of: str) -> AnyArray:
     """Validated row splits of batch items (at least one item)."""
     rs = row_splits(x, name, total=total, total_of=total_of)
     if rs.shape[0] < 2:
@@ -96,7 +128,8 @@ def _item_splits(x, name, total, total_of):
     return rs
 
 
-def _batch_splits(points_row_splits, queries_row_splits, num_points, num_queries, like=None):
+def _batch_splits(points_row_splits: Optional[ArrayInput], queries_row_splits: Optional[ArrayInput], num_points: int,
+                  num_queries: int, like: object = None) -> tuple[AnyArray, AnyArray]:
     """Validated batch row splits; absent ones default to one item, on the device of ``like``
     (the points) when it is a DeviceArray."""
     ps = (_default_splits(num_points, like) if points_row_splits is None
@@ -109,7 +142,7 @@ def _batch_splits(points_row_splits, queries_row_splits, num_points, num_queries
     return ps, qs
 
 
-def _index_dtype(index_dtype):
+def _index_dtype(index_dtype: DTypeLike) -> np.dtype[Any]:
     try:
         dt = np.dtype(index_dtype)
     except TypeError:
@@ -119,29 +152,29 @@ def _index_dtype(index_dtype):
     return dt
 
 
-def _check_index_capacity(num_points, index_dtype):
+def _check_index_capacity(num_points: int, index_dtype: DTypeLike) -> None:
     """int32 indices must hold every point index; refuse instead of wrapping around."""
     if index_dtype == np.dtype(np.int32) and num_points - 1 > _INT32_MAX:
         raise ValueError(f"index_dtype int32 cannot hold the indices of {num_points} points "
                          f"(max index {_INT32_MAX}); use index_dtype=np.int64")
 
 
-def _metric(metric):
+def _metric(metric: Metric) -> str:
     return check_option(metric, "metric", METRICS)
 
 
-def _on(be, a):
+def _on(be: Backend, a: AnyArray) -> AnyArray:
     """A validated host array in backend ``be``'s memory (the array itself on the CPU)."""
     return be.from_host(a) if isinstance(a, np.ndarray) else a
 
 
-def _on_backend(be, args):
+def _on_backend(be: Backend, args: _SearchArgs) -> _SearchArgs:
     """The validated arguments with their arrays in backend ``be``'s memory."""
     return args._replace(points=_on(be, args.points), queries=_on(be, args.queries),
                          points_splits=_on(be, args.points_splits), queries_splits=_on(be, args.queries_splits))
 
 
-def _fill(be, plan, row_splits_out, args):
+def _fill(be: Backend, plan: _SearchPlan, row_splits_out: AnyArray, args: _SearchArgs) -> NeighborSearchResult:
     """The fill phase of a search whose count phase returned ``plan``: the outputs are allocated
     here, in the backend's memory, once the count is known (the op call brings them to the host
     for host inputs)."""
@@ -151,12 +184,12 @@ def _fill(be, plan, row_splits_out, args):
     return NeighborSearchResult(index, row_splits_out, distance)
 
 
-def _host(a):
+def _host(a: AnyArray) -> NDArray[Any]:
     """A small validated array (row splits) on the host."""
     return a if isinstance(a, np.ndarray) else a.get()
 
 
-def _grid_key(be):
+def _grid_key(be: Backend) -> tuple[str, str]:
     """Where a cached search grid lives: a grid is only ever handed back to the kernels that
     built it (a CPU grid never reaches CUDA, nor one device's grid another)."""
     return be.kernels.__name__, be.device
@@ -167,17 +200,17 @@ def _grid_key(be):
 
 class _SearchArgs(NamedTuple):
     """Validated arguments shared by the three searches."""
-    points: np.ndarray
-    queries: np.ndarray
-    points_splits: np.ndarray
-    queries_splits: np.ndarray
-    index_dtype: np.dtype
-    metric: int
+    points: AnyArray
+    queries: AnyArray
+    points_splits: AnyArray
+    queries_splits: AnyArray
+    index_dtype: np.dtype[Any]
+    metric: str
     ignore_query_point: bool
     return_distances: bool
     num_threads: int
 
-    def to_backend(self, be):
+    def to_backend(self, be: Backend) -> _SearchArgs:
         """These arguments with every NumPy array copied to ``be``'s memory (``be.from_host``;
         the same tuple on the CPU backend). For NumPy inputs run with ``device="cuda"``."""
         return self._replace(points=be.from_host(self.points), queries=be.from_host(self.queries),
@@ -185,8 +218,10 @@ class _SearchArgs(NamedTuple):
                              queries_splits=be.from_host(self.queries_splits))
 
 
-def _search_args(points, queries, points_row_splits, queries_row_splits, index_dtype, metric,
-                 ignore_query_point, return_distances, num_threads, check=None):
+def _search_args(points: ArrayInput, queries: ArrayInput, points_row_splits: Optional[ArrayInput],
+                 queries_row_splits: Optional[ArrayInput], index_dtype: DTypeLike, metric: Metric,
+                 ignore_query_point: bool, return_distances: bool, num_threads: Optional[int],
+                 check: Optional[Callable[[AnyArray, AnyArray], Any]] = None) -> tuple[_SearchArgs, Any]:
     """Validate what every search takes; ``check(points, queries)`` validates op-specific
     arguments right after the point sets (so errors come in signature order)."""
     pts = _points(points, "points")
@@ -200,9 +235,10 @@ def _search_args(points, queries, points_row_splits, queries_row_splits, index_d
     return args, extra
 
 
-def build_spatial_hash_table(points, radius, points_row_splits=None, hash_table_size_factor=1 / 64,
-                             max_hash_table_size=33554432, num_threads=None, *, device=None,
-                             stream=None):
+def build_spatial_hash_table(points: ArrayInput, radius: float, points_row_splits: Optional[ArrayInput] = None,
+                             hash_table_size_factor: float = 1 / 64, max_hash_table_size: int = 33554432,
+                             num_threads: Optional[int] = None, *, device: Optional[str] = None,
+                             stream: object = None) -> SpatialHashTable:
     """Build Open3D's spatial hash table of a point set for a fixed-radius search.
 
     The table is identical to Open3D's (same voxel size ``2*radius``, hash function and table sizes
@@ -273,7 +309,7 @@ def build_spatial_hash_table(points, radius, points_row_splits=None, hash_table_
     return table
 
 
-def _int32_vector(x, name):
+def _int32_vector(x: object, name: str) -> AnyArray:
     a = as_array(x, name) if _device.is_device_array(x) else np.asarray(x)
     if a.dtype != np.int32:
         raise TypeError(f"{name} must be int32 (as build_spatial_hash_table returns it), got dtype {a.dtype}")
@@ -282,7 +318,7 @@ def _int32_vector(x, name):
     return contiguous(a)
 
 
-def _table_arrays(hash_table, num_points, num_items):
+def _table_arrays(hash_table: HashTableInput, num_points: int, num_items: int) -> tuple[AnyArray, AnyArray, AnyArray]:
     """Shapes, dtypes and ranges of a raw (index, cell_splits, splits) table."""
     if not isinstance(hash_table, (tuple, list)) or len(hash_table) != 3:
         raise TypeError("hash_table must be the 3-tuple (hash_table_index, hash_table_cell_splits, "
@@ -318,7 +354,8 @@ def _table_arrays(hash_table, num_points, num_items):
     return index, cells, splits.astype(np.int64)
 
 
-def _grid_for_table(be, hash_table, a, d, radius):
+def _grid_for_table(be: Backend, hash_table: HashTableInput, a: _SearchArgs, d: _SearchArgs,
+                    radius: float) -> _SearchGrid:
     """The search grid for a user-supplied hash table, after checking the table fits the call
     (``a``: the validated arguments, ``d``: the same in the backend's memory)."""
     pts, ps, nt = a.points, a.points_splits, a.num_threads
@@ -337,7 +374,7 @@ def _grid_for_table(be, hash_table, a, d, radius):
         if other_radius:
             raise ValueError(f"hash_table was built for radius={hash_table.radius}, but radius={radius}: build a "
                              "table for this radius")
-        grid = getattr(hash_table, "_grid", {}).get(_grid_key(be))
+        grid: Optional[_SearchGrid] = getattr(hash_table, "_grid", {}).get(_grid_key(be))
         if grid is not None:
             if not grid.matches(d.points):
                 raise ValueError("hash_table was built for another point set: points has its size but other "
@@ -359,10 +396,12 @@ def _grid_for_table(be, hash_table, a, d, radius):
 # ---------------------------------------------------------------------------------------------
 # fixed_radius_search
 
-def fixed_radius_search(points, queries, radius, points_row_splits=None, queries_row_splits=None,
-                        hash_table=None, hash_table_size_factor=1 / 64, index_dtype=np.int32, metric="L2",
-                        ignore_query_point=False, return_distances=False, sort=False, num_threads=None, *,
-                        device=None, stream=None):
+def fixed_radius_search(points: ArrayInput, queries: ArrayInput, radius: float,
+                        points_row_splits: Optional[ArrayInput] = None, queries_row_splits: Optional[ArrayInput] = None,
+                        hash_table: Optional[SpatialHashTable] = None, hash_table_size_factor: float = 1 / 64,
+                        index_dtype: DTypeLike = np.int32, metric: Metric = 'L2', ignore_query_point: bool = False,
+                        return_distances: bool = False, sort: bool = False, num_threads: Optional[int] = None, *,
+                        device: Optional[str] = None, stream: object = None) -> NeighborSearchResult:
     """All points within a fixed radius of each query (inclusive: ``dist <= radius``).
 
     Parameters
@@ -411,7 +450,7 @@ def fixed_radius_search(points, queries, radius, points_row_splits=None, queries
     NeighborSearchResult
         ``(neighbors_index [E], neighbors_row_splits [Nq+1] int64, neighbors_distance [E] or [0])``.
     """
-    def check(pts, qs):
+    def check(pts: AnyArray, qs: AnyArray) -> float:
         r = check_real(radius, "radius", nonnegative=True)
         check_real(hash_table_size_factor, "hash_table_size_factor", positive=True)
         return r
@@ -439,7 +478,7 @@ def fixed_radius_search(points, queries, radius, points_row_splits=None, queries
 # ---------------------------------------------------------------------------------------------
 # radius_search
 
-def _radii(radii, num_queries, dtype):
+def _radii(radii: ArrayInput, num_queries: int, dtype: DTypeLike) -> AnyArray:
     """One radius per query: an array [num_queries], or a scalar given to every query."""
     if (isinstance(radii, np.ndarray) and radii.ndim == 0 or _is_device_scalar(radii)
             or isinstance(radii, (numbers.Real, np.generic)) and not isinstance(radii, (bool, np.bool_))):
@@ -463,13 +502,16 @@ def _radii(radii, num_queries, dtype):
     return r
 
 
-def _is_device_scalar(x):
+def _is_device_scalar(x: object) -> bool:
     return _device.is_device_array(x) and _device.shape_of(x) == ()
 
 
-def radius_search(points, queries, radii, points_row_splits=None, queries_row_splits=None, index_dtype=np.int32,
-                  metric="L2", ignore_query_point=False, return_distances=False, normalize_distances=False,
-                  sort=False, num_threads=None, *, device=None, stream=None):
+def radius_search(points: ArrayInput, queries: ArrayInput, radii: ArrayInput,
+                  points_row_splits: Optional[ArrayInput] = None, queries_row_splits: Optional[ArrayInput] = None,
+                  index_dtype: DTypeLike = np.int32, metric: Metric = 'L2', ignore_query_point: bool = False,
+                  return_distances: bool = False, normalize_distances: bool = False, sort: bool = False,
+                  num_threads: Optional[int] = None, *, device: Optional[str] = None,
+                  stream: object = None) -> NeighborSearchResult:
     """All points strictly within a per-query radius of each query (``dist < radii[i]``).
 
     Parameters
@@ -531,9 +573,11 @@ def radius_search(points, queries, radii, points_row_splits=None, queries_row_sp
 # ---------------------------------------------------------------------------------------------
 # knn_search
 
-def knn_search(points, queries, k, points_row_splits=None, queries_row_splits=None, index_dtype=np.int32,
-               metric="L2", ignore_query_point=False, return_distances=False, num_threads=None, *, device=None,
-               stream=None):
+def knn_search(points: ArrayInput, queries: ArrayInput, k: int, points_row_splits: Optional[ArrayInput] = None,
+               queries_row_splits: Optional[ArrayInput] = None, index_dtype: DTypeLike = np.int32,
+               metric: Metric = 'L2', ignore_query_point: bool = False, return_distances: bool = False,
+               num_threads: Optional[int] = None, *, device: Optional[str] = None,
+               stream: object = None) -> NeighborSearchResult:
     """The k nearest points of each query.
 
     Each query gets ``min(k, n_b)`` neighbors (``n_b``: points in its batch item) sorted by
@@ -574,7 +618,7 @@ def knn_search(points, queries, k, points_row_splits=None, queries_row_splits=No
     -------
     NeighborSearchResult
     """
-    def check(pts, qs):
+    def check(pts: AnyArray, qs: AnyArray) -> int:
         kk = check_int(k, "k")
         if kk < 1:
             raise ValueError(f"k must be greater than zero, got {kk}")

@@ -7,6 +7,13 @@
 """
 
 import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:  # the names bound below, for type checkers
+    from .buffers import *  # noqa: F401,F403
+    from .diff import *  # noqa: F401,F403
+    from .render import *  # noqa: F401,F403
+    from .scene import *  # noqa: F401,F403
 
 # Load the submodules by name: the function ``render`` shadows the submodule attribute
 # ``geomops.pose.render`` once it is star-imported.

@@ -25,11 +25,15 @@ host.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, Optional, SupportsInt, TypeVar, Union, cast, overload
+
 import numpy as np
+from numpy.typing import NDArray
 
 from .. import _backend
 from .. import _device
-from .._device import DeviceArray
+from .._device import AnyArray, ArrayInput, DeviceArray, SupportsCudaArrayInterface, SupportsDLPack
 from .._validate import as_array
 from ._constants import BACKGROUND_DEPTH  # stillleben's "invalid" clear value for depth and coordinates
 from ._constants import MAX_INSTANCE_INDEX
@@ -37,6 +41,16 @@ from ._constants import MAX_INSTANCE_INDEX
 __all__ = ["RenderResult", "BACKGROUND_DEPTH"]
 
 _OPTIONAL = ("cam_coordinates", "normals", "class_index", "triangle_id", "barycentrics")
+
+if TYPE_CHECKING:
+    from typing import Self
+
+_S = TypeVar("_S", bound=np.generic)
+_R = TypeVar("_R")
+# What the internal constructor stores: NumPy arrays or device arrays (no conversion).
+_Buffer = Union[NDArray[Any], DeviceArray, SupportsCudaArrayInterface, SupportsDLPack]
+# An expected shape; a tuple entry lists the sizes allowed on that axis.
+_ShapeSpec = tuple[Union[int, tuple[int, ...]], ...]
 
 
 class RenderResult:
@@ -53,8 +67,20 @@ class RenderResult:
 
     __slots__ = ("rgb", "depth", "instance_index", "object_coordinates") + _OPTIONAL
 
-    def __init__(self, rgb, depth, instance_index, object_coordinates, cam_coordinates=None, normals=None,
-                 class_index=None, triangle_id=None, barycentrics=None):
+    rgb: AnyArray  # uint8; float32 on a device (and after .get()) when from_buffers was given float rgb
+    depth: NDArray[np.float32] | DeviceArray
+    instance_index: NDArray[np.int16] | DeviceArray
+    object_coordinates: NDArray[np.float32] | DeviceArray
+    cam_coordinates: Optional[NDArray[np.float32] | DeviceArray]
+    normals: Optional[NDArray[np.float32] | DeviceArray]
+    class_index: Optional[NDArray[np.int16] | DeviceArray]
+    triangle_id: Optional[NDArray[np.int32] | DeviceArray]
+    barycentrics: Optional[NDArray[np.float32] | DeviceArray]
+
+    def __init__(self, rgb: _Buffer, depth: _Buffer, instance_index: _Buffer, object_coordinates: _Buffer,
+                 cam_coordinates: Optional[_Buffer] = None, normals: Optional[_Buffer] = None,
+                 class_index: Optional[_Buffer] = None, triangle_id: Optional[_Buffer] = None,
+                 barycentrics: Optional[_Buffer] = None) -> None:
         _one_place(rgb=rgb, depth=depth, instance_index=instance_index, object_coordinates=object_coordinates,
                    cam_coordinates=cam_coordinates, normals=normals, class_index=class_index,
                    triangle_id=triangle_id, barycentrics=barycentrics)
@@ -71,7 +97,7 @@ class RenderResult:
         self.barycentrics = _exact(barycentrics, "barycentrics", np.float32, (h, w, 3), True)
 
     @classmethod
-    def _wrap(cls, **buffers):
+    def _wrap(cls, **buffers: Optional[AnyArray]) -> Self:
         """A RenderResult of buffers already checked (from_buffers on a device, get())."""
         self = cls.__new__(cls)
         for name in cls.__slots__:
@@ -79,24 +105,24 @@ class RenderResult:
         return self
 
     @property
-    def height(self):
+    def height(self) -> int:
         return self.depth.shape[0]
 
     @property
-    def width(self):
+    def width(self) -> int:
         return self.depth.shape[1]
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         """``(height, width)``."""
         return tuple(self.depth.shape)
 
     @property
-    def device(self):
-        """Where the buffers are: ``"cpu"`` (NumPy arrays) or ``"cuda:N"`` (DeviceArrays)."""
+    def device(self) -> str:
+        """Where the buffers are, ``"cpu"`` (NumPy arrays) or ``"cuda:N"`` (DeviceArrays)."""
         return self.depth.device if isinstance(self.depth, DeviceArray) else "cpu"
 
-    def get(self):
+    def get(self) -> Self:
         """The buffers on the host: a RenderResult of NumPy copies of device buffers (the same
         dtypes and shapes), or this RenderResult itself when its buffers are NumPy arrays."""
         if not isinstance(self.depth, DeviceArray):
@@ -104,33 +130,36 @@ class RenderResult:
         return type(self)._wrap(**{name: None if getattr(self, name) is None else getattr(self, name).get()
                                    for name in self.__slots__})
 
-    def _host_only(self, what):
+    def _host_only(self, what: str) -> None:
         if isinstance(self.depth, DeviceArray):
             raise TypeError(f"RenderResult.{what}() works on host buffers, but these are on {self.device}; "
                             f"call .get() first")
 
-    def rgb_float(self):
+    def rgb_float(self) -> NDArray[np.float32]:
         """(H, W, 3) float32 colour in [0, 1] (``rgb[..., :3] / 255``, as the gradients use it;
         float rgb as it is). Host buffers only."""
         self._host_only("rgb_float")
-        if self.rgb.dtype != np.uint8:
-            return np.ascontiguousarray(self.rgb[..., :3], dtype=np.float32)
-        return self.rgb[..., :3].astype(np.float32) / np.float32(255.0)
+        rgb = cast("NDArray[Any]", self.rgb)  # host buffers (checked above)
+        if rgb.dtype != np.uint8:
+            return np.ascontiguousarray(rgb[..., :3], dtype=np.float32)
+        return rgb[..., :3].astype(np.float32) / np.float32(255.0)
 
-    def mask(self, instance_index):
+    def mask(self, instance_index: SupportsInt) -> NDArray[np.bool_]:
         """(H, W) bool: pixels whose instance index equals ``instance_index``. Host buffers only."""
         self._host_only("mask")
-        return self.instance_index == int(instance_index)
+        return cast("NDArray[np.bool_]", self.instance_index == int(instance_index))  # host buffers
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         have = [n for n in _OPTIONAL if getattr(self, n) is not None]
         where = f", on {self.device}" if self.device != "cpu" else ""
         return f"RenderResult({self.height}x{self.width}, optional buffers: {', '.join(have) or 'none'}{where})"
 
     # ------------------------------------------------------------------------------------------
     @classmethod
-    def from_buffers(cls, *, rgb, depth, instance_index, object_coordinates, cam_coordinates=None,
-                     normals=None, class_index=None, triangle_id=None, barycentrics=None):
+    def from_buffers(cls, *, rgb: ArrayInput, depth: ArrayInput, instance_index: ArrayInput,
+                     object_coordinates: ArrayInput, cam_coordinates: Optional[ArrayInput] = None,
+                     normals: Optional[ArrayInput] = None, class_index: Optional[ArrayInput] = None,
+                     triangle_id: Optional[ArrayInput] = None, barycentrics: Optional[ArrayInput] = None) -> Self:
         """Wrap buffers rendered elsewhere (pyrender, Blender, nvdiffrast, ...), with validation.
 
         Parameters
@@ -217,14 +246,23 @@ class RenderResult:
 
 
 # ----------------------------------------------------------------------------------------------
-def _one_place(**buffers):
+def _one_place(**buffers: Any) -> bool:
     """True when the given buffers (None skipped) are device arrays, False when they are on the
     host; a ValueError names them when they are mixed or on two devices."""
     _, on_device = _backend.select(None, **{k: v for k, v in buffers.items() if v is not None})
     return on_device
 
 
-def _exact(a, name, dtype, shape, optional=False):
+@overload
+def _exact(a: object, name: str, dtype: type[_S], shape: Optional[tuple[int, ...]],
+           optional: Literal[False] = False) -> NDArray[_S] | DeviceArray: ...
+@overload
+def _exact(a: object, name: str, dtype: type[_S], shape: Optional[tuple[int, ...]],
+           optional: bool) -> Optional[NDArray[_S] | DeviceArray]: ...
+
+
+def _exact(a: object, name: str, dtype: type[_S], shape: Optional[tuple[int, ...]],
+           optional: bool = False) -> Optional[NDArray[_S] | DeviceArray]:
     """Light check for the internal constructor: exact dtype and shape, C-contiguous."""
     if a is None:
         if optional:
@@ -245,7 +283,7 @@ def _exact(a, name, dtype, shape, optional=False):
     return a if isinstance(a, DeviceArray) else np.ascontiguousarray(a)
 
 
-def _mismatch(name, a, shape, exp):
+def _mismatch(name: str, a: Any, shape: Any, exp: str) -> ValueError:
     """The ValueError for buffer ``a`` whose shape disagrees with the (H, W) of instance_index."""
     if a.ndim >= 2 and tuple(a.shape[:2]) != tuple(shape[:2]):
         return ValueError(f"{name} has shape {tuple(a.shape)} but instance_index is {shape[0]}x{shape[1]} (H x W): "
@@ -253,14 +291,14 @@ def _mismatch(name, a, shape, exp):
     return ValueError(f"{name} must have shape {exp}, got shape {tuple(a.shape)}")
 
 
-def _shape_text(shape):
+def _shape_text(shape: _ShapeSpec) -> str:
     parts = []
     for s in shape:
         parts.append(" or ".join(map(str, s)) if isinstance(s, tuple) else str(s))
     return "(" + ", ".join(parts) + ")"
 
 
-def _squeeze_plane(a, name, shape):
+def _squeeze_plane(a: NDArray[_S], name: str, shape: Optional[_ShapeSpec]) -> NDArray[_S]:
     """(H, W) or (H, W, 1) -> (H, W); ``shape`` None means any H, W."""
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
@@ -271,8 +309,8 @@ def _squeeze_plane(a, name, shape):
     return a
 
 
-def _int_plane(x, name, shape, dtype, lo, hi):
-    a = as_array(x, name)
+def _int_plane(x: object, name: str, shape: Optional[_ShapeSpec], dtype: type[_S], lo: int, hi: int) -> NDArray[_S]:
+    a = cast("NDArray[Any]", as_array(x, name))  # from_buffers' host path: no input is on a device
     if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
         raise TypeError(f"{name} must have an integer dtype, got {a.dtype}")
     a = _squeeze_plane(a, name, shape)
@@ -284,8 +322,8 @@ def _int_plane(x, name, shape, dtype, lo, hi):
     return np.ascontiguousarray(a, dtype=dtype).copy() if a.dtype == dtype else np.ascontiguousarray(a.astype(dtype))
 
 
-def _float_buf(x, name, shape, squeeze=False):
-    a = as_array(x, name)
+def _float_buf(x: object, name: str, shape: _ShapeSpec, squeeze: bool = False) -> NDArray[np.float32]:
+    a = cast("NDArray[Any]", as_array(x, name))  # from_buffers' host path: no input is on a device
     if not np.issubdtype(a.dtype, np.floating):
         raise TypeError(f"{name} must have a float dtype, got {a.dtype}")
     if squeeze:
@@ -299,7 +337,7 @@ def _float_buf(x, name, shape, squeeze=False):
         return np.array(a, dtype=np.float32, order="C")
 
 
-def _finite_where(a, fg, name):
+def _finite_where(a: NDArray[np.floating[Any]], fg: NDArray[np.bool_], name: str) -> None:
     vals = a[fg]
     if vals.size and not np.all(np.isfinite(vals)):
         if a.ndim == 3:
@@ -310,8 +348,8 @@ def _finite_where(a, fg, name):
                          f"pixel (row {bad[0]}, col {bad[1]}) is not")
 
 
-def _rgb(x, hw):
-    a = as_array(x, "rgb")
+def _rgb(x: object, hw: tuple[int, int]) -> NDArray[np.uint8]:
+    a = cast("NDArray[Any]", as_array(x, "rgb"))  # from_buffers' host path: no input is on a device
     h, w = hw
     if a.ndim != 3 or a.shape[:2] != (h, w) or a.shape[2] not in (3, 4):
         raise _mismatch("rgb", a, hw, f"({h}, {w}, 3) or ({h}, {w}, 4)")
@@ -333,8 +371,9 @@ def _rgb(x, hw):
 # ----------------------------------------------------------------------------------------------
 # from_buffers on device arrays: the checks above, run on the device, and conversions there
 
-def _device_buffers(rgb, depth, instance_index, object_coordinates, cam_coordinates, normals, class_index,
-                    triangle_id, barycentrics):
+def _device_buffers(rgb: object, depth: object, instance_index: object, object_coordinates: object,
+                    cam_coordinates: object, normals: object, class_index: object, triangle_id: object,
+                    barycentrics: object) -> dict[str, DeviceArray]:
     inst = _d_int_plane(instance_index, "instance_index", None, np.int16, 0, MAX_INSTANCE_INDEX)
     h, w = inst.shape
     d = _d_float_buf(depth, "depth", (h, w), squeeze=True)
@@ -355,7 +394,7 @@ def _device_buffers(rgb, depth, instance_index, object_coordinates, cam_coordina
     return out
 
 
-def _d_squeeze_plane(a, name, shape):
+def _d_squeeze_plane(a: DeviceArray, name: str, shape: Optional[_ShapeSpec]) -> DeviceArray:
     if a.ndim == 3 and a.shape[2] == 1:
         a = a.reshape(a.shape[:2])
     if a.ndim != 2 or (shape is not None and a.shape != shape):
@@ -365,7 +404,7 @@ def _d_squeeze_plane(a, name, shape):
     return a
 
 
-def _d_int_range(a):
+def _d_int_range(a: DeviceArray) -> tuple[int, int]:
     """``(min, max)`` of a non-empty integer DeviceArray as Python ints, by a reduction on the
     device (dtypes the reduction does not take are widened there first)."""
     dt = a.dtype
@@ -381,7 +420,8 @@ def _d_int_range(a):
     return int(s.min), int(s.max)
 
 
-def _d_int_plane(x, name, shape, dtype, lo, hi):
+def _d_int_plane(x: object, name: str, shape: Optional[_ShapeSpec], dtype: type[np.integer[Any]], lo: int,
+                 hi: int) -> DeviceArray:
     a = _device.as_device_array(x, name)
     if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
         raise TypeError(f"{name} must have an integer dtype, got {a.dtype}")
@@ -394,7 +434,7 @@ def _d_int_plane(x, name, shape, dtype, lo, hi):
     return _d_int16(a) if np.dtype(dtype) == np.int16 else a.astype(dtype)  # a itself when it has the dtype
 
 
-def _d_int16(a):
+def _d_int16(a: DeviceArray) -> DeviceArray:
     """The integer DeviceArray ``a`` as int16 (range-checked by the caller), converted on its
     device; ``a`` itself when it is int16."""
     if a.dtype == np.int16:
@@ -404,7 +444,7 @@ def _d_int16(a):
     return out
 
 
-def _d_float_buf(x, name, shape, squeeze=False):
+def _d_float_buf(x: object, name: str, shape: _ShapeSpec, squeeze: bool = False) -> DeviceArray:
     a = _device.as_device_array(x, name)
     if not np.issubdtype(a.dtype, np.floating):
         raise TypeError(f"{name} must have a float dtype, got {a.dtype}")
@@ -418,7 +458,7 @@ def _d_float_buf(x, name, shape, squeeze=False):
     return a.astype(np.float32)
 
 
-def _d_run(fn, a, *others, **kwargs):
+def _d_run(fn: Callable[..., _R], a: DeviceArray, *others: DeviceArray, **kwargs: object) -> _R:
     """``fn(a, *others, stream=s, **kwargs)`` on ``a``'s device, on the stream ``a`` is read on,
     after the pending work of ``others``; ``s`` is synchronised before returning."""
     m, dev = a._module, a.device_id
@@ -432,7 +472,7 @@ def _d_run(fn, a, *others, **kwargs):
     return result
 
 
-def _d_finite_where(a, inst, name):
+def _d_finite_where(a: DeviceArray, inst: DeviceArray, name: str) -> None:
     _, first = _d_run(a._module.array_masked_nonfinite, a, inst)
     if first >= 0:
         w = inst.shape[1]
@@ -440,7 +480,7 @@ def _d_finite_where(a, inst, name):
                          f"pixel (row {first // w}, col {first % w}) is not")
 
 
-def _d_four_channels(a, fill):
+def _d_four_channels(a: DeviceArray, fill: float) -> DeviceArray:
     """(H, W, 3) float32 -> (H, W, 4) with the 4th channel ``fill``, on the device."""
     if a.shape[2] == 4:
         return a
@@ -451,7 +491,7 @@ def _d_four_channels(a, fill):
     return out
 
 
-def _d_rgb(x, hw):
+def _d_rgb(x: object, hw: tuple[int, int]) -> DeviceArray:
     a = _device.as_device_array(x, "rgb")
     h, w = hw
     if a.ndim != 3 or a.shape[:2] != (h, w) or a.shape[2] not in (3, 4):

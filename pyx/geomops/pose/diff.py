@@ -447,7 +447,8 @@ def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=F
         dLoss/dImage for the image ``rgb[..., :3] / 255``. ``(H, W, 3)`` only with ``layout="HWC"``.
     visualize_grad : bool
         Also return a matplotlib Figure of the per-pixel contributions (a 2x3 grid of maps per
-        object, diverging colours centred at 0). Needs matplotlib (the ``plot`` extra).
+        object, diverging colours centred at 0, cropped to the objects with their outlines; see
+        :func:`geomops.plot.plot_pose_gradients`). Needs matplotlib (the ``plot`` extra).
     mode : {"exact", "compat"}, keyword-only
         ``"exact"`` (default): true perspective Jacobian (divides by clip w), honours
         ``scene.camera_pose`` (object -> camera = inv(camera_pose) @ pose as in
@@ -543,9 +544,9 @@ def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=F
             out.append(contributions)
         out = c.result(out)
     if visualize_grad:
-        from . import plotting
+        from ..plot import plot_pose_gradients
         maps = be.to_host(out[1] if return_contributions else contributions)
-        out.append(plotting.plot_pose_contributions(maps, grad=result, instance_ids=ids))
+        out.append(plot_pose_gradients(maps, grad=result, outline=be.to_host(inst), instance_ids=ids))
     return out[0] if len(out) == 1 else tuple(out)
 
 

@@ -7,8 +7,11 @@ read; polygons are triangulated as fans ``(v0, vi, vi+1)``.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import Any, BinaryIO, TypedDict, Union
 
 import numpy as np
+from numpy.typing import NDArray
 
 __all__ = ["read_mesh", "read_ply", "read_obj"]
 
@@ -19,8 +22,19 @@ _PLY_TYPES = {
     "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
 }
 
+# A PLY property: ``(name, dtype code)`` or ``(name, "list", count dtype code, item dtype code)``.
+_PlyProperty = tuple[str, ...]
+# One column of a PLY element: an array, or the rows of a list property of varying length.
+_PlyColumn = Union[NDArray[Any], list[list[int]]]
 
-def read_mesh(path):
+
+class _PlyElement(TypedDict):
+    name: str
+    count: int
+    props: list[_PlyProperty]
+
+
+def read_mesh(path: str | os.PathLike[str]) -> dict[str, NDArray[Any]]:
     """Dispatch on the file extension (``.ply`` or ``.obj``); returns a dict of arrays."""
     p = os.fspath(path)
     ext = os.path.splitext(p)[1].lower()
@@ -31,7 +45,7 @@ def read_mesh(path):
     raise ValueError(f"path: unsupported mesh format {ext!r} (expected .ply or .obj)")
 
 
-def _fan(polys):
+def _fan(polys: Sequence[Sequence[int]]) -> NDArray[np.int64]:
     """Triangulate a list of index lists with fans; polygons with < 3 vertices are dropped."""
     tris = []
     for poly in polys:
@@ -41,12 +55,12 @@ def _fan(polys):
 
 
 # ----------------------------------------------------------------------------------------------
-def _parse_ply_header(f):
+def _parse_ply_header(f: BinaryIO) -> tuple[str, list[_PlyElement]]:
     first = f.readline().strip()
     if first != b"ply":
         raise ValueError("path: not a PLY file (missing 'ply' magic)")
     fmt = None
-    elements = []
+    elements: list[_PlyElement] = []
     while True:
         line = f.readline()
         if not line:
@@ -74,19 +88,19 @@ def _parse_ply_header(f):
     return fmt, elements
 
 
-def _ply_type(name):
+def _ply_type(name: str) -> str:
     try:
         return _PLY_TYPES[name]
     except KeyError:
         raise ValueError(f"path: unknown PLY property type {name!r}") from None
 
 
-def read_ply(path):
+def read_ply(path: str | os.PathLike[str]) -> dict[str, NDArray[Any]]:
     """Read a PLY file: ``{'vertices', 'faces', 'colors' (optional), 'normals' (optional)}``."""
     with open(path, "rb") as f:
         fmt, elements = _parse_ply_header(f)
         body = f.read()
-    data = {}
+    data: dict[str, dict[str, _PlyColumn]] = {}
     if fmt == "ascii":
         tokens = body.split()
         pos = 0
@@ -103,7 +117,7 @@ def read_ply(path):
     for axis in "xyz":
         if axis not in vert:
             raise ValueError(f"path: PLY vertex element has no '{axis}' property")
-    out = {"vertices": np.stack([vert["x"], vert["y"], vert["z"]], axis=1).astype(np.float64)}
+    out: dict[str, NDArray[Any]] = {"vertices": np.stack([vert["x"], vert["y"], vert["z"]], axis=1).astype(np.float64)}
     polys = None
     face = data.get("face", {})
     for key in ("vertex_indices", "vertex_index"):
@@ -124,7 +138,7 @@ def read_ply(path):
     return out
 
 
-def _ply_ascii_element(el, tokens, pos):
+def _ply_ascii_element(el: _PlyElement, tokens: list[bytes], pos: int) -> tuple[dict[str, _PlyColumn], int]:
     n, props = el["count"], el["props"]
     if not any(p[1] == "list" for p in props):
         k = len(props)
@@ -140,7 +154,7 @@ def _ply_ascii_element(el, tokens, pos):
             table = np.array(chunk, dtype=np.int64).reshape(n, 4)
             if np.all(table[:, 0] == 3):
                 return {props[0][0]: table[:, 1:]}, pos + n * 4
-    cols = {p[0]: [] for p in props}
+    cols: dict[str, list[Any]] = {p[0]: [] for p in props}  # list rows (list of int) or scalars
     try:
         for _ in range(n):
             for p in props:
@@ -157,7 +171,7 @@ def _ply_ascii_element(el, tokens, pos):
             for k, v in cols.items()}, pos
 
 
-def _ply_binary_element(el, body, pos, order):
+def _ply_binary_element(el: _PlyElement, body: bytes, pos: int, order: str) -> tuple[dict[str, _PlyColumn], int]:
     n, props = el["count"], el["props"]
     if not any(p[1] == "list" for p in props):
         dt = np.dtype([(p[0], order + p[1]) for p in props])
@@ -173,7 +187,7 @@ def _ply_binary_element(el, body, pos, order):
             arr = np.frombuffer(body, dtype=dt, count=n, offset=pos)
             if np.all(arr["n"] == 3):
                 return {props[0][0]: arr["i"].astype(np.int64)}, pos + n * dt.itemsize
-    cols = {p[0]: [] for p in props}
+    cols: dict[str, list[Any]] = {p[0]: [] for p in props}  # list rows (list of int) or scalars
     try:
         for _ in range(n):
             for p in props:
@@ -195,7 +209,7 @@ def _ply_binary_element(el, body, pos, order):
 
 
 # ----------------------------------------------------------------------------------------------
-def read_obj(path):
+def read_obj(path: str | os.PathLike[str]) -> dict[str, NDArray[Any]]:
     """Read a Wavefront OBJ: ``v`` (optionally ``v x y z r g b``) and ``f`` records only."""
     verts, cols, polys = [], [], []
     with open(path, "r", encoding="utf-8", errors="replace") as f:

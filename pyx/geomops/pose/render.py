@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import Any, Literal, Optional, Union
+
 import numpy as np
 
 from .. import _backend
+from .._backend import Backend
+from .._device import AnyArray
 from .._config import resolve_num_threads
 from .buffers import RenderResult
 from .scene import Scene, _inv_affine, _object_to_camera
@@ -14,8 +19,11 @@ __all__ = ["render", "release_render_cache"]
 DEFAULT_COLOR = (0.7, 0.7, 0.7)  # vertex colour of meshes without colours
 OPTIONAL_BUFFERS = ("cam_coordinates", "normals", "class_index", "triangle_id", "barycentrics")
 
+BufferSelection = Union[Literal["all", "gradient"], Collection[str], None]
+"""``render``'s ``buffers``: "all" (None too), "gradient" or names of optional buffers."""
 
-def _buffer_names(buffers):
+
+def _buffer_names(buffers: BufferSelection) -> tuple[str, ...]:
     if buffers is None or (isinstance(buffers, str) and buffers == "all"):
         return OPTIONAL_BUFFERS
     if isinstance(buffers, str):
@@ -35,14 +43,15 @@ def _buffer_names(buffers):
     return tuple(n for n in OPTIONAL_BUFFERS if n in names)
 
 
-def release_render_cache():
+def release_render_cache() -> None:
     """Free the scratch memory that :func:`render` keeps between calls on the CPU (a few bytes
     per vertex and triangle of the largest scene rendered so far). The GPU rasterizer keeps no
     scratch memory; the device copies of meshes are freed with their :class:`Mesh`."""
     _backend.cpu().kernels.raster_release_cache()
 
 
-def render(scene, num_threads=None, buffers="all", *, device=None, stream=None):
+def render(scene: Scene, num_threads: Optional[int] = None, buffers: BufferSelection = "all", *,
+           device: Optional[str] = None, stream: object = None) -> RenderResult:
     """Rasterize a scene into all render buffers.
 
     Parameters
@@ -112,7 +121,9 @@ def render(scene, num_threads=None, buffers="all", *, device=None, stream=None):
         return RenderResult(**out)
 
 
-def _raster_inputs(be, scene, wanted):
+def _raster_inputs(be: Backend, scene: Scene, wanted: Collection[str]
+                   ) -> tuple[tuple[int, int], tuple[float, ...], list[tuple[Any, ...]], tuple[tuple[float, ...], ...],
+                              dict[str, AnyArray]]:
     """The arguments of ``be.kernels.raster_render`` but ``num_threads``:
     ``(size, intrinsics, objects, shading, out)`` for a validated Scene, with the mesh arrays in
     the memory of backend ``be`` (on a GPU the mesh's cached device copies) and the output

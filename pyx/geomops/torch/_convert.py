@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any, Optional, TypeVar, Union, cast, overload
+
 import numpy as np
 import torch
+from numpy.typing import DTypeLike, NDArray
 
-_INDEX_DTYPES = {3: np.dtype(np.int32), 4: np.dtype(np.int64), torch.int32: np.dtype(np.int32),
-                 torch.int64: np.dtype(np.int64)}
+from .._device import AnyArray
+
+_T = TypeVar("_T")
+
+IndexDType = Union[int, torch.dtype, DTypeLike]
+"""An ``index_dtype``: the torch ScalarType codes 3 (int32) and 4 (int64), a torch or NumPy dtype."""
+
+_INDEX_DTYPES: dict[object, np.dtype[Any]] = {3: np.dtype(np.int32), 4: np.dtype(np.int64),
+                                              torch.int32: np.dtype(np.int32), torch.int64: np.dtype(np.int64)}
 
 
-def array(t):
+@overload
+def array(t: torch.Tensor) -> Union[NDArray[Any], torch.Tensor]: ...
+@overload
+def array(t: _T) -> _T: ...
+
+
+def array(t: object) -> object:
     """What geomops takes for ``t``: a NumPy view of a CPU tensor, the (detached) tensor itself
     on CUDA (geomops views it through DLPack), anything else unchanged."""
     if not isinstance(t, torch.Tensor):
@@ -20,16 +36,22 @@ def array(t):
     return t
 
 
-def tensor(a):
+@overload
+def tensor(a: None) -> None: ...
+@overload
+def tensor(a: AnyArray) -> torch.Tensor: ...
+
+
+def tensor(a: Optional[AnyArray]) -> Optional[torch.Tensor]:
     """A geomops result as a tensor sharing its memory (None stays None)."""
     if a is None:
         return None
     if isinstance(a, np.ndarray):
         return torch.from_numpy(a)
-    return torch.from_dlpack(a)
+    return torch.from_dlpack(a)  # type: ignore[attr-defined]  # public torch API, missing from torch's __all__
 
 
-def stream(*tensors):
+def stream(*tensors: object) -> Optional[int]:
     """``stream=`` for a geomops call on these tensors: torch's current stream of their CUDA
     device (geomops orders its work on it, as torch's own ops do), or None on the CPU."""
     for t in tensors:
@@ -38,7 +60,7 @@ def stream(*tensors):
     return None
 
 
-def index_dtype(value):
+def index_dtype(value: IndexDType) -> np.dtype[Any]:
     """``index_dtype`` as a NumPy dtype: the torch ScalarType codes 3 (int32) and 4 (int64), torch
     dtypes or NumPy dtypes."""
     if isinstance(value, (bool, np.bool_)):
@@ -48,7 +70,7 @@ def index_dtype(value):
     except (KeyError, TypeError):
         pass
     try:
-        dt = np.dtype(value)
+        dt = np.dtype(cast(DTypeLike, value))  # raises TypeError for what is no dtype
     except TypeError:
         dt = None
     if dt not in (np.dtype(np.int32), np.dtype(np.int64)):
@@ -56,7 +78,13 @@ def index_dtype(value):
     return dt
 
 
-def scalar(x, name):
+@overload
+def scalar(x: torch.Tensor, name: str) -> Union[int, float, bool]: ...
+@overload
+def scalar(x: _T, name: str) -> _T: ...
+
+
+def scalar(x: object, name: str) -> object:
     """A Python number of a number or a one-element tensor (e.g. a radius)."""
     if isinstance(x, torch.Tensor):
         if x.numel() != 1:

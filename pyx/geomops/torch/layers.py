@@ -16,19 +16,38 @@ model loads. :class:`ContinuousConvTranspose` is new (Open3D has none). Fixed on
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Optional, TypedDict, Union
+
 import torch
 
-from . import ops
+from ..cconv import CoordinateMapping, Interpolation
+from ..search import Metric
+from . import ops, return_types
+
+TensorFunction = Callable[[torch.Tensor], torch.Tensor]
+"""An activation or window function: any callable on tensors."""
+Initializer = Callable[[torch.Tensor], object]
+"""A parameter initialiser that fills its tensor in place (``torch.nn.init.*_``)."""
+
+
+class _Options(TypedDict):
+    """A convolution layer's options of its op."""
+    align_corners: bool
+    coordinate_mapping: CoordinateMapping
+    normalize: bool
+    interpolation: Interpolation
+    allow_tf32: bool
 
 __all__ = ["ContinuousConv", "ContinuousConvTranspose", "FixedRadiusSearch", "RadiusSearch", "KNNSearch"]
 
 
-def _uniform_005(x):
+def _uniform_005(x: torch.Tensor) -> torch.Tensor:
     """Open3D's default kernel initialiser, U(-0.05, 0.05) (a function, so modules pickle)."""
     return torch.nn.init.uniform_(x, -0.05, 0.05)
 
 
-def _kernel_size(kernel_size):
+def _kernel_size(kernel_size: Union[int, Sequence[int]]) -> tuple[int, ...]:
     if isinstance(kernel_size, int):
         return (kernel_size,) * 3
     ks = tuple(int(k) for k in kernel_size)
@@ -39,19 +58,24 @@ def _kernel_size(kernel_size):
     return ks
 
 
-def _radius_scale(metric, radius):
+def _radius_scale(metric: Metric, radius: torch.Tensor) -> torch.Tensor:
     return radius * radius if metric == "L2" else radius
 
 
-def _row_splits(rs, x):
+def _row_splits(rs: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     return rs if rs is not None else torch.tensor([0, x.shape[0]], dtype=torch.int64, device=x.device)
 
 
 class _ConvBase(torch.nn.Module):
-    def __init__(self, in_channels, filters, kernel_size, activation, use_bias, kernel_initializer,
-                 bias_initializer, align_corners, coordinate_mapping, interpolation, normalize,
-                 radius_search_ignore_query_points, radius_search_metric, offset, window_function,
-                 use_dense_layer_for_center, dense_kernel_initializer, allow_tf32):
+    offset: torch.Tensor  # a buffer
+
+    def __init__(self, in_channels: int, filters: int, kernel_size: Union[int, Sequence[int]],
+                 activation: Optional[TensorFunction], use_bias: bool, kernel_initializer: Initializer,
+                 bias_initializer: Initializer, align_corners: bool, coordinate_mapping: CoordinateMapping,
+                 interpolation: Interpolation, normalize: bool, radius_search_ignore_query_points: bool,
+                 radius_search_metric: Metric, offset: Optional[torch.Tensor],
+                 window_function: Optional[TensorFunction], use_dense_layer_for_center: bool,
+                 dense_kernel_initializer: Initializer, allow_tf32: bool) -> None:
         super().__init__()
         if activation is not None and not callable(activation):
             raise TypeError(f"activation must be None or a callable, got {type(activation).__name__}")
@@ -95,13 +119,15 @@ class _ConvBase(torch.nn.Module):
         if use_bias:
             self.bias = torch.nn.Parameter(torch.empty(filters))
             bias_initializer(self.bias)
-        self._avg_neighbors = None
+        self._avg_neighbors: Optional[float] = None
 
-    def _options(self):
+    def _options(self) -> _Options:
         return dict(align_corners=self.align_corners, coordinate_mapping=self.coordinate_mapping,
                     normalize=self.normalize, interpolation=self.interpolation, allow_tf32=self.allow_tf32)
 
-    def _search(self, points, queries, extents, hash_table):
+    def _search(self, points: torch.Tensor, queries: torch.Tensor, extents: torch.Tensor,
+                hash_table: Optional[return_types.build_spatial_hash_table]
+                ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """Neighbors of each query within extents/2 and, with a window function, their importance
         (differentiable w.r.t. the positions and extents)."""
         metric = self.radius_search_metric
@@ -112,10 +138,10 @@ class _ConvBase(torch.nn.Module):
         else:  # one per query (_check_shapes refused other ranks)
             nns = self.radius_search(points, queries=queries, radii=0.5 * extents)
             u = nns.neighbors_distance  # already normalised
-        importance = self.window_function(u) if self.window_function is not None else None
+        importance = self.window_function(u) if self.window_function is not None and u is not None else None
         return nns.neighbors_index, nns.neighbors_row_splits, importance
 
-    def _finish(self, out, inp_features):
+    def _finish(self, out: torch.Tensor, inp_features: torch.Tensor) -> torch.Tensor:
         if self.use_dense_layer_for_center:
             out = out + self.dense(inp_features)
         if self.use_bias:
@@ -125,12 +151,13 @@ class _ConvBase(torch.nn.Module):
         return out
 
     @staticmethod
-    def _extents(extents, like):
+    def _extents(extents: Union[float, torch.Tensor], like: torch.Tensor) -> torch.Tensor:
         if not isinstance(extents, torch.Tensor):
             extents = torch.tensor(extents, dtype=like.dtype, device=like.device)
         return extents
 
-    def _check_shapes(self, inp_features, inp_positions, out_positions, extents, per):
+    def _check_shapes(self, inp_features: torch.Tensor, inp_positions: torch.Tensor, out_positions: torch.Tensor,
+                      extents: torch.Tensor, per: str) -> None:
         """Shape errors in the layer's words (the ops would name their own arguments): features
         against ``in_channels`` and the positions, extents against the points they belong to."""
         f, xi, xo = inp_features, inp_positions, out_positions
@@ -146,10 +173,10 @@ class _ConvBase(torch.nn.Module):
                              f"{owner} has {pts.shape[0]}), got shape {tuple(extents.shape)}")
 
     @staticmethod
-    def _rank2(extents):
+    def _rank2(extents: torch.Tensor) -> torch.Tensor:
         return extents.reshape(1, 1) if extents.ndim == 0 else extents.reshape(-1, 1)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, filters={self.filters}, kernel_size={self.kernel_size}, "
                 f"align_corners={self.align_corners}, normalize={self.normalize}")
 
@@ -171,20 +198,27 @@ class ContinuousConv(_ConvBase):
     Gradients reach the parameters, the features, the importances, the positions and the extents.
     """
 
-    def __init__(self, in_channels, filters, kernel_size, activation=None, use_bias=True,
-                 kernel_initializer=_uniform_005, bias_initializer=torch.nn.init.zeros_, align_corners=True,
-                 coordinate_mapping='ball_to_cube_radial', interpolation='linear', normalize=True,
-                 radius_search_ignore_query_points=False, radius_search_metric='L2', offset=None,
-                 window_function=None, use_dense_layer_for_center=False,
-                 dense_kernel_initializer=torch.nn.init.xavier_uniform_, allow_tf32=False, **kwargs):
+    def __init__(self, in_channels: int, filters: int, kernel_size: Union[int, Sequence[int]],
+                 activation: Optional[TensorFunction] = None, use_bias: bool = True,
+                 kernel_initializer: Initializer = _uniform_005, bias_initializer: Initializer = torch.nn.init.zeros_,
+                 align_corners: bool = True, coordinate_mapping: CoordinateMapping = 'ball_to_cube_radial',
+                 interpolation: Interpolation = 'linear', normalize: bool = True,
+                 radius_search_ignore_query_points: bool = False, radius_search_metric: Metric = 'L2',
+                 offset: Optional[torch.Tensor] = None, window_function: Optional[TensorFunction] = None,
+                 use_dense_layer_for_center: bool = False,
+                 dense_kernel_initializer: Initializer = torch.nn.init.xavier_uniform_, allow_tf32: bool = False,
+                 **kwargs: object) -> None:
         super().__init__(in_channels, filters, kernel_size, activation, use_bias, kernel_initializer,
                          bias_initializer, align_corners, coordinate_mapping, interpolation, normalize,
                          radius_search_ignore_query_points, radius_search_metric, offset, window_function,
                          use_dense_layer_for_center, dense_kernel_initializer, allow_tf32)
 
-    def forward(self, inp_features, inp_positions, out_positions, extents, inp_importance=None,
-                fixed_radius_search_hash_table=None, user_neighbors_index=None, user_neighbors_row_splits=None,
-                user_neighbors_importance=None):
+    def forward(self, inp_features: torch.Tensor, inp_positions: torch.Tensor, out_positions: torch.Tensor,
+                extents: Union[float, torch.Tensor], inp_importance: Optional[torch.Tensor] = None,
+                fixed_radius_search_hash_table: Optional[return_types.build_spatial_hash_table] = None,
+                user_neighbors_index: Optional[torch.Tensor] = None,
+                user_neighbors_row_splits: Optional[torch.Tensor] = None,
+                user_neighbors_importance: Optional[torch.Tensor] = None) -> torch.Tensor:
         extents = self._extents(extents, inp_positions)
         self._check_shapes(inp_features, inp_positions, out_positions, extents, "output")
         if user_neighbors_index is not None and user_neighbors_row_splits is not None:
@@ -212,20 +246,27 @@ class ContinuousConvTranspose(_ConvBase):
     each input point's contribution is divided by its neighbor count (or its window-importance sum).
     """
 
-    def __init__(self, in_channels, filters, kernel_size, activation=None, use_bias=True,
-                 kernel_initializer=_uniform_005, bias_initializer=torch.nn.init.zeros_, align_corners=True,
-                 coordinate_mapping='ball_to_cube_radial', interpolation='linear', normalize=True,
-                 radius_search_ignore_query_points=False, radius_search_metric='L2', offset=None,
-                 window_function=None, use_dense_layer_for_center=False,
-                 dense_kernel_initializer=torch.nn.init.xavier_uniform_, allow_tf32=False, **kwargs):
+    def __init__(self, in_channels: int, filters: int, kernel_size: Union[int, Sequence[int]],
+                 activation: Optional[TensorFunction] = None, use_bias: bool = True,
+                 kernel_initializer: Initializer = _uniform_005, bias_initializer: Initializer = torch.nn.init.zeros_,
+                 align_corners: bool = True, coordinate_mapping: CoordinateMapping = 'ball_to_cube_radial',
+                 interpolation: Interpolation = 'linear', normalize: bool = True,
+                 radius_search_ignore_query_points: bool = False, radius_search_metric: Metric = 'L2',
+                 offset: Optional[torch.Tensor] = None, window_function: Optional[TensorFunction] = None,
+                 use_dense_layer_for_center: bool = False,
+                 dense_kernel_initializer: Initializer = torch.nn.init.xavier_uniform_, allow_tf32: bool = False,
+                 **kwargs: object) -> None:
         super().__init__(in_channels, filters, kernel_size, activation, use_bias, kernel_initializer,
                          bias_initializer, align_corners, coordinate_mapping, interpolation, normalize,
                          radius_search_ignore_query_points, radius_search_metric, offset, window_function,
                          use_dense_layer_for_center, dense_kernel_initializer, allow_tf32)
 
-    def forward(self, inp_features, inp_positions, out_positions, extents, out_importance=None,
-                fixed_radius_search_hash_table=None, user_neighbors_index=None, user_neighbors_row_splits=None,
-                user_neighbors_importance=None):
+    def forward(self, inp_features: torch.Tensor, inp_positions: torch.Tensor, out_positions: torch.Tensor,
+                extents: Union[float, torch.Tensor], out_importance: Optional[torch.Tensor] = None,
+                fixed_radius_search_hash_table: Optional[return_types.build_spatial_hash_table] = None,
+                user_neighbors_index: Optional[torch.Tensor] = None,
+                user_neighbors_row_splits: Optional[torch.Tensor] = None,
+                user_neighbors_importance: Optional[torch.Tensor] = None) -> torch.Tensor:
         extents = self._extents(extents, inp_positions)
         self._check_shapes(inp_features, inp_positions, out_positions, extents, "input")
         if user_neighbors_index is not None and user_neighbors_row_splits is not None:
@@ -261,8 +302,9 @@ class FixedRadiusSearch(torch.nn.Module):
     checked and used. Distances are differentiable w.r.t. points and queries.
     """
 
-    def __init__(self, metric='L2', ignore_query_point=False, return_distances=False, max_hash_table_size=33554432,
-                 index_dtype=torch.int32, **kwargs):
+    def __init__(self, metric: Metric = 'L2', ignore_query_point: bool = False, return_distances: bool = False,
+                 max_hash_table_size: int = 33554432, index_dtype: torch.dtype = torch.int32,
+                 **kwargs: object) -> None:
         super().__init__()
         if index_dtype not in (torch.int32, torch.int64):
             raise TypeError(f"index_dtype must be torch.int32 or torch.int64, got {index_dtype!r}")
@@ -272,8 +314,11 @@ class FixedRadiusSearch(torch.nn.Module):
         self.max_hash_table_size = max_hash_table_size
         self.index_dtype = index_dtype
 
-    def forward(self, points, queries, radius, points_row_splits=None, queries_row_splits=None,
-                hash_table_size_factor=1 / 64, hash_table=None):
+    def forward(self, points: torch.Tensor, queries: torch.Tensor, radius: Union[float, torch.Tensor],
+                points_row_splits: Optional[torch.Tensor] = None, queries_row_splits: Optional[torch.Tensor] = None,
+                hash_table_size_factor: float = 1 / 64,
+                hash_table: Optional[return_types.build_spatial_hash_table] = None
+                ) -> return_types.fixed_radius_search:
         table = None
         if hash_table is not None:
             table = ops._hash_table(hash_table.hash_table_index, hash_table.hash_table_cell_splits,
@@ -293,8 +338,9 @@ class RadiusSearch(torch.nn.Module):
     differentiable w.r.t. points, queries and (normalised) radii.
     """
 
-    def __init__(self, metric='L2', ignore_query_point=False, return_distances=False, normalize_distances=False,
-                 index_dtype=torch.int32, **kwargs):
+    def __init__(self, metric: Metric = 'L2', ignore_query_point: bool = False, return_distances: bool = False,
+                 normalize_distances: bool = False, index_dtype: torch.dtype = torch.int32,
+                 **kwargs: object) -> None:
         super().__init__()
         if index_dtype not in (torch.int32, torch.int64):
             raise TypeError(f"index_dtype must be torch.int32 or torch.int64, got {index_dtype!r}")
@@ -304,7 +350,9 @@ class RadiusSearch(torch.nn.Module):
         self.normalize_distances = normalize_distances
         self.index_dtype = index_dtype
 
-    def forward(self, points, queries, radii, points_row_splits=None, queries_row_splits=None):
+    def forward(self, points: torch.Tensor, queries: torch.Tensor, radii: torch.Tensor,
+                points_row_splits: Optional[torch.Tensor] = None,
+                queries_row_splits: Optional[torch.Tensor] = None) -> return_types.radius_search:
         return ops.radius_search(points, queries, radii, _row_splits(points_row_splits, points),
                                  _row_splits(queries_row_splits, queries), index_dtype=self.index_dtype,
                                  metric=self.metric, ignore_query_point=self.ignore_query_point,
@@ -322,8 +370,8 @@ class KNNSearch(torch.nn.Module):
     queries.
     """
 
-    def __init__(self, metric='L2', ignore_query_point=False, return_distances=False, index_dtype=torch.int32,
-                 **kwargs):
+    def __init__(self, metric: Metric = 'L2', ignore_query_point: bool = False, return_distances: bool = False,
+                 index_dtype: torch.dtype = torch.int32, **kwargs: object) -> None:
         super().__init__()
         if index_dtype not in (torch.int32, torch.int64):
             raise TypeError(f"index_dtype must be torch.int32 or torch.int64, got {index_dtype!r}")
@@ -332,7 +380,9 @@ class KNNSearch(torch.nn.Module):
         self.return_distances = return_distances
         self.index_dtype = index_dtype
 
-    def forward(self, points, queries, k, points_row_splits=None, queries_row_splits=None):
+    def forward(self, points: torch.Tensor, queries: torch.Tensor, k: int,
+                points_row_splits: Optional[torch.Tensor] = None,
+                queries_row_splits: Optional[torch.Tensor] = None) -> return_types.knn_search:
         return ops.knn_search(points, queries, k, _row_splits(points_row_splits, points),
                               _row_splits(queries_row_splits, queries), index_dtype=self.index_dtype,
                               metric=self.metric, ignore_query_point=self.ignore_query_point,
