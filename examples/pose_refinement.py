@@ -4,10 +4,12 @@
 2. Start from a perturbed pose (about 12 degrees and 35 mm off).
 3. Each step: render, L2 loss to the target, dLoss/dImage = rendered - target,
    ``backpropagate_gradient_to_poses`` -> 6-vector (alpha, beta, gamma, a, b, c), then
-   ``apply_pose_delta(pose, -step)``. The step is the gradient scaled per component by Adam's
-   running moments: rotation and translation gradients differ by orders of magnitude, and
-   their size shrinks as the loss does, so one fixed ``lr`` for plain ``-lr * grad`` would be
-   either too slow for one group or unstable for the other.
+   ``apply_pose_delta(pose, -step)``. The step (``geomops.pose.AdamPoseStep``) is the gradient
+   scaled per component by Adam's running moments: rotation and translation gradients differ by
+   orders of magnitude, and their size shrinks as the loss does, so one fixed ``lr`` for plain
+   ``-lr * grad`` would be either too slow for one group or unstable for the other.
+   ``geomops.pose.refine_scene`` is this loop for every object of a scene (without the history
+   and the figure), and ``geomops.dask.refine_poses`` runs it over many scenes on a cluster.
 4. Print the pose error per step and save a figure: loss and error curves, before/after
    overlays of the silhouette on the target, and the per-pixel gradient maps at the start
    (cropped to the object, with its outline, lines widened: see ``geomops.plot.plot_pose_gradients``).
@@ -42,9 +44,9 @@ import sys
 import numpy as np
 
 import geomops
-from geomops.pose import (Camera, Mesh, Scene, SceneObject, apply_pose_delta, backpropagate_gradient_to_poses,
-                          render)
 from geomops.plot import plot_pose_gradients
+from geomops.pose import (AdamPoseStep, Camera, Mesh, Scene, SceneObject, apply_pose_delta,
+                          backpropagate_gradient_to_poses, render)
 
 
 def rotation(rx, ry, rz):
@@ -131,9 +133,7 @@ def refine(width=160, height=120, iterations=80, mode="exact", seed=0, verbose=T
     else:
         target = render(scene_at(T_true))
         target_img = target.rgb[..., :3] / 255.0
-    base = np.array([0.01] * 3 + [0.003] * 3)  # Adam step sizes: rad, m
-    m = np.zeros(6)
-    v = np.zeros(6)
+    adam = AdamPoseStep(rotation_step=0.01, translation_step=0.003)  # rad, m
     history = {"loss": [], "rot_deg": [], "trans_mm": []}
     start = None
     for it in range(iterations):
@@ -152,11 +152,7 @@ def refine(width=160, height=120, iterations=80, mode="exact", seed=0, verbose=T
         if verbose:
             print(f"step {it:3d}  loss {loss:10.4f}  rotation error {rot_err:7.3f} deg  "
                   f"translation error {trans_err:7.3f} mm")
-        m = 0.9 * m + 0.1 * grad
-        v = 0.999 * v + 0.001 * grad * grad
-        mh = m / (1 - 0.9 ** (it + 1))
-        vh = v / (1 - 0.999 ** (it + 1))
-        step = base * (0.985 ** it) * mh / (np.sqrt(vh) + 1e-12)
+        step = adam(grad)
         if on_gpu:  # the pose update on the GPU; the next render reads the pose on the host
             T_dev = apply_pose_delta(T_dev, geomops.to_device(-step, device))
             T = T_dev.get()

@@ -10,6 +10,9 @@ rendered page) changes how that snippet runs:
   library, e.g. PyTorch through DLPack, which the emulation's host memory cannot stand in for).
 * ``<!-- snippet: torch -->``: only where PyTorch is installed.
 * ``<!-- snippet: raises TypeError -->``: the snippet must end with that exception.
+* ``<!-- snippet: cluster -->``: needs a real cluster (a scheduler address or GPU workers): shown,
+  not run. Such a snippet must name a scheduler address (``"tcp://..."``) or GPU resources
+  (``resources={"GPU": ...}``, ``device="worker"``), so that the mark cannot hide any other snippet.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from geomops import _backend
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+# what only a real cluster has: a scheduler's address, or GPU workers
+CLUSTER_ONLY = re.compile(r"""["'](?:tcp|tls|ucx)://[^"']+["']|resources=\{["']GPU["']|device=["']worker["']""")
 FENCE = re.compile(r"(?:<!-- snippet: (?P<mark>[^>]*?) -->\n)?^```python\n(?P<code>.*?)^```", re.M | re.S)
 
 
@@ -41,6 +46,14 @@ def test_snippets_found():
     assert found["quickstart.md"] >= 3 and found["cconv.md"] >= 2 and found["pose.md"] >= 2, found
 
 
+def test_cluster_snippets_need_a_cluster():
+    """A snippet marked ``cluster`` (not run) names a scheduler address or GPU workers."""
+    marked = [(p.name, line, code) for p in PAGES for line, mark, code in snippets(p) if mark == "cluster"]
+    assert marked, "no cluster snippet found (docs/scale_out.md has some)"
+    for name, line, code in marked:
+        assert CLUSTER_ONLY.search(code), f"{name}:{line} is marked cluster but needs no scheduler address or GPU"
+
+
 @pytest.mark.parametrize("page", [p for p in PAGES if snippets(p)], ids=lambda p: p.name)
 def test_page_snippets_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -51,7 +64,7 @@ def test_page_snippets_run(page, tmp_path, monkeypatch):
         where = f"{page.name}:{line}"
         context = contextlib.nullcontext()
         expected = None
-        if mark == "gpu" and not geomops.cuda_available():
+        if mark == "cluster" or (mark == "gpu" and not geomops.cuda_available()):
             continue
         if mark == "torch" or "import torch" in code:
             pytest.importorskip("torch")

@@ -51,8 +51,8 @@ else:
                "show_config", "to_device", "ops", "pose", "layers", "plot"] + list(_ops_all)
 
 
-def __getattr__(name: str) -> ModuleType:  # lazy: importing geomops builds no pose tools, imports no matplotlib
-    if name in ("pose", "layers", "plot"):
+def __getattr__(name: str) -> ModuleType:  # lazy: importing geomops imports no matplotlib and no dask
+    if name in ("pose", "layers", "plot", "dask"):
         import importlib
         return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'geomops' has no attribute {name!r}")

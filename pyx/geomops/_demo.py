@@ -6,12 +6,19 @@ import importlib
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Optional, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, TextIO, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from ._device import AnyArray
+
+    _Host = npt.NDArray[Any]  # what the ops return for NumPy inputs
+    # continuous_conv's positional arguments (filters first)
+    _ConvArgs = tuple[_Host, _Host, _Host, _Host, _Host, _Host, None, AnyArray, None, AnyArray]
 
 FIGURES = ("neighbors.png", "filter.png", "training_loss.png", "pose_error.png", "pose_gradients.png")
 
@@ -121,32 +128,32 @@ def cconv_demo(num_points: int = 20000, num_threads: Optional[int] = None, dtype
     offset = np.zeros(3, dtype)
     common: dict[str, Any] = dict(num_threads=num_threads, normalize=True)
 
-    def args(f: npt.NDArray[Any]) -> tuple[Any, ...]:
+    def args(f: npt.NDArray[Any]) -> _ConvArgs:
         return (f, pts, extents, offset, pts, feats, None, nb.neighbors_index, None, nb.neighbors_row_splits)
 
     # Fit a filter to reproduce the output of a hidden one, by gradient descent.
     hidden = rng.normal(scale=0.3, size=(3, 3, 3, cin, cout)).astype(dtype)
-    target, _ = _timed("continuous_conv forward (3x3x3, 8 -> 16 ch)", continuous_conv,
-                       *args(hidden), **common)
+    target, _ = cast("tuple[_Host, float]", _timed("continuous_conv forward (3x3x3, 8 -> 16 ch)", continuous_conv,
+                                                   *args(hidden), **common))
     guess = (0.5 * hidden).astype(dtype)
-    out = continuous_conv(*args(guess), **common)
+    out = cast("_Host", continuous_conv(*args(guess), **common))
     grads, _ = _timed("continuous_conv_backward (filters + features)", continuous_conv_backward,
                       *args(guess), (out - target) / num_points, **common)
     filters = np.zeros_like(hidden)
-    print(f"    |d filters| = {np.linalg.norm(grads.filters):.3e}, "
-          f"|d features| = {np.linalg.norm(grads.inp_features):.3e}")
+    print(f"    |d filters| = {np.linalg.norm(cast('_Host', grads.filters)):.3e}, "
+          f"|d features| = {np.linalg.norm(cast('_Host', grads.inp_features)):.3e}")
     print("  fitting the filter to the hidden one with gradient descent (loss = mean squared error):")
     lr = 2.0
     losses: list[float] = []
     t0 = time.perf_counter()
     bar = Progress(steps, "  fitting", show_progress)
     for step in range(steps):
-        out = continuous_conv(*args(filters), **common)
+        out = cast("_Host", continuous_conv(*args(filters), **common))
         diff = out - target
         losses.append(float(np.mean(diff.astype(np.float64) ** 2)))
         if len(losses) > 1 and losses[-1] > losses[-2]:
             lr *= 0.5  # too long a step (sparse clouds have few neighbors per point): shorten it
-        g = continuous_conv_backprop_filter(*args(filters), 2 * diff / diff.size * cout, **common)
+        g = cast("_Host", continuous_conv_backprop_filter(*args(filters), 2 * diff / diff.size * cout, **common))
         filters = filters - lr * g
         bar.update()
         if step % 3 == 0 or step == steps - 1:
@@ -194,7 +201,7 @@ def pose_demo(num_threads: Optional[int] = None, iterations: int = 80,
     def scene_at(p: npt.NDArray[np.float64]) -> Any:
         return Scene(cam, [SceneObject(mesh, p)], background=(0.2, 0.3, 0.4))
 
-    target = render(scene_at(true_pose), num_threads=num_threads).rgb[..., :3] / 255.0
+    target = cast("_Host", render(scene_at(true_pose), num_threads=num_threads).rgb)[..., :3] / 255.0
     # Adam-scaled steps: rotation and translation gradients differ by orders of magnitude
     base = np.array([0.01] * 3 + [0.003] * 3)
     m, v = np.zeros(6), np.zeros(6)
@@ -208,12 +215,12 @@ def pose_demo(num_threads: Optional[int] = None, iterations: int = 80,
         t0 = time.perf_counter()
         rr = render(scene, num_threads=num_threads)
         t1 = time.perf_counter()
-        diff = rr.rgb[..., :3] / 255.0 - target
+        diff = cast("_Host", rr.rgb)[..., :3] / 255.0 - target
         g_img = np.ascontiguousarray(diff.transpose(2, 0, 1))
         if it == 0:  # the per-pixel maps of the first step, for the figure
             g, con = backpropagate_gradient_to_poses(scene, rr, g_img, num_threads=num_threads,
                                                           return_contributions=True)
-            maps, grad0, inst0 = con[0], g[0], rr.instance_index.copy()
+            maps, grad0, inst0 = con[0], g[0], cast("_Host", rr.instance_index).copy()
         else:
             g = backpropagate_gradient_to_poses(scene, rr, g_img, num_threads=num_threads)
         g = g[0].astype(np.float64)

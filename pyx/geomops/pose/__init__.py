@@ -4,6 +4,7 @@
 * :mod:`.buffers` -- RenderResult (render buffers, also from an external renderer)
 * :mod:`.render`  -- the software rasterizer (OpenMP on the CPU, or CUDA)
 * :mod:`.diff`    -- image-space gradients, pose back-propagation, apply_pose_delta
+* :mod:`.refine`  -- the normalised (Adam) pose step and a render-and-compare loop
 """
 
 import importlib as _importlib
@@ -17,7 +18,8 @@ if _typing.TYPE_CHECKING:  # the names bound below, for type checkers
 
 # Load the submodules by name: the function ``render`` shadows the submodule attribute
 # ``geomops.pose.render`` once it is star-imported.
-_modules = [_importlib.import_module("." + _name, __name__) for _name in ("scene", "buffers", "render", "diff")]
+_modules = [_importlib.import_module("." + _name, __name__)
+            for _name in ("scene", "buffers", "render", "diff", "refine")]
 __all__ = [_n for _m in _modules for _n in _m.__all__]
 globals().update({_n: getattr(_m, _n) for _m in _modules for _n in _m.__all__})
 del _modules

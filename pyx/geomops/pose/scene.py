@@ -248,6 +248,9 @@ class Camera:
         P[3, 2] = f32(1.0)
         return P
 
+    def __setstate__(self, state):  # a pickled camera keeps its projection matrix read-only
+        _restore_slots(self, state)
+
     def __repr__(self):
         return (f"Camera(width={self._width}, height={self._height}, fx={self._fx!r}, fy={self._fy!r}, "
                 f"cx={self._cx!r}, cy={self._cy!r}, near={self._near!r}, far={self._far!r}"
@@ -274,6 +277,13 @@ def _colors_array(x, num_vertices, name="vertex_colors"):
 def _readonly(a):
     a.setflags(write=False)
     return a
+
+
+def _restore_slots(obj, state):
+    """Unpickle a slotted object (the default state ``(None, {slot: value})``) with its arrays
+    read-only again: pickle gives back writeable copies."""
+    for name, value in (state[1] if isinstance(state, tuple) else state).items():
+        object.__setattr__(obj, name, _readonly(value) if isinstance(value, np.ndarray) else value)
 
 
 class Mesh:
@@ -546,6 +556,9 @@ class Light:
     direction = property(lambda self: self._direction, doc="(3,) unit vector towards the light (camera frame).")
     color = property(lambda self: self._color, doc="(3,) diffuse colour.")
     ambient = property(lambda self: self._ambient, doc="(3,) ambient colour.")
+
+    def __setstate__(self, state):  # a pickled light keeps its arrays read-only
+        _restore_slots(self, state)
 
     def __repr__(self):
         return f"Light(direction={self._direction.tolist()}, color={self._color.tolist()}, " \
