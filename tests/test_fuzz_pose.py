@@ -207,7 +207,7 @@ def _finite(*arrays):
             x = np.asarray(a)
         except Exception:
             return False
-        if x.dtype.kind == "f" and x.size and not (np.isfinite(x).all() and np.abs(x).max() < 1e30):
+        if x.dtype.kind == "f" and x.size and not (np.isfinite(x).all() and np.abs(x.astype(np.float64)).max() < 1e30):
             return False
         if x.dtype.kind not in "biuf":
             return False
