@@ -88,7 +88,8 @@ def test_hash_table_errors_name_it():
         with pytest.raises((TypeError, ValueError), match="fixed_radius_search_hash_table"):
             layer(F, X, X, 0.5, fixed_radius_search_hash_table=table)
     with pytest.raises(ValueError, match="fixed_radius_search_hash_table is used with scalar extents only"):
-        layer(F, X, X, np.full(12, 0.5, np.float32), fixed_radius_search_hash_table=gm.build_spatial_hash_table(X, 0.25))
+        layer(F, X, X, np.full(12, 0.5, np.float32),
+              fixed_radius_search_hash_table=gm.build_spatial_hash_table(X, 0.25))
 
 
 def test_wrt_must_be_names():
