@@ -14,6 +14,12 @@ Environment switches:
   is found, ON fails when it is not, OFF never builds it.
 * ``GEOMOPS_CUDA_ARCHS`` (default ``80;90+PTX``): TORCH_CUDA_ARCH_LIST-style arch list.
 * ``CUDACXX`` / ``CUDA_HOME`` / ``CUDA_PATH``: where to look for nvcc.
+* ``GEOMOPS_SANITIZE`` (e.g. ``address,undefined``): compile the C kernels of the host modules
+  (``cpu/*.c`` into ``_cpu``, ``cuda/*.cu`` into ``_cuda_emu``) with these ``-fsanitize=`` checks
+  and debug info, at their usual optimisation (so results stay those of the normal build),
+  undefined behaviour fatal, modules unstripped; the Cython-generated binding code is not
+  instrumented (it is large and slow to compile so) and the nvcc module is not built. For
+  ``.ci/sanitize.sh`` (use a separate ``--build-temp``: objects are reused by modification time).
 """
 
 import glob
@@ -39,6 +45,12 @@ EMU_CXXFLAGS = ["-x", "c++", "-std=c++17", "-O2", "-g0", "-fPIC", "-fvisibility=
 COMMON_CFLAGS = ["-O3", "-g0", "-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wno-unused-function",
                  "-Wno-unknown-pragmas"]
 COMMON_LDFLAGS = ["-s"]
+SANITIZE = os.environ.get("GEOMOPS_SANITIZE", "").strip()
+SANITIZE_FLAGS = []
+if SANITIZE:
+    SANITIZE_FLAGS = [f"-fsanitize={SANITIZE}", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]
+    EMU_CXXFLAGS += SANITIZE_FLAGS
+    COMMON_LDFLAGS = [f"-fsanitize={SANITIZE}"]
 
 
 def _log(msg):
@@ -103,6 +115,8 @@ def _gencode_flags():
 
 # cythonize() drops custom Extension attributes, so the .cu list is keyed by module name.
 CUDA_EXTENSION_SOURCES = {}
+# GEOMOPS_SANITIZE: the module's C kernels, compiled apart from its binding code (with the sanitizers).
+SANITIZED_SOURCES = {}
 
 
 class BuildExt(build_ext):
@@ -158,6 +172,12 @@ class BuildExt(build_ext):
                     subprocess.run(cmd, check=True)
                 objects.append(obj)
             ext.extra_objects = list(ext.extra_objects or []) + objects
+        sanitized = SANITIZED_SOURCES.get(ext.name)
+        if sanitized:
+            objects = self.compiler.compile(sanitized, output_dir=os.path.join(self.build_temp, "sanitized"),
+                                            include_dirs=ext.include_dirs,
+                                            extra_postargs=ext.extra_compile_args + SANITIZE_FLAGS)
+            ext.extra_objects = list(ext.extra_objects or []) + objects
         super().build_extension(ext)
 
     def _cxx(self):
@@ -172,9 +192,11 @@ class BuildExt(build_ext):
 
 
 def _extensions():
+    if SANITIZE:
+        SANITIZED_SOURCES["geomops._cpu"] = CPU_SOURCES
     cpu = Extension(
         "geomops._cpu",
-        sources=["pyx/geomops/_cpu.pyx"] + CPU_SOURCES,
+        sources=["pyx/geomops/_cpu.pyx"] + ([] if SANITIZE else CPU_SOURCES),
         include_dirs=["include", "cpu"],
         depends=HEADERS + sorted(glob.glob("pyx/geomops/*.pxi")) + sorted(glob.glob("pyx/geomops/*.pxd")),
         extra_compile_args=COMMON_CFLAGS + ["-fopenmp"],
@@ -194,6 +216,9 @@ def _extensions():
     exts = [cpu, emu]
 
     mode = _cuda_mode()
+    if SANITIZE and mode != "OFF":
+        _log(f"GEOMOPS_SANITIZE={SANITIZE}: building the host modules only")
+        mode = "OFF"
     if mode != "OFF":
         nvcc = _find_nvcc()
         if nvcc is None:

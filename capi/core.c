@@ -12,6 +12,8 @@
 #include "capi.h"
 #include "geomops/cconv.h"
 #include "geomops/cuda_api.h"
+#include "geomops/host_alloc.h"
+#include "geomops/interrupt.h"
 #if defined(GEOMOPS_CAPI_CUDA)
 #include "geomops/cconv_cuda.h"
 #endif
@@ -42,6 +44,8 @@ static _Thread_local const char* g_op = "geomops";
 void gm_enter(const char* op) {
     g_op = op;
     g_error[0] = '\0';
+    gm_interrupt_reset(); /* an interrupt stops the call it happened in, not the next one */
+    gm_host_nomem_take(); /* a failed host allocation is reported by the call that made it */
 }
 
 geomops_status gm_fail(geomops_status status, const char* fmt, ...) {
@@ -78,6 +82,8 @@ GEOMOPS_API const char* geomops_status_string(geomops_status status) {
             return "unknown struct size";
         case GEOMOPS_ERROR_INTERNAL:
             return "internal error";
+        case GEOMOPS_ERROR_INTERRUPTED:
+            return "interrupted";
     }
     return "unknown status";
 }
@@ -95,9 +101,18 @@ geomops_status gm_kernel(int gm_status, const char* what) {
     switch (gm_status) {
         case GM_OK:
             return GEOMOPS_OK;
-        case GM_ERR_NOMEM:
+        case GM_ERR_NOMEM: {
+            const double host_bytes = gm_host_nomem_take();
+            if (host_bytes > 0)
+                return gm_fail(GEOMOPS_ERROR_OUT_OF_MEMORY,
+                               "out of memory in %s: could not allocate %.0f bytes of host memory", what,
+                               host_bytes);
             return gm_fail(GEOMOPS_ERROR_OUT_OF_MEMORY, "out of memory in %s%s%s", what, *why ? ": " : "",
                            why);
+        }
+        case GM_ERR_INTERRUPTED:
+            return gm_fail(GEOMOPS_ERROR_INTERRUPTED,
+                           "%s was interrupted (the interrupt handler asked it to stop)", what);
         case GM_ERR_OVERFLOW:
             return gm_fail(GEOMOPS_ERROR_OVERFLOW,
                            "%s: a count does not fit the index type (more than 2^31 - 1 entries: use "
@@ -116,6 +131,10 @@ geomops_status gm_kernel(int gm_status, const char* what) {
                            "geomops, please report it",
                            what, gm_status);
     }
+}
+
+GEOMOPS_API void geomops_set_interrupt_handler(geomops_interrupt_handler handler) {
+    gm_interrupt_set_handler(handler);
 }
 
 GEOMOPS_API geomops_status geomops_release_cuda_cache(void) {

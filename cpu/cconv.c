@@ -14,6 +14,8 @@
 
 #include "gemm.h"
 #include "geomops/cconv_math.h"
+#include "geomops/host_alloc.h"
+#include "interrupt_omp.h"
 #include "isa.h"
 
 typedef struct {
@@ -35,9 +37,9 @@ static int cconv_ctx_init(cconv_ctx* c, const gm_cconv_params* p) {
     c->num_threads = p->num_threads > 0 ? p->num_threads : 1;
     /* Small problems run on fewer threads: opening a parallel region costs more than the work
      * (and stalls on a busy machine). Results do not depend on the thread count. */
-    const int64_t entries = p->num_out > 0 ? p->neighbors_row_splits[p->num_out] : 0;
-    const int64_t work = entries * 8 * c->Cin + p->num_out * c->K * (c->Cout > 0 ? c->Cout : 1);
-    const int64_t useful = 1 + work / (1 << 18);
+    const double entries = p->num_out > 0 ? (double)p->neighbors_row_splits[p->num_out] : 0.0;
+    const double work = entries * 8 * c->Cin + (double)p->num_out * c->K * (c->Cout > 0 ? c->Cout : 1);
+    const double useful = 1 + work / (1 << 18); /* double: the product may exceed int64 */
     if (useful < c->num_threads) c->num_threads = (int)useful;
     return GM_OK;
 }
@@ -139,42 +141,58 @@ int gm_cconv_cast_cpu(int src_dtype, const void* src, int dst_dtype, void* dst, 
         (dst_dtype != GM_FLOAT32 && dst_dtype != GM_FLOAT64))
         return GM_ERR_INVALID;
     const int nt = num_threads > 0 ? num_threads : 1;
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t k = 0; k < n; ++k) {
-        const double v = src_dtype == GM_FLOAT32 ? (double)((const float*)src)[k] : ((const double*)src)[k];
-        if (dst_dtype == GM_FLOAT32)
-            ((float*)dst)[k] = (float)v;
-        else
-            ((double*)dst)[k] = v;
+    const int64_t nblocks = gm_stop_blocks(n, GM_STOP_ITEMS);
+    gm_stop stop = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int64_t b = 0; b < nblocks; ++b) {
+        if (gm_stopped(&stop)) continue;
+        for (int64_t k = b * GM_STOP_ITEMS; k < gm_stop_block_end(b, n, GM_STOP_ITEMS); ++k) {
+            const double v =
+                src_dtype == GM_FLOAT32 ? (double)((const float*)src)[k] : ((const double*)src)[k];
+            if (dst_dtype == GM_FLOAT32)
+                ((float*)dst)[k] = (float)v;
+            else
+                ((double*)dst)[k] = v;
+        }
     }
-    return GM_OK;
+    return gm_stop_status(&stop, GM_OK);
 }
 
 /* ---- list utilities ------------------------------------------------------------------- */
 
+/* Sequential (a counting sort), polling for interrupts between chunks of entries or rows. */
 int gm_invert_neighbors_cpu(const gm_invert_params* p) {
     const int64_t P = p->num_points, E = p->num_entries;
     int64_t* splits = p->out_row_splits;
     memset(splits, 0, (size_t)(P + 1) * sizeof(int64_t));
-    for (int64_t n = 0; n < E; ++n) {
-        int64_t j = p->index_int64 ? ((const int64_t*)p->index)[n] : ((const int32_t*)p->index)[n];
-        if (j < 0 || j >= P) return GM_ERR_INVALID;
-        splits[j + 1]++;
+    for (int64_t b = 0; b < gm_stop_blocks(E, GM_STOP_ITEMS); ++b) {
+        if (gm_interrupt_poll()) return GM_ERR_INTERRUPTED;
+        for (int64_t n = b * GM_STOP_ITEMS; n < gm_stop_block_end(b, E, GM_STOP_ITEMS); ++n) {
+            int64_t j = p->index_int64 ? ((const int64_t*)p->index)[n] : ((const int32_t*)p->index)[n];
+            if (j < 0 || j >= P) return GM_ERR_INVALID;
+            splits[j + 1]++;
+        }
     }
     for (int64_t j = 0; j < P; ++j) splits[j + 1] += splits[j];
-    int64_t* cursor = (int64_t*)malloc((size_t)(P > 0 ? P : 1) * sizeof(int64_t));
+    int64_t* cursor = (int64_t*)gm_host_alloc(P, sizeof(int64_t));
     if (!cursor) return GM_ERR_NOMEM;
     memcpy(cursor, splits, (size_t)P * sizeof(int64_t));
     /* rows visited in order, so each output row lists entries by original position */
-    for (int64_t r = 0; r < p->num_rows; ++r) {
-        for (int64_t n = p->row_splits[r]; n < p->row_splits[r + 1]; ++n) {
-            int64_t j = p->index_int64 ? ((const int64_t*)p->index)[n] : ((const int32_t*)p->index)[n];
-            int64_t pos = cursor[j]++;
-            if (p->index_int64)
-                ((int64_t*)p->out_index)[pos] = r;
-            else
-                ((int32_t*)p->out_index)[pos] = (int32_t)r;
-            p->out_permutation[pos] = n;
+    for (int64_t b = 0; b < gm_stop_blocks(p->num_rows, GM_STOP_ROWS); ++b) {
+        if (gm_interrupt_poll()) {
+            free(cursor);
+            return GM_ERR_INTERRUPTED;
+        }
+        for (int64_t r = b * GM_STOP_ROWS; r < gm_stop_block_end(b, p->num_rows, GM_STOP_ROWS); ++r) {
+            for (int64_t n = p->row_splits[r]; n < p->row_splits[r + 1]; ++n) {
+                int64_t j = p->index_int64 ? ((const int64_t*)p->index)[n] : ((const int32_t*)p->index)[n];
+                int64_t pos = cursor[j]++;
+                if (p->index_int64)
+                    ((int64_t*)p->out_index)[pos] = r;
+                else
+                    ((int32_t*)p->out_index)[pos] = (int32_t)r;
+                p->out_permutation[pos] = n;
+            }
         }
     }
     free(cursor);
@@ -184,15 +202,20 @@ int gm_invert_neighbors_cpu(const gm_invert_params* p) {
 int gm_reduce_subarrays_sum_cpu(int dtype, const void* values, const int64_t* row_splits, int64_t num_rows,
                                 void* sums, int num_threads) {
     if (dtype != GM_FLOAT32 && dtype != GM_FLOAT64) return GM_ERR_INVALID;
-#pragma omp parallel for schedule(static) num_threads(num_threads > 0 ? num_threads : 1)
-    for (int64_t r = 0; r < num_rows; ++r) {
-        double s = 0.0;
-        for (int64_t n = row_splits[r]; n < row_splits[r + 1]; ++n)
-            s += dtype == GM_FLOAT32 ? (double)((const float*)values)[n] : ((const double*)values)[n];
-        if (dtype == GM_FLOAT32)
-            ((float*)sums)[r] = (float)s;
-        else
-            ((double*)sums)[r] = s;
+    const int64_t nblocks = gm_stop_blocks(num_rows, GM_STOP_ROWS);
+    gm_stop stop = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads > 0 ? num_threads : 1)
+    for (int64_t b = 0; b < nblocks; ++b) {
+        if (gm_stopped(&stop)) continue;
+        for (int64_t r = b * GM_STOP_ROWS; r < gm_stop_block_end(b, num_rows, GM_STOP_ROWS); ++r) {
+            double s = 0.0;
+            for (int64_t n = row_splits[r]; n < row_splits[r + 1]; ++n)
+                s += dtype == GM_FLOAT32 ? (double)((const float*)values)[n] : ((const double*)values)[n];
+            if (dtype == GM_FLOAT32)
+                ((float*)sums)[r] = (float)s;
+            else
+                ((double*)sums)[r] = s;
+        }
     }
-    return GM_OK;
+    return gm_stop_status(&stop, GM_OK);
 }

@@ -36,7 +36,7 @@ static int GM_TFN(apply)(const cconv_ctx* c) {
     const GM_T* F = (const GM_T*)p->filters;
     GM_T* Fpad = NULL;
     if (ldf != Cout) {
-        Fpad = (GM_T*)calloc((size_t)(K * ldf), sizeof(GM_T));
+        Fpad = (GM_T*)gm_host_calloc(K * ldf, sizeof(GM_T));
         if (!Fpad) return GM_ERR_NOMEM;
         for (int64_t k = 0; k < K; ++k) memcpy(Fpad + k * ldf, F + k * Cout, (size_t)Cout * sizeof(GM_T));
         F = Fpad;
@@ -48,16 +48,17 @@ static int GM_TFN(apply)(const cconv_ctx* c) {
     if (chunk > No) chunk = No;
     const int64_t nchunks = (No + chunk - 1) / chunk;
     int status = GM_OK;
+    gm_stop stop = 0;
 #pragma omp parallel num_threads(nt)
     {
-        GM_T* buf = (GM_T*)malloc((size_t)(chunk * K) * sizeof(GM_T));
+        GM_T* buf = (GM_T*)gm_host_alloc(chunk * K, sizeof(GM_T));
         if (!buf) {
 #pragma omp atomic write
             status = GM_ERR_NOMEM;
         }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ch = 0; ch < nchunks; ++ch) {
-            if (!buf) continue;
+            if (!buf || gm_stopped(&stop)) continue;
             const int64_t i0 = ch * chunk;
             const int64_t cols = No - i0 < chunk ? No - i0 : chunk;
             for (int64_t col = 0; col < cols; ++col) { /* zero just before filling: stays in L1 */
@@ -76,7 +77,7 @@ static int GM_TFN(apply)(const cconv_ctx* c) {
         free(buf);
     }
     free(Fpad);
-    return status;
+    return gm_stop_status(&stop, status);
 }
 
 /* ---- filter gradient ----------------------------------------------------------------- */
@@ -111,15 +112,16 @@ static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
     const int64_t block = GM_BACKPROP_BLOCK;
     const int64_t nblocks = (No + block - 1) / block;
 
-    GM_T* total = (GM_T*)calloc((size_t)partial_len, sizeof(GM_T)); /* [Cout, Kp] */
+    GM_T* total = (GM_T*)gm_host_calloc(partial_len, sizeof(GM_T)); /* [Cout, Kp] */
     if (!total) return GM_ERR_NOMEM;
     int status = GM_OK;
+    gm_stop stop = 0;
 #pragma omp parallel num_threads(nt)
     {
-        GM_T* scratch = (GM_T*)malloc((size_t)Kp * sizeof(GM_T));
-        GM_T* panels = (GM_T*)malloc((size_t)(chunk * Kp) * sizeof(GM_T));
-        GM_T* gs = (GM_T*)malloc((size_t)(chunk * Cout) * sizeof(GM_T));
-        GM_T* part = (GM_T*)malloc((size_t)partial_len * sizeof(GM_T));
+        GM_T* scratch = (GM_T*)gm_host_alloc(Kp, sizeof(GM_T));
+        GM_T* panels = (GM_T*)gm_host_alloc(chunk * Kp, sizeof(GM_T));
+        GM_T* gs = (GM_T*)gm_host_alloc(chunk * Cout, sizeof(GM_T));
+        GM_T* part = (GM_T*)gm_host_alloc(partial_len, sizeof(GM_T));
         const int ok = scratch && panels && gs && part;
         if (!ok) {
 #pragma omp atomic write
@@ -127,7 +129,8 @@ static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
         }
 #pragma omp for ordered schedule(dynamic, 1)
         for (int64_t b = 0; b < nblocks; ++b) {
-            if (ok) {
+            const int run = ok && !gm_stopped(&stop);
+            if (run) {
                 memset(part, 0, (size_t)partial_len * sizeof(GM_T));
                 const int64_t b_end = (b + 1) * block < No ? (b + 1) * block : No;
                 for (int64_t i0 = b * block; i0 < b_end; i0 += chunk) {
@@ -150,7 +153,7 @@ static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
             }
 #pragma omp ordered
             {
-                if (ok)
+                if (run)
                     for (int64_t e = 0; e < partial_len; ++e) total[e] += part[e];
             }
         }
@@ -159,6 +162,7 @@ static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
         free(gs);
         free(part);
     }
+    status = gm_stop_status(&stop, status);
     if (status == GM_OK) {
         for (int64_t k = 0; k < K; ++k)
             for (int64_t oc = 0; oc < Cout; ++oc) grad[k * Cout + oc] = total[oc * Kp + k];
@@ -192,7 +196,7 @@ static int GM_TFN(neighbor_products)(const cconv_ctx* c) {
     const GM_T* g = (const GM_T*)p->out_features_gradient;
     const int64_t PW = GM_PANEL, Kp = gm_round_up(K, PW);
     /* F^T in panel layout: FT(oc, k) = F[k, oc] at [k / PW][oc][k % PW] */
-    GM_T* FT = (GM_T*)calloc((size_t)(Cout * Kp), sizeof(GM_T));
+    GM_T* FT = (GM_T*)gm_host_calloc(Cout * Kp, sizeof(GM_T));
     if (!FT) return GM_ERR_NOMEM;
     for (int64_t k = 0; k < K; ++k)
         for (int64_t oc = 0; oc < Cout; ++oc) FT[(k / PW) * Cout * PW + oc * PW + k % PW] = F[k * Cout + oc];
@@ -202,16 +206,17 @@ static int GM_TFN(neighbor_products)(const cconv_ctx* c) {
     if (chunk > No) chunk = No;
     const int64_t nchunks = (No + chunk - 1) / chunk;
     int status = GM_OK;
+    gm_stop stop = 0;
 #pragma omp parallel num_threads(nt)
     {
-        GM_T* Gf = (GM_T*)malloc((size_t)(chunk * Kp) * sizeof(GM_T));
+        GM_T* Gf = (GM_T*)gm_host_alloc(chunk * Kp, sizeof(GM_T));
         if (!Gf) {
 #pragma omp atomic write
             status = GM_ERR_NOMEM;
         }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ch = 0; ch < nchunks; ++ch) {
-            if (!Gf) continue;
+            if (!Gf || gm_stopped(&stop)) continue;
             const int64_t i0 = ch * chunk;
             const int64_t cols = No - i0 < chunk ? No - i0 : chunk;
             GM_GEMM(cols, K, Cout, g + i0 * Cout, Cout, 1, FT, PW, PW, Cout * PW, Gf, Kp, 0);
@@ -230,7 +235,7 @@ static int GM_TFN(neighbor_products)(const cconv_ctx* c) {
         free(Gf);
     }
     free(FT);
-    return status;
+    return gm_stop_status(&stop, status);
 }
 
 /* ---- per-row normalisers for the facade's backward functions -------------------------- */
@@ -238,21 +243,32 @@ static int GM_TFN(neighbor_products)(const cconv_ctx* c) {
 static int GM_TFN(normalizers)(const cconv_ctx* c, double* divisor, uint8_t* was_zero) {
     const gm_cconv_params* p = c->p;
     const int64_t rows = p->transpose ? p->num_inp : p->num_out;
-#pragma omp parallel for schedule(static) num_threads(c->num_threads)
-    for (int64_t r = 0; r < rows; ++r) {
-        const double v = GM_TFN(gm_cconv_normalizer)(p, r);
-        divisor[r] = gm_cconv_divisor(v);
-        was_zero[r] = (uint8_t)gm_cconv_normalizer_is_zero(v);
+    const int64_t nblocks = gm_stop_blocks(rows, GM_STOP_ROWS);
+    gm_stop stop = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(c->num_threads)
+    for (int64_t b = 0; b < nblocks; ++b) {
+        if (gm_stopped(&stop)) continue;
+        for (int64_t r = b * GM_STOP_ROWS; r < gm_stop_block_end(b, rows, GM_STOP_ROWS); ++r) {
+            const double v = GM_TFN(gm_cconv_normalizer)(p, r);
+            divisor[r] = gm_cconv_divisor(v);
+            was_zero[r] = (uint8_t)gm_cconv_normalizer_is_zero(v);
+        }
     }
-    return GM_OK;
+    return gm_stop_status(&stop, GM_OK);
 }
 
 /* ---- the backward functions' per-entry math (gm_cconv_bwd_*, cconv_math.h) ---------------- */
 
 static int GM_TFN(inverted_weights)(const gm_cconv_grad_params* p) {
-#pragma omp parallel for schedule(static) num_threads(p->num_threads > 0 ? p->num_threads : 1)
-    for (int64_t pos = 0; pos < p->num_entries; ++pos) GM_TFN(gm_cconv_bwd_inv_weight)(p, pos);
-    return GM_OK;
+    const int64_t E = p->num_entries, nblocks = gm_stop_blocks(E, GM_STOP_ITEMS);
+    gm_stop stop = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(p->num_threads > 0 ? p->num_threads : 1)
+    for (int64_t b = 0; b < nblocks; ++b) {
+        if (gm_stopped(&stop)) continue;
+        for (int64_t pos = b * GM_STOP_ITEMS; pos < gm_stop_block_end(b, E, GM_STOP_ITEMS); ++pos)
+            GM_TFN(gm_cconv_bwd_inv_weight)(p, pos);
+    }
+    return gm_stop_status(&stop, GM_OK);
 }
 
 /* The position and extent gradients: row sums (output points), inverted-row sums (input
@@ -262,32 +278,60 @@ static int GM_TFN(position_grads)(const gm_cconv_grad_params* p) {
     const int shared = p->d_extents && p->extents_rows == 1;
     const int64_t blocks = shared ? gm_cconv_extent_blocks(p) : 0;
     double* partials = NULL;
-    if (shared && !(partials = (double*)malloc((size_t)(blocks > 0 ? blocks : 1) * 3 * sizeof(double))))
-        return GM_ERR_NOMEM;
+    if (shared && !(partials = (double*)gm_host_alloc(blocks * 3, sizeof(double)))) return GM_ERR_NOMEM;
+    const int64_t No = p->num_out, Ni = p->num_inp;
+    const int64_t out_blocks = gm_stop_blocks(No, GM_STOP_ROWS),
+                  inp_blocks = gm_stop_blocks(Ni, GM_STOP_ROWS);
+    const int64_t extent_blocks = gm_stop_blocks(blocks, 64);
+    gm_stop stop = 0;
 #pragma omp parallel num_threads(nt)
     {
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < p->num_out; ++r) GM_TFN(gm_cconv_bwd_position_row)(p, r);
-#pragma omp for schedule(static)
-        for (int64_t q = 0; q < p->num_inp; ++q) GM_TFN(gm_cconv_bwd_position_inv_row)(p, q);
-#pragma omp for schedule(static)
-        for (int64_t b = 0; b < blocks; ++b) gm_cconv_bwd_extent_block(p, b, partials);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < out_blocks; ++b) {
+            if (gm_stopped(&stop)) continue;
+            for (int64_t r = b * GM_STOP_ROWS; r < gm_stop_block_end(b, No, GM_STOP_ROWS); ++r)
+                GM_TFN(gm_cconv_bwd_position_row)(p, r);
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < inp_blocks; ++b) {
+            if (gm_stopped(&stop)) continue;
+            for (int64_t q = b * GM_STOP_ROWS; q < gm_stop_block_end(b, Ni, GM_STOP_ROWS); ++q)
+                GM_TFN(gm_cconv_bwd_position_inv_row)(p, q);
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t sb = 0; sb < extent_blocks; ++sb) {
+            if (gm_stopped(&stop)) continue;
+            for (int64_t b = sb * 64; b < gm_stop_block_end(sb, blocks, 64); ++b)
+                gm_cconv_bwd_extent_block(p, b, partials);
+        }
     }
-    if (shared) GM_TFN(gm_cconv_bwd_extent_total)(p, partials, blocks);
+    if (shared && !atomic_load(&stop)) GM_TFN(gm_cconv_bwd_extent_total)(p, partials, blocks);
     free(partials);
-    return GM_OK;
+    return gm_stop_status(&stop, GM_OK);
 }
 
 static int GM_TFN(importance_grads)(const gm_cconv_grad_params* p) {
     const int nt = p->num_threads > 0 ? p->num_threads : 1;
+    const int64_t No = p->num_out, Ni = p->num_inp;
+    const int64_t out_blocks = gm_stop_blocks(No, GM_STOP_ROWS),
+                  inp_blocks = gm_stop_blocks(Ni, GM_STOP_ROWS);
+    gm_stop stop = 0;
 #pragma omp parallel num_threads(nt)
     {
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < p->num_out; ++r) GM_TFN(gm_cconv_bwd_row)(p, r);
-#pragma omp for schedule(static)
-        for (int64_t q = 0; q < p->num_inp; ++q) GM_TFN(gm_cconv_bwd_inv_row)(p, q);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < out_blocks; ++b) {
+            if (gm_stopped(&stop)) continue;
+            for (int64_t r = b * GM_STOP_ROWS; r < gm_stop_block_end(b, No, GM_STOP_ROWS); ++r)
+                GM_TFN(gm_cconv_bwd_row)(p, r);
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < inp_blocks; ++b) {
+            if (gm_stopped(&stop)) continue;
+            for (int64_t q = b * GM_STOP_ROWS; q < gm_stop_block_end(b, Ni, GM_STOP_ROWS); ++q)
+                GM_TFN(gm_cconv_bwd_inv_row)(p, q);
+        }
     }
-    return GM_OK;
+    return gm_stop_status(&stop, GM_OK);
 }
 
 /* out[c, oc, ic] = filters[c, ic, oc]: the filters with Cin and Cout swapped (the gradient

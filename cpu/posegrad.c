@@ -15,8 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "geomops/host_alloc.h"
 #include "geomops/posegrad.h"
 #include "geomops/posegrad_math.h"
+#include "interrupt_omp.h"
 
 #define PG_BLOCK_ROWS      8
 #define PG_MAX_ACCUM_BYTES ((size_t)256 << 20)
@@ -107,10 +109,11 @@ int gm_posegrad_image_gradients_cpu(const gm_pg_image_grad_params* p) {
     float lut[256];
     pg_fill_lut(lut);
     int fail = 0;
+    gm_stop stop = 0;
 #pragma omp parallel num_threads(im->num_threads)
     {
-        float* ring = (float*)malloc((size_t)9 * (size_t)w * sizeof(float));
-        uint8_t* uni = (uint8_t*)malloc((size_t)w);
+        float* ring = (float*)gm_host_alloc((int64_t)9 * w, sizeof(float));
+        uint8_t* uni = (uint8_t*)gm_host_alloc(w, 1);
         int tag[3] = {-1, -1, -1};
         if (!ring || !uni) {
 #pragma omp atomic write
@@ -118,7 +121,7 @@ int gm_posegrad_image_gradients_cpu(const gm_pg_image_grad_params* p) {
         }
 #pragma omp for schedule(static)
         for (int r = 0; r < h; ++r) {
-            if (!ring || !uni) continue;
+            if (!ring || !uni || gm_stopped(&stop)) continue;
             const float* rows[3]; /* planar rows r-1, r, r+1; NULL outside the image */
             for (int k = 0; k < 3; ++k) {
                 int q = r - 1 + k;
@@ -167,7 +170,7 @@ int gm_posegrad_image_gradients_cpu(const gm_pg_image_grad_params* p) {
         free(ring);
         free(uni);
     }
-    return fail ? GM_ERR_NOMEM : GM_OK;
+    return gm_stop_status(&stop, fail ? GM_ERR_NOMEM : GM_OK);
 }
 
 /* One block of rows [r0, r1): valid rows into vbuf, then every pixel's contributions.
@@ -272,9 +275,9 @@ int gm_posegrad_backprop_cpu(const gm_pg_backprop_params* p) {
     int rows = PG_BLOCK_ROWS;
     while (rows < h && (size_t)((h + rows - 1) / rows) * per_block > PG_MAX_ACCUM_BYTES) rows *= 2;
     const int nblocks = (h + rows - 1) / rows;
-    double* acc = (double*)calloc((size_t)nblocks, per_block);
-    int32_t* bad = (int32_t*)malloc((size_t)nblocks * sizeof(int32_t));
-    gm_pg_object* objs = (gm_pg_object*)malloc((size_t)(nobj > 0 ? nobj : 1) * sizeof(gm_pg_object));
+    double* acc = (double*)gm_host_calloc(nblocks, per_block);
+    int32_t* bad = (int32_t*)gm_host_alloc(nblocks, sizeof(int32_t));
+    gm_pg_object* objs = (gm_pg_object*)gm_host_alloc(nobj, sizeof(gm_pg_object));
     if (!acc || !bad || !objs) {
         free(acc);
         free(bad);
@@ -286,17 +289,18 @@ int gm_posegrad_backprop_cpu(const gm_pg_backprop_params* p) {
     float lut[256];
     pg_fill_lut(lut);
     int fail = 0;
+    gm_stop stop = 0;
 #pragma omp parallel num_threads(im->num_threads)
     {
         /* valid rows, uniform rows, busy flags */
-        uint8_t* vbuf = (uint8_t*)malloc((size_t)(rows + 2) * ((size_t)w * 2 + 1));
+        uint8_t* vbuf = (uint8_t*)gm_host_alloc((int64_t)(rows + 2) * ((int64_t)w * 2 + 1), 1);
         if (!vbuf) {
 #pragma omp atomic write
             fail = 1;
         }
 #pragma omp for schedule(dynamic, 1)
         for (int b = 0; b < nblocks; ++b) {
-            if (!vbuf) continue;
+            if (!vbuf || gm_stopped(&stop)) continue;
             int r0 = b * rows, r1 = r0 + rows < h ? r0 + rows : h;
             double* block_acc = acc + (size_t)b * (per_block / sizeof(double));
             pg_backprop_block(p, objs, lut, r0, r1, vbuf, vbuf + (size_t)(rows + 2) * (size_t)w, block_acc,
@@ -305,10 +309,10 @@ int gm_posegrad_backprop_cpu(const gm_pg_backprop_params* p) {
         free(vbuf);
     }
     free(objs);
-    if (fail) {
+    if (fail || atomic_load(&stop)) {
         free(acc);
         free(bad);
-        return GM_ERR_NOMEM;
+        return gm_stop_status(&stop, GM_ERR_NOMEM);
     }
     const size_t nacc = (size_t)nobj * GM_PG_ACC_STRIDE;
     memset(p->accum, 0, nacc * sizeof(double));

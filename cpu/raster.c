@@ -23,13 +23,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "geomops/host_alloc.h"
 #include "geomops/raster.h"
 #include "geomops/raster_math.h"
+#include "interrupt_omp.h"
 
 #define TILE       GM_RASTER_TILE
 #define SUB        GM_RASTER_SUBPIXEL
 #define MAX_CHUNKS 32
 #define PREFETCH   4
+#define VERT_BLOCK 2048 /* vertices per chunk of the vertex pass */
+#define FACE_BLOCK 4096 /* faces between the interrupt checks of a setup chunk */
 
 /* ---- scratch memory, cached between calls ------------------------------------------------ */
 enum {
@@ -91,7 +95,7 @@ static void* ws_get(gm_raster_block* b, size_t need) {
     if (b->size < need) {
         free(b->ptr);
         size_t cap = need + need / 4;
-        b->ptr = malloc(cap);
+        b->ptr = gm_host_alloc((int64_t)cap, 1);
         b->size = b->ptr ? cap : 0;
     }
     return b->ptr;
@@ -102,7 +106,10 @@ static void* ws_grow(gm_raster_block* b, size_t need) {
     if (b->size >= need) return b->ptr;
     size_t cap = need + need / 2;
     void* p = realloc(b->ptr, cap);
-    if (!p) return NULL;
+    if (!p) {
+        gm_host_nomem((double)cap);
+        return NULL;
+    }
     b->ptr = p;
     b->size = cap;
     return p;
@@ -141,33 +148,39 @@ static int chunk_push(gm_raster_chunk* ch, const gm_raster_tri* t) {
     return GM_OK;
 }
 
-/* Set up the global faces [t0, t1) into one chunk (in submission order). */
-static void setup_chunk(const gm_raster_setup* s, gm_raster_chunk* ch, int64_t t0, int64_t t1) {
+/* Set up the global faces [t0, t1) into one chunk (in submission order); stops early (the chunk
+ * unfinished) when the call was interrupted. */
+static void setup_chunk(const gm_raster_setup* s, gm_raster_chunk* ch, int64_t t0, int64_t t1,
+                        gm_stop* stop) {
     const gm_raster_params* p = s->p;
     int32_t obj = 0;
-    for (int64_t t = t0; t < t1; ++t) {
-        while (s->face_base[obj + 1] <= t) ++obj;
-        const gm_raster_object* o = &p->objects[obj];
-        const int32_t* fv = o->faces + 3 * (t - s->face_base[obj]);
-        int64_t vb = s->vert_base[obj];
-        int64_t g[3] = {vb + fv[0], vb + fv[1], vb + fv[2]};
-        unsigned code[3] = {s->outcode[g[0]], s->outcode[g[1]], s->outcode[g[2]]};
-        if (gm_raster_trivial_reject(code)) continue; /* before gathering the vertices */
-        gm_vec3 P[3] = {s->cam[g[0]], s->cam[g[1]], s->cam[g[2]]};
-        int32_t x[3] = {s->sx[g[0]], s->sx[g[1]], s->sx[g[2]]};
-        int32_t y[3] = {s->sy[g[0]], s->sy[g[1]], s->sy[g[2]]};
-        gm_raster_tri pieces[GM_RASTER_MAX_PIECES];
-        int n = gm_raster_face_pieces(&s->view, P, code, x, y, (int32_t)t, pieces);
-        for (int k = 0; k < n; ++k) {
-            int status = chunk_push(ch, &pieces[k]);
-            if (status != GM_OK) {
-                ch->status = status;
-                return;
+    for (int64_t tb = t0; tb < t1; tb += FACE_BLOCK) {
+        if (gm_stopped(stop)) return;
+        const int64_t te = tb + FACE_BLOCK < t1 ? tb + FACE_BLOCK : t1;
+        for (int64_t t = tb; t < te; ++t) {
+            while (s->face_base[obj + 1] <= t) ++obj;
+            const gm_raster_object* o = &p->objects[obj];
+            const int32_t* fv = o->faces + 3 * (t - s->face_base[obj]);
+            int64_t vb = s->vert_base[obj];
+            int64_t g[3] = {vb + fv[0], vb + fv[1], vb + fv[2]};
+            unsigned code[3] = {s->outcode[g[0]], s->outcode[g[1]], s->outcode[g[2]]};
+            if (gm_raster_trivial_reject(code)) continue; /* before gathering the vertices */
+            gm_vec3 P[3] = {s->cam[g[0]], s->cam[g[1]], s->cam[g[2]]};
+            int32_t x[3] = {s->sx[g[0]], s->sx[g[1]], s->sx[g[2]]};
+            int32_t y[3] = {s->sy[g[0]], s->sy[g[1]], s->sy[g[2]]};
+            gm_raster_tri pieces[GM_RASTER_MAX_PIECES];
+            int n = gm_raster_face_pieces(&s->view, P, code, x, y, (int32_t)t, pieces);
+            for (int k = 0; k < n; ++k) {
+                int status = chunk_push(ch, &pieces[k]);
+                if (status != GM_OK) {
+                    ch->status = status;
+                    return;
+                }
+                int32_t tx0, tx1, ty0, ty1;
+                gm_raster_piece_tiles(&pieces[k], &tx0, &tx1, &ty0, &ty1);
+                for (int64_t ty = ty0; ty <= ty1; ++ty)
+                    for (int64_t tx = tx0; tx <= tx1; ++tx) ch->tile_count[ty * s->tiles_x + tx]++;
             }
-            int32_t tx0, tx1, ty0, ty1;
-            gm_raster_piece_tiles(&pieces[k], &tx0, &tx1, &ty0, &ty1);
-            for (int64_t ty = ty0; ty <= ty1; ++ty)
-                for (int64_t tx = tx0; tx <= tx1; ++tx) ch->tile_count[ty * s->tiles_x + tx]++;
         }
     }
 }
@@ -279,10 +292,11 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
     for (int j = 0; j < 3; ++j) bg[j] = gm_raster_to_u8(p->background[j]);
 
     /* small per-call tables */
-    int64_t* vert_base = (int64_t*)malloc(sizeof(int64_t) * (size_t)(nobj + 1));
-    int64_t* face_base = (int64_t*)malloc(sizeof(int64_t) * (size_t)(nobj + 2));
-    double* ray_x = (double*)malloc(sizeof(double) * (size_t)W);
-    double* ray_y = (double*)malloc(sizeof(double) * (size_t)H);
+    int64_t* vert_base = (int64_t*)gm_host_alloc(nobj + 1, sizeof(int64_t));
+    int64_t* face_base = (int64_t*)gm_host_alloc(nobj + 2, sizeof(int64_t));
+    double* ray_x = (double*)gm_host_alloc(W, sizeof(double));
+    double* ray_y = (double*)gm_host_alloc(H, sizeof(double));
+    gm_stop stop = 0;
     gm_raster_chunk chunks[MAX_CHUNKS];
     int64_t chunk_first[MAX_CHUNKS + 1];
     const gm_raster_tri* chunk_tris[MAX_CHUNKS];
@@ -356,16 +370,26 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
         for (int32_t o = 0; o < nobj; ++o) {
             const gm_raster_object* ob = &p->objects[o];
             const int64_t base = vert_base[o], n = ob->num_vertices;
-#pragma omp for schedule(dynamic, 2048) nowait
-            for (int64_t v = 0; v < n; ++v)
-                gm_raster_vertex(&s.view, ob->transform, ob->vertices + 3 * v, &cam[base + v],
-                                 &outcode[base + v], &sx[base + v], &sy[base + v]);
+            const int64_t nblocks = (n + VERT_BLOCK - 1) / VERT_BLOCK;
+#pragma omp for schedule(dynamic, 1) nowait
+            for (int64_t vb = 0; vb < nblocks; ++vb) {
+                if (gm_stopped(&stop)) continue;
+                const int64_t v1 = (vb + 1) * VERT_BLOCK < n ? (vb + 1) * VERT_BLOCK : n;
+                for (int64_t v = vb * VERT_BLOCK; v < v1; ++v)
+                    gm_raster_vertex(&s.view, ob->transform, ob->vertices + 3 * v, &cam[base + v],
+                                     &outcode[base + v], &sx[base + v], &sy[base + v]);
+            }
         }
 #pragma omp barrier
         /* 2. triangle setup, one contiguous range of faces per chunk */
 #pragma omp for schedule(dynamic, 1)
         for (int ci = 0; ci < nchunks; ++ci)
-            setup_chunk(&s, &chunks[ci], nf * ci / nchunks, nf * (ci + 1) / nchunks);
+            if (!gm_stopped(&stop))
+                setup_chunk(&s, &chunks[ci], nf * ci / nchunks, nf * (ci + 1) / nchunks, &stop);
+    }
+    if (atomic_load(&stop)) {
+        status = GM_ERR_INTERRUPTED;
+        goto done;
     }
 
     chunk_first[0] = 0;
@@ -413,6 +437,7 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
     {
 #pragma omp for schedule(dynamic, 1)
         for (int ci = 0; ci < nchunks; ++ci) {
+            if (gm_stopped(&stop)) continue;
             const gm_raster_chunk* ch = &chunks[ci];
             int64_t* cursor = ch->tile_count;
             for (int64_t j = 0; j < ch->count; ++j) {
@@ -426,9 +451,11 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
         /* 4. tiles (the implicit barrier above completes the lists) */
 #pragma omp for schedule(dynamic, 1)
         for (int64_t tl = 0; tl < ntiles; ++tl)
-            raster_tile(&job, list + tile_start[tl], tile_start[tl + 1] - tile_start[tl],
-                        (int32_t)(tl % tiles_x), (int32_t)(tl / tiles_x));
+            if (!gm_stopped(&stop))
+                raster_tile(&job, list + tile_start[tl], tile_start[tl + 1] - tile_start[tl],
+                            (int32_t)(tl % tiles_x), (int32_t)(tl / tiles_x));
     }
+    status = gm_stop_status(&stop, status);
 
 done:
     free(vert_base);

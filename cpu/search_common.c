@@ -28,9 +28,9 @@ int gm_search_radix_sort(uint64_t* keys, int64_t* vals, int64_t n, uint64_t max_
     /* Chunking only changes who does the work: a stable sort has a unique result. */
     int chunks = n < 65536 ? 1 : gm_threads(num_threads);
     if (chunks > RADIX_MAX_CHUNKS) chunks = RADIX_MAX_CHUNKS;
-    uint64_t* tk = (uint64_t*)malloc((size_t)n * sizeof(uint64_t));
-    int64_t* tv = (int64_t*)malloc((size_t)n * sizeof(int64_t));
-    int64_t* hist = (int64_t*)malloc((size_t)chunks * RADIX_SIZE * sizeof(int64_t));
+    uint64_t* tk = (uint64_t*)gm_host_alloc(n, sizeof(uint64_t));
+    int64_t* tv = (int64_t*)gm_host_alloc(n, sizeof(int64_t));
+    int64_t* hist = (int64_t*)gm_host_alloc((int64_t)chunks * RADIX_SIZE, sizeof(int64_t));
     if (!tk || !tv || !hist) {
         free(tk);
         free(tv);
@@ -39,7 +39,12 @@ int gm_search_radix_sort(uint64_t* keys, int64_t* vals, int64_t n, uint64_t max_
     }
     uint64_t *src_k = keys, *dst_k = tk;
     int64_t *src_v = vals, *dst_v = tv;
+    int status = GM_OK;
     for (int pass = 0; pass < passes; ++pass) {
+        if (gm_interrupt_poll()) {
+            status = GM_ERR_INTERRUPTED;
+            break;
+        }
         const int shift = pass * RADIX_BITS;
         memset(hist, 0, (size_t)chunks * RADIX_SIZE * sizeof(int64_t));
 #pragma omp parallel for schedule(static, 1) num_threads(chunks) if (chunks > 1)
@@ -84,14 +89,14 @@ int gm_search_radix_sort(uint64_t* keys, int64_t* vals, int64_t n, uint64_t max_
         src_v = dst_v;
         dst_v = sv;
     }
-    if (src_k != keys) {
+    if (status == GM_OK && src_k != keys) {
         memcpy(keys, src_k, (size_t)n * sizeof(uint64_t));
         memcpy(vals, src_v, (size_t)n * sizeof(int64_t));
     }
     free(tk);
     free(tv);
     free(hist);
-    return GM_OK;
+    return status;
 }
 
 int64_t gm_search_prefix_sum(int64_t* row_splits, int64_t num_queries) {

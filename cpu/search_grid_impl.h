@@ -9,16 +9,16 @@ static int GM_TFN(grid_build)(const gm_grid_params* p, gm_grid* g) {
     g->n = n;
     g->batch_size = nb;
     g->radius = p->radius;
-    g->pts_splits = (int64_t*)malloc((size_t)(nb + 1) * sizeof(int64_t));
-    g->origin = (double*)calloc((size_t)(3 * nb), sizeof(double));
-    g->inv_cs = (double*)calloc((size_t)nb, sizeof(double));
-    g->dims = (int64_t*)calloc((size_t)(3 * nb), sizeof(int64_t));
-    g->item_cells = (int64_t*)calloc((size_t)(nb + 1), sizeof(int64_t));
-    g->x = malloc((size_t)(n > 0 ? n : 1) * sizeof(GM_T));
-    g->y = malloc((size_t)(n > 0 ? n : 1) * sizeof(GM_T));
-    g->z = malloc((size_t)(n > 0 ? n : 1) * sizeof(GM_T));
-    g->idx = (int64_t*)malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
-    uint64_t* keys = (uint64_t*)malloc((size_t)(n > 0 ? n : 1) * sizeof(uint64_t));
+    g->pts_splits = (int64_t*)gm_host_alloc(nb + 1, sizeof(int64_t));
+    g->origin = (double*)gm_host_calloc(3 * nb, sizeof(double));
+    g->inv_cs = (double*)gm_host_calloc(nb, sizeof(double));
+    g->dims = (int64_t*)gm_host_calloc(3 * nb, sizeof(int64_t));
+    g->item_cells = (int64_t*)gm_host_calloc(nb + 1, sizeof(int64_t));
+    g->x = gm_host_alloc(n, sizeof(GM_T));
+    g->y = gm_host_alloc(n, sizeof(GM_T));
+    g->z = gm_host_alloc(n, sizeof(GM_T));
+    g->idx = (int64_t*)gm_host_alloc(n, sizeof(int64_t));
+    uint64_t* keys = (uint64_t*)gm_host_alloc(n, sizeof(uint64_t));
     if (!g->pts_splits || !g->origin || !g->inv_cs || !g->dims || !g->item_cells || !g->x || !g->y || !g->z ||
         !g->idx || !keys) {
         free(keys);
@@ -28,6 +28,10 @@ static int GM_TFN(grid_build)(const gm_grid_params* p, gm_grid* g) {
     int64_t* vals = g->idx;
     int st = GM_OK;
     for (int64_t b = 0; b < nb && st == GM_OK; ++b) {
+        if (gm_interrupt_poll()) {
+            st = GM_ERR_INTERRUPTED;
+            break;
+        }
         const int64_t lo = p->points_row_splits[b], hi = p->points_row_splits[b + 1];
         double* o = g->origin + 3 * b;
         int64_t* dims = g->dims + 3 * b;
@@ -74,8 +78,8 @@ static int GM_TFN(grid_build)(const gm_grid_params* p, gm_grid* g) {
             ncells += (i == p->points_row_splits[b] || keys[i] != keys[i - 1]);
     }
     g->item_cells[nb] = ncells;
-    g->ckey = (uint64_t*)malloc((size_t)(ncells > 0 ? ncells : 1) * sizeof(uint64_t));
-    g->cstart = (int64_t*)malloc((size_t)(ncells + 1) * sizeof(int64_t));
+    g->ckey = (uint64_t*)gm_host_alloc(ncells, sizeof(uint64_t));
+    g->cstart = (int64_t*)gm_host_alloc(ncells + 1, sizeof(int64_t));
     if (!g->ckey || !g->cstart) {
         free(keys);
         return GM_ERR_NOMEM;
@@ -91,7 +95,7 @@ static int GM_TFN(grid_build)(const gm_grid_params* p, gm_grid* g) {
     g->cstart[ncells] = n;
     free(keys);
     /* dense cell tables for compact items */
-    g->dense_off = (int64_t*)malloc((size_t)nb * sizeof(int64_t));
+    g->dense_off = (int64_t*)gm_host_alloc(nb, sizeof(int64_t));
     if (!g->dense_off) return GM_ERR_NOMEM;
     int64_t dense_total = 0;
     for (int64_t b = 0; b < nb; ++b) {
@@ -103,10 +107,11 @@ static int GM_TFN(grid_build)(const gm_grid_params* p, gm_grid* g) {
             dense_total += (int64_t)cells + 1;
         }
     }
-    g->dense = (int64_t*)malloc((size_t)(dense_total > 0 ? dense_total : 1) * sizeof(int64_t));
+    g->dense = (int64_t*)gm_host_alloc(dense_total, sizeof(int64_t));
     if (!g->dense) return GM_ERR_NOMEM;
     for (int64_t b = 0; b < nb; ++b) {
         if (g->dense_off[b] < 0) continue;
+        if (gm_interrupt_poll()) return GM_ERR_INTERRUPTED;
         const int64_t* dims = g->dims + 3 * b;
         int64_t* d = g->dense + g->dense_off[b];
         const int64_t ncell = dims[0] * dims[1] * dims[2];
@@ -252,13 +257,14 @@ static int GM_TFN(frs_fill)(gm_search_plan* base, void* index, void* distance) {
     const GM_T* qsrt = pl->qsrt;
     const GM_TFN(frs_collect_fn) collect = GM_ISA_PICK(GM_TFN(frs_collect));
     atomic_int err = GM_OK;
+    gm_stop stop = 0;
 #pragma omp parallel num_threads(nt) if (nq > 1024)
     {
         int64_t cap = 0, *jbuf = NULL;
         GM_T* dbuf = NULL;
 #pragma omp for schedule(dynamic, 4)
         for (int64_t gi = 0; gi < ngroups; ++gi) {
-            if (gm_search_failed(&err)) continue;
+            if (gm_search_failed(&err) || gm_stopped(&stop)) continue;
             const int64_t b = pl->gitem[gi], s = pl->gpos[gi], e = GM_TFN(frs_group_end)(pl, gi);
             int64_t cx, cy, cz, runs[18];
             gm_search_grid_decode(pl->gkey[gi], g->dims + 3 * b, &cx, &cy, &cz);
@@ -270,8 +276,8 @@ static int GM_TFN(frs_fill)(gm_search_plan* base, void* index, void* distance) {
                 free(jbuf);
                 free(dbuf);
                 cap = need + need / 2;
-                jbuf = (int64_t*)malloc((size_t)cap * sizeof(int64_t));
-                dbuf = (GM_T*)malloc((size_t)cap * sizeof(GM_T));
+                jbuf = (int64_t*)gm_host_alloc(cap, sizeof(int64_t));
+                dbuf = (GM_T*)gm_host_alloc(cap, sizeof(GM_T));
                 if (!jbuf || !dbuf) {
                     cap = 0;
                     gm_search_fail(&err, GM_ERR_NOMEM);
@@ -294,7 +300,7 @@ static int GM_TFN(frs_fill)(gm_search_plan* base, void* index, void* distance) {
         free(jbuf);
         free(dbuf);
     }
-    return gm_search_failed(&err);
+    return gm_stop_status(&stop, gm_search_failed(&err));
 }
 
 static int GM_TFN(frs_count_phase)(const gm_fixed_radius_params* p, int64_t* rs, int64_t* total,
@@ -318,13 +324,13 @@ static int GM_TFN(frs_count_phase)(const gm_fixed_radius_params* p, int64_t* rs,
     }
 
     /* group the queries by cell: sort (cell key, query index) per batch item */
-    uint64_t* qkey = (uint64_t*)malloc((size_t)nq * sizeof(uint64_t));
-    int64_t* qord = pl->qord = (int64_t*)malloc((size_t)nq * sizeof(int64_t));
-    int64_t* gpos = pl->gpos = (int64_t*)malloc((size_t)(nq + 1) * sizeof(int64_t));
-    int64_t* gitem = pl->gitem = (int64_t*)malloc((size_t)(nq + 1) * sizeof(int64_t));
-    int64_t* cnt_s = pl->cnt_s = (int64_t*)malloc((size_t)nq * sizeof(int64_t));
-    int64_t* start_s = pl->start_s = (int64_t*)malloc((size_t)nq * sizeof(int64_t));
-    GM_T* qsrt = pl->qsrt = (GM_T*)malloc((size_t)nq * 3 * sizeof(GM_T));
+    uint64_t* qkey = (uint64_t*)gm_host_alloc(nq, sizeof(uint64_t));
+    int64_t* qord = pl->qord = (int64_t*)gm_host_alloc(nq, sizeof(int64_t));
+    int64_t* gpos = pl->gpos = (int64_t*)gm_host_alloc(nq + 1, sizeof(int64_t));
+    int64_t* gitem = pl->gitem = (int64_t*)gm_host_alloc(nq + 1, sizeof(int64_t));
+    int64_t* cnt_s = pl->cnt_s = (int64_t*)gm_host_alloc(nq, sizeof(int64_t));
+    int64_t* start_s = pl->start_s = (int64_t*)gm_host_alloc(nq, sizeof(int64_t));
+    GM_T* qsrt = pl->qsrt = (GM_T*)gm_host_alloc(3 * nq, sizeof(GM_T));
     int st = (qkey && qord && gpos && gitem && cnt_s && start_s && qsrt) ? GM_OK : GM_ERR_NOMEM;
     int64_t ngroups = 0;
     for (int64_t b = 0; b < nb && st == GM_OK; ++b) {
@@ -356,7 +362,7 @@ static int GM_TFN(frs_count_phase)(const gm_fixed_radius_params* p, int64_t* rs,
     /* keep one key per group; the per-query keys and the unused group slots go before the
      * caller allocates the output (peak memory) */
     if (st == GM_OK) {
-        pl->gkey = (uint64_t*)malloc((size_t)(ngroups > 0 ? ngroups : 1) * sizeof(uint64_t));
+        pl->gkey = (uint64_t*)gm_host_alloc(ngroups, sizeof(uint64_t));
         if (!pl->gkey)
             st = GM_ERR_NOMEM;
         else
@@ -385,8 +391,10 @@ static int GM_TFN(frs_count_phase)(const gm_fixed_radius_params* p, int64_t* rs,
         cnt_s[t] = 0;
     }
     const GM_TFN(frs_count_fn) count = GM_ISA_PICK(GM_TFN(frs_count));
+    gm_stop stop = 0;
 #pragma omp parallel for schedule(dynamic, 4) num_threads(nt) if (nq > 1024)
     for (int64_t gi = 0; gi < ngroups; ++gi) {
+        if (gm_stopped(&stop)) continue;
         const int64_t b = pl->gitem[gi], s = pl->gpos[gi], e = GM_TFN(frs_group_end)(pl, gi);
         int64_t cx, cy, cz, runs[18];
         gm_search_grid_decode(pl->gkey[gi], g->dims + 3 * b, &cx, &cy, &cz);
@@ -395,6 +403,10 @@ static int GM_TFN(frs_count_phase)(const gm_fixed_radius_params* p, int64_t* rs,
         for (int64_t t = s; t < e; ++t)
             cnt_s[t] = count((const GM_T*)g->x, (const GM_T*)g->y, (const GM_T*)g->z, runs, nr, qsrt[3 * t],
                              qsrt[3 * t + 1], qsrt[3 * t + 2], thr, metric, ignore);
+    }
+    if (atomic_load(&stop)) {
+        GM_TFN(frs_destroy)(&pl->base);
+        return GM_ERR_INTERRUPTED;
     }
     for (int64_t t = 0; t < nq; ++t) rs[qord[t] + 1] = cnt_s[t];
     const int64_t n = gm_search_prefix_sum(rs, nq);

@@ -9,6 +9,7 @@
 /* bins[i] = table_splits[b] + hash(cell(p_i)) % T_b for every point i of item b. */
 static int compute_bins(const gm_hash_table_params* p, int32_t* bins) {
     for (int64_t b = 0; b < p->batch_size; ++b) {
+        if (gm_interrupt_poll()) return GM_ERR_INTERRUPTED;
         const int64_t lo = p->points_row_splits[b], hi = p->points_row_splits[b + 1];
         const uint64_t tsize = (uint64_t)(p->table_splits[b + 1] - p->table_splits[b]);
         if (tsize == 0 && hi > lo) return GM_ERR_INVALID;
@@ -31,14 +32,15 @@ int gm_build_spatial_hash_table_cpu(const gm_hash_table_params* p) {
     int st = check_params(p);
     if (st) return st;
     const int64_t n = p->num_points, ncells = p->table_splits[p->batch_size];
-    int32_t* bins = (int32_t*)malloc((size_t)(n > 0 ? n : 1) * sizeof(int32_t));
-    int32_t* fill = (int32_t*)malloc((size_t)(ncells + 1) * sizeof(int32_t));
+    int32_t* bins = (int32_t*)gm_host_alloc(n, sizeof(int32_t));
+    int32_t* fill = (int32_t*)gm_host_alloc(ncells + 1, sizeof(int32_t));
     if (!bins || !fill) {
         free(bins);
         free(fill);
         return GM_ERR_NOMEM;
     }
     st = compute_bins(p, bins);
+    if (st == GM_OK && gm_interrupt_poll()) st = GM_ERR_INTERRUPTED;
     if (st == GM_OK) {
         int32_t* cs = p->cell_splits;
         memset(cs, 0, (size_t)(ncells + 1) * sizeof(int32_t));
@@ -61,8 +63,8 @@ int gm_verify_spatial_hash_table_cpu(const gm_hash_table_params* p, int* valid) 
     if (cs[0] != 0 || cs[ncells] != n) return GM_OK;
     for (int64_t c = 0; c < ncells; ++c)
         if (cs[c + 1] < cs[c]) return GM_OK;
-    int32_t* bins = (int32_t*)malloc((size_t)(n > 0 ? n : 1) * sizeof(int32_t));
-    unsigned char* seen = (unsigned char*)calloc((size_t)(n > 0 ? n : 1), 1);
+    int32_t* bins = (int32_t*)gm_host_alloc(n, sizeof(int32_t));
+    unsigned char* seen = (unsigned char*)gm_host_calloc(n, 1);
     if (!bins || !seen) {
         free(bins);
         free(seen);

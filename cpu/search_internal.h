@@ -11,8 +11,10 @@
 #include <omp.h>
 #endif
 
+#include "geomops/host_alloc.h"
 #include "geomops/search.h"
 #include "geomops/search_math.h"
+#include "interrupt_omp.h"
 #include "isa.h"
 
 #define GM_ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -27,7 +29,8 @@ struct gm_search_plan {
 };
 
 /* Stable LSD radix sort of (key, value) pairs by key, keys <= max_key. Uses num_threads
- * threads; the result does not depend on it (a stable sort has one answer). */
+ * threads; the result does not depend on it (a stable sort has one answer). Called by the
+ * launching thread outside parallel regions: it polls for interrupts between its passes. */
 int gm_search_radix_sort(uint64_t* keys, int64_t* vals, int64_t n, uint64_t max_key, int num_threads);
 
 /* row_splits[0] = 0; row_splits[i+1] += row_splits[i]; returns the total (or -1 on overflow). */

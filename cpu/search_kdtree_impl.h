@@ -44,11 +44,13 @@ static void GM_TFN(kd_heapsort)(GM_TFN(kd_pt) * a, int64_t n, int dim) {
 }
 
 /* Puts the element of rank k (by (c[dim], idx)) at a[k], smaller ones before, larger after.
- * Median-of-3 quickselect; falls back to heapsort if it stops shrinking fast enough. */
-static void GM_TFN(kd_select)(GM_TFN(kd_pt) * a, int64_t n, int64_t k, int dim) {
+ * Median-of-3 quickselect; falls back to heapsort if it stops shrinking fast enough. Returns
+ * early, the order unfinished, when the call was interrupted (checked once per partition). */
+static void GM_TFN(kd_select)(GM_TFN(kd_pt) * a, int64_t n, int64_t k, int dim, gm_stop* stop) {
     int64_t lo = 0, hi = n - 1;
     int budget = 2 * 64;
     while (hi > lo) {
+        if (gm_stopped(stop)) return;
         if (hi - lo < 16 || --budget == 0) {
             if (hi - lo < 16) {
                 for (int64_t i = lo + 1; i <= hi; ++i) {
@@ -123,8 +125,8 @@ static int GM_TFN(kd_build)(const gm_tree_search_params* p, GM_TFN(kd_tree) * t)
     const int nt = gm_threads(p->num_threads);
     memset(t, 0, sizeof(*t));
     t->nb = nb;
-    t->depth = (int*)malloc((size_t)nb * sizeof(int));
-    t->node_off = (int64_t*)malloc((size_t)(nb + 1) * sizeof(int64_t));
+    t->depth = (int*)gm_host_alloc(nb, sizeof(int));
+    t->node_off = (int64_t*)gm_host_alloc(nb + 1, sizeof(int64_t));
     if (!t->depth || !t->node_off) return GM_ERR_NOMEM;
     int64_t nodes = 0;
     for (int64_t b = 0; b < nb; ++b) {
@@ -134,22 +136,22 @@ static int GM_TFN(kd_build)(const gm_tree_search_params* p, GM_TFN(kd_tree) * t)
         if (m > 0) nodes += ((int64_t)2 << t->depth[b]) - 1;
     }
     t->node_off[nb] = nodes;
-    const size_t nn = (size_t)(n > 0 ? n : 1), nodes_alloc = (size_t)(nodes > 0 ? nodes : 1);
-    t->x = (GM_T*)malloc(nn * sizeof(GM_T));
-    t->y = (GM_T*)malloc(nn * sizeof(GM_T));
-    t->z = (GM_T*)malloc(nn * sizeof(GM_T));
-    t->idx = (int64_t*)malloc(nn * sizeof(int64_t));
-    t->nstart = (int64_t*)malloc(nodes_alloc * sizeof(int64_t));
-    t->nend = (int64_t*)malloc(nodes_alloc * sizeof(int64_t));
-    t->ndim = (unsigned char*)malloc(nodes_alloc);
-    t->nlo = (GM_T*)malloc(nodes_alloc * sizeof(GM_T));
-    t->nhi = (GM_T*)malloc(nodes_alloc * sizeof(GM_T));
-    GM_TFN(kd_pt)* a = (GM_TFN(kd_pt)*)malloc(nn * sizeof(GM_TFN(kd_pt)));
+    t->x = (GM_T*)gm_host_alloc(n, sizeof(GM_T));
+    t->y = (GM_T*)gm_host_alloc(n, sizeof(GM_T));
+    t->z = (GM_T*)gm_host_alloc(n, sizeof(GM_T));
+    t->idx = (int64_t*)gm_host_alloc(n, sizeof(int64_t));
+    t->nstart = (int64_t*)gm_host_alloc(nodes, sizeof(int64_t));
+    t->nend = (int64_t*)gm_host_alloc(nodes, sizeof(int64_t));
+    t->ndim = (unsigned char*)gm_host_alloc(nodes, 1);
+    t->nlo = (GM_T*)gm_host_alloc(nodes, sizeof(GM_T));
+    t->nhi = (GM_T*)gm_host_alloc(nodes, sizeof(GM_T));
+    GM_TFN(kd_pt)* a = (GM_TFN(kd_pt)*)gm_host_alloc(n, sizeof(GM_TFN(kd_pt)));
     if (!t->x || !t->y || !t->z || !t->idx || !t->nstart || !t->nend || !t->ndim || !t->nlo || !t->nhi ||
         !a) {
         free(a);
         return GM_ERR_NOMEM;
     }
+    gm_stop stop = 0;
 #pragma omp parallel for schedule(static) num_threads(nt) if (n > 16384)
     for (int64_t i = 0; i < n; ++i) {
         a[i].c[0] = pts[3 * i];
@@ -163,10 +165,11 @@ static int GM_TFN(kd_build)(const gm_tree_search_params* p, GM_TFN(kd_tree) * t)
         t->nstart[off] = p->points_row_splits[b];
         t->nend[off] = p->points_row_splits[b + 1];
         const int64_t s0 = t->nstart[off], e0 = t->nend[off];
-        for (int d = 0; d < t->depth[b]; ++d) {
+        for (int d = 0; d < t->depth[b] && !atomic_load(&stop); ++d) {
             const int64_t first = ((int64_t)1 << d) - 1, count = (int64_t)1 << d;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (count > 1 && e0 - s0 > 8192)
             for (int64_t i = first; i < first + count; ++i) {
+                if (gm_stopped(&stop)) continue;
                 const int64_t s = t->nstart[off + i], e = t->nend[off + i];
                 GM_T mn[3], mx[3];
                 for (int k = 0; k < 3; ++k) mn[k] = mx[k] = a[s].c[k];
@@ -179,7 +182,7 @@ static int GM_TFN(kd_build)(const gm_tree_search_params* p, GM_TFN(kd_tree) * t)
                 for (int k = 1; k < 3; ++k)
                     if (mx[k] - mn[k] > mx[dim] - mn[dim]) dim = k;
                 const int64_t mid = s + (e - s) / 2;
-                GM_TFN(kd_select)(a + s, e - s, mid - s, dim);
+                GM_TFN(kd_select)(a + s, e - s, mid - s, dim, &stop);
                 GM_T lmax = a[s].c[dim];
                 for (int64_t j = s + 1; j < mid; ++j) lmax = a[j].c[dim] > lmax ? a[j].c[dim] : lmax;
                 t->ndim[off + i] = (unsigned char)dim;
@@ -191,6 +194,10 @@ static int GM_TFN(kd_build)(const gm_tree_search_params* p, GM_TFN(kd_tree) * t)
                 t->nend[off + 2 * i + 2] = e;
             }
         }
+    }
+    if (atomic_load(&stop)) {
+        free(a);
+        return GM_ERR_INTERRUPTED;
     }
 #pragma omp parallel for schedule(static) num_threads(nt) if (n > 16384)
     for (int64_t i = 0; i < n; ++i) {
@@ -239,8 +246,8 @@ static int GM_TFN(kd_query_order)(const gm_tree_search_params* p, const GM_TFN(k
     const int64_t nq = p->num_queries;
     const int nt = gm_threads(p->num_threads);
     const GM_T* queries = (const GM_T*)p->queries;
-    uint64_t* keys = (uint64_t*)malloc((size_t)(nq > 0 ? nq : 1) * sizeof(uint64_t));
-    int64_t* ord = (int64_t*)malloc((size_t)(nq > 0 ? nq : 1) * sizeof(int64_t));
+    uint64_t* keys = (uint64_t*)gm_host_alloc(nq, sizeof(uint64_t));
+    int64_t* ord = (int64_t*)gm_host_alloc(nq, sizeof(int64_t));
     *out = ord;
     if (!keys || !ord) {
         free(keys);
@@ -267,7 +274,7 @@ static int GM_TFN(kd_query_order)(const gm_tree_search_params* p, const GM_TFN(k
     free(keys);
     if (st != GM_OK) return st;
     /* the coordinates in processing order: one gather loop instead of a cache miss per query */
-    GM_T* qsrt = (GM_T*)malloc((size_t)(nq > 0 ? nq : 1) * 3 * sizeof(GM_T));
+    GM_T* qsrt = (GM_T*)gm_host_alloc(3 * nq, sizeof(GM_T));
     *qsorted = qsrt;
     if (!qsrt) return GM_ERR_NOMEM;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nq > 16384)
@@ -514,21 +521,22 @@ static int GM_TFN(kd_knn_run)(const GM_TFN(kd_plan) * pl, void* index, GM_T* dis
     const int64_t nchunks = (nq + KD_CHUNK - 1) / KD_CHUNK;
     const GM_TFN(kd_knn_chunk_fn) chunk = GM_ISA_PICK(GM_TFN(kd_knn_chunk));
     atomic_int err = GM_OK;
+    gm_stop stop = 0;
 #pragma omp parallel num_threads(nt) if (nchunks > 16)
     {
-        GM_T* hd = (GM_T*)malloc((size_t)kk * sizeof(GM_T));
-        int64_t* hi = (int64_t*)malloc((size_t)kk * sizeof(int64_t));
+        GM_T* hd = (GM_T*)gm_host_alloc(kk, sizeof(GM_T));
+        int64_t* hi = (int64_t*)gm_host_alloc(kk, sizeof(int64_t));
         if (!hd || !hi) gm_search_fail(&err, GM_ERR_NOMEM);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t c = 0; c < nchunks; ++c) {
-            if (!hd || !hi) continue;
+            if (!hd || !hi || gm_stopped(&stop)) continue;
             const int64_t qs = c * KD_CHUNK, qe = qs + KD_CHUNK < nq ? qs + KD_CHUNK : nq;
             chunk(pl, qs, qe, index, distance, cnt, hd, hi);
         }
         free(hd);
         free(hi);
     }
-    return gm_search_failed(&err);
+    return gm_stop_status(&stop, gm_search_failed(&err));
 }
 
 static int GM_TFN(kd_knn_fill)(gm_search_plan* base, void* index, void* distance) {
@@ -569,11 +577,12 @@ static int GM_TFN(kd_knn_count)(const gm_tree_search_params* p, int64_t* rs, int
         *out = &pl->base;
         return GM_OK;
     }
-    int st = nq > INT64_MAX / 16 / kk ? GM_ERR_NOMEM : GM_OK;
+    /* the dense rows of ignore_query_point: nq kk entries (the output has at most as many) */
+    int st = nq > INT64_MAX / 16 / kk ? gm_host_nomem((double)nq * (double)kk * 16.0) : GM_OK;
     pl->kk = kk;
     if (st == GM_OK) {
-        pl->row_base = (int64_t*)malloc((size_t)nb * sizeof(int64_t));
-        pl->row_len = (int64_t*)malloc((size_t)nb * sizeof(int64_t));
+        pl->row_base = (int64_t*)gm_host_alloc(nb, sizeof(int64_t));
+        pl->row_len = (int64_t*)gm_host_alloc(nb, sizeof(int64_t));
         if (!pl->row_base || !pl->row_len) st = GM_ERR_NOMEM;
     }
     if (st == GM_OK) st = GM_TFN(kd_build)(p, &pl->t);
@@ -591,9 +600,9 @@ static int GM_TFN(kd_knn_count)(const gm_tree_search_params* p, int64_t* rs, int
             pl->row_base[b] = qsp[b] * kk;
             pl->row_len[b] = kk;
         }
-        pl->tmp_index = malloc((size_t)(nq * kk) * (p->index_is64 ? 8 : 4));
-        pl->tmp_dist = p->return_distances ? (GM_T*)malloc((size_t)(nq * kk) * sizeof(GM_T)) : NULL;
-        pl->tmp_cnt = (int64_t*)malloc((size_t)nq * sizeof(int64_t));
+        pl->tmp_index = gm_host_alloc(nq * kk, p->index_is64 ? 8 : 4);
+        pl->tmp_dist = p->return_distances ? (GM_T*)gm_host_alloc(nq * kk, sizeof(GM_T)) : NULL;
+        pl->tmp_cnt = (int64_t*)gm_host_alloc(nq, sizeof(int64_t));
         if (!pl->tmp_index || (p->return_distances && !pl->tmp_dist) || !pl->tmp_cnt) st = GM_ERR_NOMEM;
         if (st == GM_OK) st = GM_TFN(kd_knn_run)(pl, pl->tmp_index, pl->tmp_dist, pl->tmp_cnt);
         if (st == GM_OK) {
@@ -625,12 +634,14 @@ static int GM_TFN(kd_radius_fill)(gm_search_plan* base, void* index, void* dista
     const int64_t nchunks = (nq + KD_CHUNK - 1) / KD_CHUNK;
     const GM_TFN(kd_radius_chunk_fn) chunk = GM_ISA_PICK(GM_TFN(kd_radius_chunk));
     atomic_int err = GM_OK;
+    gm_stop stop = 0;
 #pragma omp parallel num_threads(nt) if (nchunks > 16)
     {
         int64_t cap = 0, *jbuf = NULL;
         GM_T* dbuf = NULL;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t c = 0; c < nchunks; ++c) {
+            if (gm_stopped(&stop)) continue;
             int64_t qs = c * KD_CHUNK;
             const int64_t qe = qs + KD_CHUNK < nq ? qs + KD_CHUNK : nq;
             while (qs < qe && !gm_search_failed(&err)) {
@@ -642,8 +653,8 @@ static int GM_TFN(kd_radius_fill)(gm_search_plan* base, void* index, void* dista
                     free(jbuf);
                     free(dbuf);
                     cap = need + need / 2 + 64;
-                    jbuf = (int64_t*)malloc((size_t)cap * sizeof(int64_t));
-                    dbuf = (GM_T*)malloc((size_t)cap * sizeof(GM_T));
+                    jbuf = (int64_t*)gm_host_alloc(cap, sizeof(int64_t));
+                    dbuf = (GM_T*)gm_host_alloc(cap, sizeof(GM_T));
                     if (!jbuf || !dbuf) {
                         free(jbuf);
                         free(dbuf);
@@ -658,7 +669,7 @@ static int GM_TFN(kd_radius_fill)(gm_search_plan* base, void* index, void* dista
         free(jbuf);
         free(dbuf);
     }
-    return gm_search_failed(&err);
+    return gm_stop_status(&stop, gm_search_failed(&err));
 }
 
 static int GM_TFN(kd_radius_count)(const gm_tree_search_params* p, int64_t* rs, int64_t* total,
@@ -672,8 +683,8 @@ static int GM_TFN(kd_radius_count)(const gm_tree_search_params* p, int64_t* rs, 
         *out = &pl->base;
         return GM_OK;
     }
-    pl->cnt_s = (int64_t*)calloc((size_t)nq, sizeof(int64_t));
-    pl->start_s = (int64_t*)malloc((size_t)nq * sizeof(int64_t));
+    pl->cnt_s = (int64_t*)gm_host_calloc(nq, sizeof(int64_t));
+    pl->start_s = (int64_t*)gm_host_alloc(nq, sizeof(int64_t));
     int st = GM_TFN(kd_build)(p, &pl->t);
     if (st == GM_OK) st = GM_TFN(kd_query_order)(p, &pl->t, &pl->qord, &pl->qsrt);
     if (st == GM_OK && (!pl->cnt_s || !pl->start_s)) st = GM_ERR_NOMEM;
@@ -683,10 +694,16 @@ static int GM_TFN(kd_radius_count)(const gm_tree_search_params* p, int64_t* rs, 
     }
     const int64_t nchunks = (nq + KD_CHUNK - 1) / KD_CHUNK;
     const GM_TFN(kd_radius_chunk_fn) chunk = GM_ISA_PICK(GM_TFN(kd_radius_chunk));
+    gm_stop stop = 0;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nchunks > 16)
     for (int64_t c = 0; c < nchunks; ++c) {
+        if (gm_stopped(&stop)) continue;
         const int64_t qs = c * KD_CHUNK, qe = qs + KD_CHUNK < nq ? qs + KD_CHUNK : nq;
         chunk(pl, qs, qe, 0, NULL, NULL, NULL, NULL, 0, NULL);
+    }
+    if (atomic_load(&stop)) {
+        GM_TFN(kd_destroy)(&pl->base);
+        return GM_ERR_INTERRUPTED;
     }
     for (int64_t i = 0; i < nq; ++i) rs[pl->qord[i] + 1] = pl->cnt_s[i];
     const int64_t n = gm_search_prefix_sum(rs, nq);

@@ -120,6 +120,7 @@ int stats_launch(const T* a, int64_t n, gm_array_stats* out, cudaStream_t stream
         next = t;
         m = m2;
     }
+    GM_CUDA_WAIT_IDLE(stream, "an array check");
     GM_CUDA_TRY(cudaMemcpyAsync(out, cur, sizeof *out, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync");
     GM_CUDA_TRY(cudaMemcpyAsync(&out->first, a, sizeof(T), cudaMemcpyDeviceToHost, stream),
                 "cudaMemcpyAsync");
@@ -459,6 +460,7 @@ extern "C" int gm_array_masked_nonfinite_cuda(const float* values, int64_t rows,
     st = gm_cuda_check_launch("a finiteness check");
     if (st != GM_OK) return st;
     unsigned long long host[2] = {0, 0};
+    GM_CUDA_WAIT_IDLE(s, "a finiteness check");
     GM_CUDA_TRY(cudaMemcpyAsync(host, acc.ptr, sizeof host, cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync");
     GM_CUDA_TRY(cudaStreamSynchronize(s), "cudaStreamSynchronize");
     *count = (int64_t)host[0];

@@ -109,6 +109,7 @@ static int gm_cconv_make_plan(const int64_t* splits, int64_t num_rows, int64_t c
     if (st != GM_OK) return st;
     GM_CUDA_RUN(gm_cconv_sample_splits_kernel, plan->count + 1, s, "the chunk plan kernel", splits, num_rows,
                 cols, plan->count, dev.ptr);
+    GM_CUDA_WAIT_IDLE(s, "the chunk plan");
     GM_CUDA_TRY(cudaMemcpyAsync(plan->first, dev.ptr, (size_t)(plan->count + 1) * sizeof(int64_t),
                                 cudaMemcpyDeviceToHost, s),
                 "cudaMemcpyAsync");

@@ -117,6 +117,7 @@ extern "C" int gm_cuda_malloc(void** p, size_t bytes, int dev) {
     *p = nullptr;
     GM_CUDA_TRY(cudaSetDevice(dev), "cudaSetDevice");
     if (bytes == 0) return GM_OK;
+    if (bytes > SIZE_MAX / 2) return gm_cuda_oom((double)bytes, "an array");  // no size class holds it
     const size_t cls = size_class(bytes);
     if ((*p = cache_take(cls, dev)) != nullptr) return GM_OK;
     cudaError_t err = cudaMalloc(p, cls);
@@ -155,6 +156,8 @@ extern "C" int gm_cuda_release_cached(void) {
 extern "C" int gm_cuda_memcpy(void* dst, const void* src, size_t bytes, void* stream) {
     if (bytes == 0) return GM_OK;
     cudaStream_t s = (cudaStream_t)stream;
+    // wait for the queued kernels interruptibly first: the copy itself waits uninterruptibly
+    GM_CUDA_WAIT_IDLE(s, "a copy");
     GM_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, s), "cudaMemcpyAsync");
     GM_CUDA_TRY(cudaStreamSynchronize(s), "cudaStreamSynchronize");
     return GM_OK;
@@ -181,6 +184,7 @@ extern "C" int gm_cuda_stream_destroy(void* stream) {
 }
 
 extern "C" int gm_cuda_stream_synchronize(void* stream) {
+    GM_CUDA_WAIT_IDLE((cudaStream_t)stream, "a stream synchronisation");
     GM_CUDA_TRY(cudaStreamSynchronize((cudaStream_t)stream), "cudaStreamSynchronize");
     return GM_OK;
 }

@@ -21,6 +21,7 @@
 
 #include "geomops/common.h"
 #include "geomops/cuda_api.h"
+#include "geomops/interrupt.h"
 
 // Launch `kernel` on a grid of `grid` blocks of `block` threads on `stream`. The emulation runs
 // every thread in order on the calling host thread.
@@ -55,10 +56,23 @@ static inline unsigned gm_cuda_blocks(int64_t n) {
 // ---- status ------------------------------------------------------------------------------------
 // Map a CUDA error to a GM_* status and record the reason for gm_cuda_last_error() (cuda/status.cu).
 int gm_cuda_fail(cudaError_t err, const char* what);
-// GM_ERR_NOMEM with "could not allocate <bytes> bytes of device memory for <what>".
-int gm_cuda_oom(size_t bytes, const char* what);
-// GM_OK after a launch, or the launch error mapped by gm_cuda_fail.
+// GM_ERR_NOMEM with "could not allocate <bytes> bytes of device memory for <what>" (a double: a size
+// that overflowed size_t is reported too).
+int gm_cuda_oom(double bytes, const char* what);
+// GM_OK after a launch, the launch error mapped by gm_cuda_fail, or GM_ERR_INTERRUPTED when an
+// interrupt is pending (geomops/interrupt.h: the launchers poll here, between their launches).
 int gm_cuda_check_launch(const char* what);
+// Waits until the work queued on `stream` is done, polling for interrupts meanwhile. On
+// GM_ERR_INTERRUPTED that work still runs on the device: call it before a read-back into host
+// memory (whose copy would block uninterruptibly), never after one.
+int gm_cuda_wait_idle(cudaStream_t stream, const char* what);
+
+// Before a read-back into host memory: wait (interruptibly) for the stream's queued work.
+#define GM_CUDA_WAIT_IDLE(stream, what)                                                                      \
+    do {                                                                                                     \
+        const int gm_wst_ = gm_cuda_wait_idle(stream, what);                                                 \
+        if (gm_wst_ != GM_OK) return gm_wst_;                                                                \
+    } while (0)
 
 #define GM_CUDA_TRY(call, what)                                                                              \
     do {                                                                                                     \
@@ -80,12 +94,13 @@ struct gm_dev_buffer {
     gm_dev_buffer(const gm_dev_buffer&) = delete;
     gm_dev_buffer& operator=(const gm_dev_buffer&) = delete;
     ~gm_dev_buffer() { gm_dev_free(ptr, stream); }
-    // GM_OK or GM_ERR_NOMEM; count 0 allocates nothing.
+    // GM_OK or GM_ERR_NOMEM (also when count * sizeof(T) overflows); count 0 allocates nothing.
     int alloc(size_t count, cudaStream_t s, const char* what) {
         gm_dev_free(ptr, stream);
         ptr = nullptr;
         stream = s;
         if (count == 0) return GM_OK;
+        if (count > SIZE_MAX / sizeof(T)) return gm_cuda_oom((double)count * (double)sizeof(T), what);
         return gm_dev_alloc((void**)&ptr, count * sizeof(T), s, what);
     }
 };

@@ -228,6 +228,7 @@ int backprop_run(const gm_pg_backprop_params* p, cudaStream_t s) {
         if (st != GM_OK) return st;
     }
     int32_t worst = INT32_MAX;
+    GM_CUDA_WAIT_IDLE(s, "the pose gradients");
     GM_CUDA_TRY(cudaMemcpyAsync(&worst, bad, sizeof worst, cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync");
     GM_CUDA_TRY(cudaStreamSynchronize(s), "cudaStreamSynchronize");
     *p->bad_id = worst == INT32_MAX ? 0 : worst;

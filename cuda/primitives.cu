@@ -7,6 +7,7 @@
 #include <cub/device/device_scan.cuh>
 #else
 #include <algorithm>
+#include <new>
 #include <numeric>
 #include <vector>
 #endif
@@ -41,7 +42,12 @@ int gm_dev_sort_pairs_u64(const uint64_t* keys_in, uint64_t* keys_out, const int
 #if defined(GM_CUDA_EMULATE)
     (void)stream;
     (void)key_bits;
-    std::vector<int64_t> order((size_t)n);
+    std::vector<int64_t> order;
+    try {  // an exception must not cross the launcher's C interface
+        order.resize((size_t)n);
+    } catch (const std::bad_alloc&) {
+        return gm_cuda_oom((double)n * sizeof(int64_t), "a radix sort (emulation)");
+    }
     std::iota(order.begin(), order.end(), (int64_t)0);
     std::stable_sort(order.begin(), order.end(),
                      [&](int64_t a, int64_t b) { return keys_in[a] < keys_in[b]; });
@@ -67,6 +73,7 @@ int gm_dev_sort_pairs_u64(const uint64_t* keys_in, uint64_t* keys_out, const int
 }
 
 int gm_dev_read_i64(const int64_t* dev, int64_t* host, cudaStream_t stream) {
+    GM_CUDA_WAIT_IDLE(stream, "a device count");
     GM_CUDA_TRY(cudaMemcpyAsync(host, dev, sizeof(int64_t), cudaMemcpyDeviceToHost, stream),
                 "cudaMemcpyAsync");
     GM_CUDA_TRY(cudaStreamSynchronize(stream), "cudaStreamSynchronize");

@@ -267,6 +267,7 @@ int raster_run(const gm_raster_params* p, cudaStream_t s) {
         if (st != GM_OK) return st;
         st = gm_dev_exclusive_scan_i64(counts.ptr + nf, ref_off, nf, s);
         if (st != GM_OK) return st;
+        GM_CUDA_WAIT_IDLE(s, "the triangle setup");
         GM_CUDA_TRY(cudaMemcpyAsync(&totals[0], piece_off + nf, sizeof(int64_t), cudaMemcpyDeviceToHost, s),
                     "cudaMemcpyAsync");
         GM_CUDA_TRY(cudaMemcpyAsync(&totals[1], ref_off + nf, sizeof(int64_t), cudaMemcpyDeviceToHost, s),

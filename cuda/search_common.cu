@@ -73,6 +73,7 @@ int gm_search_finish_count(const int64_t* counts, int64_t* starts, int64_t* row_
                                     cudaMemcpyDeviceToDevice, stream),
                     "cudaMemcpyAsync");
     int64_t host[2];
+    GM_CUDA_WAIT_IDLE(stream, "a search count");
     GM_CUDA_TRY(cudaMemcpyAsync(host, back.ptr, sizeof host, cudaMemcpyDeviceToHost, stream),
                 "cudaMemcpyAsync");
     GM_CUDA_TRY(cudaStreamSynchronize(stream), "cudaStreamSynchronize");

@@ -407,6 +407,7 @@ extern "C" int gm_grid_matches_cuda(const gm_grid* g, const void* points, int64_
         if (st != GM_OK) return st;
     }
     int differ = 0;
+    GM_CUDA_WAIT_IDLE(s, "a grid check");
     GM_CUDA_TRY(cudaMemcpyAsync(&differ, flag.ptr, sizeof(int), cudaMemcpyDeviceToHost, s),
                 "cudaMemcpyAsync");
     GM_CUDA_TRY(cudaStreamSynchronize(s), "cudaStreamSynchronize");

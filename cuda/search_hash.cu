@@ -127,6 +127,7 @@ extern "C" int gm_verify_spatial_hash_table_cuda(const gm_hash_table_params* p, 
     st = gm_cuda_check_launch("a hash table check");
     if (st != GM_OK) return st;
     int host = 1;
+    GM_CUDA_WAIT_IDLE(s, "a hash table check");
     GM_CUDA_TRY(cudaMemcpyAsync(&host, bad.ptr, sizeof(int), cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync");
     GM_CUDA_TRY(cudaStreamSynchronize(s), "cudaStreamSynchronize");
     *valid = !host;

@@ -88,7 +88,7 @@ static int knn_count(gm_knn_plan* pl, int64_t* row_splits, int64_t* total) {
         return GM_OK;
     }
     // ignore_query_point: search now, keep the rows, free the grid before the caller allocates
-    if ((uint64_t)total0 > SIZE_MAX / 16) return GM_ERR_NOMEM;
+    if ((uint64_t)total0 > SIZE_MAX / 16) return gm_cuda_oom((double)total0 * 16.0, "the kNN rows");
     const size_t tsize = p->dtype == GM_FLOAT32 ? sizeof(float) : sizeof(double);
     st = gm_search_plan_alloc(pl, (void**)&pl->starts, (size_t)(nq + 1) * sizeof(int64_t), what);
     if (st == GM_OK) st = gm_search_plan_alloc(pl, (void**)&pl->tidx, (size_t)total0 * sizeof(int64_t), what);

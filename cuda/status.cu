@@ -1,9 +1,12 @@
 // Status mapping and device memory for the whole CUDA backend (declared in cuda/gm_cuda.cuh):
 // every CUDA error becomes a GM_* code, and the reason, in plain words, is kept per host thread
 // for gm_cuda_last_error().
+#include "gm_cuda.cuh"
+
 #include <stdio.h>
 
-#include "gm_cuda.cuh"
+#include <chrono>
+#include <thread>
 
 namespace {
 thread_local char g_last_error[512];
@@ -53,18 +56,34 @@ int gm_cuda_fail(cudaError_t err, const char* what) {
     }
 }
 
-int gm_cuda_oom(size_t bytes, const char* what) {
+int gm_cuda_oom(double bytes, const char* what) {
     cudaGetLastError();
     int dev = 0;
     cudaGetDevice(&dev);
     snprintf(g_last_error, sizeof g_last_error,
-             "could not allocate %zu bytes of device memory for %s (device %d)", bytes, what, dev);
+             "could not allocate %.0f bytes of device memory for %s (device %d)", bytes, what, dev);
     return GM_ERR_NOMEM;
 }
 
 int gm_cuda_check_launch(const char* what) {
     cudaError_t err = cudaGetLastError();
-    return err == cudaSuccess ? GM_OK : gm_cuda_fail(err, what);
+    if (err != cudaSuccess) return gm_cuda_fail(err, what);
+    return gm_interrupt_poll() ? GM_ERR_INTERRUPTED : GM_OK;
+}
+
+int gm_cuda_wait_idle(cudaStream_t stream, const char* what) {
+    // Spin (yielding) a little for short waits, then sleep between queries: an idle host thread,
+    // and an interrupt noticed within GM_INTERRUPT_INTERVAL_MS plus the sleep.
+    for (int round = 0;; ++round) {
+        const cudaError_t err = cudaStreamQuery(stream);
+        if (err == cudaSuccess) return GM_OK;
+        if (err != cudaErrorNotReady) return gm_cuda_fail(err, what);
+        if (gm_interrupt_poll()) return GM_ERR_INTERRUPTED;
+        if (round < 1000)
+            std::this_thread::yield();
+        else
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
 }
 
 int gm_dev_alloc(void** p, size_t bytes, cudaStream_t stream, const char* what) {

@@ -28,6 +28,8 @@
 
 #include <algorithm>
 
+#include "geomops/interrupt.h"
+
 #define __global__
 #define __device__
 #define __host__
@@ -43,7 +45,9 @@ struct dim3 {
 namespace gm_emu {
 inline thread_local dim3 thread_idx, block_idx, block_dim, grid_dim;
 
-// Runs kernel body `fn` for every thread of the grid, blocks and threads in ascending order.
+// Runs kernel body `fn` for every thread of the grid, blocks and threads in ascending order. Between
+// threads it polls for an interrupt (geomops/interrupt.h): once one is pending the remaining
+// threads are skipped and the launcher's gm_cuda_check_launch reports GM_ERR_INTERRUPTED.
 template <class F>
 inline void launch(dim3 grid, dim3 block, F&& fn) {
     grid_dim = grid;
@@ -55,6 +59,7 @@ inline void launch(dim3 grid, dim3 block, F&& fn) {
                 for (unsigned tz = 0; tz < block.z; ++tz)
                     for (unsigned ty = 0; ty < block.y; ++ty)
                         for (unsigned tx = 0; tx < block.x; ++tx) {
+                            if (gm_interrupt_poll()) return;
                             thread_idx = dim3(tx, ty, tz);
                             fn();
                         }
@@ -151,6 +156,7 @@ typedef enum cudaError {
     cudaErrorSystemDriverMismatch = 803,
     cudaErrorCompatNotSupportedOnDevice = 804,
     cudaErrorDevicesUnavailable = 46,
+    cudaErrorNotReady = 600,
     cudaErrorUnknown = 999
 } cudaError_t;
 
@@ -288,6 +294,9 @@ inline cudaError_t cudaStreamDestroy(cudaStream_t) {
 }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) {
     return cudaSuccess;
+}
+inline cudaError_t cudaStreamQuery(cudaStream_t) {
+    return cudaSuccess;  // everything ran when it was queued
 }
 inline cudaError_t cudaEventCreate(cudaEvent_t* e) {
     *e = NULL;

@@ -37,7 +37,8 @@ enum {
     GM_ERR_OVERFLOW = 3,    /* a count does not fit the requested index type */
     GM_ERR_UNSUPPORTED = 4, /* an option combination that this backend does not implement */
     GM_ERR_NO_DEVICE = 5,   /* no usable CUDA driver or device */
-    GM_ERR_DEVICE = 6       /* any other CUDA runtime or launch error */
+    GM_ERR_DEVICE = 6,      /* any other CUDA runtime or launch error */
+    GM_ERR_INTERRUPTED = 7  /* the interrupt handler asked the call to stop (geomops/interrupt.h) */
 };
 
 #endif /* GEOMOPS_COMMON_H */

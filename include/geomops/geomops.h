@@ -69,7 +69,8 @@ typedef enum geomops_status {
     GEOMOPS_ERROR_NO_DEVICE = 5,        /* no usable CUDA driver or device */
     GEOMOPS_ERROR_DEVICE = 6,           /* any other CUDA runtime error */
     GEOMOPS_ERROR_STRUCT_SIZE = 7,      /* a versioned struct with an unknown `size` */
-    GEOMOPS_ERROR_INTERNAL = 8          /* a kernel refused validated arguments: a bug, please report */
+    GEOMOPS_ERROR_INTERNAL = 8,         /* a kernel refused validated arguments: a bug, please report */
+    GEOMOPS_ERROR_INTERRUPTED = 9       /* the interrupt handler asked the call to stop */
 } geomops_status;
 
 /* Element types. GEOMOPS_DTYPE_DEFAULT is "not set": accepted only where a field says so. */
@@ -111,6 +112,14 @@ GEOMOPS_API const char* geomops_status_string(geomops_status status);
 /* Frees the device memory that CUDA calls keep for reuse (blocks of the temporaries the C API
  * allocates, cached by size, up to 2 GiB in all). Nothing to do without CUDA. */
 GEOMOPS_API geomops_status geomops_release_cuda_cache(void);
+
+/* Interrupting long calls. A handler, when one is set, is called by long-running calls between
+ * chunks of their work (at most every 50 ms, on the thread that made the call, never on a
+ * worker thread); when it returns nonzero the call frees its temporaries and returns
+ * GEOMOPS_ERROR_INTERRUPTED, its outputs undefined. A typical handler reads a flag that a
+ * SIGINT handler set. NULL (the default) removes it: calls then run to the end. Process-wide. */
+typedef int (*geomops_interrupt_handler)(void);
+GEOMOPS_API void geomops_set_interrupt_handler(geomops_interrupt_handler handler);
 
 /* ---- continuous convolution ------------------------------------------------------------------ *
  * Open3D-ML's continuous_conv family with the semantics of geomops.ops (docs/cconv.md): for

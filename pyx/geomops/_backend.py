@@ -25,6 +25,7 @@ from numpy.typing import DTypeLike, NDArray
 
 from . import _cpu
 from . import _device
+from . import _memory
 from ._device import AnyArray, BindingModule, CudaStream, DeviceArray
 
 _T = TypeVar("_T")
@@ -73,7 +74,7 @@ class Backend:
     def empty(self, shape: Sequence[SupportsIndex], dtype: DTypeLike) -> AnyArray:
         """An uninitialised output array in this backend's memory."""
         if not self.is_cuda:
-            return np.empty(shape, dtype)
+            return _memory.host_empty(shape, dtype)
         assert self.device_id is not None
         return _device.empty(self.module, shape, dtype, self.device_id)
 
@@ -511,7 +512,7 @@ def op_call(device: Optional[str] = None, stream: object = None, *, optional: It
             if _device.is_device_array(v):
                 args[k] = _device.as_device_array(v, k)
                 device_inputs.append(args[k])
-    with call_stream(be, stream, inputs=device_inputs) as cs:
+    with call_stream(be, stream, inputs=device_inputs) as cs, _memory.call_scope():
         call = OpCall()
         call.be = be.on_stream(cs.handle)
         call.on_device = on_device

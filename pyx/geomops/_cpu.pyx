@@ -10,7 +10,7 @@ this module only through ``geomops._backend``), releases the GIL and calls the C
 
 cimport openmp
 
-from geomops._c_common cimport GM_FLOAT32, GM_FLOAT64, buffer_address, check_status
+from geomops._c_common cimport GM_FLOAT32, GM_FLOAT64, buffer_address, check_status, install_interrupt_handler
 
 cdef extern from "isa.h" nogil:
     int gm_cpu_isa()
@@ -18,6 +18,9 @@ cdef extern from "isa.h" nogil:
     const char* gm_cpu_isa_name(int isa)
     int gm_cpu_isa_request_ignored()
     int GM_ISA_COUNT  # a macro in isa.h
+
+
+install_interrupt_handler()
 
 
 def max_threads():

@@ -6,8 +6,11 @@
 
 from libc.stdint cimport uintptr_t
 
-from geomops._c_common cimport GM_OK, GM_ERR_NO_DEVICE, buffer_address, check_status
+from geomops._c_common cimport GM_OK, GM_ERR_NO_DEVICE, buffer_address, check_status, install_interrupt_handler
 from geomops._c_cuda cimport *
+
+
+install_interrupt_handler()
 
 
 class CudaError(RuntimeError):
@@ -20,9 +23,7 @@ def last_error():
 
 
 cdef inline int _check(int status) except -1:
-    if status == GM_OK:
-        return 0
-    return check_status(status, "CUDA", last_error())
+    return check_status(status, "CUDA", None if status == GM_OK else last_error())
 
 
 cdef inline size_t _addr(a) except? 0:

@@ -27,6 +27,8 @@ from typing import Any, NamedTuple, NoReturn, Optional, Protocol, SupportsIndex,
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from . import _memory
+
 __all__ = ["DeviceArray", "to_device", "as_device_array", "is_device_array"]
 
 # DLDeviceType values (DLPack)
@@ -379,15 +381,16 @@ def stats(a: DeviceArray) -> ArrayStats:
 def empty(module: BindingModule, shape: Sequence[SupportsIndex], dtype: DTypeLike, device_id: int) -> DeviceArray:
     """An uninitialised DeviceArray on ``device_id`` of binding module ``module``."""
     dtype = np.dtype(dtype)
-    n = 1
-    for s in shape:
-        n *= int(s)
-    buf = module.DeviceBuffer(n * dtype.itemsize, device_id)
+    nbytes = _memory.array_nbytes(shape, dtype)
+    _memory.check_device(nbytes, f"an array of shape {tuple(int(s) for s in shape)} and dtype {dtype}")
+    buf = module.DeviceBuffer(nbytes, device_id)
     return DeviceArray(buf, buf.ptr, shape, dtype, device_id, module)
 
 
 def from_host(module: BindingModule, a: ArrayLike, device_id: int) -> DeviceArray:
     """Copy a NumPy array to a new C-contiguous DeviceArray."""
+    if isinstance(a, np.ndarray) and not a.flags.c_contiguous:
+        _memory.check_host(a.nbytes, f"a contiguous copy of an array of shape {a.shape}")
     a = np.asarray(a, order="C")  # (np.ascontiguousarray makes 0-d arrays 1-d)
     d = empty(module, a.shape, a.dtype, device_id)
     if a.nbytes:

@@ -23,7 +23,7 @@ from typing import Any, Optional
 import numpy as np
 from numpy.typing import DTypeLike
 
-from . import _device
+from . import _device, _memory
 from ._device import AnyArray, DeviceArray
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -58,12 +58,26 @@ def is_absent(x: object) -> bool:
     return a.ndim == 1 and a.shape[0] == 0
 
 
-def contiguous(a: AnyArray, dtype: Optional[DTypeLike] = None) -> AnyArray:
+def contiguous(a: AnyArray, dtype: Optional[DTypeLike] = None, name: Optional[str] = None) -> AnyArray:
     """``np.ascontiguousarray(a, dtype)`` for NumPy arrays; a DeviceArray (always C-contiguous)
-    is converted on its device when ``dtype`` differs."""
+    is converted on its device when ``dtype`` differs. A copy that cannot fit in memory (e.g. of a
+    broadcast view) raises MemoryError naming ``name`` and the bytes."""
+    check_copy(a, dtype, name)
     if isinstance(a, DeviceArray):
         return a if dtype is None else a.astype(dtype)
     return np.asarray(a, dtype=dtype, order="C")  # unlike np.ascontiguousarray, keeps a 0-d array 0-d
+
+
+def check_copy(a: AnyArray, dtype: Optional[DTypeLike], name: Optional[str]) -> None:
+    """MemoryError (naming ``name`` and the bytes) when ``a`` would be copied, to C order or to
+    ``dtype``, and the copy cannot fit: e.g. a broadcast view of a huge shape."""
+    target = a.dtype if dtype is None else np.dtype(dtype)
+    if isinstance(a, DeviceArray):
+        if target != a.dtype:
+            _memory.check_device(_memory.array_nbytes(a.shape, target), f"{name or 'an input'} as {target}")
+    elif not (a.flags.c_contiguous and a.dtype == target):
+        _memory.check_host(_memory.array_nbytes(a.shape, target),
+                           f"a contiguous {target} copy of {name or 'an input'} (shape {a.shape})")
 
 
 def value_range(a: AnyArray) -> tuple[Any, Any]:
@@ -129,9 +143,10 @@ def float_array(x: object, name: str, *, ndim: Optional[int] = None, shape: Opti
                                 "all float inputs of one call must share a dtype")
             raise TypeError(f"{name} has dtype {a.dtype} but the op's float inputs are {np.dtype(dtype)}; "
                             "all float inputs of one call must share a dtype")
+        check_copy(a, dtype, name)
         a = a.astype(dtype)
     check_shape(a, name, ndim=ndim, shape=shape)
-    return contiguous(a)
+    return contiguous(a, name=name)
 
 
 def check_shape(a: AnyArray, name: str, *, ndim: Optional[int] = None,
@@ -181,7 +196,7 @@ def index_array(x: object, name: str, *, num_points: Optional[int] = None, point
     if a.dtype not in allow:
         raise TypeError(f"{name} must be " + " or ".join(str(d) for d in allow) + f", got dtype {a.dtype}")
     check_shape(a, name, ndim=1)
-    a = contiguous(a)
+    a = contiguous(a, name=name)
     if num_points is not None:
         check_index_range(a, name, num_points, points_of)
     return a
@@ -219,7 +234,7 @@ def row_splits(x: object, name: str, *, num_rows: Optional[int] = None, rows_of:
         raise ValueError(f"{name} must have {num_rows + 1} entries (number of rows + 1), got {a.shape[0]}")
     if a.shape[0] < 1:
         raise ValueError(f"{name} must have at least one entry (it starts with 0)")
-    a = contiguous(a, np.int64)
+    a = contiguous(a, np.int64, name)
     if isinstance(a, DeviceArray):
         s = _device.stats(a)
         first, last, decreasing = s.first, s.last, s.decreasing > 0

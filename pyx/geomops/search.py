@@ -50,6 +50,7 @@ class _SearchPlan(Protocol):
 
     def fill(self, index: Any, distance: Any = None) -> None: ...
 _INT32_MAX = np.iinfo(np.int32).max
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 class NeighborSearchResult(NamedTuple):
@@ -622,7 +623,7 @@ def knn_search(points: ArrayInput, queries: ArrayInput, k: int, points_row_split
         kk = check_int(k, "k")
         if kk < 1:
             raise ValueError(f"k must be greater than zero, got {kk}")
-        return kk
+        return min(kk, _INT64_MAX)  # a query gets min(k, n_b) neighbors: any larger k means "all"
 
     with _backend.op_call(device, stream, points=points, queries=queries, points_row_splits=points_row_splits,
                           queries_row_splits=queries_row_splits) as c:

@@ -407,6 +407,38 @@ static void test_cconv_case(const char* name) {
     fx_close(&f);
 }
 
+/* An interrupt handler stops a call (GEOMOPS_ERROR_INTERRUPTED, the handler asked on the calling
+ * thread); without one the same call runs to the end with the same result. */
+static int g_interrupts;
+static int interrupt_now(void) {
+    ++g_interrupts;
+    return 1;
+}
+
+static void test_interrupt(const char* name) {
+    g_test = "interrupt";
+    fixture f;
+    if (!fx_open(&f, name)) return;
+    const geomops_exec ex = exec_for_test();
+    geomops_cconv_args a = GEOMOPS_CCONV_ARGS_INIT;
+    geomops_cconv_options o = GEOMOPS_CCONV_OPTIONS_INIT;
+    cconv_forward_args(&f, &a);
+    cconv_options(&f, &o);
+    const void* e_out;
+    size_t n_out;
+    void* out = out_like(&f, "expected_out", &e_out, &n_out);
+    geomops_set_interrupt_handler(interrupt_now);
+    const geomops_status st = geomops_continuous_conv(&ex, &a, &o, out);
+    geomops_set_interrupt_handler(NULL);
+    CHECK(st == GEOMOPS_ERROR_INTERRUPTED && g_interrupts > 0 && strstr(geomops_last_error(), "interrupted"),
+          "with a handler that says stop: %s (%s), handler called %d times", geomops_status_string(st),
+          geomops_last_error(), g_interrupts);
+    OK(geomops_continuous_conv(&ex, &a, &o, out));
+    const int out_dtype = o.output_type ? o.output_type : a.dtype;
+    compare_conv("continuous_conv after an interrupted call", out_dtype, a.dtype, out, e_out, n_out);
+    fx_close(&f);
+}
+
 static void test_cconv_transpose_case(const char* name) {
     g_test = name;
     fixture f;
@@ -1498,6 +1530,7 @@ int main(int argc, char** argv) {
         test_cconv_case(cconv[i]);
         test_cconv_transpose_case(cconv_t[i]);
     }
+    test_interrupt("cconv_a");
     test_invert("invert_int32");
     test_invert("invert_int64");
     static const char* const reduce[] = {"reduce_float32", "reduce_float64", "reduce_int32", "reduce_int64"};
