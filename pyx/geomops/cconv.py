@@ -783,13 +783,11 @@ def invert_neighbors_list(num_points: int, inp_neighbors_index: ArrayInput, inp_
         if has_attrs and (attrs.ndim < 1 or attrs.shape[0] != idx.shape[0]):
             raise ValueError(f"inp_neighbors_attributes must have shape [{idx.shape[0]}, ...] (one row per "
                              f"entry of inp_neighbors_index) or [0], got shape {tuple(attrs.shape)}")
-        what, need = f"num_points={num_points}: the inverted row splits ([num_points + 1] int64)", (num_points + 1) * 8
-        if not be.is_cuda or getattr(be.module, "EMULATED", False) or need >= 1 << 63:  # host memory, or too much
-            V.check_host_bytes(need, what)
         try:
             out_index, out_splits, perm = _invert(be, num_points, be.from_host(idx), be.from_host(rs))
-        except MemoryError as exc:
-            raise MemoryError(f"{what} need {need} bytes: {exc}") from None
+        except MemoryError as exc:  # say which argument asked for it
+            raise MemoryError(f"num_points={num_points}: the inverted row splits ([num_points + 1] int64): {exc}") \
+                from None
         if not has_attrs:
             out_attrs = be.from_host(np.empty(0, attrs.dtype)) if c.on_device else attrs.copy()
         elif be.is_cuda:
