@@ -9,9 +9,23 @@ import contextlib
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import geomops
 from geomops import _backend
+
+# Hypothesis profiles. "ci": a fixed number of examples, derandomized (the same examples every
+# run), no deadline; chosen when CI=true. "dev" (the default): the same count, random examples.
+# "long": for a long fuzzing run by hand: GEOMOPS_FUZZ=long pytest tests/test_fuzz_*.py (or
+# HYPOTHESIS_PROFILE=long; either variable picks any registered profile).
+# Tests with their own max_examples keep it; the fuzz tests scale the profile's (fuzz_util).
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None, print_blob=True,
+                          suppress_health_check=_SLOW_OK)
+settings.register_profile("dev", max_examples=40, deadline=None, suppress_health_check=_SLOW_OK)
+settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=_SLOW_OK)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or os.environ.get("GEOMOPS_FUZZ")
+                      or ("ci" if os.environ.get("CI") == "true" else "dev"))
 
 REQUIRE_CUDA = os.environ.get("GEOMOPS_REQUIRE_CUDA") == "1"
 BACKENDS = ["cpu", "cuda-emu"] + (["cuda"] if geomops.cuda_available() or REQUIRE_CUDA else [])

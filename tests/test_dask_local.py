@@ -79,7 +79,7 @@ def test_cloud_conv_is_the_search_and_the_op(dtype):
 def test_cloud_conv_validates_and_is_immutable():
     with pytest.raises(ValueError, match="extent must be > 0"):
         _conv().__class__(np.ones((1, 1, 1, 2, 2), np.float32), 0.0)
-    with pytest.raises(ValueError, match="filters must have shape"):
+    with pytest.raises(ValueError, match=r"filters must have 5 dimensions, got shape \(2, 2\)"):
         CloudConv(np.ones((2, 2), np.float32), 0.1)
     with pytest.raises(ValueError, match="metric"):
         _conv(metric="L3")

@@ -488,7 +488,7 @@ def test_from_buffers_shapes_and_dtypes():
     (dict(instance_index=np.zeros((4, 5), bool)), TypeError, "instance_index"),
     (dict(instance_index=np.zeros((4, 5), np.float32)), TypeError, "instance_index"),
     (dict(instance_index=np.zeros((4, 5, 2), np.int16)), ValueError, "instance_index"),
-    (dict(depth=np.ones((4, 6))), ValueError, r"depth must have shape \(4, 5\)"),
+    (dict(depth=np.ones((4, 6))), ValueError, r"depth has shape \(4, 6\) but instance_index is 4x5 .*\(4, 5\)"),
     (dict(depth=np.ones((4, 5), np.int32)), TypeError, "depth"),
     (dict(object_coordinates=np.ones((4, 5, 4))), ValueError, r"object_coordinates must have shape \(4, 5, 3\)"),
     (dict(rgb=np.ones((4, 5, 2))), ValueError, "rgb"),

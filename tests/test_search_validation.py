@@ -74,7 +74,7 @@ def test_bad_radii(device):
         (np.where(np.arange(10) == 2, -1, R).astype(np.float32), ValueError, "radii"),
         (np.where(np.arange(10) == 2, np.nan, R).astype(np.float32), ValueError, "radii"),
         (["a"] * 10, TypeError, "radii"),
-        (0.2, ValueError, "radii"),
+        (-0.2, ValueError, "radii"),  # a scalar is given to every query (test_mismatch_errors), but checked
     ]
     for radii, exc, match in bad:
         with pytest.raises(exc, match=match):

@@ -156,21 +156,28 @@ def _float(x: object, name: str, dtype: DTypeLike, shape: Sequence[Optional[int]
 
 
 def _filters(filters: object, dtype: DTypeLike) -> AnyArray:
-    f = _float(filters, "filters", dtype, (None,) * 5)
+    f = V.float_array(adapt(filters, "filters", dtype), "filters", dtype=dtype)
+    if f.ndim != 5:
+        raise ValueError(f"filters must be a 5-D array [D, H, W, Cin, Cout] (depth, height, width, input "
+                         f"channels, output channels), got a {f.ndim}-D array of shape {tuple(f.shape)}")
     if min(f.shape) < 1:
         raise ValueError(f"filters must have shape [depth, height, width, in_channels, out_channels] with "
                          f"each filter dimension >= 1, got shape {tuple(f.shape)}")
     return f
 
 
-def _extents(extents: object, dtype: DTypeLike, rows: int, rows_name: str) -> AnyArray:
+def _extents(extents: object, dtype: DTypeLike, rows: int, rows_of: str) -> AnyArray:
+    """Extents: a scalar or [1|rows, 1|3], ``rows`` the points of argument ``rows_of``."""
     e = V.as_array(adapt(extents, "extents", dtype), "extents")
     if e.ndim == 0:
         e = e.reshape(1, 1)
     e = V.float_array(e, "extents", dtype=dtype)
+    forms = f"a scalar or have shape [1, 1], [1, 3], [{rows}, 1] or [{rows}, 3] ({rows_of}.shape[0] = {rows})"
+    if e.ndim == 2 and e.shape[1] in (1, 3) and e.shape[0] not in (1, rows):
+        raise V.mismatch("extents", 0, e.shape[0], "rows", f"{rows_of} has {rows} points ({rows_of}.shape[0]); "
+                         f"extents must be {forms}")
     if e.ndim != 2 or e.shape[1] not in (1, 3) or e.shape[0] not in (1, rows):
-        raise ValueError(f"extents must be a scalar or have shape [1, 1], [1, 3], [{rows_name}, 1] or "
-                         f"[{rows_name}, 3] with {rows_name} = {rows}, got shape {tuple(e.shape)}")
+        raise ValueError(f"extents must be {forms}, got shape {tuple(e.shape)}")
     if e.size and not V.all_finite(e, above=0):
         raise ValueError("extents must be finite and > 0")
     return e
@@ -187,18 +194,31 @@ def _positions(x: object, name: str, dtype: DTypeLike) -> AnyArray:
     return _float(x, name, dtype, (None, 3))
 
 
-def _neighbors(index: object, splits: object, importance: object, *, num_rows: int, rows_name: str, num_points: int,
-               points_name: str, dtype: DTypeLike, index_name: str = "neighbors_index",
+def _features(x: object, num_points: int, in_channels: int, dtype: DTypeLike) -> AnyArray:
+    """inp_features: [num_inp_points, Cin], both sizes named after the arguments they come from."""
+    feat = V.float_array(adapt(x, "inp_features", dtype), "inp_features", dtype=dtype)
+    if feat.ndim != 2:
+        raise ValueError(f"inp_features must be a 2-D array [num_inp_points, in_channels] = [{num_points}, "
+                         f"{in_channels}], got shape {tuple(feat.shape)}")
+    if feat.shape[0] != num_points:
+        raise V.mismatch("inp_features", 0, feat.shape[0], "rows",
+                         f"inp_positions has {num_points} points (inp_positions.shape[0])")
+    if feat.shape[1] != in_channels:
+        raise V.mismatch("inp_features", 1, feat.shape[1], "channels",
+                         f"filters expects {in_channels} (filters.shape[3], Cin)")
+    return feat
+
+
+def _neighbors(index: object, splits: object, importance: object, *, num_rows: int, rows_of: str, num_points: int,
+               points_of: str, dtype: DTypeLike, index_name: str = "neighbors_index",
                splits_name: str = "neighbors_row_splits",
                importance_name: str = "neighbors_importance") -> tuple[AnyArray, AnyArray, Optional[AnyArray]]:
     idx = V.index_array(index, index_name)
-    rs = V.row_splits(splits, splits_name, num_rows=num_rows, total=idx.shape[0])
-    if idx.size:
-        lo, hi = V.value_range(idx)
-        if lo < 0 or hi >= num_points:
-            bad = int(lo) if lo < 0 else int(hi)
-            raise ValueError(f"{index_name} contains {bad}, outside [0, {num_points}) ({points_name})")
-    imp = V.optional_float(adapt(importance, importance_name, dtype), importance_name, length=idx.shape[0], dtype=dtype)
+    rs = V.row_splits(splits, splits_name, num_rows=num_rows, rows_of=rows_of, total=idx.shape[0],
+                      total_of=index_name)
+    V.check_index_range(idx, index_name, num_points, points_of)
+    imp = V.optional_float(adapt(importance, importance_name, dtype), importance_name, length=idx.shape[0],
+                           dtype=dtype, length_of=index_name)
     return idx, rs, imp
 
 
@@ -213,12 +233,12 @@ def _common(dtype: np.dtype[Any], filters: object, out_positions: object, extent
     xo = _positions(out_positions, "out_positions", dtype)
     xi = _positions(inp_positions, "inp_positions", dtype)
     no, ni = xo.shape[0], xi.shape[0]
-    feat = _float(inp_features, "inp_features", dtype, (ni, f.shape[3]))
-    e = _extents(extents, dtype, *((ni, "num_inp_points") if extents_per_input else (no, "num_out_points")))
+    feat = _features(inp_features, ni, f.shape[3], dtype)
+    e = _extents(extents, dtype, *((ni, "inp_positions") if extents_per_input else (no, "out_positions")))
     o = _offset(offset, dtype)
     idx, rs, imp = _neighbors(neighbors_index, neighbors_row_splits, neighbors_importance,
-                              num_rows=no, rows_name="num_out_points", num_points=ni,
-                              points_name="num_inp_points", dtype=dtype)
+                              num_rows=no, rows_of="out_positions", num_points=ni,
+                              points_of="inp_positions", dtype=dtype)
     return f, xo, xi, feat, e, o, idx, rs, imp
 
 
@@ -236,7 +256,7 @@ def prepare_forward(filters: object, out_positions: object, extents: object, off
                                                   inp_features, neighbors_index, neighbors_row_splits,
                                                   neighbors_importance, extents_per_input=False)
     ii = V.optional_float(adapt(inp_importance, "inp_importance", dtype), "inp_importance",
-                          length=xi.shape[0], dtype=dtype)
+                          length=xi.shape[0], dtype=dtype, length_of="inp_positions")
     return ConvCall(False, dtype, f, xo, xi, e, o, feat, inp_importance=ii, neighbors_index=idx,
                     neighbors_importance=imp, neighbors_row_splits=rs)
 
@@ -264,28 +284,37 @@ def prepare_transpose(filters: object, out_positions: object, out_importance: ob
                                                   inp_features, neighbors_index, neighbors_row_splits,
                                                   neighbors_importance, extents_per_input=True)
     no, ni = xo.shape[0], xi.shape[0]
-    oi = V.optional_float(adapt(out_importance, "out_importance", dtype), "out_importance", length=no, dtype=dtype)
+    oi = V.optional_float(adapt(out_importance, "out_importance", dtype), "out_importance", length=no, dtype=dtype,
+                          length_of="out_positions")
     isum = V.optional_float(adapt(inp_neighbors_importance_sum, "inp_neighbors_importance_sum", dtype),
-                            "inp_neighbors_importance_sum", length=ni,
-                            dtype=dtype)
+                            "inp_neighbors_importance_sum", length=ni, dtype=dtype, length_of="inp_positions")
     e_count = idx.shape[0]
     inv_idx = None
     if inp_neighbors_index is not None:
         inv_idx = V.index_array(inp_neighbors_index, "inp_neighbors_index")
         if inv_idx.shape[0] != e_count:
-            raise ValueError(f"inp_neighbors_index must have the same length as neighbors_index ({e_count}), "
-                             f"got {inv_idx.shape[0]}")
-        if inv_idx.size:
-            lo, hi = V.value_range(inv_idx)
-            if lo < 0 or hi >= no:
-                raise ValueError(f"inp_neighbors_index contains values outside [0, {no}) (num_out_points)")
-    inv_rs = V.row_splits(inp_neighbors_row_splits, "inp_neighbors_row_splits", num_rows=ni, total=e_count)
+            raise V.mismatch("inp_neighbors_index", 0, inv_idx.shape[0], "entries",
+                             f"neighbors_index has {e_count} (neighbors_index.shape[0]); both lists hold the same "
+                             "neighbor entries")
+        V.check_index_range(inv_idx, "inp_neighbors_index", no, "out_positions")
+    inv_rs = V.row_splits(inp_neighbors_row_splits, "inp_neighbors_row_splits", num_rows=ni, rows_of="inp_positions",
+                          total=e_count, total_of="neighbors_index")
     return ConvCall(True, dtype, f, xo, xi, e, o, feat, out_importance=oi, neighbors_index=idx,
                     neighbors_importance=imp, neighbors_row_splits=rs, inp_neighbors_index=inv_idx,
                     inp_neighbors_importance_sum=isum, inp_neighbors_row_splits=inv_rs)
 
 
 def gradient(out_features_gradient: object, call: ConvCall) -> AnyArray:
-    """Validate out_features_gradient: [num_out_points, out_channels] in the call's dtype."""
-    return V.float_array(adapt(out_features_gradient, "out_features_gradient", call.dtype), "out_features_gradient",
-                         shape=(call.out_positions.shape[0], call.filters.shape[4]), dtype=call.dtype)
+    """Validate out_features_gradient: [num_out_points, out_channels] in the call's dtype (the
+    shape of the op's output)."""
+    name = "out_features_gradient"
+    no, cout = call.out_positions.shape[0], call.filters.shape[4]
+    g = V.float_array(adapt(out_features_gradient, name, call.dtype), name, dtype=call.dtype)
+    if g.ndim != 2:
+        raise ValueError(f"{name} must have the op's output shape [num_out_points, out_channels] = [{no}, {cout}], "
+                         f"got shape {tuple(g.shape)}")
+    if g.shape[0] != no:
+        raise V.mismatch(name, 0, g.shape[0], "rows", f"the op's output has {no} (out_positions.shape[0])")
+    if g.shape[1] != cout:
+        raise V.mismatch(name, 1, g.shape[1], "channels", f"the op's output has {cout} (filters.shape[4], Cout)")
+    return g

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import sys
 from types import ModuleType
 from typing import Optional, SupportsIndex, TextIO
 
+import numpy as np
+
 from . import _cpu
 
 _num_threads: Optional[int] = None  # None: OpenMP's default (OMP_NUM_THREADS or the core count)
+MAX_THREADS = 1 << 16  # more threads than any machine has cores; beyond, thread creation fails
 
 _cuda: Optional[ModuleType]
 CUDA_IMPORT_ERROR: Optional[ImportError]
@@ -31,11 +35,7 @@ def set_num_threads(n: Optional[int]) -> None:
     every kernel is bitwise deterministic for any thread count.
     """
     global _num_threads
-    if n is not None:
-        n = int(n)
-        if n < 1:
-            raise ValueError(f"num_threads must be >= 1 or None, got {n}")
-    _num_threads = n
+    _num_threads = None if n is None else resolve_num_threads(n)
 
 
 def get_num_threads() -> int:
@@ -47,14 +47,17 @@ def resolve_num_threads(num_threads: Optional[SupportsIndex]) -> int:
     """Validate a per-call ``num_threads`` argument and return the effective count."""
     if num_threads is None:
         return get_num_threads()
-    if isinstance(num_threads, bool) or not isinstance(num_threads, int):
+    if isinstance(num_threads, (bool, np.bool_)):
+        raise TypeError(f"num_threads must be an int or None, got {type(num_threads).__name__}")
+    if not isinstance(num_threads, int):
         try:
-            import operator
             num_threads = operator.index(num_threads)
         except TypeError:
             raise TypeError(f"num_threads must be an int or None, got {type(num_threads).__name__}") from None
     if num_threads < 1:
         raise ValueError(f"num_threads must be >= 1 or None, got {num_threads}")
+    if num_threads > MAX_THREADS:  # OpenMP exits the process when it cannot create the threads
+        raise ValueError(f"num_threads must be <= {MAX_THREADS}, got {num_threads}")
     return int(num_threads)
 
 

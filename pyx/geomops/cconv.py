@@ -767,7 +767,8 @@ def invert_neighbors_list(num_points: int, inp_neighbors_index: ArrayInput, inp_
         be = c.be
         num_points = V.check_int(num_points, "num_points", minimum=0)
         idx = V.index_array(c.args["inp_neighbors_index"], "inp_neighbors_index")
-        rs = V.row_splits(c.args["inp_neighbors_row_splits"], "inp_neighbors_row_splits", total=idx.shape[0])
+        rs = V.row_splits(c.args["inp_neighbors_row_splits"], "inp_neighbors_row_splits", total=idx.shape[0],
+                          total_of="inp_neighbors_index")
         if idx.size:
             lo, hi = V.value_range(idx)
             if lo < 0 or hi >= num_points:
@@ -782,7 +783,11 @@ def invert_neighbors_list(num_points: int, inp_neighbors_index: ArrayInput, inp_
         if has_attrs and (attrs.ndim < 1 or attrs.shape[0] != idx.shape[0]):
             raise ValueError(f"inp_neighbors_attributes must have shape [{idx.shape[0]}, ...] (one row per "
                              f"entry of inp_neighbors_index) or [0], got shape {tuple(attrs.shape)}")
-        out_index, out_splits, perm = _invert(be, num_points, be.from_host(idx), be.from_host(rs))
+        try:
+            out_index, out_splits, perm = _invert(be, num_points, be.from_host(idx), be.from_host(rs))
+        except MemoryError as exc:  # say which argument asked for it
+            raise MemoryError(f"num_points={num_points}: the inverted row splits ([num_points + 1] int64): {exc}") \
+                from None
         if not has_attrs:
             out_attrs = be.from_host(np.empty(0, attrs.dtype)) if c.on_device else attrs.copy()
         elif be.is_cuda:
@@ -822,7 +827,7 @@ def reduce_subarrays_sum(values: ArrayInput, row_splits: ArrayInput, *, num_thre
         V.check_shape(v, "values", ndim=1)
         if v.shape[0] == 0:
             return c.result(be.empty((0,), v.dtype))
-        rs = V.row_splits(c.args["row_splits"], "row_splits", total=v.shape[0])
+        rs = V.row_splits(c.args["row_splits"], "row_splits", total=v.shape[0], total_of="values")
         v = V.contiguous(v)
         if v.dtype.kind == "f":
             return c.result(_row_sums(be, be.from_host(v), be.from_host(rs), resolve_num_threads(num_threads)))

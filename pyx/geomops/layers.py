@@ -19,6 +19,7 @@ interleaves calls. Pickling keeps the configuration and the parameters, never a 
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Collection, Sequence
@@ -28,12 +29,13 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import _validate as V
+from ._cconv_args import COORDINATE_MAPPINGS, INTERPOLATIONS
 from ._device import AnyArray
 from .cconv import (CoordinateMapping, Interpolation, continuous_conv, continuous_conv_backward,
                     continuous_conv_transpose, continuous_conv_transpose_backward, invert_neighbors_list,
                     reduce_subarrays_sum)
-from .search import (METRICS, Metric, NeighborSearchResult, SpatialHashTable, fixed_radius_search, knn_search,
-                     radius_search)
+from .search import (METRICS, Metric, NeighborSearchResult, SpatialHashTable, _index_dtype, fixed_radius_search,
+                     knn_search, radius_search)
 
 __all__ = ["ContinuousConv", "ContinuousConvTranspose", "FixedRadiusSearch", "RadiusSearch", "KNNSearch",
            "LayerContext", "ContinuousConvLayerGradients", "ContinuousConvTransposeLayerGradients",
@@ -130,6 +132,50 @@ def _kernel_size(kernel_size: Union[int, Sequence[int]]) -> tuple[int, ...]:
     return tuple(V.check_int(k, "kernel_size", minimum=1) for k in sizes)
 
 
+def _float_param(x: object, name: str, dtype: np.dtype[Any], *, length: Optional[int] = None,
+                 per: Optional[str] = None) -> _FloatArray:
+    """``x`` (a real scalar, or with ``length`` also a [length] array) as a finite array of the
+    layer's ``dtype``; ``per`` says what the entries are one per, for the messages."""
+    a = V.as_array(x, name)
+    if a.dtype == np.bool_ or not V._convertible(a.dtype):
+        raise TypeError(f"{name} must be real (float or int), got dtype {a.dtype}")
+    if a.ndim > 1 or (a.ndim == 1 and a.shape[0] != length):
+        if length is None:
+            raise ValueError(f"{name} must be a scalar, got shape {a.shape}")
+        raise ValueError(f"{name} must be a scalar or have shape [{length}] (one per {per}), got shape {a.shape}")
+    with np.errstate(over="ignore"):  # out of dtype's range: reported below as not finite
+        out = np.asarray(a, dtype=dtype, order="C")  # keeps a 0-d array 0-d
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"{name} must be finite in {np.dtype(dtype)} (found NaN, inf or a value beyond its range)")
+    return cast("_FloatArray", out)
+
+
+def _user_lists(index: object, row_splits: object, importance: object, rows: tuple[str, _FloatArray],
+                points: tuple[str, _FloatArray], dtype: np.dtype[Any]
+                ) -> tuple[AnyArray, AnyArray, Optional[_FloatArray]]:
+    """Validated user neighbor lists (messages name the user_* arguments): for each row of
+    ``rows = (name, array)``, indices into ``points = (name, array)``."""
+    if row_splits is None:
+        raise ValueError("user_neighbors_row_splits must be given with user_neighbors_index")
+    idx = V.index_array(index, "user_neighbors_index", num_points=points[1].shape[0], points_of=points[0])
+    rs = V.row_splits(row_splits, "user_neighbors_row_splits", num_rows=rows[1].shape[0], rows_of=rows[0],
+                      total=idx.shape[0], total_of="user_neighbors_index")
+    imp = V.optional_float(importance, "user_neighbors_importance", length=idx.shape[0], dtype=dtype,
+                           length_of="user_neighbors_index")
+    return idx, rs, cast("Optional[_FloatArray]", imp)
+
+
+def _kernel_bytes(ks: tuple[int, ...], in_channels: int, filters: int, dtype: np.dtype[Any]) -> None:
+    """Refuse (MemoryError naming the arguments) a kernel the host cannot hold; the float64 draws of
+    the initialisation come first."""
+    n = ks[0] * ks[1] * ks[2] * in_channels * filters
+    V.check_host_bytes(n * (8 + np.dtype(dtype).itemsize),
+                       f"the kernel of kernel_size={ks}, in_channels={in_channels}, filters={filters}")
+    if n * 8 > np.iinfo(np.intp).max:
+        raise MemoryError(f"the kernel of kernel_size={ks}, in_channels={in_channels}, filters={filters} needs "
+                          f"{n * 8} bytes, more than an address space holds")
+
+
 # ---- the derivative of neighbor distances ------------------------------------------------------
 
 def _entry_rows(row_splits: ArrayLike) -> _Rows:
@@ -190,6 +236,21 @@ def _radius_scale(metric: Metric, radius: _Radius) -> _Radius:
 
 def _d_scale_d_radius(metric: Metric, radius: _Radius) -> Union[float, NDArray[np.float64]]:
     return 2 * radius if metric == "L2" else np.ones_like(radius)
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _ieee(method: _Method) -> _Method:
+    """Run a layer's forward/backward with NumPy's floating-point warnings off: like the ops'
+    kernels, the NumPy steps (dense center, bias, activation, gradients) let NaN and inf in the
+    feature data propagate and overflow round to inf, as IEEE arithmetic says; positions and
+    extents are checked."""
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return method(*args, **kwargs)
+    return cast("_Method", wrapper)
 
 
 # ---- the layer base ----------------------------------------------------------------------------
@@ -334,10 +395,20 @@ class _ConvLayer(_Layer[_FloatArray]):
         self.activation = activation
         self.activation_derivative = activation_derivative
         self._act, self._act_derivative = _activation(activation, activation_derivative)
-        self.dtype = np.dtype(dtype)
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
         if self.dtype not in V.FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
-        if radius_search_metric not in METRICS:
+        _kernel_bytes(ks, self.in_channels, self.filters, self.dtype)
+        V.check_bool(use_bias, "use_bias")
+        V.check_bool(use_dense_layer_for_center, "use_dense_layer_for_center")
+        V.check_bool(align_corners, "align_corners")
+        V.check_bool(normalize, "normalize")
+        V.check_option(coordinate_mapping, "coordinate_mapping", COORDINATE_MAPPINGS)
+        V.check_option(interpolation, "interpolation", INTERPOLATIONS)
+        if not isinstance(radius_search_metric, str) or radius_search_metric not in METRICS:
             raise ValueError(f"radius_search_metric must be one of {METRICS} but got {radius_search_metric!r}")
         if window_function is not None and not callable(window_function):
             raise TypeError("window_function must be callable or None")
@@ -346,7 +417,8 @@ class _ConvLayer(_Layer[_FloatArray]):
         self.conv_options: _ConvOptions = dict(align_corners=align_corners, coordinate_mapping=coordinate_mapping,
                                                interpolation=interpolation, normalize=normalize,
                                                max_temp_mem_MB=max_temp_mem_MB, num_threads=num_threads)
-        self.radius_search_ignore_query_points = bool(radius_search_ignore_query_points)
+        self.radius_search_ignore_query_points = V.check_bool(radius_search_ignore_query_points,
+                                                              "radius_search_ignore_query_points")
         self.radius_search_metric = radius_search_metric
         self.window_function = window_function
         self.window_function_derivative = window_function_derivative
@@ -357,7 +429,9 @@ class _ConvLayer(_Layer[_FloatArray]):
         self.dense_kernel = (rng.uniform(-0.05, 0.05, (self.in_channels, self.filters)).astype(self.dtype)
                              if use_dense_layer_for_center else None)
         self.offset: _FloatArray = np.zeros(3, self.dtype) if offset is None else \
-            cast("_FloatArray", V.float_array(np.asarray(offset, self.dtype), "offset", shape=(3,)))
+            _float_param(offset, "offset", self.dtype, length=3, per="axis")
+        if self.offset.ndim == 0:
+            raise ValueError("offset must have shape [3] (x, y, z), got a scalar")
         self._avg_neighbors: Optional[float] = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -376,16 +450,26 @@ class _ConvLayer(_Layer[_FloatArray]):
     def _inputs(self, inp_features: ArrayLike, inp_positions: ArrayLike, out_positions: ArrayLike, extents: ArrayLike,
                 per: Literal["input", "output"]) -> tuple[_FloatArray, _FloatArray, _FloatArray, _FloatArray]:
         """Validated features, positions and extents (a scalar or one per ``per`` point)."""
-        dt = self.dtype
-        feats = cast("_FloatArray", V.float_array(inp_features, "inp_features", shape=(None, self.in_channels),
-                                                  dtype=dt))
-        xi = cast("_FloatArray", V.float_array(inp_positions, "inp_positions", shape=(feats.shape[0], 3), dtype=dt))
-        xo = cast("_FloatArray", V.float_array(out_positions, "out_positions", shape=(None, 3), dtype=dt))
-        ext = np.asarray(extents, dtype=dt)
-        n = (xo if per == "output" else xi).shape[0]
-        if ext.ndim > 1 or (ext.ndim == 1 and ext.shape[0] != n):
-            raise ValueError(f"extents must be a scalar or have shape [{n}] (one per {per} point), got shape "
-                             f"{ext.shape}")
+        dt, layer = self.dtype, "the layer"
+        feats = cast("_FloatArray", V.float_array(inp_features, "inp_features", ndim=2, dtype=dt, dtype_of=layer))
+        if feats.shape[1] != self.in_channels:
+            raise V.mismatch("inp_features", 1, feats.shape[1], "channels",
+                             f"the layer has in_channels={self.in_channels} (kernel.shape[3] == {self.in_channels})")
+        xi = cast("_FloatArray", V.float_array(inp_positions, "inp_positions", shape=(None, 3), dtype=dt,
+                                               dtype_of=layer))
+        if xi.shape[0] != feats.shape[0]:
+            raise V.mismatch("inp_positions", 0, xi.shape[0], "points",
+                             f"inp_features has {feats.shape[0]} rows (inp_features.shape[0]): one position per "
+                             "feature row")
+        xo = cast("_FloatArray", V.float_array(out_positions, "out_positions", shape=(None, 3), dtype=dt,
+                                               dtype_of=layer))
+        for name, x in (("inp_positions", xi), ("out_positions", xo)):
+            if not V.all_finite(x):  # the neighbor search needs finite coordinates
+                raise ValueError(f"{name} must be finite (no NaN or inf coordinates)")
+        n, whose = (xo.shape[0], "out_positions") if per == "output" else (xi.shape[0], "inp_positions")
+        ext = _float_param(extents, "extents", dt, length=n, per=f"{per} point: {whose} has {n}")
+        if not np.all(ext > 0):
+            raise ValueError(f"extents must be > 0, got a minimum of {ext.min()}")
         return feats, xi, xo, ext
 
     def _search(self, points: _FloatArray, queries: _FloatArray, ext: _FloatArray,
@@ -394,12 +478,21 @@ class _ConvLayer(_Layer[_FloatArray]):
         """Neighbors of each query among ``points`` within extents/2, and the window's importance
         and its input (the normalised distances) when there is a window function."""
         metric = self.radius_search_metric
+        if hash_table is not None and ext.ndim:
+            raise ValueError(f"fixed_radius_search_hash_table is used with scalar extents only, but extents has shape "
+                             f"{ext.shape} (one per point: the layer runs radius_search)")
         want_dist = self.window_function is not None
         common: _RadiusOptions = dict(metric=metric, ignore_query_point=self.radius_search_ignore_query_points,
                       return_distances=want_dist, num_threads=self.num_threads)
         if ext.ndim == 0:
             radius = float(ext) / 2
-            nb = fixed_radius_search(points, queries, radius, hash_table=hash_table, **common)
+            try:
+                nb = fixed_radius_search(points, queries, radius, hash_table=hash_table, **common)
+            except (TypeError, ValueError) as exc:
+                if hash_table is None or "hash_table" not in str(exc):
+                    raise
+                raise type(exc)(f"fixed_radius_search_hash_table does not fit this call: {exc} (the layer searches "
+                                f"with radius extents / 2 = {radius})") from None
             u = cast("_FloatArray", nb.neighbors_distance) / _radius_scale(metric, radius) if want_dist else None
         else:
             radii = (ext / 2).astype(self.dtype)
@@ -429,7 +522,9 @@ class _ConvLayer(_Layer[_FloatArray]):
 
     def _check_dense(self, xi: _FloatArray, xo: _FloatArray) -> None:
         if self.dense_kernel is not None and xo.shape[0] != xi.shape[0]:
-            raise ValueError("use_dense_layer_for_center requires as many output as input points")
+            raise ValueError(f"out_positions has {xo.shape[0]} points (shape[0]) but inp_positions has {xi.shape[0]} "
+                             "(inp_positions.shape[0]): use_dense_layer_for_center needs the same input and output "
+                             "points")
 
     # -- backward helpers ----------------------------------------------------------------------
 
@@ -437,16 +532,26 @@ class _ConvLayer(_Layer[_FloatArray]):
         allowed = ("kernel", "bias", "dense_kernel", "inp_features", self._IMPORTANCE) + _POSITION_NAMES
         if wrt is None:
             return set(allowed[:5])
-        wrt = {wrt} if isinstance(wrt, str) else set(wrt)
-        bad = sorted(wrt - set(allowed))
+        if isinstance(wrt, str):
+            wrt = {wrt}
+        else:
+            try:
+                wrt = set(wrt)
+            except TypeError:
+                raise TypeError(f"wrt must be None, a name or a collection of names, got {type(wrt).__name__}") \
+                    from None
+        bad = sorted(repr(n) for n in wrt - set(allowed))
         if bad:
-            raise ValueError(f"wrt may name {allowed}, got {bad}")
+            raise ValueError(f"wrt may name {allowed}, got {', '.join(bad)}")
         return wrt
 
     def _grad_in(self, out_features_gradient: ArrayLike, ctx: LayerContext) -> _FloatArray:
         """The gradient w.r.t. the pre-activation output (the activation's derivative applied)."""
-        g = cast("_FloatArray", V.float_array(out_features_gradient, "out_features_gradient", shape=ctx.out.shape,
-                                              dtype=self.dtype))
+        g = cast("_FloatArray", V.float_array(out_features_gradient, "out_features_gradient", ndim=2,
+                                              dtype=self.dtype, dtype_of="the layer"))
+        if g.shape != ctx.out.shape:
+            raise ValueError(f"out_features_gradient has shape {g.shape} but the call's output has shape "
+                             f"{ctx.out.shape} ({ctx.out.shape[0]} output points, filters={self.filters})")
         if self._act is not None:
             if self._act_derivative is None:
                 raise TypeError(f"backward() needs the derivative of activation={self.activation!r}: pass "
@@ -528,6 +633,7 @@ class ContinuousConv(_ConvLayer):
         of a layer with a ``window_function``.
     """
 
+    @_ieee
     def forward(self, inp_features: ArrayLike, inp_positions: ArrayLike, out_positions: ArrayLike, extents: ArrayLike,
                 inp_importance: Optional[ArrayLike] = None,
                 fixed_radius_search_hash_table: Optional[SpatialHashTable] = None,
@@ -557,9 +663,8 @@ class ContinuousConv(_ConvLayer):
         self._check_dense(xi, xo)
         u = None
         if user_neighbors_index is not None:
-            if user_neighbors_row_splits is None:
-                raise ValueError("user_neighbors_row_splits must be given with user_neighbors_index")
-            idx, rs, imp = user_neighbors_index, user_neighbors_row_splits, user_neighbors_importance
+            idx, rs, imp = _user_lists(user_neighbors_index, user_neighbors_row_splits, user_neighbors_importance,
+                                       ("out_positions", xo), ("inp_positions", xi), self.dtype)
         else:
             idx, rs, imp, u = self._search(xi, xo, ext, fixed_radius_search_hash_table)
         ext2 = ext.reshape(1, 1) if ext.ndim == 0 else ext.reshape(-1, 1)
@@ -572,6 +677,7 @@ class ContinuousConv(_ConvLayer):
                            window_input=u)
         return out, ctx
 
+    @_ieee
     def backward(self, out_features_gradient: ArrayLike, context: Optional[LayerContext] = None, *,
                  wrt: Optional[Union[str, Collection[str]]] = None) -> ContinuousConvLayerGradients:
         """Gradients of ``sum(out * out_features_gradient)`` for a call.
@@ -657,6 +763,7 @@ class ContinuousConvTranspose(_ConvLayer):
 
     _IMPORTANCE = "out_importance"
 
+    @_ieee
     def forward(self, inp_features: ArrayLike, inp_positions: ArrayLike, out_positions: ArrayLike, extents: ArrayLike,
                 out_importance: Optional[ArrayLike] = None,
                 fixed_radius_search_hash_table: Optional[SpatialHashTable] = None,
@@ -688,12 +795,8 @@ class ContinuousConvTranspose(_ConvLayer):
         self._check_dense(xi, xo)
         u = None
         if user_neighbors_index is not None:
-            if user_neighbors_row_splits is None:
-                raise ValueError("user_neighbors_row_splits must be given with user_neighbors_index")
-            idx, rs = user_neighbors_index, user_neighbors_row_splits
-            imp = None if V.is_absent(user_neighbors_importance) else \
-                cast("_FloatArray", V.float_array(user_neighbors_importance, "user_neighbors_importance",
-                                                  dtype=self.dtype))
+            idx, rs, imp = _user_lists(user_neighbors_index, user_neighbors_row_splits, user_neighbors_importance,
+                                       ("inp_positions", xi), ("out_positions", xo), self.dtype)
         else:
             idx, rs, imp, u = self._search(xo, xi, ext, fixed_radius_search_hash_table)
         idx = V.index_array(idx, "neighbors_index")
@@ -715,6 +818,7 @@ class ContinuousConvTranspose(_ConvLayer):
                            perm=perm, window_input=u)
         return out, ctx
 
+    @_ieee
     def backward(self, out_features_gradient: ArrayLike, context: Optional[LayerContext] = None, *,
                  wrt: Optional[Union[str, Collection[str]]] = None) -> ContinuousConvTransposeLayerGradients:
         """Gradients of ``sum(out * out_features_gradient)`` for a call.
@@ -801,10 +905,7 @@ class _SearchLayer(_Layer[NeighborSearchResult]):
         self.metric = metric
         self.ignore_query_point = V.check_bool(ignore_query_point, "ignore_query_point")
         self.return_distances = V.check_bool(return_distances, "return_distances")
-        dt = np.dtype(index_dtype)
-        if dt not in V.INDEX_DTYPES:
-            raise TypeError(f"index_dtype must be int32 or int64, got {dt}")
-        self.index_dtype = dt
+        self.index_dtype = _index_dtype(index_dtype)
         self.num_threads = num_threads
 
     def _common(self) -> _SearchOptions:
@@ -816,6 +917,7 @@ class _SearchLayer(_Layer[NeighborSearchResult]):
         ctx = LayerContext(self, points=np.asarray(points), queries=np.asarray(queries), result=result, radii=radii)
         return result, ctx
 
+    @_ieee
     def backward(self, grad_distance: ArrayLike, context: Optional[LayerContext] = None) -> NeighborSearchGradients:
         """Gradients of ``sum(neighbors_distance * grad_distance)`` for a call (which must have
         returned distances).
@@ -833,13 +935,16 @@ class _SearchLayer(_Layer[NeighborSearchResult]):
                                "return_distances=True")
         res = ctx.result
         dist = res.neighbors_distance
-        g = V.float_array(grad_distance, "grad_distance", shape=dist.shape)
+        g = V.float_array(grad_distance, "grad_distance", ndim=1)
+        if g.shape != dist.shape:
+            raise V.mismatch("grad_distance", 0, g.shape[0], "entries",
+                             f"the call's neighbors_distance has {dist.shape[0]}: one gradient per neighbor")
         g = np.asarray(g, np.float64)
         rows = _entry_rows(res.neighbors_row_splits)
         pts, qs = ctx.points, ctx.queries
         d_radii = None
         if ctx.radii is not None:  # normalised distances: u = dist / scale(r)
-            r = np.asarray(ctx.radii, np.float64)[rows]
+            r = np.broadcast_to(np.asarray(ctx.radii, np.float64), (qs.shape[0],))[rows]  # a scalar: every query
             scale = _radius_scale(self.metric, r)
             d_radii = np.bincount(rows, weights=-g * dist * _d_scale_d_radius(self.metric, r) / scale,
                                   minlength=qs.shape[0]).astype(pts.dtype)
@@ -870,6 +975,7 @@ class FixedRadiusSearch(_SearchLayer):
         super().__init__(metric, ignore_query_point, return_distances, index_dtype, num_threads)
         self.max_hash_table_size = V.check_int(max_hash_table_size, "max_hash_table_size", minimum=1)
 
+    @_ieee
     def forward(self, points: ArrayLike, queries: ArrayLike, radius: float,
                 points_row_splits: Optional[ArrayLike] = None, queries_row_splits: Optional[ArrayLike] = None,
                 hash_table_size_factor: float = 1 / 64,
@@ -898,6 +1004,7 @@ class RadiusSearch(_SearchLayer):
         super().__init__(metric, ignore_query_point, return_distances, index_dtype, num_threads)
         self.normalize_distances = V.check_bool(normalize_distances, "normalize_distances")
 
+    @_ieee
     def forward(self, points: ArrayLike, queries: ArrayLike, radii: ArrayLike,
                 points_row_splits: Optional[ArrayLike] = None, queries_row_splits: Optional[ArrayLike] = None
                 ) -> tuple[NeighborSearchResult, LayerContext]:
@@ -905,7 +1012,8 @@ class RadiusSearch(_SearchLayer):
         See :func:`geomops.radius_search`."""
         result = radius_search(points, queries, radii, points_row_splits, queries_row_splits,
                                normalize_distances=self.normalize_distances, **self._common())
-        radii_kept = np.asarray(radii) if self.normalize_distances else None
+        # in the points' dtype, as the search used them (a float64 scalar for float32 points is rounded)
+        radii_kept = np.asarray(radii, dtype=result.neighbors_distance.dtype) if self.normalize_distances else None
         return self._result(result, points, queries, radii_kept)
 
 
@@ -924,6 +1032,7 @@ class KNNSearch(_SearchLayer):
                  index_dtype: DTypeLike = np.int32, num_threads: Optional[int] = None) -> None:
         super().__init__(metric, ignore_query_point, return_distances, index_dtype, num_threads)
 
+    @_ieee
     def forward(self, points: ArrayLike, queries: ArrayLike, k: int, points_row_splits: Optional[ArrayLike] = None,
                 queries_row_splits: Optional[ArrayLike] = None) -> tuple[NeighborSearchResult, LayerContext]:
         """The k nearest points of each query: ``(NeighborSearchResult, context)``.

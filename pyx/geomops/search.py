@@ -10,6 +10,7 @@ row splits are optional: ``docs/search.md`` lists every difference.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Optional, Protocol, Union
 
@@ -105,7 +106,7 @@ def _points(x: object, name: str, dtype: Optional[DTypeLike] = None) -> AnyArray
         x = np.asarray(x)  # lists of Python floats take the points' dtype; arrays must match it
         if x.dtype.kind in "fiu":
             x = x.astype(dtype)
-    a = float_array(x, name, shape=(None, 3), dtype=dtype)
+    a = float_array(x, name, shape=(None, 3), dtype=dtype, dtype_of=None if dtype is None else "points")
     if a.size and not all_finite(a):
         raise ValueError(f"{name} must be finite (no NaN or inf coordinates)")
     return a
@@ -119,14 +120,23 @@ def _default_splits(n: int, like: object) -> AnyArray:
     return splits
 
 
+def _item_splits(x: ArrayInput, name: str, total: int, total_of: str) -> AnyArray:
+    """Validated row splits of batch items (at least one item)."""
+    rs = row_splits(x, name, total=total, total_of=total_of)
+    if rs.shape[0] < 2:
+        raise ValueError(f"{name} must have at least 2 entries (batch size + 1, with at least one batch item), "
+                         f"got {rs.shape[0]}")
+    return rs
+
+
 def _batch_splits(points_row_splits: Optional[ArrayInput], queries_row_splits: Optional[ArrayInput], num_points: int,
                   num_queries: int, like: object = None) -> tuple[AnyArray, AnyArray]:
     """Validated batch row splits; absent ones default to one item, on the device of ``like``
     (the points) when it is a DeviceArray."""
     ps = (_default_splits(num_points, like) if points_row_splits is None
-          else row_splits(points_row_splits, "points_row_splits", total=num_points))
+          else _item_splits(points_row_splits, "points_row_splits", num_points, "points"))
     qs = (_default_splits(num_queries, like) if queries_row_splits is None
-          else row_splits(queries_row_splits, "queries_row_splits", total=num_queries))
+          else _item_splits(queries_row_splits, "queries_row_splits", num_queries, "queries"))
     if ps.shape[0] != qs.shape[0]:
         raise ValueError("points_row_splits and queries_row_splits must have the same length (batch size + 1), "
                          f"got {ps.shape[0]} and {qs.shape[0]}")
@@ -275,7 +285,7 @@ def build_spatial_hash_table(points: ArrayInput, radius: float, points_row_split
         max_size = check_int(max_hash_table_size, "max_hash_table_size", minimum=1)
         n = pts.shape[0]
         ps = (np.array([0, n], np.int64) if points_row_splits is None
-              else row_splits(c.args["points_row_splits"], "points_row_splits", total=n))
+              else _item_splits(c.args["points_row_splits"], "points_row_splits", n, "points"))
         nt = resolve_num_threads(num_threads)
         if n > _INT32_MAX:
             raise ValueError(f"points: the hash table stores int32 indices and cannot hold {n} points")
@@ -314,16 +324,18 @@ def _table_arrays(hash_table: HashTableInput, num_points: int, num_items: int) -
     if not isinstance(hash_table, (tuple, list)) or len(hash_table) != 3:
         raise TypeError("hash_table must be the 3-tuple (hash_table_index, hash_table_cell_splits, "
                         f"hash_table_splits) returned by build_spatial_hash_table, got {type(hash_table).__name__}")
-    index = index_array(hash_table[0], "hash_table.hash_table_index", num_points=num_points,
+    index = index_array(hash_table[0], "hash_table.hash_table_index", num_points=num_points, points_of="points",
                         allow=(np.dtype(np.int32),))
     cells = _int32_vector(hash_table[1], "hash_table.hash_table_cell_splits")
     splits = _int32_vector(hash_table[2], "hash_table.hash_table_splits")
     if index.shape[0] != num_points:
-        raise ValueError(f"hash_table.hash_table_index must have shape [{num_points}] (one entry per point), "
-                         f"got {index.shape[0]}: the table was built for another point set")
+        raise ValueError(f"hash_table.hash_table_index has {index.shape[0]} entries (shape[0]) but points has "
+                         f"{num_points} points (points.shape[0]); it needs one entry per point: the table was built "
+                         "for another point set")
     if splits.shape[0] != num_items + 1:
-        raise ValueError(f"hash_table.hash_table_splits must have {num_items + 1} entries (batch size + 1), got "
-                         f"{splits.shape[0]}: the table was built for other row splits")
+        raise ValueError(f"hash_table.hash_table_splits has {splits.shape[0]} entries (shape[0]) but "
+                         f"points_row_splits has {num_items + 1} (batch size + 1): the table was built for other "
+                         "row splits")
     if isinstance(splits, _device.DeviceArray):
         s = _device.stats(splits)
         bad_splits = s.first != 0 or s.nonincreasing > 0 or s.last != cells.shape[0] - 1
@@ -339,7 +351,7 @@ def _table_arrays(hash_table: HashTableInput, num_points: int, num_items: int) -
         bad_cells = cells[0] != 0 or np.any(np.diff(cells) < 0) or cells[-1] != num_points
     if bad_cells:
         raise ValueError(f"hash_table.hash_table_cell_splits must start at 0, be non-decreasing and end at "
-                         f"{num_points}")
+                         f"{num_points} (points.shape[0])")
     return index, cells, splits.astype(np.int64)
 
 
@@ -358,19 +370,22 @@ def _grid_for_table(be: Backend, hash_table: HashTableInput, a: _SearchArgs, d: 
         if not np.array_equal(hash_table.points_row_splits, ps_host):
             raise ValueError("hash_table was built with other points_row_splits "
                              f"({hash_table.points_row_splits.tolist()[:8]} vs {ps_host.tolist()[:8]})")
-        if pts.dtype.type(hash_table.radius) != pts.dtype.type(radius):
+        with np.errstate(over="ignore"):  # a radius beyond float32's range is inf for float32 points
+            other_radius = pts.dtype.type(hash_table.radius) != pts.dtype.type(radius)
+        if other_radius:
             raise ValueError(f"hash_table was built for radius={hash_table.radius}, but radius={radius}: build a "
                              "table for this radius")
         grid: Optional[_SearchGrid] = getattr(hash_table, "_grid", {}).get(_grid_key(be))
         if grid is not None:
             if not grid.matches(d.points):
-                raise ValueError("hash_table was built for another point set (same size, other coordinates)")
+                raise ValueError("hash_table was built for another point set: points has its size but other "
+                                 "coordinates")
             return grid
     index, cells, splits = _table_arrays(hash_table, pts.shape[0], ps.shape[0] - 1)
     if not be.kernels.search_verify_hash_table(d.points, d.points_splits, radius, _on(be, splits), _on(be, index),
                                                _on(be, cells), nt):
-        raise ValueError(f"hash_table is not the spatial hash table of these points for radius={radius}: it was "
-                         "built for another radius, point set or row splits")
+        raise ValueError(f"hash_table is not the spatial hash table of points for radius={radius}: it was built for "
+                         "another radius, point set or points_row_splits")
     grid = be.kernels.search_grid_build(d.points, d.points_splits, radius, nt)
     if isinstance(hash_table, SpatialHashTable):
         if getattr(hash_table, "_grid", None) is None:
@@ -465,18 +480,31 @@ def fixed_radius_search(points: ArrayInput, queries: ArrayInput, radius: float,
 # radius_search
 
 def _radii(radii: ArrayInput, num_queries: int, dtype: DTypeLike) -> AnyArray:
+    """One radius per query: an array [num_queries], or a scalar given to every query."""
+    if (isinstance(radii, np.ndarray) and radii.ndim == 0 or _is_device_scalar(radii)
+            or isinstance(radii, (numbers.Real, np.generic)) and not isinstance(radii, (bool, np.bool_))):
+        radii = check_real(radii, "radii", nonnegative=True)  # one radius for all: checked even without queries
     if isinstance(radii, np.ndarray) or _device.is_device_array(radii):
-        r = float_array(radii, "radii", dtype=dtype)
+        r = float_array(radii, "radii", dtype=dtype, dtype_of="points")
     else:  # Python floats / lists take the points' dtype
         r = np.asarray(radii)
-        if not (np.issubdtype(r.dtype, np.floating) or np.issubdtype(r.dtype, np.integer)):
-            raise TypeError(f"radii must be an array of real numbers, got dtype {r.dtype}")
-        r = np.ascontiguousarray(r, dtype=dtype)
-    if r.shape != (num_queries,):
-        raise ValueError(f"radii must have shape [{num_queries}] (one radius per query), got shape {tuple(r.shape)}")
+        if r.dtype == np.bool_ or not (np.issubdtype(r.dtype, np.floating) or np.issubdtype(r.dtype, np.integer)):
+            raise TypeError(f"radii must be a real number or an array of them, got dtype {r.dtype}")
+        # one radius for every query from a scalar (np.ascontiguousarray would make it [1])
+        r = np.full(num_queries, r, dtype) if r.ndim == 0 else np.ascontiguousarray(r, dtype=dtype)
+    if r.ndim != 1:
+        raise ValueError(f"radii must be a scalar or have shape [{num_queries}] (one radius per query), got shape "
+                         f"{tuple(r.shape)}")
+    if r.shape[0] != num_queries:
+        raise ValueError(f"radii has {r.shape[0]} entr{'y' if r.shape[0] == 1 else 'ies'} (shape[0]) but queries has "
+                         f"{num_queries} points (queries.shape[0]); pass one radius per query, or a scalar for all")
     if r.size and not all_finite(r, at_least=0):
         raise ValueError("radii must be finite and >= 0 (found a negative, NaN or inf radius)")
     return r
+
+
+def _is_device_scalar(x: object) -> bool:
+    return _device.is_device_array(x) and _device.shape_of(x) == ()
 
 
 def radius_search(points: ArrayInput, queries: ArrayInput, radii: ArrayInput,
@@ -493,9 +521,10 @@ def radius_search(points: ArrayInput, queries: ArrayInput, radii: ArrayInput,
         The point set searched.
     queries : array_like, [Nq, 3], same dtype as points
         The query positions.
-    radii : array_like, [Nq], same dtype as points
-        One radius per query (>= 0, finite). A list of Python floats is converted to the points'
-        dtype; an ndarray of the other float dtype is rejected.
+    radii : float or array_like, [Nq], same dtype as points
+        One radius per query (>= 0, finite), or a scalar used for every query (Open3D needs an
+        array). A Python float or list is converted to the points' dtype; an ndarray of the
+        other float dtype is rejected.
     points_row_splits, queries_row_splits : array_like, [B+1] int64, optional
         Batch items; queries of item b only see points of item b.
     index_dtype : {np.int32, np.int64}

@@ -214,6 +214,9 @@ class RenderResult:
         given = dict(rgb=rgb, depth=depth, instance_index=instance_index, object_coordinates=object_coordinates,
                      cam_coordinates=cam_coordinates, normals=normals, class_index=class_index,
                      triangle_id=triangle_id, barycentrics=barycentrics)
+        for name in ("rgb", "depth", "instance_index", "object_coordinates"):
+            if given[name] is None:  # before placement: the same error for host and device buffers
+                raise TypeError(f"{name} must be an array, got None")
         if _one_place(**given):
             return cls._wrap(**_device_buffers(**given))
         inst = _int_plane(instance_index, "instance_index", None, np.int16, 0, MAX_INSTANCE_INDEX)
@@ -275,8 +278,17 @@ def _exact(a: object, name: str, dtype: type[_S], shape: Optional[tuple[int, ...
         if a.ndim != 2:
             raise ValueError(f"{name} must have shape (H, W), got {a.shape}")
     elif a.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+        raise ValueError(f"{name} has shape {tuple(a.shape)} but depth is {shape[0]}x{shape[1]} (H x W): it must "
+                         f"have shape {shape}")
     return a if isinstance(a, DeviceArray) else np.ascontiguousarray(a)
+
+
+def _mismatch(name: str, a: Any, shape: Any, exp: str) -> ValueError:
+    """The ValueError for buffer ``a`` whose shape disagrees with the (H, W) of instance_index."""
+    if a.ndim >= 2 and tuple(a.shape[:2]) != tuple(shape[:2]):
+        return ValueError(f"{name} has shape {tuple(a.shape)} but instance_index is {shape[0]}x{shape[1]} (H x W): "
+                          f"it must have shape {exp}")
+    return ValueError(f"{name} must have shape {exp}, got shape {tuple(a.shape)}")
 
 
 def _shape_text(shape: _ShapeSpec) -> str:
@@ -291,8 +303,9 @@ def _squeeze_plane(a: NDArray[_S], name: str, shape: Optional[_ShapeSpec]) -> ND
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim != 2 or (shape is not None and a.shape != shape):
-        exp = "(H, W) or (H, W, 1)" if shape is None else f"{shape} or {shape + (1,)}"
-        raise ValueError(f"{name} must have shape {exp}, got shape {a.shape}")
+        if shape is None:
+            raise ValueError(f"{name} must have shape (H, W) or (H, W, 1), got shape {tuple(a.shape)}")
+        raise _mismatch(name, a, shape, f"{shape} or {shape + (1,)}")
     return a
 
 
@@ -319,8 +332,9 @@ def _float_buf(x: object, name: str, shape: _ShapeSpec, squeeze: bool = False) -
         ok = a.ndim == len(shape) and all(
             (g in s) if isinstance(s, tuple) else g == s for g, s in zip(a.shape, shape))
         if not ok:
-            raise ValueError(f"{name} must have shape {_shape_text(shape)}, got shape {a.shape}")
-    return np.array(a, dtype=np.float32, order="C")
+            raise _mismatch(name, a, shape, _shape_text(shape))
+    with np.errstate(over="ignore"):  # beyond float32's range rounds to inf (checked where it is read)
+        return np.array(a, dtype=np.float32, order="C")
 
 
 def _finite_where(a: NDArray[np.floating[Any]], fg: NDArray[np.bool_], name: str) -> None:
@@ -338,7 +352,7 @@ def _rgb(x: object, hw: tuple[int, int]) -> NDArray[np.uint8]:
     a = cast("NDArray[Any]", as_array(x, "rgb"))  # from_buffers' host path: no input is on a device
     h, w = hw
     if a.ndim != 3 or a.shape[:2] != (h, w) or a.shape[2] not in (3, 4):
-        raise ValueError(f"rgb must have shape ({h}, {w}, 3) or ({h}, {w}, 4), got shape {a.shape}")
+        raise _mismatch("rgb", a, hw, f"({h}, {w}, 3) or ({h}, {w}, 4)")
     if a.dtype == np.uint8:
         u8 = a
     elif np.issubdtype(a.dtype, np.floating):
@@ -384,8 +398,9 @@ def _d_squeeze_plane(a: DeviceArray, name: str, shape: Optional[_ShapeSpec]) -> 
     if a.ndim == 3 and a.shape[2] == 1:
         a = a.reshape(a.shape[:2])
     if a.ndim != 2 or (shape is not None and a.shape != shape):
-        exp = "(H, W) or (H, W, 1)" if shape is None else f"{shape} or {shape + (1,)}"
-        raise ValueError(f"{name} must have shape {exp}, got shape {a.shape}")
+        if shape is None:
+            raise ValueError(f"{name} must have shape (H, W) or (H, W, 1), got shape {tuple(a.shape)}")
+        raise _mismatch(name, a, shape, f"{shape} or {shape + (1,)}")
     return a
 
 
@@ -439,7 +454,7 @@ def _d_float_buf(x: object, name: str, shape: _ShapeSpec, squeeze: bool = False)
         ok = a.ndim == len(shape) and all(
             (g in s) if isinstance(s, tuple) else g == s for g, s in zip(a.shape, shape))
         if not ok:
-            raise ValueError(f"{name} must have shape {_shape_text(shape)}, got shape {a.shape}")
+            raise _mismatch(name, a, shape, _shape_text(shape))
     return a.astype(np.float32)
 
 
@@ -480,7 +495,7 @@ def _d_rgb(x: object, hw: tuple[int, int]) -> DeviceArray:
     a = _device.as_device_array(x, "rgb")
     h, w = hw
     if a.ndim != 3 or a.shape[:2] != (h, w) or a.shape[2] not in (3, 4):
-        raise ValueError(f"rgb must have shape ({h}, {w}, 3) or ({h}, {w}, 4), got shape {a.shape}")
+        raise _mismatch("rgb", a, hw, f"({h}, {w}, 3) or ({h}, {w}, 4)")
     if a.dtype == np.uint8:
         return a
     if not np.issubdtype(a.dtype, np.floating):

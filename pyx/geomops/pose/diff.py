@@ -36,7 +36,7 @@ from ._constants import ACC_GRAD, ACC_SINGULAR, ACC_STRIDE
 from ._constants import BORDERS as _BORDERS
 from ._constants import MAX_INSTANCE_INDEX as _MAX_ID  # the instance buffer is int16
 from ._constants import SEMANTICS as _SEMANTICS
-from .buffers import _d_int16, _d_int_range
+from .buffers import _d_int16, _d_int_range, _d_run
 from .scene import _object_to_camera
 
 __all__ = ["compute_image_space_gradients", "backpropagate_gradient_to_poses", "apply_pose_delta"]
@@ -122,13 +122,14 @@ def _image_buffers(args, need_coords):
         inst = _d_int16(inst) if isinstance(inst, DeviceArray) else inst.astype(np.int16)
     for name, a in (("depth", depth), ("instance_index", inst)):
         if a.shape != (h, w):
-            raise ValueError(f"render_result.{name} has shape {a.shape} but render_result.rgb is {h}x{w}; "
-                             f"all buffers must share (H, W)")
+            raise ValueError(f"render_result.{name} has shape {tuple(a.shape)} but render_result.rgb is {h}x{w} "
+                             f"(H x W); all buffers must share (H, W)")
     coords = None
     if need_coords:
         coords = args["render_result.object_coordinates"]
         if coords.shape != (h, w, 3):
-            raise ValueError(f"render_result.object_coordinates must have shape ({h}, {w}, 3), got {coords.shape}")
+            raise ValueError(f"render_result.object_coordinates has shape {tuple(coords.shape)} but render_result.rgb "
+                             f"is {h}x{w} (H x W): it must be ({h}, {w}, 3)")
         if coords.dtype not in (np.float32, np.float64):
             raise TypeError(f"render_result.object_coordinates must be float32, got dtype {coords.dtype}")
         coords = _float32(coords)
@@ -147,9 +148,12 @@ def _check_camera_size(scene, h, w):
 
 def _matrix4(value, name):
     try:
-        m = np.asarray(value, dtype=np.float64)
+        m = np.asarray(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a 4x4 numeric matrix, got {type(value).__name__}") from None
+    if m.dtype.kind not in "iuf":  # complex would lose its imaginary part, object and bool make no pose
+        raise TypeError(f"{name} must be a real 4x4 matrix, got dtype {m.dtype}")
+    m = m.astype(np.float64)
     if m.shape != (4, 4):
         raise ValueError(f"{name} must have shape (4, 4), got shape {m.shape}")
     if not np.all(np.isfinite(m)):
@@ -226,11 +230,97 @@ def _grad_input(grad, layout, h, w):
     want = (3, h, w) if layout == "CHW" else (h, w, 3)
     if g.shape != want:
         hint = "" if layout == "HWC" or g.shape != (h, w, 3) else " (pass layout='HWC' for an (H, W, 3) array)"
-        raise ValueError(f"grad must have shape {want} for layout={layout!r} to match the {h}x{w} buffers, "
-                         f"got shape {g.shape}{hint}")
+        raise ValueError(f"grad has shape {tuple(g.shape)} but render_result.rgb is {h}x{w} (H x W): layout={layout!r} "
+                         f"needs grad of shape {want}{hint}")
     if not isinstance(g, DeviceArray):
         g = np.ascontiguousarray(g)
     return (g, h * w, 1) if layout == "CHW" else (g, 1, 3)
+
+
+def _plane_views(g, layout, h, w):
+    """The float32 views the masked finiteness kernel reads, each with one row per pixel: the
+    three (H*W,) channel planes of a CHW ``g``, or ``g`` as (H*W, 3) rows for HWC."""
+    if layout == "HWC":
+        return [g.reshape(h * w, 3)]
+    step = h * w * g.dtype.itemsize
+    return [DeviceArray(g, g.ptr + k * step, (h * w,), g.dtype, g.device_id, g._module, g._stream) for k in range(3)]
+
+
+def _first_nonfinite(g, layout, mask):
+    """The first pixel (row-major index) where ``g`` (grad, NumPy or DeviceArray, CHW or HWC)
+    holds a NaN or an infinity and the int16 (H, W) ``mask`` is nonzero; -1 when there is none.
+    For a DeviceArray the check runs on its device (a reduction, then the masked count kernel
+    only when something is not finite)."""
+    h, w = mask.shape
+    if not isinstance(g, DeviceArray):
+        flat = g.reshape(-1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(np.dot(flat, flat)):  # one BLAS pass: NaN and inf survive the dot product
+                return -1
+        bad = ~np.isfinite(g).all(axis=0 if layout == "CHW" else 2) & (mask != 0)
+        hits = np.flatnonzero(bad)
+        return int(hits[0]) if hits.size else -1
+    s = _device.stats(g.reshape(-1))
+    if s.nonfinite == 0:
+        return -1
+    if g.dtype != np.float32:
+        if max(abs(s.min), abs(s.max)) > float(np.finfo(np.float32).max):
+            # finite values beyond float32's range would turn into inf in the float32 check
+            return _first_nonfinite(g.get(), layout, mask.get() if isinstance(mask, DeviceArray) else mask)
+        g = g.astype(np.float32)
+    firsts = [_d_run(v._module.array_masked_nonfinite, v, mask.reshape(h * w))[1]
+              for v in _plane_views(g, layout, h, w)]
+    firsts = [f for f in firsts if f >= 0]
+    return min(firsts) if firsts else -1
+
+
+def _pixel(first, w):
+    return f"pixel (row {first // w}, col {first % w})"
+
+
+def _check_grad_finite(g, layout, inst):
+    """dLoss/dImage must be finite at the object pixels (instance_index != 0): a NaN or inf there
+    makes the object's whole gradient NaN. (The background pixels next to an object that the
+    dilation reads are checked by :func:`_explain_nonfinite` once a result is not finite.)"""
+    first = _first_nonfinite(g, layout, inst)
+    if first >= 0:
+        raise ValueError(f"grad (dLoss/dImage) is not finite (NaN or inf) at {_pixel(first, inst.shape[1])}, an "
+                         "object pixel (render_result.instance_index != 0); it must be finite where the objects are")
+
+
+def _mask_pass(be, rgb, depth, inst, coords, sem, ids, nt):
+    """The per-object pixel sets S_k (after the dilation) as (N, H, W) 0/1 bytes in ``be``'s
+    memory (uint8 on the CPU, bool on a GPU): one pass of the backprop kernel with a zero
+    dLoss/dImage. The arrays are the kernel inputs, already in ``be``'s memory."""
+    h, w = inst.shape
+    n = len(ids)
+    identity = np.tile(np.array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1], dtype=np.float64), (n, 1))
+    tr, pj, id_to_slot, slot_start, slot_objects = _upload_tables(be, identity, np.eye(4).ravel(),
+                                                                  *_slot_tables(ids))
+    masks = be.empty((n, h, w), np.bool_) if be.is_cuda else np.zeros((n, h, w), dtype=np.uint8)
+    accum = be.empty((n, ACC_STRIDE), np.float64)
+    g = be.from_host(np.zeros((3, h, w), dtype=np.float32))
+    bad = be.kernels.posegrad_backprop(rgb, _BORDERS["zero"], sem, inst, depth, coords, g, h * w, 1, tr, pj, 3,
+                                       id_to_slot, slot_start, slot_objects, accum, None, masks, nt)
+    return masks, bad
+
+
+def _explain_nonfinite(be, rgb, depth, inst, coords, g, layout, sem, ids, nt):
+    """Called when a pose gradient came out NaN or inf: raise a ValueError naming the input that
+    made it so -- ``object_coordinates`` not finite at an object pixel, or ``grad`` not finite at
+    a background pixel that the dilation of an object's mask reads. Returns when neither holds
+    (the geometry itself is singular there: the caller's warning says so)."""
+    h, w = inst.shape
+    first = _first_nonfinite(coords, "HWC", inst)
+    if first >= 0:
+        raise ValueError(f"render_result.object_coordinates is not finite (NaN or inf) at {_pixel(first, w)}, an "
+                         "object pixel (render_result.instance_index != 0); the gradients read it there")
+    masks, _ = _mask_pass(be, rgb, depth, inst, coords, sem, ids, nt)
+    read = np.any(be.to_host(masks).view(np.bool_), axis=0).astype(np.int16)
+    first = _first_nonfinite(g, layout, be.from_host(read) if be.is_cuda else read)
+    if first >= 0:
+        raise ValueError(f"grad (dLoss/dImage) is not finite (NaN or inf) at {_pixel(first, w)}, next to an object: "
+                         "the 1-pixel dilation of the object masks reads it there; it must be finite there")
 
 
 def _resolve_options(mode, helper_semantics, border):
@@ -419,6 +509,7 @@ def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=F
         h, w = inst.shape
         _check_camera_size(scene, h, w)
         g, cstride, pstride = _grad_input(c.args["grad"], layout, h, w)
+        _check_grad_finite(g, layout, inst)
         proj = _projection(scene)
         objs = _objects(scene)
         ids = _object_ids(objs)
@@ -442,9 +533,12 @@ def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=F
                              f"has (object ids: {known[:20]}{' ...' if len(known) > 20 else ''}); 0 is the "
                              "background")
         accum = be.to_host(accum)  # (N, ACC_STRIDE): read for the warning anyway
+        if not np.isfinite(accum[:, ACC_GRAD:ACC_GRAD + 6]).all():
+            _explain_nonfinite(be, up(rgb), up(depth), up(inst), up(coords), up(g), layout, sem, ids, nt)
         _warn_singular(accum, mode)
 
-        result = accum[:, ACC_GRAD:ACC_GRAD + 6].astype(g.dtype)
+        with np.errstate(over="ignore"):  # float64 sums beyond float32's range round to inf, as IEEE says
+            result = accum[:, ACC_GRAD:ACC_GRAD + 6].astype(g.dtype)
         out = [up(result) if c.on_device else result]
         if return_contributions:
             out.append(contributions)
@@ -480,20 +574,10 @@ def _object_masks(scene, render_result, *, helper_semantics="cuda", num_threads=
     with _backend.op_call(device, None, **raw) as c:
         be = c.be
         rgb, depth, inst, coords = _image_buffers(c.args, need_coords=True)
-        h, w = inst.shape
-        objs = _objects(scene)
-        ids = _object_ids(objs)
-        n = len(objs)
-        identity = np.tile(np.array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1], dtype=np.float64), (n, 1))
-        tr, pj, id_to_slot, slot_start, slot_objects = _upload_tables(be, identity, np.eye(4).ravel(),
-                                                                      *_slot_tables(ids))
-        masks = be.empty((n, h, w), np.bool_) if be.is_cuda else np.zeros((n, h, w), dtype=np.uint8)
-        accum = be.empty((n, ACC_STRIDE), np.float64)
+        ids = _object_ids(_objects(scene))
         up = be.from_host
-        g = up(np.zeros((3, h, w), dtype=np.float32))
-        bad = be.kernels.posegrad_backprop(up(rgb), _BORDERS["zero"], sem, up(inst), up(depth), up(coords), g, h * w,
-                                           1, tr, pj, 3, id_to_slot, slot_start, slot_objects, accum, None, masks,
-                                           resolve_num_threads(num_threads))
+        masks, bad = _mask_pass(be, up(rgb), up(depth), up(inst), up(coords), sem, ids,
+                                resolve_num_threads(num_threads))
         if bad:
             raise ValueError(f"render_result.instance_index contains id {bad}, which no object in scene.objects has")
         return masks.view(np.bool_) if not be.is_cuda else c.result(masks)
@@ -586,7 +670,7 @@ def _pose_delta_inputs(pose, delta, orthonormalize, fix_reflection):
     if not batched and d.shape != (6,):
         raise ValueError(f"delta must have shape (6,) for a (4, 4) pose, got shape {d.shape}")
     if batched and (d.ndim != 2 or d.shape[1] != 6 or d.shape[0] not in (1, p.shape[0])):
-        raise ValueError(f"delta must have shape ({p.shape[0]}, 6) or (1, 6) for poses of shape {p.shape}, "
+        raise ValueError(f"delta must have shape ({p.shape[0]}, 6) or (1, 6) for pose of shape {p.shape}, "
                          f"got shape {d.shape}")
     orthonormalize = check_bool(orthonormalize, "orthonormalize")
     fix_reflection = check_bool(fix_reflection, "fix_reflection")
@@ -617,4 +701,5 @@ def _apply_pose_delta_host(pose, delta, orthonormalize, fix_reflection):
             flip = np.linalg.det(u @ vt) < 0
             u[flip, :, 2] *= -1.0
         new[:, :3, :3] = u @ vt
-    return new.reshape(p.shape).astype(p.dtype)
+    with np.errstate(over="ignore"):  # float64 values beyond float32's range round to inf, as IEEE says
+        return new.reshape(p.shape).astype(p.dtype)

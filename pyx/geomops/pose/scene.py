@@ -76,9 +76,15 @@ def _cofactors(T, name):
     cof = ((b1 * c2 - b2 * c1, b2 * c0 - b0 * c2, b0 * c1 - b1 * c0),
            (c1 * a2 - c2 * a1, c2 * a0 - c0 * a2, c0 * a1 - c1 * a0),
            (a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0))
-    det = float(np.einsum("i,i->", T[0, :3], np.array(cof[0])))  # its summation order, not ours
-    scale = max(abs(a0), abs(a1), abs(a2), abs(b0), abs(b1), abs(b2), abs(c0), abs(c1), abs(c2))
-    if not math.isfinite(det) or abs(det) <= 1e-12 * scale ** 3 or scale == 0.0:
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow: reported below
+        det = float(np.einsum("i,i->", T[0, :3], np.array(cof[0])))  # its summation order, not ours
+    entries = (a0, a1, a2, b0, b1, b2, c0, c1, c2)
+    scale = max(abs(v) for v in entries)
+    if not math.isfinite(det) and all(math.isfinite(v) for v in entries):
+        raise ValueError(f"{name} has entries too large to invert (up to {scale:.3g}: its 3x3 block's "
+                         "determinant overflows)")
+    tiny = 1e-12 * scale * scale * scale  # inf for a huge scale (float ** would raise OverflowError)
+    if not math.isfinite(det) or scale == 0.0 or abs(det) <= tiny:
         raise ValueError(f"{name} must be invertible (its 3x3 block is singular)")
     return cof, det
 
@@ -273,12 +279,14 @@ class Camera:
 def _colors_array(x, num_vertices, name="vertex_colors"):
     a = as_array(x, name)
     if a.ndim != 2 or a.shape[0] != num_vertices or a.shape[1] not in (3, 4):
-        raise ValueError(f"{name} must have shape ({num_vertices}, 3) or ({num_vertices}, 4), got shape {a.shape}")
+        raise ValueError(f"{name} must have shape ({num_vertices}, 3) or ({num_vertices}, 4) (one row per vertex: "
+                         f"vertices has {num_vertices}), got shape {a.shape}")
     if a.dtype == np.uint8:
         return np.ascontiguousarray(a[:, :3], dtype=np.float32) / np.float32(255.0)
     if not np.issubdtype(a.dtype, np.floating):
         raise TypeError(f"{name} must be float in [0, 1] or uint8, got dtype {a.dtype}")
-    c = np.ascontiguousarray(a[:, :3], dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # out of float32's range: reported below
+        c = np.ascontiguousarray(a[:, :3], dtype=np.float32)
     if c.size and not (np.all(np.isfinite(c)) and c.min() >= 0.0 and c.max() <= 1.0):
         raise ValueError(f"{name} must be finite and in [0, 1] (float) or uint8")
     return c
@@ -354,11 +362,17 @@ class Mesh:
             if not np.issubdtype(n.dtype, np.floating):
                 raise TypeError(f"normals must be a float (V, 3) array, got dtype {n.dtype}")
             if n.shape != (v.shape[0], 3):
-                raise ValueError(f"normals must have shape ({v.shape[0]}, 3), got shape {n.shape}")
+                raise ValueError(f"normals must have shape ({v.shape[0]}, 3) (one row per vertex: vertices has "
+                                 f"{v.shape[0]}), got shape {n.shape}")
             n = n.astype(np.float64)
             if not np.all(np.isfinite(n)):
                 raise ValueError("normals must be finite")
-            length = np.linalg.norm(n, axis=1, keepdims=True)
+            with np.errstate(over="ignore"):
+                length = np.linalg.norm(n, axis=1, keepdims=True)
+            big = ~np.isfinite(length[:, 0])
+            if big.any():  # rows with huge components: normalise a rescaled copy of them instead
+                n[big] /= np.abs(n[big]).max(axis=1, keepdims=True)
+                length[big] = np.linalg.norm(n[big], axis=1, keepdims=True)
             nrm = np.ascontiguousarray(np.where(length > 0, n / np.where(length > 0, length, 1.0), 0.0),
                                        dtype=np.float32)
         self._vertices = _readonly(v)
@@ -546,7 +560,11 @@ class Light:
 
     def __init__(self, direction=(0.0, -1.0, -1.0), color=(0.8, 0.8, 0.8), ambient=0.25):
         d = _vec3(direction, "direction")
-        length = float(np.linalg.norm(d))
+        with np.errstate(over="ignore"):
+            length = float(np.linalg.norm(d))
+        if not np.isfinite(length):  # huge components: normalise a rescaled copy instead
+            d = d / np.abs(d).max()
+            length = float(np.linalg.norm(d))
         if not length > 0:
             raise ValueError("direction must be a non-zero vector")
         self._direction = _readonly(d / length)

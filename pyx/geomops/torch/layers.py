@@ -135,11 +135,9 @@ class _ConvBase(torch.nn.Module):
             radius = 0.5 * extents
             nns = self.fixed_radius_search(points, queries=queries, radius=radius, hash_table=hash_table)
             u = nns.neighbors_distance / _radius_scale(metric, radius) if self.window_function is not None else None
-        elif extents.ndim == 1:
+        else:  # one per query (_check_shapes refused other ranks)
             nns = self.radius_search(points, queries=queries, radii=0.5 * extents)
             u = nns.neighbors_distance  # already normalised
-        else:
-            raise ValueError(f"extents rank must be 0 or 1, got shape {tuple(extents.shape)}")
         importance = self.window_function(u) if self.window_function is not None and u is not None else None
         return nns.neighbors_index, nns.neighbors_row_splits, importance
 
@@ -157,6 +155,22 @@ class _ConvBase(torch.nn.Module):
         if not isinstance(extents, torch.Tensor):
             extents = torch.tensor(extents, dtype=like.dtype, device=like.device)
         return extents
+
+    def _check_shapes(self, inp_features: torch.Tensor, inp_positions: torch.Tensor, out_positions: torch.Tensor,
+                      extents: torch.Tensor, per: str) -> None:
+        """Shape errors in the layer's words (the ops would name their own arguments): features
+        against ``in_channels`` and the positions, extents against the points they belong to."""
+        f, xi, xo = inp_features, inp_positions, out_positions
+        if f.ndim == 2 and f.shape[1] != self.in_channels:
+            raise ValueError(f"inp_features has {f.shape[1]} channels (shape[1]) but the layer has "
+                             f"in_channels={self.in_channels} (kernel.shape[3] == {self.in_channels})")
+        if f.ndim == 2 and xi.ndim == 2 and xi.shape[0] != f.shape[0]:
+            raise ValueError(f"inp_positions has {xi.shape[0]} points (shape[0]) but inp_features has {f.shape[0]} "
+                             "rows (inp_features.shape[0]): one position per feature row")
+        owner, pts = ("out_positions", xo) if per == "output" else ("inp_positions", xi)
+        if extents.ndim > 1 or (extents.ndim == 1 and pts.ndim == 2 and extents.shape[0] != pts.shape[0]):
+            raise ValueError(f"extents must be a scalar or have shape [{pts.shape[0]}] (one per {per} point: "
+                             f"{owner} has {pts.shape[0]}), got shape {tuple(extents.shape)}")
 
     @staticmethod
     def _rank2(extents: torch.Tensor) -> torch.Tensor:
@@ -206,6 +220,7 @@ class ContinuousConv(_ConvBase):
                 user_neighbors_row_splits: Optional[torch.Tensor] = None,
                 user_neighbors_importance: Optional[torch.Tensor] = None) -> torch.Tensor:
         extents = self._extents(extents, inp_positions)
+        self._check_shapes(inp_features, inp_positions, out_positions, extents, "output")
         if user_neighbors_index is not None and user_neighbors_row_splits is not None:
             index, row_splits, importance = user_neighbors_index, user_neighbors_row_splits, user_neighbors_importance
         else:
@@ -253,6 +268,7 @@ class ContinuousConvTranspose(_ConvBase):
                 user_neighbors_row_splits: Optional[torch.Tensor] = None,
                 user_neighbors_importance: Optional[torch.Tensor] = None) -> torch.Tensor:
         extents = self._extents(extents, inp_positions)
+        self._check_shapes(inp_features, inp_positions, out_positions, extents, "input")
         if user_neighbors_index is not None and user_neighbors_row_splits is not None:
             index, row_splits, importance = user_neighbors_index, user_neighbors_row_splits, user_neighbors_importance
             if importance is not None and importance.ndim == 1 and importance.shape[0] == 0:
