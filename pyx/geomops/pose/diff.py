@@ -255,7 +255,9 @@ def _first_nonfinite(g, layout, mask):
     if not isinstance(g, DeviceArray):
         flat = g.reshape(-1)
         with np.errstate(over="ignore", invalid="ignore"):
-            if np.isfinite(np.dot(flat, flat)):  # one BLAS pass: NaN and inf survive the dot product
+            # one pass; NaN and inf survive the sum (an overflowing sum only costs the exact check).
+            # Not np.dot: OpenBLAS's threads keep spinning after it, on the cores the kernel needs.
+            if np.isfinite(flat.sum()):
                 return -1
         bad = ~np.isfinite(g).all(axis=0 if layout == "CHW" else 2) & (mask != 0)
         hits = np.flatnonzero(bad)
