@@ -220,6 +220,7 @@ def _raster_inputs(be: Backend, scene: Scene, wanted: Collection[str]
             normal_matrix = _normal_matrix(T, "pose")
         except ValueError:
             normal_matrix = (0.0,) * 9  # degenerate (flattening) pose: flat normals
+        assert obj.instance_index is not None  # Scene.add_object numbers every object
         objects.append((*mesh._arrays_on(be), tuple(v for row in rows for v in row),
                         normal_matrix, int(obj.instance_index), int(mesh.class_index)))
     h, w = cam.height, cam.width

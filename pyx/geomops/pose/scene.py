@@ -19,17 +19,32 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Optional, SupportsIndex, TypeVar, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
+from .._device import AnyArray
 from .._validate import as_array, check_real
 from ._constants import MAX_IMAGE_SIZE
 from ._constants import MAX_INSTANCE_INDEX as MAX_INDEX  # int16 instance/class buffers
 
+if TYPE_CHECKING:
+    from typing import Self
+
+    from .._backend import Backend
+
 __all__ = ["Camera", "Mesh", "Light", "SceneObject", "Scene"]
 
+_S = TypeVar("_S", bound=np.generic)
+_Row3 = tuple[float, float, float]
+# What pickle hands __setstate__ for a slotted class: (None, {slot: value}), or the dict itself.
+_SlotState = Union[tuple[None, dict[str, Any]], dict[str, Any]]
 
-def _check_size(value, name):
+
+def _check_size(value: Any, name: str) -> int:
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a positive int, got bool")
     try:
@@ -43,7 +58,7 @@ def _check_size(value, name):
     return int(v)
 
 
-def _check_index(value, name, *, minimum):
+def _check_index(value: Any, name: str, *, minimum: int) -> int:
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an int, got bool")
     try:
@@ -55,7 +70,7 @@ def _check_index(value, name, *, minimum):
     return int(v)
 
 
-def _pose_array(x, name):
+def _pose_array(x: object, name: str) -> NDArray[np.float64]:
     a = as_array(x, name)
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
         raise TypeError(f"{name} must be a real (4, 4) array, got dtype {a.dtype}")
@@ -67,7 +82,7 @@ def _pose_array(x, name):
     return a
 
 
-def _cofactors(T, name):
+def _cofactors(T: NDArray[np.float64], name: str) -> tuple[tuple[_Row3, _Row3, _Row3], float]:
     """``(cof, det)`` of the 3x3 block A of T as Python floats: the rows of cof are
     adj(A).T = (A[1] x A[2], A[2] x A[0], A[0] x A[1]), rounded as np.cross rounds them without
     its per-call overhead (render needs one per object), and det = A[0] . cof[0] by np.einsum.
@@ -89,7 +104,7 @@ def _cofactors(T, name):
     return cof, det
 
 
-def _inv_affine(T, name):
+def _inv_affine(T: NDArray[np.float64], name: str) -> NDArray[np.float64]:
     """Inverse of a (4, 4) affine matrix without LAPACK/BLAS (their thread pool would spin on
     the cores the OpenMP kernel needs)."""
     cof, det = _cofactors(T, name)
@@ -99,14 +114,15 @@ def _inv_affine(T, name):
     return inv
 
 
-def _normal_matrix(T, name):
+def _normal_matrix(T: NDArray[np.float64], name: str) -> tuple[float, ...]:
     """The inverse transpose of T's 3x3 block, row-major, as a tuple of 9 floats: bitwise
     ``_inv_affine(T, name)[:3, :3].T.ravel()``. Raises ValueError when it is singular."""
     cof, det = _cofactors(T, name)
     return tuple(v / det for row in cof for v in row)
 
 
-def _object_to_camera(camera_pose, poses):
+def _object_to_camera(camera_pose: NDArray[np.float64],
+                      poses: Iterable[NDArray[np.float64]]) -> list[NDArray[np.float64]]:
     """The object-to-camera transforms ``inv(camera_pose) @ pose`` of ``poses`` ((4, 4) float64
     each), as a list of (4, 4) float64 arrays: the one formula behind
     :meth:`Scene.object_to_camera`, :func:`geomops.pose.render` and the exact-mode pose gradients.
@@ -148,7 +164,18 @@ class Camera:
 
     __slots__ = ("_width", "_height", "_fx", "_fy", "_cx", "_cy", "_near", "_far", "_P")
 
-    def __init__(self, width, height, fx, fy, cx, cy, near=0.1, far=10.0):
+    _width: int
+    _height: int
+    _fx: float
+    _fy: float
+    _cx: float
+    _cy: float
+    _near: float
+    _far: float
+    _P: Optional[NDArray[np.float32]]
+
+    def __init__(self, width: int, height: int, fx: float, fy: float, cx: float, cy: float, near: float = 0.1,
+                 far: float = 10.0) -> None:
         self._width = _check_size(width, "width")
         self._height = _check_size(height, "height")
         self._fx = check_real(fx, "fx", positive=True)
@@ -163,7 +190,7 @@ class Camera:
 
     # -- constructors ----------------------------------------------------------------------
     @classmethod
-    def from_fov(cls, width, height, hfov_deg=58.0, near=0.1, far=10.0):
+    def from_fov(cls, width: int, height: int, hfov_deg: float = 58.0, near: float = 0.1, far: float = 10.0) -> Self:
         """stillleben's default camera: ``cx = W/2, cy = H/2, fx = fy = W / (2 tan(hfov/2))``."""
         w = _check_size(width, "width")
         h = _check_size(height, "height")
@@ -174,7 +201,7 @@ class Camera:
         return cls(w, h, f, f, w / 2.0, h / 2.0, near=near, far=far)
 
     @classmethod
-    def from_projection(cls, P, width, height):
+    def from_projection(cls, P: ArrayLike, width: int, height: int) -> Self:
         """A camera from a 4x4 GL-style projection matrix (like stillleben's ``set_camera_projection``).
 
         ``projection_matrix()`` then returns ``P`` as given (as float32). The intrinsics are
@@ -227,15 +254,15 @@ class Camera:
     far = property(lambda self: self._far, doc="Far clip distance (camera Z).")
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, int]:
         """``(height, width)``, the shape of the render buffers."""
         return (self._height, self._width)
 
-    def intrinsics(self):
+    def intrinsics(self) -> NDArray[np.float64]:
         """The 3x3 matrix ``K = [[fx,0,cx],[0,fy,cy],[0,0,1]]`` (float64, +0.5 pixel-centre convention)."""
         return np.array([[self._fx, 0.0, self._cx], [0.0, self._fy, self._cy], [0.0, 0.0, 1.0]])
 
-    def projection_matrix(self):
+    def projection_matrix(self) -> NDArray[np.float32]:
         """(4, 4) float32 GL-style projection matrix, row-major, clip w = camera Z.
 
         Built in float32 exactly as stillleben builds it: ``n, f = near, far``,
@@ -266,18 +293,18 @@ class Camera:
         P[3, 2] = f32(1.0)
         return P
 
-    def __setstate__(self, state):  # a pickled camera keeps its projection matrix read-only
+    def __setstate__(self, state: _SlotState) -> None:  # a pickled camera keeps its projection matrix read-only
         _restore_slots(self, state)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Camera(width={self._width}, height={self._height}, fx={self._fx!r}, fy={self._fy!r}, "
                 f"cx={self._cx!r}, cy={self._cy!r}, near={self._near!r}, far={self._far!r}"
                 + (", from_projection" if self._P is not None else "") + ")")
 
 
 # ----------------------------------------------------------------------------------------------
-def _colors_array(x, num_vertices, name="vertex_colors"):
-    a = as_array(x, name)
+def _colors_array(x: object, num_vertices: int, name: str = "vertex_colors") -> NDArray[np.float32]:
+    a = np.asarray(as_array(x, name))  # a device array: np.asarray's TypeError says to call .get()
     if a.ndim != 2 or a.shape[0] != num_vertices or a.shape[1] not in (3, 4):
         raise ValueError(f"{name} must have shape ({num_vertices}, 3) or ({num_vertices}, 4) (one row per vertex: "
                          f"vertices has {num_vertices}), got shape {a.shape}")
@@ -292,12 +319,12 @@ def _colors_array(x, num_vertices, name="vertex_colors"):
     return c
 
 
-def _readonly(a):
+def _readonly(a: NDArray[_S]) -> NDArray[_S]:
     a.setflags(write=False)
     return a
 
 
-def _restore_slots(obj, state):
+def _restore_slots(obj: object, state: _SlotState) -> None:
     """Unpickle a slotted object (the default state ``(None, {slot: value})``) with its arrays
     read-only again: pickle gives back writeable copies."""
     for name, value in (state[1] if isinstance(state, tuple) else state).items():
@@ -330,8 +357,18 @@ class Mesh:
 
     __slots__ = ("_vertices", "_faces", "_colors", "_normals", "_class_index", "_bbox", "_device_arrays")
 
-    def __init__(self, vertices, faces, vertex_colors=None, normals=None, class_index=0):
-        v = as_array(vertices, "vertices")
+    _vertices: NDArray[np.float32]
+    _faces: NDArray[np.int32]
+    _colors: Optional[NDArray[np.float32]]
+    _normals: Optional[NDArray[np.float32]]
+    _class_index: int
+    _bbox: Optional[tuple[NDArray[np.float64], NDArray[np.float64]]]
+    # (binding module name, device id) -> the device copies of the four arrays (None stays None)
+    _device_arrays: Optional[dict[tuple[str, Optional[int]], tuple[Optional[AnyArray], ...]]]
+
+    def __init__(self, vertices: ArrayLike, faces: ArrayLike, vertex_colors: Optional[ArrayLike] = None,
+                 normals: Optional[ArrayLike] = None, class_index: int = 0) -> None:
+        v = np.asarray(as_array(vertices, "vertices"))  # a device array: np.asarray's TypeError says .get()
         if not (np.issubdtype(v.dtype, np.floating) or np.issubdtype(v.dtype, np.integer)):
             raise TypeError(f"vertices must be a real (V, 3) array, got dtype {v.dtype}")
         if v.ndim != 2 or v.shape[1] != 3:
@@ -340,7 +377,7 @@ class Mesh:
             v = np.array(v, dtype=np.float32, order="C")
         if not np.all(np.isfinite(v)):
             raise ValueError("vertices must be finite (within float32 range)")
-        f = as_array(faces, "faces")
+        f = np.asarray(as_array(faces, "faces"))
         if f.size == 0 and f.ndim <= 2:
             f = f.reshape(0, 3)
         if not np.issubdtype(f.dtype, np.integer):
@@ -358,7 +395,7 @@ class Mesh:
         colors = None if vertex_colors is None else _colors_array(vertex_colors, v.shape[0])
         nrm = None
         if normals is not None:
-            n = as_array(normals, "normals")
+            n = np.asarray(as_array(normals, "normals"))
             if not np.issubdtype(n.dtype, np.floating):
                 raise TypeError(f"normals must be a float (V, 3) array, got dtype {n.dtype}")
             if n.shape != (v.shape[0], 3):
@@ -391,14 +428,14 @@ class Mesh:
     class_index = property(lambda self: self._class_index, doc="Class index written to the class buffer.")
 
     @property
-    def num_vertices(self):
-        return self._vertices.shape[0]
+    def num_vertices(self) -> int:
+        return int(self._vertices.shape[0])
 
     @property
-    def num_faces(self):
-        return self._faces.shape[0]
+    def num_faces(self) -> int:
+        return int(self._faces.shape[0])
 
-    def bounding_box(self):
+    def bounding_box(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """``(min (3,), max (3,))`` float64 corners of the axis-aligned box (zeros for no vertices)."""
         if self._bbox is None:  # the arrays are read-only, so the box can be cached
             if self.num_vertices == 0:
@@ -408,7 +445,7 @@ class Mesh:
                               self._vertices.max(axis=0).astype(np.float64))
         return self._bbox[0].copy(), self._bbox[1].copy()
 
-    def _arrays_on(self, be):
+    def _arrays_on(self, be: Backend) -> tuple[Optional[AnyArray], ...]:
         """``(vertices, faces, vertex_colors, normals)`` in the memory of backend ``be``: the
         arrays themselves on the CPU; on a GPU copies made on first use and kept per (binding
         module, device), which the read-only arrays make safe to reuse, so a render loop does
@@ -425,10 +462,10 @@ class Mesh:
             copies = cache[key] = tuple(be.from_host(a) for a in arrays)
         return copies
 
-    def __getstate__(self):  # the device copies stay behind (device memory is not pickled)
+    def __getstate__(self) -> dict[str, Any]:  # the device copies stay behind (device memory is not pickled)
         return {name: getattr(self, name) for name in self.__slots__ if name != "_device_arrays"}
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: _SlotState) -> None:
         if isinstance(state, tuple):  # (None, slots) of pickles made before __getstate__ existed
             state = state[1]
         for name, value in state.items():
@@ -437,20 +474,20 @@ class Mesh:
             object.__setattr__(self, name, value)
         self._device_arrays = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Mesh({self.num_vertices} vertices, {self.num_faces} faces, "
                 f"colors={'yes' if self._colors is not None else 'no'}, class_index={self._class_index})")
 
     # -- primitives --------------------------------------------------------------------------
     @classmethod
-    def box(cls, size=1.0, class_index=0):
+    def box(cls, size: ArrayLike = 1.0, class_index: int = 0) -> Self:
         """An axis-aligned box centred at the origin: 8 vertices, 12 triangles, outward winding.
 
         ``size`` is the edge length, a scalar or (3,). Each corner is coloured by its octant
         (the RGB cube: corner (±x, ±y, ±z) gets colour (x>0, y>0, z>0) mapped to 0.15/0.9), so
         the faces carry colour gradients. Flat shading (no vertex normals).
         """
-        s = as_array(size, "size").astype(np.float64) if not isinstance(size, numbers.Real) \
+        s = np.asarray(as_array(size, "size")).astype(np.float64) if not isinstance(size, numbers.Real) \
             else np.full(3, float(size))
         if s.shape == ():
             s = np.full(3, float(s))
@@ -467,14 +504,14 @@ class Mesh:
                  (2, 6, 7, 3),  # y+
                  (0, 4, 6, 2),  # x-
                  (1, 3, 7, 5)]  # x+
-        faces = []
+        faces: list[tuple[int, int, int]] = []
         for a, b, c, d in quads:
             faces += [(a, b, c), (a, c, d)]
         colors = 0.15 + 0.75 * bits
         return cls(verts, np.array(faces), vertex_colors=colors, class_index=class_index)
 
     @classmethod
-    def sphere(cls, radius=1.0, segments=32, rings=16, class_index=0):
+    def sphere(cls, radius: float = 1.0, segments: int = 32, rings: int = 16, class_index: int = 0) -> Self:
         """A closed UV sphere centred at the origin, with smooth normals and a colour pattern.
 
         ``segments`` (>= 3) vertices around each of the ``rings - 1`` latitude circles
@@ -492,7 +529,7 @@ class Mesh:
         ring = np.stack([st * np.cos(phi), ct * np.ones_like(phi), st * np.sin(phi)], axis=-1).reshape(-1, 3)
         unit = np.concatenate([[[0.0, 1.0, 0.0]], ring, [[0.0, -1.0, 0.0]]])
         top, bottom = 0, unit.shape[0] - 1
-        faces = []
+        faces: list[NDArray[np.intp]] = []
         j = np.arange(seg)
         jn = (j + 1) % seg
         first = 1
@@ -504,13 +541,12 @@ class Mesh:
             faces.append(np.stack([a, d, c], axis=1))
         last = first + (rng - 2) * seg
         faces.append(np.stack([np.full(seg, bottom), last + j, last + jn], axis=1))
-        faces = np.concatenate(faces)
         k = 3.0 * np.pi
         colors = 0.5 + 0.4 * np.sin(k * unit + np.array([0.0, 2.1, 4.2]))
-        return cls(unit * r, faces, vertex_colors=colors, normals=unit, class_index=class_index)
+        return cls(unit * r, np.concatenate(faces), vertex_colors=colors, normals=unit, class_index=class_index)
 
     @classmethod
-    def load(cls, path, class_index=0):
+    def load(cls, path: Union[str, os.PathLike[str]], class_index: int = 0) -> Self:
         """Read a triangle mesh from a PLY (ASCII or binary) or OBJ file.
 
         Polygons are triangulated with a fan. PLY ``red/green/blue`` (and ``nx/ny/nz``) vertex
@@ -523,7 +559,7 @@ class Mesh:
                    normals=data.get("normals"), class_index=class_index)
 
 
-def _check_count(value, name, minimum):
+def _check_count(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an int, got bool")
     try:
@@ -558,7 +594,12 @@ class Light:
 
     __slots__ = ("_direction", "_color", "_ambient")
 
-    def __init__(self, direction=(0.0, -1.0, -1.0), color=(0.8, 0.8, 0.8), ambient=0.25):
+    _direction: NDArray[np.float64]
+    _color: NDArray[np.float64]
+    _ambient: NDArray[np.float64]
+
+    def __init__(self, direction: ArrayLike = (0.0, -1.0, -1.0), color: ArrayLike = (0.8, 0.8, 0.8),
+                 ambient: ArrayLike = 0.25) -> None:
         d = _vec3(direction, "direction")
         with np.errstate(over="ignore"):
             length = float(np.linalg.norm(d))
@@ -575,16 +616,16 @@ class Light:
     color = property(lambda self: self._color, doc="(3,) diffuse colour.")
     ambient = property(lambda self: self._ambient, doc="(3,) ambient colour.")
 
-    def __setstate__(self, state):  # a pickled light keeps its arrays read-only
+    def __setstate__(self, state: _SlotState) -> None:  # a pickled light keeps its arrays read-only
         _restore_slots(self, state)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Light(direction={self._direction.tolist()}, color={self._color.tolist()}, " \
                f"ambient={self._ambient.tolist()})"
 
 
-def _vec3(x, name, *, nonnegative=False, unit_range=False):
-    a = as_array(x, name)
+def _vec3(x: object, name: str, *, nonnegative: bool = False, unit_range: bool = False) -> NDArray[np.float64]:
+    a = np.asarray(as_array(x, name))  # a device array: np.asarray's TypeError says to call .get()
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)) or a.dtype == np.bool_:
         raise TypeError(f"{name} must be real, got dtype {a.dtype}")
     a = a.astype(np.float64)
@@ -619,7 +660,12 @@ class SceneObject:
 
     __slots__ = ("_mesh", "_pose", "_instance_index")
 
-    def __init__(self, mesh, pose=None, instance_index=None):
+    _mesh: Optional[Mesh]
+    _pose: NDArray[np.float64]
+    _instance_index: Optional[int]
+
+    def __init__(self, mesh: Optional[Mesh], pose: Optional[ArrayLike] = None,
+                 instance_index: Optional[int] = None) -> None:
         if mesh is not None and not isinstance(mesh, Mesh):
             raise TypeError(f"mesh must be a geomops.pose.Mesh or None, got {type(mesh).__name__}")
         self._mesh = mesh
@@ -630,24 +676,24 @@ class SceneObject:
     mesh = property(lambda self: self._mesh, doc="The Mesh, or None.")
 
     @property
-    def pose(self):
+    def pose(self) -> NDArray[np.float64]:
         """(4, 4) float64 object-to-world transform (a copy; assign to change it)."""
         return self._pose.copy()
 
     @pose.setter
-    def pose(self, value):
+    def pose(self, value: ArrayLike) -> None:
         self._pose = _pose_array(value, "pose")
 
     @property
-    def instance_index(self):
+    def instance_index(self) -> Optional[int]:
         """1-based instance id (``None`` until the object is added to a Scene, if not given)."""
         return self._instance_index
 
     @instance_index.setter
-    def instance_index(self, value):
+    def instance_index(self, value: int) -> None:
         self._instance_index = _check_index(value, "instance_index", minimum=1)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"SceneObject({self._mesh!r}, instance_index={self._instance_index})"
 
 
@@ -669,7 +715,9 @@ class Scene:
         The built-in shader's light (default ``Light()``).
     """
 
-    def __init__(self, camera, objects=(), camera_pose=None, background=(0.0, 0.0, 0.0), light=None):
+    def __init__(self, camera: Camera, objects: Union[SceneObject, Iterable[SceneObject]] = (),
+                 camera_pose: Optional[ArrayLike] = None, background: ArrayLike = (0.0, 0.0, 0.0),
+                 light: Optional[Light] = None) -> None:
         if not isinstance(camera, Camera):
             raise TypeError(f"camera must be a geomops.pose.Camera, got {type(camera).__name__}")
         self._camera = camera
@@ -680,45 +728,49 @@ class Scene:
         if not isinstance(light, Light):
             raise TypeError(f"light must be a geomops.pose.Light or None, got {type(light).__name__}")
         self._light = light
-        self._objects = []
+        self._objects: list[SceneObject] = []
         if isinstance(objects, SceneObject):
             objects = [objects]
         for obj in objects:
             self.add_object(obj)
 
     camera = property(lambda self: self._camera, doc="The Camera.")
-    light = property(lambda self: self._light, doc="The Light of the built-in shader.")
+
+    @property
+    def light(self) -> Light:
+        """The Light of the built-in shader."""
+        return self._light
 
     @light.setter
-    def light(self, value):
+    def light(self, value: Light) -> None:
         if not isinstance(value, Light):
             raise TypeError(f"light must be a geomops.pose.Light, got {type(value).__name__}")
         self._light = value
 
     @property
-    def objects(self):
+    def objects(self) -> list[SceneObject]:
         """The objects in insertion order (a new list; use :meth:`add_object` to add)."""
         return list(self._objects)
 
     @property
-    def camera_pose(self):
+    def camera_pose(self) -> NDArray[np.float64]:
         """(4, 4) float64 camera-to-world transform (a copy)."""
         return self._camera_pose.copy()
 
     @camera_pose.setter
-    def camera_pose(self, value):
+    def camera_pose(self, value: ArrayLike) -> None:
         self._camera_pose = _pose_array(value, "camera_pose")
 
     @property
-    def background(self):
+    def background(self) -> NDArray[np.float64]:
         """(3,) float64 background RGB in [0, 1]."""
         return self._background.copy()
 
     @background.setter
-    def background(self, value):
+    def background(self, value: ArrayLike) -> None:
         self._background = _vec3(value, "background", unit_range=True)
 
-    def add_object(self, obj):
+    def add_object(self, obj: SceneObject) -> SceneObject:
         """Append a SceneObject; give it its 1-based position as instance index if it has none."""
         if not isinstance(obj, SceneObject):
             raise TypeError(f"objects must be geomops.pose.SceneObject instances, got {type(obj).__name__}")
@@ -730,15 +782,15 @@ class Scene:
         self._objects.append(obj)
         return obj
 
-    def projection_matrix(self):
+    def projection_matrix(self) -> NDArray[np.float32]:
         """The camera's (4, 4) float32 projection matrix (see :meth:`Camera.projection_matrix`)."""
         return self._camera.projection_matrix()
 
-    def instance_indices(self):
+    def instance_indices(self) -> NDArray[np.int64]:
         """(N,) int64 instance index of each object, in ``objects`` order."""
         return np.array([o.instance_index for o in self._objects], dtype=np.int64)
 
-    def object_to_camera(self, obj):
+    def object_to_camera(self, obj: Union[SceneObject, SupportsIndex]) -> NDArray[np.float64]:
         """(4, 4) float64 ``inv(camera_pose) @ pose`` of a SceneObject or of ``objects[obj]``:
         the transform :func:`geomops.pose.render` and the exact-mode gradients use, bit for bit.
 
@@ -747,5 +799,5 @@ class Scene:
             obj = self._objects[operator.index(obj)]
         return _object_to_camera(self._camera_pose, [obj.pose])[0]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Scene({self._camera!r}, {len(self._objects)} objects)"
