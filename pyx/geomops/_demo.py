@@ -196,7 +196,7 @@ def pose_demo(num_threads: Optional[int] = None, iterations: int = 80,
     true_pose[:3, :3] = _rotation(0.5, -0.4, 0.3)
     true_pose[:3, 3] = (0.01, -0.01, 0.5)
     signs = np.random.default_rng(0).choice([-1, 1], 6)
-    current = apply_pose_delta(true_pose, signs * np.array([0.15, 0.1, 0.12, 0.015, 0.01, 0.03]))
+    current = cast("_Host", apply_pose_delta(true_pose, signs * np.array([0.15, 0.1, 0.12, 0.015, 0.01, 0.03])))
 
     def scene_at(p: npt.NDArray[np.float64]) -> Any:
         return Scene(cam, [SceneObject(mesh, p)], background=(0.2, 0.3, 0.4))
@@ -218,11 +218,11 @@ def pose_demo(num_threads: Optional[int] = None, iterations: int = 80,
         diff = cast("_Host", rr.rgb)[..., :3] / 255.0 - target
         g_img = np.ascontiguousarray(diff.transpose(2, 0, 1))
         if it == 0:  # the per-pixel maps of the first step, for the figure
-            g, con = backpropagate_gradient_to_poses(scene, rr, g_img, num_threads=num_threads,
-                                                          return_contributions=True)
+            g, con = cast("tuple[_Host, _Host]", backpropagate_gradient_to_poses(
+                scene, rr, g_img, num_threads=num_threads, return_contributions=True))
             maps, grad0, inst0 = con[0], g[0], cast("_Host", rr.instance_index).copy()
         else:
-            g = backpropagate_gradient_to_poses(scene, rr, g_img, num_threads=num_threads)
+            g = cast("_Host", backpropagate_gradient_to_poses(scene, rr, g_img, num_threads=num_threads))
         g = g[0].astype(np.float64)
         t_render += t1 - t0
         t_grad += time.perf_counter() - t1
@@ -240,7 +240,7 @@ def pose_demo(num_threads: Optional[int] = None, iterations: int = 80,
         m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g * g
         step = base * 0.985 ** it * (m / (1 - 0.9 ** (it + 1))) / (np.sqrt(v / (1 - 0.999 ** (it + 1))) + 1e-12)
-        current = apply_pose_delta(current, -step)
+        current = cast("_Host", apply_pose_delta(current, -step))
     bar.close()
     print(f"    per step: render {t_render / max(iterations, 1) * 1e3:.2f} ms, "
           f"pose gradient {t_grad / max(iterations, 1) * 1e3:.2f} ms")

@@ -10,7 +10,8 @@ from dask.base import compute
 from dask.delayed import delayed
 from numpy.typing import NDArray
 
-from ..pose.refine import AdamPoseStep, GradientMode, RefineResult, RefineTarget, refine_scene
+from ..pose.diff import GradientMode
+from ..pose.refine import AdamPoseStep, RefineResult, RefineTarget, refine_scene
 from ._workers import task_device, task_threads
 
 if TYPE_CHECKING:

@@ -24,13 +24,17 @@ results back. See docs/pose.md and docs/cuda.md.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from typing import Any, Literal, Optional, Union, overload
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .. import _backend
+from .._backend import Backend
 from .. import _device
 from .._config import resolve_num_threads
-from .._device import DeviceArray
+from .._device import AnyArray, ArrayInput, DeviceArray
 from .._validate import check_bool, check_option
 from ._constants import ACC_GRAD, ACC_SINGULAR, ACC_STRIDE
 from ._constants import BORDERS as _BORDERS
@@ -42,6 +46,7 @@ from .scene import _object_to_camera
 __all__ = ["compute_image_space_gradients", "backpropagate_gradient_to_poses", "apply_pose_delta"]
 
 _MODES = ("exact", "compat")
+GradientMode = Literal["exact", "compat"]
 _LAYOUTS = ("CHW", "HWC")
 
 
@@ -53,7 +58,7 @@ _LAYOUTS = ("CHW", "HWC")
 _BUFFERS = ("rgb", "depth", "instance_index", "object_coordinates")
 
 
-def _buffer(render_result, name):
+def _buffer(render_result: Any, name: str) -> Any:
     if not hasattr(render_result, name):
         raise TypeError(f"render_result must have a '{name}' buffer (a RenderResult or an object with "
                         f"rgb, depth, instance_index and object_coordinates arrays); got "
@@ -71,13 +76,13 @@ def _buffer(render_result, name):
         raise TypeError(f"render_result.{name} must be array-like: {exc}") from None
 
 
-def _raw_buffers(render_result, need_coords):
+def _raw_buffers(render_result: Any, need_coords: bool) -> dict[str, Any]:
     """The buffers the call reads, by argument name for op_call (``render_result.rgb``, ...)."""
     names = _BUFFERS if need_coords else _BUFFERS[:3]
     return {f"render_result.{n}": _buffer(render_result, n) for n in names}
 
 
-def _squeeze_hw1(a, name):
+def _squeeze_hw1(a: AnyArray, name: str) -> AnyArray:
     if a.ndim == 3 and a.shape[2] == 1:  # stillleben gives (H,W,1)
         a = a.reshape(a.shape[:2]) if isinstance(a, DeviceArray) else a[:, :, 0]
     if a.ndim != 2:
@@ -85,12 +90,13 @@ def _squeeze_hw1(a, name):
     return a
 
 
-def _float32(a):
+def _float32(a: AnyArray) -> AnyArray:
     """``a`` as C-contiguous float32 (converted on its device for a DeviceArray)."""
     return a.astype(np.float32) if isinstance(a, DeviceArray) else np.ascontiguousarray(a, dtype=np.float32)
 
 
-def _image_buffers(args, need_coords):
+def _image_buffers(args: dict[str, Any],
+                   need_coords: bool) -> tuple[AnyArray, AnyArray, AnyArray, Optional[AnyArray]]:
     """(rgb, depth, instance, coords) as C-contiguous kernel inputs, shapes cross-checked
     (``args``: op_call's arrays by name, see :func:`_raw_buffers`)."""
     rgb = args["render_result.rgb"]
@@ -139,14 +145,14 @@ def _image_buffers(args, need_coords):
             np.ascontiguousarray(inst), coords)
 
 
-def _check_camera_size(scene, h, w):
+def _check_camera_size(scene: Any, h: int, w: int) -> None:
     cam = getattr(scene, "camera", None)
     cw, ch = getattr(cam, "width", None), getattr(cam, "height", None)
     if cw is not None and ch is not None and (int(cw), int(ch)) != (w, h):
         raise ValueError(f"render_result buffers are {w}x{h} (W x H) but scene.camera is {int(cw)}x{int(ch)}")
 
 
-def _matrix4(value, name):
+def _matrix4(value: object, name: str) -> NDArray[np.float64]:
     try:
         m = np.asarray(value)
     except (TypeError, ValueError):
@@ -161,21 +167,21 @@ def _matrix4(value, name):
     return m
 
 
-def _projection(scene):
+def _projection(scene: Any) -> NDArray[np.float64]:
     cam = getattr(scene, "camera", None)
     if cam is None or not hasattr(cam, "projection_matrix"):
         raise TypeError("scene.camera must provide projection_matrix() (a geomops.pose.Camera)")
     return _matrix4(cam.projection_matrix(), "scene.camera.projection_matrix()")
 
 
-def _objects(scene):
+def _objects(scene: Any) -> list[Any]:
     objs = getattr(scene, "objects", None)
     if objs is None:
         raise TypeError(f"scene must have an 'objects' list (a geomops.pose.Scene), got {type(scene).__name__}")
     return list(objs)
 
 
-def _object_ids(objs):
+def _object_ids(objs: Sequence[Any]) -> NDArray[np.int64]:
     ids = np.empty(len(objs), dtype=np.int64)
     for i, obj in enumerate(objs):
         v = getattr(obj, "instance_index", None)
@@ -188,7 +194,7 @@ def _object_ids(objs):
     return ids
 
 
-def _slot_tables(ids):
+def _slot_tables(ids: NDArray[np.int64]) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]:
     """id -> slot, and the objects of each slot (several objects may share an id)."""
     uniq, inverse = np.unique(ids, return_inverse=True)
     id_to_slot = np.full(_MAX_ID + 1, -1, dtype=np.int32)
@@ -199,7 +205,7 @@ def _slot_tables(ids):
     return id_to_slot, slot_start, slot_objects
 
 
-def _transforms(scene, objs, honour_camera_pose):
+def _transforms(scene: Any, objs: Sequence[Any], honour_camera_pose: bool) -> NDArray[np.float64]:
     """(N, 12) float64 object -> camera transforms: R row-major, then t.
 
     Exact mode: ``inv(scene.camera_pose) @ pose`` by the one helper that render and
@@ -220,7 +226,7 @@ def _transforms(scene, objs, honour_camera_pose):
     return out
 
 
-def _grad_input(grad, layout, h, w):
+def _grad_input(grad: object, layout: str, h: int, w: int) -> tuple[AnyArray, int, int]:
     """Returns (array, channel stride, pixel stride) in elements."""
     if grad is None:
         raise TypeError("grad must be a float32 array of shape (3, H, W), got None")
@@ -237,7 +243,7 @@ def _grad_input(grad, layout, h, w):
     return (g, h * w, 1) if layout == "CHW" else (g, 1, 3)
 
 
-def _plane_views(g, layout, h, w):
+def _plane_views(g: DeviceArray, layout: str, h: int, w: int) -> list[DeviceArray]:
     """The float32 views the masked finiteness kernel reads, each with one row per pixel: the
     three (H*W,) channel planes of a CHW ``g``, or ``g`` as (H*W, 3) rows for HWC."""
     if layout == "HWC":
@@ -246,7 +252,7 @@ def _plane_views(g, layout, h, w):
     return [DeviceArray(g, g.ptr + k * step, (h * w,), g.dtype, g.device_id, g._module, g._stream) for k in range(3)]
 
 
-def _first_nonfinite(g, layout, mask):
+def _first_nonfinite(g: AnyArray, layout: str, mask: AnyArray) -> int:
     """The first pixel (row-major index) where ``g`` (grad, NumPy or DeviceArray, CHW or HWC)
     holds a NaN or an infinity and the int16 (H, W) ``mask`` is nonzero; -1 when there is none.
     For a DeviceArray the check runs on its device (a reduction, then the masked count kernel
@@ -270,17 +276,18 @@ def _first_nonfinite(g, layout, mask):
             # finite values beyond float32's range would turn into inf in the float32 check
             return _first_nonfinite(g.get(), layout, mask.get() if isinstance(mask, DeviceArray) else mask)
         g = g.astype(np.float32)
+    assert isinstance(mask, DeviceArray)  # every caller passes the mask on the grad's device
     firsts = [_d_run(v._module.array_masked_nonfinite, v, mask.reshape(h * w))[1]
               for v in _plane_views(g, layout, h, w)]
     firsts = [f for f in firsts if f >= 0]
     return min(firsts) if firsts else -1
 
 
-def _pixel(first, w):
+def _pixel(first: int, w: int) -> str:
     return f"pixel (row {first // w}, col {first % w})"
 
 
-def _check_grad_finite(g, layout, inst):
+def _check_grad_finite(g: AnyArray, layout: str, inst: AnyArray) -> None:
     """dLoss/dImage must be finite at the object pixels (instance_index != 0): a NaN or inf there
     makes the object's whole gradient NaN. (The background pixels next to an object that the
     dilation reads are checked by :func:`_explain_nonfinite` once a result is not finite.)"""
@@ -290,7 +297,8 @@ def _check_grad_finite(g, layout, inst):
                          "object pixel (render_result.instance_index != 0); it must be finite where the objects are")
 
 
-def _mask_pass(be, rgb, depth, inst, coords, sem, ids, nt):
+def _mask_pass(be: Backend, rgb: AnyArray, depth: AnyArray, inst: AnyArray, coords: AnyArray, sem: int,
+               ids: NDArray[np.int64], nt: int) -> tuple[AnyArray, int]:
     """The per-object pixel sets S_k (after the dilation) as (N, H, W) 0/1 bytes in ``be``'s
     memory (uint8 on the CPU, bool on a GPU): one pass of the backprop kernel with a zero
     dLoss/dImage. The arrays are the kernel inputs, already in ``be``'s memory."""
@@ -307,7 +315,8 @@ def _mask_pass(be, rgb, depth, inst, coords, sem, ids, nt):
     return masks, bad
 
 
-def _explain_nonfinite(be, rgb, depth, inst, coords, g, layout, sem, ids, nt):
+def _explain_nonfinite(be: Backend, rgb: AnyArray, depth: AnyArray, inst: AnyArray, coords: AnyArray, g: AnyArray,
+                       layout: str, sem: int, ids: NDArray[np.int64], nt: int) -> None:
     """Called when a pose gradient came out NaN or inf: raise a ValueError naming the input that
     made it so -- ``object_coordinates`` not finite at an object pixel, or ``grad`` not finite at
     a background pixel that the dilation of an object's mask reads. Returns when neither holds
@@ -318,14 +327,14 @@ def _explain_nonfinite(be, rgb, depth, inst, coords, g, layout, sem, ids, nt):
         raise ValueError(f"render_result.object_coordinates is not finite (NaN or inf) at {_pixel(first, w)}, an "
                          "object pixel (render_result.instance_index != 0); the gradients read it there")
     masks, _ = _mask_pass(be, rgb, depth, inst, coords, sem, ids, nt)
-    read = np.any(be.to_host(masks).view(np.bool_), axis=0).astype(np.int16)
+    read = np.any(_to_host(be, masks).view(np.bool_), axis=0).astype(np.int16)
     first = _first_nonfinite(g, layout, be.from_host(read) if be.is_cuda else read)
     if first >= 0:
         raise ValueError(f"grad (dLoss/dImage) is not finite (NaN or inf) at {_pixel(first, w)}, next to an object: "
                          "the 1-pixel dilation of the object masks reads it there; it must be finite there")
 
 
-def _resolve_options(mode, helper_semantics, border):
+def _resolve_options(mode: str, helper_semantics: str, border: Optional[str]) -> tuple[int, int]:
     check_option(mode, "mode", _MODES)
     check_option(helper_semantics, "helper_semantics", tuple(_SEMANTICS))
     if border is None:
@@ -334,7 +343,7 @@ def _resolve_options(mode, helper_semantics, border):
     return _SEMANTICS[helper_semantics], _BORDERS[border]
 
 
-def _upload_tables(be, *arrays):
+def _upload_tables(be: Backend, *arrays: NDArray[Any]) -> Sequence[AnyArray]:
     """The small host arrays of a call (transforms, projection, id tables) in ``be``'s memory:
     on a GPU in one allocation and one copy, as views of it (16-byte aligned)."""
     if not be.is_cuda:
@@ -348,6 +357,7 @@ def _upload_tables(be, *arrays):
     for a, o in zip(arrays, offsets):
         packed[o:o + a.nbytes] = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
     d = be.from_host(packed)
+    assert isinstance(d, DeviceArray)
     return [DeviceArray(d, d.ptr + o if a.size else 0, a.shape, a.dtype, d.device_id, be.module)
             for a, o in zip(arrays, offsets)]
 
@@ -355,8 +365,9 @@ def _upload_tables(be, *arrays):
 # ----------------------------------------------------------------------------------------------
 # public functions
 
-def compute_image_space_gradients(scene, render_result, *, border="zero", helper_semantics="cuda",
-                                  num_threads=None, device=None, stream=None):
+def compute_image_space_gradients(scene: Any, render_result: Any, *, border: str = "zero",
+                                  helper_semantics: str = "cuda", num_threads: Optional[int] = None,
+                                  device: Optional[str] = None, stream: object = None) -> tuple[AnyArray, AnyArray, AnyArray]:
     """Gradient of the image intensity w.r.t. the 2-D position of its content, in NDC units.
 
     Central differences (not a Sobel filter, despite stillleben's helper name), scaled to NDC
@@ -418,13 +429,35 @@ def compute_image_space_gradients(scene, render_result, *, border="zero", helper
         be.kernels.posegrad_image_gradients(be.from_host(rgb), bord, sem, be.from_host(inst), be.from_host(depth),
                                             grad_x, grad_y, valid, nt)
         if not be.is_cuda:
+            assert isinstance(valid, np.ndarray)
             return grad_x, grad_y, valid.view(np.bool_)
         return c.result((grad_x, grad_y, valid))
 
 
-def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=False, *, mode="exact",
-                                    helper_semantics="cuda", border=None, return_contributions=False,
-                                    layout="CHW", num_threads=None, device=None, stream=None):
+@overload
+def backpropagate_gradient_to_poses(scene: Any, render_result: Any, grad: ArrayInput,
+                                    visualize_grad: Literal[False] = False, *, mode: GradientMode = "exact",
+                                    helper_semantics: str = "cuda", border: Optional[str] = None,
+                                    return_contributions: Literal[False] = False, layout: str = "CHW",
+                                    num_threads: Optional[int] = None, device: Optional[str] = None,
+                                    stream: object = None) -> AnyArray: ...
+
+
+@overload
+def backpropagate_gradient_to_poses(scene: Any, render_result: Any, grad: ArrayInput, visualize_grad: bool = False,
+                                    *, mode: GradientMode = "exact", helper_semantics: str = "cuda",
+                                    border: Optional[str] = None, return_contributions: bool = False,
+                                    layout: str = "CHW", num_threads: Optional[int] = None,
+                                    device: Optional[str] = None,
+                                    stream: object = None) -> Union[AnyArray, tuple[Any, ...]]: ...
+
+
+def backpropagate_gradient_to_poses(scene: Any, render_result: Any, grad: ArrayInput, visualize_grad: bool = False,
+                                    *, mode: GradientMode = "exact", helper_semantics: str = "cuda",
+                                    border: Optional[str] = None, return_contributions: bool = False,
+                                    layout: str = "CHW", num_threads: Optional[int] = None,
+                                    device: Optional[str] = None,
+                                    stream: object = None) -> Union[AnyArray, tuple[Any, ...]]:
     """Back-propagate dLoss/dImage to one pose-delta gradient per object.
 
     For each object k (instance id ``id_k``), with S_k its pixels after stillleben's 1-pixel
@@ -508,6 +541,7 @@ def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=F
     with _backend.op_call(device, stream, grad=grad, **raw) as c:
         be = c.be
         rgb, depth, inst, coords = _image_buffers(c.args, need_coords=True)
+        assert coords is not None
         h, w = inst.shape
         _check_camera_size(scene, h, w)
         g, cstride, pstride = _grad_input(c.args["grad"], layout, h, w)
@@ -534,25 +568,25 @@ def backpropagate_gradient_to_poses(scene, render_result, grad, visualize_grad=F
             raise ValueError(f"render_result.instance_index contains id {bad}, which no object in scene.objects "
                              f"has (object ids: {known[:20]}{' ...' if len(known) > 20 else ''}); 0 is the "
                              "background")
-        accum = be.to_host(accum)  # (N, ACC_STRIDE): read for the warning anyway
-        if not np.isfinite(accum[:, ACC_GRAD:ACC_GRAD + 6]).all():
+        accum_host = _to_host(be, accum)  # (N, ACC_STRIDE): read for the warning anyway
+        if not np.isfinite(accum_host[:, ACC_GRAD:ACC_GRAD + 6]).all():
             _explain_nonfinite(be, up(rgb), up(depth), up(inst), up(coords), up(g), layout, sem, ids, nt)
-        _warn_singular(accum, mode)
+        _warn_singular(accum_host, mode)
 
         with np.errstate(over="ignore"):  # float64 sums beyond float32's range round to inf, as IEEE says
-            result = accum[:, ACC_GRAD:ACC_GRAD + 6].astype(g.dtype)
-        out = [up(result) if c.on_device else result]
+            result = accum_host[:, ACC_GRAD:ACC_GRAD + 6].astype(g.dtype)
+        out: list[Any] = [up(result) if c.on_device else result]
         if return_contributions:
             out.append(contributions)
         out = c.result(out)
     if visualize_grad:
         from ..plot import plot_pose_gradients
-        maps = be.to_host(out[1] if return_contributions else contributions)
-        out.append(plot_pose_gradients(maps, grad=result, outline=be.to_host(inst), instance_ids=ids))
+        maps = _to_host(be, out[1] if return_contributions else contributions)
+        out.append(plot_pose_gradients(maps, grad=result, outline=be.to_host(inst), instance_ids=[int(i) for i in ids]))
     return out[0] if len(out) == 1 else tuple(out)
 
 
-def _warn_singular(accum, mode):
+def _warn_singular(accum: NDArray[np.float64], mode: str) -> None:
     bad = np.nonzero(accum[:, ACC_SINGULAR] > 0)[0]
     if bad.size == 0:
         return
@@ -568,7 +602,8 @@ def _warn_singular(accum, mode):
     warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
-def _object_masks(scene, render_result, *, helper_semantics="cuda", num_threads=None, device=None):
+def _object_masks(scene: Any, render_result: Any, *, helper_semantics: str = "cuda", num_threads: Optional[int] = None,
+                  device: Optional[str] = None) -> AnyArray:
     """The per-object pixel sets S_k (after the dilation) as bool (N, H, W). For tests/inspection."""
     _backend.parse_device(device)
     sem = _SEMANTICS[check_option(helper_semantics, "helper_semantics", tuple(_SEMANTICS))]
@@ -576,16 +611,21 @@ def _object_masks(scene, render_result, *, helper_semantics="cuda", num_threads=
     with _backend.op_call(device, None, **raw) as c:
         be = c.be
         rgb, depth, inst, coords = _image_buffers(c.args, need_coords=True)
+        assert coords is not None
         ids = _object_ids(_objects(scene))
         up = be.from_host
         masks, bad = _mask_pass(be, up(rgb), up(depth), up(inst), up(coords), sem, ids,
                                 resolve_num_threads(num_threads))
         if bad:
             raise ValueError(f"render_result.instance_index contains id {bad}, which no object in scene.objects has")
-        return masks.view(np.bool_) if not be.is_cuda else c.result(masks)
+        if be.is_cuda:
+            return c.result(masks)
+        assert isinstance(masks, np.ndarray)
+        return masks.view(np.bool_)
 
 
-def apply_pose_delta(pose, delta, orthonormalize=True, *, fix_reflection=False, device=None, stream=None):
+def apply_pose_delta(pose: ArrayInput, delta: ArrayInput, orthonormalize: bool = True, *, fix_reflection: bool = False,
+                     device: Optional[str] = None, stream: object = None) -> AnyArray:
     """Apply a pose delta (alpha, beta, gamma, a, b, c) to a 4x4 pose (right multiplication).
 
     ``new = pose @ D`` with::
@@ -644,14 +684,22 @@ def apply_pose_delta(pose, delta, orthonormalize=True, *, fix_reflection=False, 
         return c.result(out)
 
 
-def _all_finite(a):
+def _to_host(be: Backend, a: Optional[AnyArray]) -> NDArray[Any]:
+    """``be.to_host`` of an array that is there (never None)."""
+    host = be.to_host(a)
+    assert host is not None
+    return host
+
+
+def _all_finite(a: AnyArray) -> bool:
     """Whether a float array (NumPy, or a DeviceArray: a reduction on its device) is finite."""
     if isinstance(a, DeviceArray):
         return a.size == 0 or _device.stats(a.reshape(-1)).nonfinite == 0
     return bool(np.all(np.isfinite(a)))
 
 
-def _pose_delta_inputs(pose, delta, orthonormalize, fix_reflection):
+def _pose_delta_inputs(pose: Any, delta: Any, orthonormalize: object,
+                       fix_reflection: object) -> tuple[AnyArray, AnyArray, bool, bool]:
     """The checked ``(pose, delta, orthonormalize, fix_reflection)`` of apply_pose_delta; the
     arrays NumPy arrays or DeviceArrays (checked on the device), as given."""
     try:
@@ -684,9 +732,10 @@ def _pose_delta_inputs(pose, delta, orthonormalize, fix_reflection):
     return p, d, orthonormalize, fix_reflection
 
 
-def _apply_pose_delta_host(pose, delta, orthonormalize, fix_reflection):
+def _apply_pose_delta_host(pose: Any, delta: Any, orthonormalize: object, fix_reflection: object) -> NDArray[Any]:
     """apply_pose_delta in NumPy (float64, LAPACK's SVD)."""
     p, d, orthonormalize, fix_reflection = _pose_delta_inputs(pose, delta, orthonormalize, fix_reflection)
+    assert isinstance(p, np.ndarray) and isinstance(d, np.ndarray)  # host inputs stay NumPy
     d64 = d.astype(np.float64)
     p64 = p.astype(np.float64).reshape(-1, 4, 4)
     d64 = d64.reshape(-1, 6)

@@ -13,21 +13,20 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import List, Literal, NamedTuple, Optional, Union
+from typing import List, NamedTuple, Optional, Union, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._device import AnyArray, ArrayInput, DeviceArray, to_device
 from .._validate import as_array, check_int, check_real
-from .diff import apply_pose_delta, backpropagate_gradient_to_poses
+from .diff import GradientMode, apply_pose_delta, backpropagate_gradient_to_poses
 from .buffers import RenderResult
 from .render import render
 from .scene import Scene, SceneObject
 
 __all__ = ["AdamPoseStep", "RefineResult", "refine_scene"]
 
-GradientMode = Literal["exact", "compat"]  # see backpropagate_gradient_to_poses
 RefineTarget = Union[ArrayInput, RenderResult]  # an image (H, W, 3|4), or a render whose rgb is the image
 
 
@@ -220,9 +219,9 @@ def refine_scene(scene: Scene, target: RefineTarget, iterations: int = 80, *, st
         if done == iterations or loss <= loss_tol:
             break
         grad = backpropagate_gradient_to_poses(work, buf, g, mode=mode, num_threads=num_threads)
-        if buf.device != "cpu":
+        if isinstance(grad, DeviceArray):  # a device render gives device gradients
             grad = grad.get()
-        poses = apply_pose_delta(poses, -stepper(grad))
+        poses = cast(NDArray[np.float64], apply_pose_delta(poses, -stepper(grad)))  # host in, host out
         for obj, pose in zip(objects, poses):
             obj.pose = pose
         done += 1
