@@ -19,8 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # A development checkout built in place (``python setup.py build_ext --inplace``) documents its own
 # sources; an installed geomops is used otherwise.
-if (HERE.parent / "pyx" / "geomops" / "__init__.py").exists() and any(
-        (HERE.parent / "pyx" / "geomops").glob("_cpu.*")):
+if any(p.suffix in (".so", ".pyd") for p in (HERE.parent / "pyx" / "geomops").glob("_cpu.*")):  # built, not .pyx
     sys.path.insert(0, str(HERE.parent / "pyx"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
