@@ -567,7 +567,9 @@ static geomops_status backprop_run(const gm_ctx* c, gm_arena* ar, const geomops_
     p.accum = accum;
     p.contributions = out->contributions;
     int32_t bad = 0;
+    int64_t nonfinite = -1;
     p.bad_id = &bad;
+    p.first_nonfinite = &nonfinite;
     if (st == GEOMOPS_OK && out->contributions) /* the CPU kernel adds into it */
         st = gm_zero(c, out->contributions, (size_t)n * 6 * (size_t)px * sizeof(float));
     if (st == GEOMOPS_OK) {
@@ -580,6 +582,12 @@ static geomops_status backprop_run(const gm_ctx* c, gm_arena* ar, const geomops_
             GEOMOPS_ERROR_INVALID_ARGUMENT,
             "image->instance_index contains id %d, which no object in objects has; 0 is the background",
             (int)bad);
+    if (st == GEOMOPS_OK && nonfinite >= 0)
+        st =
+            gm_fail(GEOMOPS_ERROR_INVALID_ARGUMENT,
+                    "grad (dLoss/dImage) is not finite (NaN or inf) at pixel (row %lld, col %lld), an object "
+                    "pixel (image->instance_index != 0); it must be finite where the objects are",
+                    (long long)(nonfinite / w), (long long)(nonfinite % w));
     if (st == GEOMOPS_OK && c->cuda)
         st = gm_to_host(c, accum_host, accum, (size_t)n * GM_PG_ACC_STRIDE * sizeof(double));
     /* gradients = accum[:, 0:6] in grad's dtype, singular pixel counts = accum[:, 6] */

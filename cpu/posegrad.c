@@ -174,9 +174,11 @@ int gm_posegrad_image_gradients_cpu(const gm_pg_image_grad_params* p) {
 }
 
 /* One block of rows [r0, r1): valid rows into vbuf, then every pixel's contributions.
- * ubuf: scratch for the uniform flags of rows r0-1 .. r1, then one busy flag per row. */
+ * ubuf: scratch for the uniform flags of rows r0-1 .. r1, then one busy flag per row.
+ * bad: the block's smallest unknown id; nonfinite: its first object pixel with a non-finite g. */
 static void pg_backprop_block(const gm_pg_backprop_params* p, const gm_pg_object* objs, const float* lut,
-                              int r0, int r1, uint8_t* vbuf, uint8_t* ubuf, double* acc, int32_t* bad) {
+                              int r0, int r1, uint8_t* vbuf, uint8_t* ubuf, double* acc, int32_t* bad,
+                              int64_t* nonfinite) {
     const gm_pg_image* im = &p->img;
     const int h = im->height, w = im->width;
     const float wx = gm_pg_weight(w), wy = gm_pg_weight(h);
@@ -201,6 +203,8 @@ static void pg_backprop_block(const gm_pg_backprop_params* p, const gm_pg_object
         for (int c = 0; c < w; ++c) val[c] = (uint8_t)gm_pg_valid(uni[c], inst, depth, h, w, r, c, sem);
     }
     int32_t worst = INT32_MAX;
+    int64_t first_nf = -1; /* pixels are visited in increasing order: the first found is the smallest */
+    const int check_g = p->first_nonfinite != NULL;
     for (int r = r0; r < r1; ++r) {
         /* nothing to do unless this row or a neighbour row has object pixels */
         if (!busy[r - v0] && !(r > v0 && busy[r - 1 - v0]) && !(r + 1 < v1 && busy[r + 1 - v0])) continue;
@@ -212,6 +216,15 @@ static void pg_backprop_block(const gm_pg_backprop_params* p, const gm_pg_object
             if (id0 != 0 && (id0 < 0 || p->id_to_slot[id0] < 0)) {
                 if (id0 < worst) worst = id0;
                 continue;
+            }
+            double g[3];
+            int have_g = 0;
+            if (id0 != 0 && check_g) { /* every object pixel, read or not (cpu semantics skip borders) */
+                g[0] = gm_pg_grad_at(p, pix, 0);
+                g[1] = gm_pg_grad_at(p, pix, 1);
+                g[2] = gm_pg_grad_at(p, pix, 2);
+                have_g = 1;
+                if (first_nf < 0 && !gm_pg_all_finite3(g)) first_nf = pix;
             }
             int16_t ids[9];
             ptrdiff_t src[9];
@@ -229,8 +242,11 @@ static void pg_backprop_block(const gm_pg_backprop_params* p, const gm_pg_object
             if (vbuf[(ptrdiff_t)(r - v0) * w + c]) {
                 float gx[3], gy[3];
                 pg_pixel_grads(im, lut, wx, wy, r, c, gx, gy);
-                const double g[3] = {gm_pg_grad_at(p, pix, 0), gm_pg_grad_at(p, pix, 1),
-                                     gm_pg_grad_at(p, pix, 2)};
+                if (!have_g) {
+                    g[0] = gm_pg_grad_at(p, pix, 0);
+                    g[1] = gm_pg_grad_at(p, pix, 1);
+                    g[2] = gm_pg_grad_at(p, pix, 2);
+                }
                 gm_pg_project_grad(g, gx, gy, &sx, &sy);
             }
             for (int k = 0; k < n; ++k) {
@@ -260,6 +276,7 @@ static void pg_backprop_block(const gm_pg_backprop_params* p, const gm_pg_object
         }
     }
     *bad = worst;
+    *nonfinite = first_nf;
 }
 
 int gm_posegrad_backprop_cpu(const gm_pg_backprop_params* p) {
@@ -277,10 +294,12 @@ int gm_posegrad_backprop_cpu(const gm_pg_backprop_params* p) {
     const int nblocks = (h + rows - 1) / rows;
     double* acc = (double*)gm_host_calloc(nblocks, per_block);
     int32_t* bad = (int32_t*)gm_host_alloc(nblocks, sizeof(int32_t));
+    int64_t* nonfinite = (int64_t*)gm_host_alloc(nblocks, sizeof(int64_t));
     gm_pg_object* objs = (gm_pg_object*)gm_host_alloc(nobj, sizeof(gm_pg_object));
-    if (!acc || !bad || !objs) {
+    if (!acc || !bad || !nonfinite || !objs) {
         free(acc);
         free(bad);
+        free(nonfinite);
         free(objs);
         return GM_ERR_NOMEM;
     }
@@ -304,7 +323,7 @@ int gm_posegrad_backprop_cpu(const gm_pg_backprop_params* p) {
             int r0 = b * rows, r1 = r0 + rows < h ? r0 + rows : h;
             double* block_acc = acc + (size_t)b * (per_block / sizeof(double));
             pg_backprop_block(p, objs, lut, r0, r1, vbuf, vbuf + (size_t)(rows + 2) * (size_t)w, block_acc,
-                              bad + b);
+                              bad + b, nonfinite + b);
         }
         free(vbuf);
     }
@@ -312,18 +331,23 @@ int gm_posegrad_backprop_cpu(const gm_pg_backprop_params* p) {
     if (fail || atomic_load(&stop)) {
         free(acc);
         free(bad);
+        free(nonfinite);
         return gm_stop_status(&stop, GM_ERR_NOMEM);
     }
     const size_t nacc = (size_t)nobj * GM_PG_ACC_STRIDE;
     memset(p->accum, 0, nacc * sizeof(double));
     int32_t worst = INT32_MAX;
+    int64_t first_nf = -1;
     for (int b = 0; b < nblocks; ++b) {
         const double* a = acc + (size_t)b * (per_block / sizeof(double));
         for (size_t k = 0; k < nacc; ++k) p->accum[k] += a[k];
         if (bad[b] < worst) worst = bad[b];
+        if (first_nf < 0) first_nf = nonfinite[b]; /* blocks in row order: the first hit is the smallest */
     }
     *p->bad_id = worst == INT32_MAX ? 0 : worst;
+    if (p->first_nonfinite) *p->first_nonfinite = first_nf;
     free(acc);
     free(bad);
+    free(nonfinite);
     return GM_OK;
 }

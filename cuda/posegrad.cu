@@ -5,7 +5,8 @@
 // Image gradients: one thread per pixel (valid mask, both central differences).
 // Back-propagation, deterministic without float atomics:
 //   1. one thread per pixel: the valid mask, whether a neighbour belongs to another object
-//      (the dilation needs one), and unknown instance ids (integer atomicMin);
+//      (the dilation needs one), unknown instance ids and the first object pixel where
+//      dLoss/dImage is not finite (integer atomicMin);
 //   2. one thread per (segment, object), a segment being a run of consecutive pixels in
 //      row-major order (a power of two, at least 32, fixed by the image size and the object
 //      count): the object's terms over the segment's pixels, summed in that order in
@@ -78,18 +79,26 @@ __global__ void k_object_setup(const double* transforms, const double* projectio
     GM_FOR_EACH(o, n) gm_pg_object_setup(transforms + 12 * o, projection, denom_row, &objs[o]);
 }
 
-__global__ void k_init_bad(int32_t* bad) {
-    GM_FOR_EACH(i, 1) bad[i] = INT32_MAX;
+__global__ void k_init_bad(int32_t* bad, unsigned long long* nonfinite) {
+    GM_FOR_EACH(i, 1) {
+        bad[i] = INT32_MAX;
+        nonfinite[i] = ULLONG_MAX;
+    }
 }
 
-__global__ void k_pixel_info(gm_pg_image im, const int32_t* id_to_slot, uint8_t* valid, uint8_t* info,
-                             int32_t* bad) {
+__global__ void k_pixel_info(gm_pg_backprop_params p, uint8_t* valid, uint8_t* info, int32_t* bad,
+                             unsigned long long* nonfinite) {
+    const gm_pg_image& im = p.img;
     const int h = im.height, w = im.width;
     GM_FOR_EACH(i, (int64_t)h * w) {
         const int r = (int)(i / w), c = (int)(i % w);
         const int id0 = im.instance[i];
-        const int unknown = id0 != 0 && (id0 < 0 || id_to_slot[id0] < 0);
+        const int unknown = id0 != 0 && (id0 < 0 || p.id_to_slot[id0] < 0);
         if (unknown) atomicMin(bad, (int32_t)id0);
+        if (id0 != 0 && !unknown) {
+            const double g[3] = {gm_pg_grad_at(&p, i, 0), gm_pg_grad_at(&p, i, 1), gm_pg_grad_at(&p, i, 2)};
+            if (!gm_pg_all_finite3(g)) atomicMin(nonfinite, (unsigned long long)i);
+        }
         valid[i] = (uint8_t)gm_pg_valid(0, im.instance, im.depth, h, w, r, c, im.semantics);
         info[i] = (uint8_t)((unknown ? INFO_UNKNOWN_ID : 0) |
                             (gm_pg_has_other(im.instance, h, w, r, c) ? INFO_OTHER : 0));
@@ -197,11 +206,13 @@ int backprop_run(const gm_pg_backprop_params* p, cudaStream_t s) {
 
     gm_dev_buffer<uint8_t> masks;  // valid mask, then the neighbour info
     gm_dev_buffer<int32_t> ints;   // bad id, then the object ids
+    gm_dev_buffer<unsigned long long> first_nf;
     GM_PG_ALLOC(masks, 2 * hw, s, "the valid mask");
     GM_PG_ALLOC(ints, 1 + (int64_t)n, s, "the object ids");
+    GM_PG_ALLOC(first_nf, 1, s, "the finiteness check");
     int32_t* bad = ints.ptr;
-    GM_PG_LAUNCH(k_init_bad, 1, s, bad);
-    GM_PG_LAUNCH(k_pixel_info, hw, s, *im, p->id_to_slot, masks.ptr, masks.ptr + hw, bad);
+    GM_PG_LAUNCH(k_init_bad, 1, s, bad, first_nf.ptr);
+    GM_PG_LAUNCH(k_pixel_info, hw, s, *p, masks.ptr, masks.ptr + hw, bad, first_nf.ptr);
 
     if (n > 0) {
         int32_t* obj_id = ints.ptr + 1;
@@ -228,10 +239,13 @@ int backprop_run(const gm_pg_backprop_params* p, cudaStream_t s) {
         if (st != GM_OK) return st;
     }
     int32_t worst = INT32_MAX;
+    unsigned long long nf = ULLONG_MAX;
     GM_CUDA_WAIT_IDLE(s, "the pose gradients");
     GM_CUDA_TRY(cudaMemcpyAsync(&worst, bad, sizeof worst, cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync");
+    GM_CUDA_TRY(cudaMemcpyAsync(&nf, first_nf.ptr, sizeof nf, cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync");
     GM_CUDA_TRY(cudaStreamSynchronize(s), "cudaStreamSynchronize");
     *p->bad_id = worst == INT32_MAX ? 0 : worst;
+    if (p->first_nonfinite) *p->first_nonfinite = nf == ULLONG_MAX ? -1 : (int64_t)nf;
     return GM_OK;
 }
 

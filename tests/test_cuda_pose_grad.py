@@ -49,10 +49,10 @@ def backprop(be, d, border, sem, contributions=True, masks=True):
     # zero-filled, as the CPU binding needs; the CUDA one overwrites every element anyway
     con = up(np.zeros((n, 6, h, w), np.float32)) if contributions else None
     msk = up(np.zeros((n, h, w), np.uint8)) if masks else None
-    bad = be.kernels.posegrad_backprop(up(d["rgb"]), border, sem, up(inst), up(d["depth"]), up(d["coords"]),
-                                       up(d["g"]), d["cstride"], d["pstride"], up(d["transforms"]), up(d["proj"]),
-                                       d["denom_row"], up(d["id_to_slot"]), up(d["slot_start"]),
-                                       up(d["slot_objects"]), acc, con, msk, 1)
+    bad, _ = be.kernels.posegrad_backprop(up(d["rgb"]), border, sem, up(inst), up(d["depth"]), up(d["coords"]),
+                                          up(d["g"]), d["cstride"], d["pstride"], up(d["transforms"]), up(d["proj"]),
+                                          d["denom_row"], up(d["id_to_slot"]), up(d["slot_start"]),
+                                          up(d["slot_objects"]), acc, con, msk, 1)
     return bad, be.to_host(acc), be.to_host(con), be.to_host(msk)
 
 
@@ -227,3 +227,48 @@ def test_backprop_deterministic_on_device():
         again = backprop(be, d, 1, 0)
         for a, b in zip(first[1:], again[1:]):
             assert a.tobytes() == b.tobytes()
+
+
+def first_nonfinite(be, d, sem, threads=1):
+    """The kernel's first object pixel where g is not finite (-1 if none)."""
+    n = d["transforms"].shape[0]
+    up = be.from_host
+    acc = be.empty((n, _cpu.PG_ACC_STRIDE), np.float64)
+    _, first = be.kernels.posegrad_backprop(up(d["rgb"]), 0, sem, up(d["inst"]), up(d["depth"]), up(d["coords"]),
+                                            up(d["g"]), d["cstride"], d["pstride"], up(d["transforms"]),
+                                            up(d["proj"]), d["denom_row"], up(d["id_to_slot"]), up(d["slot_start"]),
+                                            up(d["slot_objects"]), acc, None, None, threads)
+    return first
+
+
+@pytest.mark.parametrize("layout", ["CHW", "HWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sem", ["cuda", "cpu"])
+def test_first_nonfinite_object_pixel(cuda_be, layout, dtype, sem):
+    """The smallest object pixel (instance != 0) with a NaN/inf in any channel of g, found by the
+    backprop kernel itself: background pixels never count, border pixels do under both helper
+    semantics, and the answer does not depend on the thread count or the backend."""
+    sc = pc.scene("many", 61, 47)
+    rr = pc.render_with(_backend.cpu(), sc)
+    d = pc.backprop_inputs(sc, rr, layout=layout, grad_dtype=dtype)
+    inst = d["inst"].ravel()
+    obj, bg = np.flatnonzero(inst != 0), np.flatnonzero(inst == 0)
+    assert obj.size > 10 and bg.size > 10
+    h, w = d["inst"].shape
+    edge = obj[(obj < w) | (obj >= (h - 1) * w) | (obj % w == 0) | (obj % w == w - 1)]
+    rng = np.random.default_rng(3)
+    g0 = d["g"].copy()
+    picks = [[], list(rng.choice(obj, 3, replace=False)), [obj[-1]], [obj[0]]] + ([[edge[0]]] if edge.size else [])
+    for pixels in picks:
+        for value in (np.nan, np.inf, -np.inf):
+            g = g0.copy()
+            g.reshape(-1)[[(int(ch) * h * w + p if layout == "CHW" else 3 * p + int(ch))
+                           for p in bg[:5] for ch in range(3)]] = value  # never read as object pixels
+            for p in pixels:
+                ch = int(rng.integers(3))
+                g.reshape(-1)[ch * h * w + p if layout == "CHW" else 3 * p + ch] = value
+            d["g"] = g
+            want = int(min(pixels)) if pixels else -1
+            for threads in (1, 2, 3):
+                assert first_nonfinite(_backend.cpu(), d, SEMANTICS[sem], threads) == want
+            assert first_nonfinite(cuda_be, d, SEMANTICS[sem]) == want

@@ -275,6 +275,12 @@ GM_HD double gm_pg_grad_at(const gm_pg_backprop_params* p, ptrdiff_t pix, int ch
     return p->g_f32 ? (double)p->g_f32[k] : p->g_f64[k];
 }
 
+/* 1 when g[0..2] are all finite (x - x is 0 exactly for a finite x and NaN for NaN or inf;
+ * the includers do not compile with finite-math options). */
+GM_HD int gm_pg_all_finite3(const double* g) {
+    return (g[0] - g[0]) + (g[1] - g[1]) + (g[2] - g[2]) == 0.0;
+}
+
 /* sx = sum_c g[c] gx[c] and sy = sum_c g[c] gy[c]: the image gradient seen by the loss at one
  * pixel, in float64 (the inputs of gm_pg_contribution). */
 GM_HD void gm_pg_project_grad(const double* g, const float* gx, const float* gy, double* sx, double* sy) {

@@ -73,6 +73,8 @@ typedef struct gm_pg_backprop_params {
     float* contributions;        /* out (N,6,H,W) per-pixel terms, or NULL; must be zero on entry */
     uint8_t* masks;              /* out (N,H,W) dilated masks 0/1, or NULL; must be zero on entry */
     int32_t* bad_id;             /* out: smallest instance id of the buffer that no object has, or 0 */
+    int64_t* first_nonfinite;    /* out: smallest pixel index of an object pixel (a known nonzero id)
+                                    where g is NaN or inf in any channel, or -1; NULL: not checked */
 } gm_pg_backprop_params;
 
 #endif /* GEOMOPS_POSEGRAD_TYPES_H */

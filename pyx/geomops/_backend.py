@@ -503,6 +503,18 @@ def op_call(device: Optional[str] = None, stream: object = None, *, optional: It
 
     ``inputs`` are the op's array arguments by name (None and absent optionals are ignored;
     Python scalars and lists never conflict with device inputs)."""
+    if stream is None and (device is None or device == "cpu") and all(
+            v is None or type(v) is np.ndarray for v in inputs.values()):
+        # the common case, NumPy arrays on the CPU: nothing to place, no stream (what select and
+        # call_stream would conclude, without their cost on small calls)
+        with _memory.call_scope():
+            call = OpCall()
+            call.be = _CPU
+            call.on_device = False
+            call.args = dict(inputs)
+            call._cs = CallStream(_CPU, 0, False)
+            yield call
+        return
     placed = {k: v for k, v in inputs.items() if v is not None and _is_placed(v)}
     be, on_device = select(device, optional=optional, **placed)
     args = dict(inputs)

@@ -2,7 +2,7 @@
 # CPU and CUDA launchers.
 
 from libc.stddef cimport ptrdiff_t
-from libc.stdint cimport int16_t, int32_t, uint8_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t
 
 cdef extern from "geomops/posegrad_types.h" nogil:
     int GM_PG_BORDER_ZERO, GM_PG_BORDER_REPLICATE
@@ -42,6 +42,7 @@ cdef extern from "geomops/posegrad_types.h" nogil:
         float* contributions
         uint8_t* masks
         int32_t* bad_id
+        int64_t* first_nonfinite
 
 cdef extern from "geomops/posegrad.h" nogil:
     int gm_posegrad_image_gradients_cpu(const gm_pg_image_grad_params* p)

@@ -178,7 +178,7 @@ def posegrad_backprop(rgb: DeviceArrayLike, border: int, semantics: int, instanc
                       g: DeviceArrayLike, g_cstride: int, g_pstride: int, transforms: DeviceArrayLike, projection: DeviceArrayLike,
                       denom_row: int, id_to_slot: DeviceArrayLike, slot_start: DeviceArrayLike, slot_objects: DeviceArrayLike, accum: DeviceArrayLike,
                       contributions: Optional[DeviceArrayLike], masks: Optional[DeviceArrayLike], num_threads: int, *,
-                      stream: int = 0) -> int: ...
+                      stream: int = 0) -> tuple[int, int]: ...
 
 # --- apply_pose_delta (_cuda_pose.pxi) -----------------------------------------------------
 def pose_delta(pose: DeviceArrayLike, delta: DeviceArrayLike, out: DeviceArrayLike, orthonormalize: bool, fix_reflection: bool, *,

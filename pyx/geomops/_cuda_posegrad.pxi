@@ -1,7 +1,7 @@
 # CUDA bindings of the pose gradients (cuda/posegrad.cu): _cpu's posegrad functions with device
 # arrays and a ``stream``. The structs are filled by the code the CPU bindings use.
 
-from libc.stdint cimport int32_t as _cp_i32, uintptr_t as _cp_uintptr
+from libc.stdint cimport int32_t as _cp_i32, int64_t as _cp_i64, uintptr_t as _cp_uintptr
 
 from geomops._c_posegrad cimport (GM_PG_ACC_GRAD, GM_PG_ACC_PIXELS, GM_PG_ACC_SINGULAR, GM_PG_ACC_STRIDE,
                                   GM_PG_BORDER_REPLICATE, GM_PG_BORDER_ZERO, GM_PG_SEM_CPU, GM_PG_SEM_CUDA,
@@ -41,17 +41,19 @@ def posegrad_backprop(rgb, int border, int semantics, instance, depth, coords, g
                       slot_objects, accum, contributions, masks, int num_threads, *, _cp_uintptr stream=0):
     """``_cpu.posegrad_backprop`` on device arrays, ordered on ``stream``. Every element of the
     optional ``contributions`` and ``masks`` is written (they need not be zero-filled). Returns
-    the smallest unknown instance id (0 if none), so it synchronises ``stream``; ``accum`` and the
-    optional outputs are then complete. ``num_threads`` is ignored."""
+    ``(bad_id, first_nonfinite)`` as the CPU binding does, so it synchronises ``stream``; ``accum``
+    and the optional outputs are then complete. ``num_threads`` is ignored."""
     cdef gm_pg_backprop_params p
     cdef _cp_i32 bad = 0
+    cdef _cp_i64 first_nonfinite = -1
     cdef void* s = <void*>stream
     _pg_fill_image(&p.img, rgb, border, semantics, instance, depth, 1)
     _pg_fill_backprop(&p, coords, g, g_cstride, g_pstride, transforms, projection, denom_row, id_to_slot,
                       slot_start, slot_objects, accum, contributions, masks)
     p.bad_id = &bad
+    p.first_nonfinite = &first_nonfinite
     cdef int status
     with nogil:
         status = gm_posegrad_backprop_cuda(&p, s)
     _check(status)
-    return bad
+    return bad, first_nonfinite

@@ -107,8 +107,10 @@ def host_reserve(shape: Sequence[SupportsIndex], dtype: npt.DTypeLike, what: str
     together: Optional[int] = None
     if getattr(_call, "depth", 0):
         together = _call.total + nbytes
-    check_host(nbytes, f"{what} of shape {tuple(int(s) for s in shape)} and dtype {np.dtype(dtype)}",
-               together=together)
+    if nbytes > MAX_BYTES or (nbytes if together is None else together) >= CHECK_BYTES:
+        # (check_host returns at once for anything smaller: skip formatting its message)
+        check_host(nbytes, f"{what} of shape {tuple(int(s) for s in shape)} and dtype {np.dtype(dtype)}",
+                   together=together)
     if together is not None:
         _call.total = together
 

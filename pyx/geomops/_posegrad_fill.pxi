@@ -37,7 +37,7 @@ cdef int _pg_fill_image(gm_pg_image* im, rgb, int border, int semantics, instanc
 cdef int _pg_fill_backprop(gm_pg_backprop_params* p, coords, g, Py_ssize_t g_cstride, Py_ssize_t g_pstride,
                            transforms, projection, int denom_row, id_to_slot, slot_start, slot_objects, accum,
                            contributions, masks) except -1:
-    """Everything but the image part and bad_id."""
+    """Everything but the image part and the two checks' outputs (bad_id, first_nonfinite)."""
     p.coords = <const float*>_addr(coords)
     if _pg_itemsize(g) == 4:
         p.g_f32 = <const float*>_addr(g)

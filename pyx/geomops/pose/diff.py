@@ -24,6 +24,7 @@ results back. See docs/pose.md and docs/cuda.md.
 from __future__ import annotations
 
 import warnings
+import itertools
 from collections.abc import Sequence
 from typing import Any, Literal, Optional, Union, overload
 
@@ -196,12 +197,18 @@ def _object_ids(objs: Sequence[Any]) -> NDArray[np.int64]:
 
 def _slot_tables(ids: NDArray[np.int64]) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]:
     """id -> slot, and the objects of each slot (several objects may share an id)."""
-    uniq, inverse = np.unique(ids, return_inverse=True)
+    # plain Python: a scene has a handful of objects, and np.unique's overhead dominated the call
+    idl = ids.tolist()
+    uniq = sorted(set(idl))
+    slot_of = {v: k for k, v in enumerate(uniq)}
     id_to_slot = np.full(_MAX_ID + 1, -1, dtype=np.int32)
-    id_to_slot[uniq] = np.arange(uniq.size, dtype=np.int32)
-    slot_objects = np.argsort(inverse, kind="stable").astype(np.int32)
-    slot_start = np.zeros(uniq.size + 1, dtype=np.int32)
-    np.cumsum(np.bincount(inverse, minlength=uniq.size), out=slot_start[1:])
+    id_to_slot[uniq] = np.arange(len(uniq), dtype=np.int32)
+    slots = [slot_of[v] for v in idl]
+    slot_objects = np.array(sorted(range(len(idl)), key=slots.__getitem__), dtype=np.int32)  # stable
+    counts = [0] * (len(uniq) + 1)
+    for k in slots:
+        counts[k + 1] += 1
+    slot_start = np.array(list(itertools.accumulate(counts)), dtype=np.int32)
     return id_to_slot, slot_start, slot_objects
 
 
@@ -212,18 +219,29 @@ def _transforms(scene: Any, objs: Sequence[Any], honour_camera_pose: bool) -> ND
     ``Scene.object_to_camera`` use (a scene without a camera pose has the identity).
     Compat mode reproduces stillleben, which ignores the camera pose (world = camera) and
     stores poses as float32: the transform is the pose rounded to float32."""
-    poses = [_matrix4(getattr(obj, "pose", None), f"scene.objects[{i}].pose") for i, obj in enumerate(objs)]
+    poses = _poses(objs)
     if honour_camera_pose:
         cp = getattr(scene, "camera_pose", None)
         cp = np.eye(4) if cp is None else _matrix4(cp, "scene.camera_pose")
-        poses = _object_to_camera(cp, poses)
+        poses = np.asarray(_object_to_camera(cp, poses)).reshape(-1, 4, 4)
     else:
-        poses = [t.astype(np.float32).astype(np.float64) for t in poses]
+        poses = poses.astype(np.float32).astype(np.float64)
     out = np.empty((len(objs), 12), dtype=np.float64)
-    for i, t in enumerate(poses):
-        out[i, :9] = t[:3, :3].ravel()
-        out[i, 9:] = t[:3, 3]
+    out[:, :9] = poses[:, :3, :3].reshape(-1, 9)
+    out[:, 9:] = poses[:, :3, 3]
     return out
+
+
+def _poses(objs: Sequence[Any]) -> NDArray[np.float64]:
+    """The objects' poses as one (N, 4, 4) float64 array, checked as :func:`_matrix4` checks each
+    (which names the first bad one when the quick check of them all together fails)."""
+    raw = [getattr(obj, "pose", None) for obj in objs]
+    if all(type(m) is np.ndarray and m.shape == (4, 4) and m.dtype.kind in "iuf" for m in raw):
+        stacked = np.array(raw, dtype=np.float64).reshape(-1, 4, 4)
+        if np.isfinite(stacked).all():
+            return stacked
+    return np.array([_matrix4(m, f"scene.objects[{i}].pose") for i, m in enumerate(raw)],
+                    dtype=np.float64).reshape(-1, 4, 4)
 
 
 def _grad_input(grad: object, layout: str, h: int, w: int) -> tuple[AnyArray, int, int]:
@@ -287,14 +305,13 @@ def _pixel(first: int, w: int) -> str:
     return f"pixel (row {first // w}, col {first % w})"
 
 
-def _check_grad_finite(g: AnyArray, layout: str, inst: AnyArray) -> None:
+def _raise_nonfinite_grad(first: int, w: int) -> None:
     """dLoss/dImage must be finite at the object pixels (instance_index != 0): a NaN or inf there
-    makes the object's whole gradient NaN. (The background pixels next to an object that the
-    dilation reads are checked by :func:`_explain_nonfinite` once a result is not finite.)"""
-    first = _first_nonfinite(g, layout, inst)
-    if first >= 0:
-        raise ValueError(f"grad (dLoss/dImage) is not finite (NaN or inf) at {_pixel(first, inst.shape[1])}, an "
-                         "object pixel (render_result.instance_index != 0); it must be finite where the objects are")
+    makes the object's whole gradient NaN. The backprop kernel finds the first such pixel. (The
+    background pixels next to an object that the dilation reads are checked by
+    :func:`_explain_nonfinite` once a result is not finite.)"""
+    raise ValueError(f"grad (dLoss/dImage) is not finite (NaN or inf) at {_pixel(first, w)}, an object pixel "
+                     "(render_result.instance_index != 0); it must be finite where the objects are")
 
 
 def _mask_pass(be: Backend, rgb: AnyArray, depth: AnyArray, inst: AnyArray, coords: AnyArray, sem: int,
@@ -310,8 +327,8 @@ def _mask_pass(be: Backend, rgb: AnyArray, depth: AnyArray, inst: AnyArray, coor
     masks = be.empty((n, h, w), np.bool_) if be.is_cuda else np.zeros((n, h, w), dtype=np.uint8)
     accum = be.empty((n, ACC_STRIDE), np.float64)
     g = be.from_host(np.zeros((3, h, w), dtype=np.float32))
-    bad = be.kernels.posegrad_backprop(rgb, _BORDERS["zero"], sem, inst, depth, coords, g, h * w, 1, tr, pj, 3,
-                                       id_to_slot, slot_start, slot_objects, accum, None, masks, nt)
+    bad, _ = be.kernels.posegrad_backprop(rgb, _BORDERS["zero"], sem, inst, depth, coords, g, h * w, 1, tr, pj, 3,
+                                          id_to_slot, slot_start, slot_objects, accum, None, masks, nt)
     return masks, bad
 
 
@@ -545,7 +562,6 @@ def backpropagate_gradient_to_poses(scene: Any, render_result: Any, grad: ArrayI
         h, w = inst.shape
         _check_camera_size(scene, h, w)
         g, cstride, pstride = _grad_input(c.args["grad"], layout, h, w)
-        _check_grad_finite(g, layout, inst)
         proj = _projection(scene)
         objs = _objects(scene)
         ids = _object_ids(objs)
@@ -560,14 +576,18 @@ def backpropagate_gradient_to_poses(scene: Any, render_result: Any, grad: ArrayI
             contributions = be.empty((n, 6, h, w), np.float32) if be.is_cuda else np.zeros((n, 6, h, w), np.float32)
         tr, pj, id_to_slot, slot_start, slot_objects = tables
         up = be.from_host
-        bad = be.kernels.posegrad_backprop(up(rgb), bord, sem, up(inst), up(depth), up(coords), up(g), cstride,
-                                           pstride, tr, pj, 2 if mode == "compat" else 3, id_to_slot, slot_start,
-                                           slot_objects, accum, contributions, None, nt)
+        # the kernel also finds the first object pixel where grad is not finite (no extra pass)
+        bad, nonfinite = be.kernels.posegrad_backprop(up(rgb), bord, sem, up(inst), up(depth), up(coords), up(g),
+                                                      cstride, pstride, tr, pj, 2 if mode == "compat" else 3,
+                                                      id_to_slot, slot_start, slot_objects, accum, contributions,
+                                                      None, nt)
         if bad:
             known = sorted(set(int(i) for i in ids))
             raise ValueError(f"render_result.instance_index contains id {bad}, which no object in scene.objects "
                              f"has (object ids: {known[:20]}{' ...' if len(known) > 20 else ''}); 0 is the "
                              "background")
+        if nonfinite >= 0:
+            _raise_nonfinite_grad(nonfinite, w)
         accum_host = _to_host(be, accum)  # (N, ACC_STRIDE): read for the warning anyway
         if not np.isfinite(accum_host[:, ACC_GRAD:ACC_GRAD + 6]).all():
             _explain_nonfinite(be, up(rgb), up(depth), up(inst), up(coords), up(g), layout, sem, ids, nt)

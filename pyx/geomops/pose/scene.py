@@ -134,7 +134,11 @@ def _object_to_camera(camera_pose: NDArray[np.float64],
     if not np.array_equal(camera_pose[3], [0.0, 0.0, 0.0, 1.0]):
         raise ValueError(f"scene.camera_pose must be affine (last row [0, 0, 0, 1]), got {camera_pose[3]}")
     world_to_cam = _inv_affine(camera_pose, "scene.camera_pose")
-    return [np.einsum("ij,jk->ik", world_to_cam, pose) for pose in poses]
+    stacked = np.asarray(poses if isinstance(poses, np.ndarray) else list(poses), dtype=np.float64)
+    if stacked.size == 0:
+        return []
+    # one batched einsum: each product sums j = 0..3 in order, bitwise the per-pose einsum's
+    return list(np.einsum("ij,njk->nik", world_to_cam, stacked.reshape(-1, 4, 4)))
 
 
 # ----------------------------------------------------------------------------------------------
