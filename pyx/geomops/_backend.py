@@ -507,12 +507,13 @@ def op_call(device: Optional[str] = None, stream: object = None, *, optional: It
             v is None or type(v) is np.ndarray for v in inputs.values()):
         # the common case, NumPy arrays on the CPU: nothing to place, no stream (what select and
         # call_stream would conclude, without their cost on small calls)
+        be = resolve(device)
         with _memory.call_scope():
             call = OpCall()
-            call.be = _CPU
+            call.be = be
             call.on_device = False
             call.args = dict(inputs)
-            call._cs = CallStream(_CPU, 0, False)
+            call._cs = CallStream(be, 0, False)
             yield call
         return
     placed = {k: v for k, v in inputs.items() if v is not None and _is_placed(v)}
