@@ -18,6 +18,7 @@
 #include "geomops/host_alloc.h"
 #include "interrupt_omp.h"
 #include "isa.h"
+#include "search_internal.h" /* gm_search_radix_sort */
 
 #include "cconv_taps.h"
 
@@ -141,16 +142,11 @@ static uint32_t spread3(uint32_t x) {
  * GM_FLOAT64; each axis quantised to 10 bits over the points' finite range; non-finite
  * coordinates count as the range's low end), ties by index: consecutive output points then
  * share most neighbors, so their feature rows are gathered from cache instead of memory. A
- * function of the positions only (deterministic; serial). */
-static int spatial_order(const void* xyz, int dtype, int64_t n, int64_t* order) {
-    uint32_t* code = (uint32_t*)gm_host_alloc((n > 0 ? n : 1) * 2, sizeof(uint32_t));
-    int64_t* tmp = (int64_t*)gm_host_alloc(n > 0 ? n : 1, sizeof(int64_t));
-    if (!code || !tmp) {
-        free(code);
-        free(tmp);
-        return GM_ERR_NOMEM;
-    }
-    uint32_t* code2 = code + n;
+ * function of the positions only (the radix sort is stable: its answer does not depend on
+ * num_threads). Returns GM_OK, GM_ERR_NOMEM or GM_ERR_INTERRUPTED. */
+static int spatial_order(const void* xyz, int dtype, int64_t n, int64_t* order, int num_threads) {
+    uint64_t* code = (uint64_t*)gm_host_alloc(n > 0 ? n : 1, sizeof(uint64_t));
+    if (!code) return GM_ERR_NOMEM;
     double lo[3] = {HUGE_VAL, HUGE_VAL, HUGE_VAL}, hi[3] = {-HUGE_VAL, -HUGE_VAL, -HUGE_VAL};
 #define GM_COORD(i, k)                                                                                       \
     (dtype == GM_FLOAT32 ? (double)((const float*)xyz)[3 * (i) + (k)] : ((const double*)xyz)[3 * (i) + (k)])
@@ -175,30 +171,9 @@ static int spatial_order(const void* xyz, int dtype, int64_t n, int64_t* order) 
         order[i] = i;
     }
 #undef GM_COORD
-    /* stable LSD radix sort of (code, index), 3 passes of 10 bits */
-    int64_t count[1025];
-    uint32_t *ck = code, *ck2 = code2;
-    int64_t *ok = order, *ok2 = tmp;
-    for (int shift = 0; shift < 30; shift += 10) {
-        memset(count, 0, sizeof(count));
-        for (int64_t i = 0; i < n; ++i) count[((ck[i] >> shift) & 1023u) + 1]++;
-        for (int b = 0; b < 1024; ++b) count[b + 1] += count[b];
-        for (int64_t i = 0; i < n; ++i) {
-            const int64_t dst = count[(ck[i] >> shift) & 1023u]++;
-            ck2[dst] = ck[i];
-            ok2[dst] = ok[i];
-        }
-        uint32_t* t1 = ck;
-        ck = ck2;
-        ck2 = t1;
-        int64_t* t2 = ok;
-        ok = ok2;
-        ok2 = t2;
-    }
-    if (ok != order) memcpy(order, ok, (size_t)n * sizeof(int64_t));
+    const int status = gm_search_radix_sort(code, order, n, (1u << 30) - 1u, num_threads);
     free(code);
-    free(tmp);
-    return GM_OK;
+    return status;
 }
 
 /* Elements per patch row: K rounded up to GM_GEMM_PANEL_* (the GEMM may read that far), plus a

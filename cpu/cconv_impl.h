@@ -73,10 +73,12 @@ static int GM_TFN(apply)(const cconv_ctx* c) {
     int64_t* order = NULL; /* rows in spatial order (NULL: index order) */
     if (No >= GM_CCONV_ORDER_MIN_ROWS) {
         order = (int64_t*)gm_host_alloc(No, sizeof(int64_t));
-        if (!order || spatial_order(p->out_positions, p->dtype, No, order) != GM_OK) {
+        const int st =
+            order ? spatial_order(p->out_positions, p->dtype, No, order, c->num_threads) : GM_ERR_NOMEM;
+        if (st != GM_OK) {
             free(order);
             free(Fp);
-            return GM_ERR_NOMEM;
+            return st;
         }
     }
     const int nt = c->num_threads;
@@ -169,9 +171,10 @@ static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
     int64_t* order = NULL; /* rows in spatial order (NULL: index order); the blocks follow it */
     if (No >= GM_CCONV_ORDER_MIN_ROWS) {
         order = (int64_t*)gm_host_alloc(No, sizeof(int64_t));
-        if (!order || spatial_order(p->out_positions, p->dtype, No, order) != GM_OK) {
+        const int st = order ? spatial_order(p->out_positions, p->dtype, No, order, nt) : GM_ERR_NOMEM;
+        if (st != GM_OK) {
             free(order);
-            return GM_ERR_NOMEM;
+            return st;
         }
     }
     int status = GM_OK;
