@@ -148,11 +148,12 @@ GEOMOPS_API geomops_status geomops_release_cuda_cache(void) {
 
 /* ---- versioned structs ------------------------------------------------------------------------ */
 
-geomops_status gm_read_struct(void* dst, size_t full, size_t oldest, const void* src, const char* name,
+geomops_status gm_read_struct(void* dst, const size_t* sizes, int n, const void* src, const char* name,
                               const char* type) {
     if (!src) return gm_fail(GEOMOPS_ERROR_INVALID_ARGUMENT, "%s is NULL", name);
     size_t size;
     memcpy(&size, src, sizeof size);
+    const size_t oldest = sizes[0], full = sizes[n - 1];
     if (size < oldest)
         return gm_fail(GEOMOPS_ERROR_STRUCT_SIZE,
                        "%s->size is %zu, smaller than any %s of a released geomops.h (%zu bytes): initialise "
@@ -163,6 +164,13 @@ geomops_status gm_read_struct(void* dst, size_t full, size_t oldest, const void*
                        "%s->size is %zu, larger than the %s this library knows (%zu bytes): the program was "
                        "built with a newer geomops.h than this library (version %s)",
                        name, size, type, full, GEOMOPS_VERSION_STRING);
+    int known = 0;
+    for (int i = 0; i < n; ++i) known |= size == sizes[i];
+    if (!known) /* between two releases: a field would be copied in part */
+        return gm_fail(GEOMOPS_ERROR_STRUCT_SIZE,
+                       "%s->size is %zu, not the size of a %s of any released geomops.h (%zu to %zu bytes): "
+                       "initialise it with its GEOMOPS_..._INIT macro",
+                       name, size, type, oldest, full);
     memcpy(dst, src, size);
     return GEOMOPS_OK;
 }

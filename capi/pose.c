@@ -65,7 +65,7 @@ static geomops_status chk_matrix(const double* m, const char* name) {
 }
 
 /* Element `i` of a table of versioned structs read with the stride of element 0. */
-static geomops_status read_element(void* dst, size_t full, size_t oldest, const void* table, int64_t i,
+static geomops_status read_element(void* dst, size_t full, const void* table, int64_t i,
                                    const char* table_name, const char* type) {
     size_t stride;
     memcpy(&stride, table, sizeof stride);
@@ -79,7 +79,7 @@ static geomops_status read_element(void* dst, size_t full, size_t oldest, const 
                        "%s->size is %zu but %s[0]->size is %zu: every element of a table "
                        "must have the same size",
                        name, size, table_name, stride);
-    return gm_read_struct(dst, full, oldest, elem, name, type);
+    return gm_read_struct(dst, &full, 1, elem, name, type);
 }
 
 /* ---- rendering -------------------------------------------------------------------------------- */
@@ -221,8 +221,7 @@ static geomops_status render_run(const gm_ctx* c, const geomops_render_args* a,
     GM_TRY(gm_chk_optional(c, b->barycentrics, "buffers->barycentrics"));
     for (int32_t k = 0; k < a->num_instances; ++k) {
         geomops_mesh_instance m = GEOMOPS_MESH_INSTANCE_INIT;
-        GM_TRY(read_element(&m, sizeof m, GM_OLDEST_SIZE(geomops_mesh_instance), a->instances, k, "instances",
-                            "geomops_mesh_instance"));
+        GM_TRY(read_element(&m, sizeof m, a->instances, k, "instances", "geomops_mesh_instance"));
         GM_TRY(instance_prepare(c, &m, k, &objs[k]));
     }
     gm_raster_params p;
@@ -479,8 +478,7 @@ static geomops_status objects_prepare(int32_t n, const geomops_pose_object* obje
         return gm_fail(GEOMOPS_ERROR_OUT_OF_MEMORY, "could not allocate the object tables");
     for (int32_t k = 0; k < n; ++k) {
         geomops_pose_object o = GEOMOPS_POSE_OBJECT_INIT;
-        GM_TRY(read_element(&o, sizeof o, GM_OLDEST_SIZE(geomops_pose_object), objects, k, "objects",
-                            "geomops_pose_object"));
+        GM_TRY(read_element(&o, sizeof o, objects, k, "objects", "geomops_pose_object"));
         if (o.instance_index < 1 || o.instance_index > GEOMOPS_MAX_INSTANCE_INDEX)
             return gm_fail(
                 GEOMOPS_ERROR_INVALID_ARGUMENT,

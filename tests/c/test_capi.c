@@ -17,6 +17,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -357,6 +358,56 @@ static void* out_like(fixture* f, const char* key, const void** expected, size_t
     return *expected ? fx_out(f, *bytes) : NULL;
 }
 
+/* The gradient structs of geomops.h 0.1 (before the position and extent gradients): a program
+ * built against 0.1 passes these, with their size. */
+typedef struct cconv_gradients_v01 {
+    size_t size;
+    void *filters, *inp_features, *inp_importance, *neighbors_importance;
+} cconv_gradients_v01;
+typedef struct cconv_transpose_gradients_v01 {
+    size_t size;
+    void *filters, *inp_features, *out_importance, *neighbors_importance, *inp_neighbors_importance_sum;
+} cconv_transpose_gradients_v01;
+
+/* Sentinel buffers behind an old-size struct: the fields a 0.2 struct has there must not be read. */
+enum { SENTINEL_BYTES = 64 };
+static void sentinels_fill(void* trailing[3], unsigned char (*buf)[SENTINEL_BYTES]) {
+    for (int i = 0; i < 3; ++i) {
+        memset(buf[i], 0xA5, SENTINEL_BYTES);
+        trailing[i] = buf[i];
+    }
+}
+
+static void sentinels_check(const char* what, unsigned char (*buf)[SENTINEL_BYTES]) {
+    int intact = 1;
+    for (int i = 0; i < 3; ++i)
+        for (int b = 0; b < SENTINEL_BYTES; ++b) intact &= buf[i][b] == 0xA5;
+    CHECK(intact, "%s: the library wrote behind an old-size struct", what);
+}
+
+/* The position and extent gradients of the fixture (all three asked for). */
+typedef struct pos_grads {
+    const void *e_inp, *e_out, *e_ext;
+    size_t b_inp, b_out, b_ext;
+} pos_grads;
+
+static void pos_expected(fixture* f, pos_grads* p, void** inp, void** out, void** ext) {
+    *inp = out_like(f, "grad_inp_positions", &p->e_inp, &p->b_inp);
+    *out = out_like(f, "grad_out_positions", &p->e_out, &p->b_out);
+    *ext = out_like(f, "grad_extents", &p->e_ext, &p->b_ext);
+}
+
+static void pos_compare(const char* what, int out_dtype, int compute, const pos_grads* p, const void* inp,
+                        const void* out, const void* ext) {
+    char name[160];
+    snprintf(name, sizeof name, "%s: inp_positions", what);
+    compare_conv(name, out_dtype, compute, inp, p->e_inp, p->b_inp);
+    snprintf(name, sizeof name, "%s: out_positions", what);
+    compare_conv(name, out_dtype, compute, out, p->e_out, p->b_out);
+    snprintf(name, sizeof name, "%s: extents", what);
+    compare_conv(name, out_dtype, compute, ext, p->e_ext, p->b_ext);
+}
+
 static void test_cconv_case(const char* name) {
     g_test = name;
     fixture f;
@@ -384,7 +435,10 @@ static void test_cconv_case(const char* name) {
     gr.inp_features = out_like(&f, "grad_inp_features", &e_x, &b_x);
     gr.inp_importance = out_like(&f, "grad_inp_importance", &e_ii, &b_ii);
     gr.neighbors_importance = out_like(&f, "grad_neighbors_importance", &e_ni, &b_ni);
+    pos_grads pg;
+    pos_expected(&f, &pg, &gr.inp_positions, &gr.out_positions, &gr.extents);
     OK(geomops_continuous_conv_backward(&ex, &a, &o, g, &gr));
+    pos_compare("backward", out_dtype, a.dtype, &pg, gr.inp_positions, gr.out_positions, gr.extents);
     compare_conv("backward: filters", out_dtype, a.dtype, gr.filters, e_f, b_f);
     compare_conv("backward: inp_features", out_dtype, a.dtype, gr.inp_features, e_x, b_x);
     if (e_ii) compare_conv("backward: inp_importance", out_dtype, a.dtype, gr.inp_importance, e_ii, b_ii);
@@ -404,6 +458,32 @@ static void test_cconv_case(const char* name) {
         compare("backward, neighbors_importance only", out_dtype, imp.neighbors_importance,
                 gr.neighbors_importance, b_ni, 0, 0);
     }
+    /* each position gradient alone: the same values */
+    for (int which = 0; which < 3; ++which) {
+        geomops_cconv_gradients one = GEOMOPS_CCONV_GRADIENTS_INIT;
+        const size_t bytes[3] = {pg.b_inp, pg.b_out, pg.b_ext};
+        void* buf = fx_out(&f, bytes[which]);
+        *(which == 0 ? &one.inp_positions : which == 1 ? &one.out_positions : &one.extents) = buf;
+        OK(geomops_continuous_conv_backward(&ex, &a, &o, g, &one));
+        const void* all[3] = {gr.inp_positions, gr.out_positions, gr.extents};
+        compare("backward, one position gradient", out_dtype, buf, all[which], bytes[which], 0, 0);
+    }
+    /* a program built against 0.1: the old struct size, no position gradients (the fields a 0.2
+     * struct has behind it are not read) */
+    struct {
+        cconv_gradients_v01 v;
+        void* trailing[3];
+    } old;
+    unsigned char sentinel[3][SENTINEL_BYTES];
+    CHECK(sizeof old.v == offsetof(geomops_cconv_gradients, inp_positions), "the 0.1 layout");
+    memset(&old, 0, sizeof old);
+    old.v.size = sizeof old.v;
+    old.v.inp_features = fx_out(&f, b_x);
+    sentinels_fill(old.trailing, sentinel);
+    OK(geomops_continuous_conv_backward(&ex, &a, &o, g, (const geomops_cconv_gradients*)(const void*)&old));
+    compare("backward through the 0.1 struct: inp_features", out_dtype, old.v.inp_features, gr.inp_features,
+            b_x, 0, 0);
+    sentinels_check("backward through the 0.1 struct", sentinel);
     fx_close(&f);
 }
 
@@ -469,7 +549,11 @@ static void test_cconv_transpose_case(const char* name) {
     gr.out_importance = out_like(&f, "grad_out_importance", &e_oi, &b_oi);
     gr.neighbors_importance = out_like(&f, "grad_neighbors_importance", &e_ni, &b_ni);
     gr.inp_neighbors_importance_sum = out_like(&f, "grad_inp_neighbors_importance_sum", &e_s, &b_s);
+    pos_grads pg;
+    pos_expected(&f, &pg, &gr.inp_positions, &gr.out_positions, &gr.extents);
     OK(geomops_continuous_conv_transpose_backward(&ex, &a, &o, g, &gr));
+    pos_compare("transpose backward", out_dtype, a.dtype, &pg, gr.inp_positions, gr.out_positions,
+                gr.extents);
     compare_conv("transpose backward: filters", out_dtype, a.dtype, gr.filters, e_f, b_f);
     compare_conv("transpose backward: inp_features", out_dtype, a.dtype, gr.inp_features, e_x, b_x);
     if (e_oi)
@@ -480,6 +564,34 @@ static void test_cconv_transpose_case(const char* name) {
     if (e_s)
         compare_conv("transpose backward: inp_neighbors_importance_sum", out_dtype, a.dtype,
                      gr.inp_neighbors_importance_sum, e_s, b_s);
+    /* the position gradients alone: the same values */
+    geomops_cconv_transpose_gradients pos = GEOMOPS_CCONV_TRANSPOSE_GRADIENTS_INIT;
+    pos.inp_positions = fx_out(&f, pg.b_inp);
+    pos.out_positions = fx_out(&f, pg.b_out);
+    pos.extents = fx_out(&f, pg.b_ext);
+    OK(geomops_continuous_conv_transpose_backward(&ex, &a, &o, g, &pos));
+    compare("transpose backward, positions only: inp_positions", out_dtype, pos.inp_positions,
+            gr.inp_positions, pg.b_inp, 0, 0);
+    compare("transpose backward, positions only: out_positions", out_dtype, pos.out_positions,
+            gr.out_positions, pg.b_out, 0, 0);
+    compare("transpose backward, positions only: extents", out_dtype, pos.extents, gr.extents, pg.b_ext, 0,
+            0);
+    /* the 0.1 struct size: no position gradients */
+    struct {
+        cconv_transpose_gradients_v01 v;
+        void* trailing[3];
+    } old;
+    unsigned char sentinel[3][SENTINEL_BYTES];
+    CHECK(sizeof old.v == offsetof(geomops_cconv_transpose_gradients, inp_positions), "the 0.1 layout");
+    memset(&old, 0, sizeof old);
+    old.v.size = sizeof old.v;
+    old.v.filters = fx_out(&f, b_f);
+    sentinels_fill(old.trailing, sentinel);
+    OK(geomops_continuous_conv_transpose_backward(
+        &ex, &a, &o, g, (const geomops_cconv_transpose_gradients*)(const void*)&old));
+    compare("transpose backward through the 0.1 struct: filters", out_dtype, old.v.filters, gr.filters, b_f,
+            0, 0);
+    sentinels_check("transpose backward through the 0.1 struct", sentinel);
     fx_close(&f);
 }
 
@@ -1110,6 +1222,20 @@ static void bad_cconv(void) {
     BAD(GEOMOPS_ERROR_STRUCT_SIZE, "gradients->size",
         geomops_continuous_conv_backward(&ex, &good, &o, g, &gr));
     BAD(INV, "gradients is NULL", geomops_continuous_conv_backward(&ex, &good, &o, g, NULL));
+    /* the position gradients: a size between 0.1's and 0.2's, a missing input or gradient */
+    geomops_cconv_gradients pg = GEOMOPS_CCONV_GRADIENTS_INIT;
+    pg.out_positions = fx_out(&f, (size_t)(good.num_out * 3) * 8);
+    pg.size = offsetof(geomops_cconv_gradients, inp_positions) + 4;
+    BAD(GEOMOPS_ERROR_STRUCT_SIZE, "not the size of a geomops_cconv_gradients of any released geomops.h",
+        geomops_continuous_conv_backward(&ex, &good, &o, g, &pg));
+    pg.size = sizeof pg;
+    BAD(INV, "out_features_gradient is NULL", geomops_continuous_conv_backward(&ex, &good, &o, NULL, &pg));
+    a = good, a.inp_positions = NULL;
+    BAD(INV, "args->inp_positions is NULL", geomops_continuous_conv_backward(&ex, &a, &o, g, &pg));
+    a = good, a.extents = NULL;
+    BAD(INV, "args->extents is NULL", geomops_continuous_conv_backward(&ex, &a, &o, g, &pg));
+    a = good, a.neighbors_index = idx;
+    BAD(INV, "neighbors_index contains -4", geomops_continuous_conv_backward(&ex, &a, &o, g, &pg));
     /* with no gradient asked for, a backward call does nothing and succeeds */
     geomops_cconv_gradients none = GEOMOPS_CCONV_GRADIENTS_INIT;
     OK(geomops_continuous_conv_backward(&ex, &good, &o, g, &none));
@@ -1134,6 +1260,20 @@ static void bad_cconv(void) {
     tb = t, tb.inp_neighbors_index = tidx;
     BAD(INV, "inp_neighbors_index contains 1000, outside [0, 37) (num_out)",
         geomops_continuous_conv_transpose(&ex, &tb, &o, tout));
+    const void* tg = fx_arr(&f, "out_features_gradient");
+    geomops_cconv_transpose_gradients tgr = GEOMOPS_CCONV_TRANSPOSE_GRADIENTS_INIT;
+    tgr.extents = fx_out(&f, (size_t)(t.extents_rows * t.extents_cols) * 8);
+    tgr.size = offsetof(geomops_cconv_transpose_gradients, inp_positions) + 8;
+    BAD(GEOMOPS_ERROR_STRUCT_SIZE, "not the size of a geomops_cconv_transpose_gradients",
+        geomops_continuous_conv_transpose_backward(&ex, &t, &o, tg, &tgr));
+    tgr.size = sizeof tgr + 8;
+    BAD(GEOMOPS_ERROR_STRUCT_SIZE, "larger than",
+        geomops_continuous_conv_transpose_backward(&ex, &t, &o, tg, &tgr));
+    tgr.size = sizeof tgr;
+    tb = t, tb.out_positions = NULL;
+    BAD(INV, "args->out_positions is NULL",
+        geomops_continuous_conv_transpose_backward(&ex, &tb, &o, tg, &tgr));
+    BAD(INV, "gradients is NULL", geomops_continuous_conv_transpose_backward(&ex, &t, &o, tg, NULL));
     fx_close(&f);
 }
 
