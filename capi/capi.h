@@ -14,6 +14,7 @@
 #include "geomops/array_ops.h" /* gm_array_stats, GM_DT_* (the CUDA functions only with CUDA) */
 #include "geomops/common.h"
 #include "geomops/geomops.h"
+#include "geomops/host_alloc.h"
 
 /* GEOMOPS_CAPI_CUDA (set by CMake): the library contains the CUDA backend (nvcc, or the host
  * emulation of cuda/emu). Calls of CUDA launchers go through GM_CUDA_ONLY so that a CPU-only
@@ -110,7 +111,12 @@ geomops_status gm_chk_finite(const gm_ctx* c, const void* a, int gm_dtype, int64
 
 /* ---- memory on the context's side (host on the CPU, device on CUDA) ---------------------------- */
 
-/* NULL on failure (the status then says why). 0 bytes gives a valid 1-byte block on the CPU. */
+/* Host memory of the C API itself (gm_host_alloc: the caller's allocator, see
+ * geomops_set_allocator): count elements of elem bytes, or NULL with *st = OUT_OF_MEMORY naming
+ * the bytes and `what`. Free with gm_host_free. */
+void* gm_host_tmp(int64_t count, size_t elem, const char* what, geomops_status* st);
+
+/* NULL on failure (the status then says why). 0 bytes gives a valid minimal block on the CPU. */
 void* gm_alloc(const gm_ctx* c, size_t bytes, const char* what, geomops_status* st);
 /* `bytes`: what gm_alloc was asked for (the CUDA side caches freed blocks by size). */
 void gm_free(const gm_ctx* c, void* p, size_t bytes);

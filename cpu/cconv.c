@@ -146,8 +146,8 @@ static int spatial_order(const void* xyz, int dtype, int64_t n, int64_t* order) 
     uint32_t* code = (uint32_t*)gm_host_alloc((n > 0 ? n : 1) * 2, sizeof(uint32_t));
     int64_t* tmp = (int64_t*)gm_host_alloc(n > 0 ? n : 1, sizeof(int64_t));
     if (!code || !tmp) {
-        free(code);
-        free(tmp);
+        gm_host_free(code);
+        gm_host_free(tmp);
         return GM_ERR_NOMEM;
     }
     uint32_t* code2 = code + n;
@@ -196,8 +196,8 @@ static int spatial_order(const void* xyz, int dtype, int64_t n, int64_t* order) 
         ok2 = t2;
     }
     if (ok != order) memcpy(order, ok, (size_t)n * sizeof(int64_t));
-    free(code);
-    free(tmp);
+    gm_host_free(code);
+    gm_host_free(tmp);
     return GM_OK;
 }
 
@@ -317,7 +317,7 @@ int gm_invert_neighbors_cpu(const gm_invert_params* p) {
     /* rows visited in order, so each output row lists entries by original position */
     for (int64_t b = 0; b < gm_stop_blocks(p->num_rows, GM_STOP_ROWS); ++b) {
         if (gm_interrupt_poll()) {
-            free(cursor);
+            gm_host_free(cursor);
             return GM_ERR_INTERRUPTED;
         }
         for (int64_t r = b * GM_STOP_ROWS; r < gm_stop_block_end(b, p->num_rows, GM_STOP_ROWS); ++r) {
@@ -332,7 +332,7 @@ int gm_invert_neighbors_cpu(const gm_invert_params* p) {
             }
         }
     }
-    free(cursor);
+    gm_host_free(cursor);
     return GM_OK;
 }
 

@@ -74,8 +74,8 @@ static int GM_TFN(apply)(const cconv_ctx* c) {
     if (No >= GM_CCONV_ORDER_MIN_ROWS) {
         order = (int64_t*)gm_host_alloc(No, sizeof(int64_t));
         if (!order || spatial_order(p->out_positions, p->dtype, No, order) != GM_OK) {
-            free(order);
-            free(Fp);
+            gm_host_free(order);
+            gm_host_free(Fp);
             return GM_ERR_NOMEM;
         }
     }
@@ -123,11 +123,11 @@ static int GM_TFN(apply)(const cconv_ctx* c) {
                 }
             }
         }
-        free(buf);
+        gm_host_free(buf);
         gm_prof_add(t_fill, t_gemm);
     }
-    free(order);
-    free(Fp);
+    gm_host_free(order);
+    gm_host_free(Fp);
     return gm_stop_status(&stop, status);
 }
 
@@ -170,7 +170,7 @@ static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
     if (No >= GM_CCONV_ORDER_MIN_ROWS) {
         order = (int64_t*)gm_host_alloc(No, sizeof(int64_t));
         if (!order || spatial_order(p->out_positions, p->dtype, No, order) != GM_OK) {
-            free(order);
+            gm_host_free(order);
             return GM_ERR_NOMEM;
         }
     }
@@ -216,12 +216,12 @@ static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
                 gm_pass_turn(&turn, b);
             }
         }
-        free(patches);
-        free(gs);
-        free(part);
+        gm_host_free(patches);
+        gm_host_free(gs);
+        gm_host_free(part);
         gm_prof_add(t_fill, t_gemm);
     }
-    free(order);
+    gm_host_free(order);
     return gm_stop_status(&stop, status);
 }
 
@@ -286,9 +286,9 @@ static int GM_TFN(neighbor_products)(const cconv_ctx* c) {
                 }
             }
         }
-        free(Gf);
+        gm_host_free(Gf);
     }
-    free(FT);
+    gm_host_free(FT);
     return gm_stop_status(&stop, status);
 }
 
@@ -360,7 +360,7 @@ static int GM_TFN(position_grads)(const gm_cconv_grad_params* p) {
         }
     }
     if (shared && !atomic_load(&stop)) GM_TFN(gm_cconv_bwd_extent_total)(p, partials, blocks);
-    free(partials);
+    gm_host_free(partials);
     return gm_stop_status(&stop, GM_OK);
 }
 

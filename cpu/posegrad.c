@@ -167,8 +167,8 @@ int gm_posegrad_image_gradients_cpu(const gm_pg_image_grad_params* p) {
                     p->grad_x[ch * hw + (ptrdiff_t)r * w + c] = vr[c] ? d[ch] : 0.0f;
             }
         }
-        free(ring);
-        free(uni);
+        gm_host_free(ring);
+        gm_host_free(uni);
     }
     return gm_stop_status(&stop, fail ? GM_ERR_NOMEM : GM_OK);
 }
@@ -279,9 +279,9 @@ int gm_posegrad_backprop_cpu(const gm_pg_backprop_params* p) {
     int32_t* bad = (int32_t*)gm_host_alloc(nblocks, sizeof(int32_t));
     gm_pg_object* objs = (gm_pg_object*)gm_host_alloc(nobj, sizeof(gm_pg_object));
     if (!acc || !bad || !objs) {
-        free(acc);
-        free(bad);
-        free(objs);
+        gm_host_free(acc);
+        gm_host_free(bad);
+        gm_host_free(objs);
         return GM_ERR_NOMEM;
     }
     for (int o = 0; o < nobj; ++o)
@@ -306,12 +306,12 @@ int gm_posegrad_backprop_cpu(const gm_pg_backprop_params* p) {
             pg_backprop_block(p, objs, lut, r0, r1, vbuf, vbuf + (size_t)(rows + 2) * (size_t)w, block_acc,
                               bad + b);
         }
-        free(vbuf);
+        gm_host_free(vbuf);
     }
-    free(objs);
+    gm_host_free(objs);
     if (fail || atomic_load(&stop)) {
-        free(acc);
-        free(bad);
+        gm_host_free(acc);
+        gm_host_free(bad);
         return gm_stop_status(&stop, GM_ERR_NOMEM);
     }
     const size_t nacc = (size_t)nobj * GM_PG_ACC_STRIDE;
@@ -323,7 +323,7 @@ int gm_posegrad_backprop_cpu(const gm_pg_backprop_params* p) {
         if (bad[b] < worst) worst = bad[b];
     }
     *p->bad_id = worst == INT32_MAX ? 0 : worst;
-    free(acc);
-    free(bad);
+    gm_host_free(acc);
+    gm_host_free(bad);
     return GM_OK;
 }

@@ -122,6 +122,32 @@ GEOMOPS_API geomops_status geomops_release_cuda_cache(void);
 typedef int (*geomops_interrupt_handler)(void);
 GEOMOPS_API void geomops_set_interrupt_handler(geomops_interrupt_handler handler);
 
+/* Host memory (since 0.2). Every host temporary the library allocates (the C API's own and
+ * the CPU kernels'; the rasterizer's scratch cache and search handles included) comes from the
+ * allocator set here, malloc / free by default. Device memory on CUDA does not (stream-ordered
+ * cudaMallocAsync and the library's cache of device blocks).
+ * - alloc(ctx, bytes, alignment): `bytes` bytes aligned to `alignment` (a power of two, at most
+ *   64; 16 in this version), or NULL: the call then frees what it holds and returns
+ *   GEOMOPS_ERROR_OUT_OF_MEMORY with the bytes in the message. It may be called from the
+ *   library's worker threads, concurrently.
+ * - free(ctx, p, bytes): gives back a block of alloc with the bytes alloc was asked for.
+ * Threads: geomops_set_allocator may be called at any time from any thread. Each allocation
+ * reads the allocator once, atomically, and every block goes back to the allocator that gave
+ * it, so an allocator (its functions and ctx) must stay usable until all its blocks are back:
+ * when every call that started before it was replaced has returned, every search handle created
+ * then is freed, and geomops_release_render_cache() has run (the rasterizer's cache is the only
+ * memory kept between calls). Simplest: set it once, before the first call.
+ * geomops_set_allocator(NULL) restores malloc / free. alloc and free must both be set; `size`
+ * as in every versioned struct (GEOMOPS_ALLOCATOR_INIT: size, malloc-free NULLs to fill in). */
+typedef struct geomops_allocator {
+    size_t size;
+    void* (*alloc)(void* ctx, size_t bytes, size_t alignment);
+    void (*free)(void* ctx, void* p, size_t bytes);
+    void* ctx;
+} geomops_allocator;
+#define GEOMOPS_ALLOCATOR_INIT {sizeof(geomops_allocator), NULL, NULL, NULL}
+GEOMOPS_API geomops_status geomops_set_allocator(const geomops_allocator* allocator);
+
 /* ---- continuous convolution ------------------------------------------------------------------ *
  * Open3D-ML's continuous_conv family with the semantics of geomops.ops (docs/cconv.md): for
  * output point i with neighbor entries n (input point j = neighbors_index[n]),
