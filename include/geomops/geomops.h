@@ -12,7 +12,8 @@
  *   geomops_last_error() says why and names the bad argument. The queries geomops_version(),
  *   geomops_version_string(), geomops_has_cuda(), geomops_last_error() and
  *   geomops_status_string() return their value directly.
- * - Memory is the caller's: every output is a buffer the caller allocated; searches, whose
+ * - Memory is the caller's: every output is a buffer the caller allocated (temporaries come
+ *   from malloc or the allocator of geomops_set_allocator); searches, whose
  *   output size depends on the data, run in two phases (count, then fill). Arrays are dense and
  *   row-major (C order) with the shapes given below; counts are int64_t.
  * - Structs whose first field is `size_t size` are versioned: initialise them with their
@@ -24,7 +25,8 @@
  *   the tables of structs (mesh instances, pose objects) and the 16 doubles of a projection
  *   matrix, which are host memory.
  * - Thread safety: every function may be called from several threads at once (no global
- *   state besides the CPU rasterizer's scratch cache, which is safe for concurrent calls).
+ *   state besides the CPU rasterizer's scratch cache, which is safe for concurrent calls, and
+ *   the allocator of geomops_set_allocator, whose rule is given there).
  *   A search handle must not be used by two threads at the same time.
  * - The library never aborts, exits or writes to stdout/stderr. */
 #ifndef GEOMOPS_GEOMOPS_H
@@ -137,8 +139,8 @@ GEOMOPS_API void geomops_set_interrupt_handler(geomops_interrupt_handler handler
  * when every call that started before it was replaced has returned, every search handle created
  * then is freed, and geomops_release_render_cache() has run (the rasterizer's cache is the only
  * memory kept between calls). Simplest: set it once, before the first call.
- * geomops_set_allocator(NULL) restores malloc / free. alloc and free must both be set; `size`
- * as in every versioned struct (GEOMOPS_ALLOCATOR_INIT: size, malloc-free NULLs to fill in). */
+ * geomops_set_allocator(NULL) restores malloc / free; otherwise alloc and free must both be set
+ * (GEOMOPS_ALLOCATOR_INIT sets size, then fill in the functions and ctx). */
 typedef struct geomops_allocator {
     size_t size;
     void* (*alloc)(void* ctx, size_t bytes, size_t alignment);
