@@ -14,6 +14,7 @@
 #include "geomops/array_ops.h" /* gm_array_stats, GM_DT_* (the CUDA functions only with CUDA) */
 #include "geomops/common.h"
 #include "geomops/geomops.h"
+#include "geomops/host_alloc.h"
 
 /* GEOMOPS_CAPI_CUDA (set by CMake): the library contains the CUDA backend (nvcc, or the host
  * emulation of cuda/emu). Calls of CUDA launchers go through GM_CUDA_ONLY so that a CPU-only
@@ -49,14 +50,16 @@ geomops_status gm_kernel(int gm_status, const char* what);
 /* ---- versioned structs ------------------------------------------------------------------------ */
 
 /* Copies the caller's struct `src` (first field: size_t size) over `dst`, which holds the
- * defaults and is `full` bytes. Accepted sizes: `oldest` (the struct of geomops 0.1.0) to
- * `full`; fields beyond a smaller size keep their defaults. `name` is the argument. */
-geomops_status gm_read_struct(void* dst, size_t full, size_t oldest, const void* src, const char* name,
+ * defaults and is sizes[n - 1] bytes. Accepted sizes: exactly those of `sizes` (ascending: the
+ * struct in every release that changed it, the first of geomops 0.1.0, the last sizeof); fields
+ * beyond a smaller size keep their defaults. `name` is the argument. */
+geomops_status gm_read_struct(void* dst, const size_t* sizes, int n, const void* src, const char* name,
                               const char* type);
-/* The size of each versioned struct in the oldest release that has it. When a field is added,
- * this stays the old size (write it as offsetof(T, first_new_field)). */
-#define GM_OLDEST_SIZE(T)          sizeof(T)
-#define GM_READ(dst, src, name, T) gm_read_struct((dst), sizeof(T), GM_OLDEST_SIZE(T), (src), (name), #T)
+/* A struct unchanged since 0.1.0. */
+#define GM_READ(dst, src, name, T) gm_read_struct((dst), (const size_t[]){sizeof(T)}, 1, (src), (name), #T)
+/* A struct that grew in 0.2 (fields from `first_new` on). */
+#define GM_READ_V2(dst, src, name, T, first_new)                                                             \
+    gm_read_struct((dst), (const size_t[]){offsetof(T, first_new), sizeof(T)}, 2, (src), (name), #T)
 
 /* ---- execution context ------------------------------------------------------------------------ */
 
@@ -108,7 +111,12 @@ geomops_status gm_chk_finite(const gm_ctx* c, const void* a, int gm_dtype, int64
 
 /* ---- memory on the context's side (host on the CPU, device on CUDA) ---------------------------- */
 
-/* NULL on failure (the status then says why). 0 bytes gives a valid 1-byte block on the CPU. */
+/* Host memory of the C API itself (gm_host_alloc: the caller's allocator, see
+ * geomops_set_allocator): count elements of elem bytes, or NULL with *st = OUT_OF_MEMORY naming
+ * the bytes and `what`. Free with gm_host_free. */
+void* gm_host_tmp(int64_t count, size_t elem, const char* what, geomops_status* st);
+
+/* NULL on failure (the status then says why). 0 bytes gives a valid minimal block on the CPU. */
 void* gm_alloc(const gm_ctx* c, size_t bytes, const char* what, geomops_status* st);
 /* `bytes`: what gm_alloc was asked for (the CUDA side caches freed blocks by size). */
 void gm_free(const gm_ctx* c, void* p, size_t bytes);
@@ -122,7 +130,7 @@ geomops_status gm_cast(const gm_ctx* c, int src_dtype, const void* src, int dst_
 
 /* Temporaries of one call, freed together by gm_arena_free (on CUDA after waiting for the
  * stream, so that no queued work still reads them). */
-enum { GM_ARENA_MAX = 16 };
+enum { GM_ARENA_MAX = 24 };
 typedef struct gm_arena {
     const gm_ctx* c;
     void* p[GM_ARENA_MAX];

@@ -181,7 +181,7 @@ static geomops_status cc_transpose(const gm_ctx* c, const geomops_cconv_transpos
 
 /* ---- kernel calls ----------------------------------------------------------------------------- */
 
-enum { CC_APPLY, CC_FILTER, CC_PRODUCTS, CC_NORMALIZERS };
+enum { CC_APPLY, CC_FILTER, CC_NORMALIZERS };
 
 static void cc_params(const gm_ctx* c, const cc_call* k, const cc_opts* o, int normalize, const void* g,
                       void* output, gm_cconv_params* p) {
@@ -226,22 +226,34 @@ static geomops_status cc_run(const gm_ctx* c, int mode, const cc_call* k, const 
                              const void* g, void* output, uint8_t* was_zero) {
     gm_cconv_params p;
     cc_params(c, k, o, normalize, g, output, &p);
-    static const char* const names[] = {"continuous convolution", "filter gradient", "neighbor products",
-                                        "normalizers"};
+    static const char* const names[] = {"continuous convolution", "filter gradient", "normalizers"};
     int st;
     if (c->cuda) {
-        st = mode == CC_APPLY    ? GM_CUDA_ONLY(gm_cconv_apply_cuda(&p, c->stream))
-             : mode == CC_FILTER ? GM_CUDA_ONLY(gm_cconv_backprop_filter_cuda(&p, c->stream))
-             : mode == CC_PRODUCTS
-                 ? GM_CUDA_ONLY(gm_cconv_neighbor_products_cuda(&p, c->stream))
+        st = mode == CC_APPLY ? GM_CUDA_ONLY(gm_cconv_apply_cuda(&p, c->stream))
+             : mode == CC_FILTER
+                 ? GM_CUDA_ONLY(gm_cconv_backprop_filter_cuda(&p, c->stream))
                  : GM_CUDA_ONLY(gm_cconv_normalizers_cuda(&p, (double*)output, was_zero, c->stream));
     } else {
-        st = mode == CC_APPLY      ? gm_cconv_apply_cpu(&p)
-             : mode == CC_FILTER   ? gm_cconv_backprop_filter_cpu(&p)
-             : mode == CC_PRODUCTS ? gm_cconv_neighbor_products_cpu(&p)
-                                   : gm_cconv_normalizers_cpu(&p, (double*)p.output, was_zero);
+        st = mode == CC_APPLY    ? gm_cconv_apply_cpu(&p)
+             : mode == CC_FILTER ? gm_cconv_backprop_filter_cpu(&p)
+                                 : gm_cconv_normalizers_cpu(&p, (double*)p.output, was_zero);
     }
     return gm_kernel(st, names[mode]);
+}
+
+/* The per-entry pass of the backward functions (Python's _entry_grads): into each non-NULL
+ * float64 output, the neighbor products [E], d L / d(relative position) [E, 3] and
+ * d L / d(extent) [E, extents_cols]. */
+static geomops_status entry_grads_run(const gm_ctx* c, const cc_call* k, const cc_opts* o, const void* g,
+                                      double* products, double* positions, double* extents) {
+    gm_cconv_params p;
+    cc_params(c, k, o, o->normalize, g, NULL, &p);
+    p.output = products; /* NULL (not gm_nz's placeholder): the kernel skips what is not wanted */
+    p.entry_position_grads = positions;
+    p.entry_extent_grads = extents;
+    int st = c->cuda ? GM_CUDA_ONLY(gm_cconv_neighbor_products_cuda(&p, c->stream))
+                     : gm_cconv_neighbor_products_cpu(&p);
+    return gm_kernel(st, "neighbor products");
 }
 
 /* An output in the output dtype: the kernels write the call's dtype, so a different output_type
@@ -357,6 +369,9 @@ typedef struct cc_grads {
     void* point_imp; /* forward: d inp_importance [Ni]; transpose: d out_importance [No] */
     void* nb_imp;    /* [E] */
     void* imp_sum;   /* transpose: d inp_neighbors_importance_sum [Ni] */
+    void* inp_pos;   /* [Ni, 3] */
+    void* out_pos;   /* [No, 3] */
+    void* extents;   /* [ext_rows, ext_cols] */
 } cc_grads;
 
 static geomops_status invert_run(const gm_ctx* c, int64_t num_points, int idx64, const void* index,
@@ -385,6 +400,12 @@ static geomops_status grad_run(const gm_ctx* c, int weights, gm_cconv_grad_param
     else
         st = weights ? gm_cconv_inverted_weights_cpu(p) : gm_cconv_importance_grads_cpu(p);
     return gm_kernel(st, weights ? "the inverted weights" : "the importance gradients");
+}
+
+static geomops_status position_run(const gm_ctx* c, gm_cconv_grad_params* p) {
+    int st =
+        c->cuda ? GM_CUDA_ONLY(gm_cconv_position_grads_cuda(p, c->stream)) : gm_cconv_position_grads_cpu(p);
+    return gm_kernel(st, "the position gradients");
 }
 
 static geomops_status swap_run(const gm_ctx* c, const cc_call* k, void* out) {
@@ -419,23 +440,30 @@ static geomops_status cc_backward(const gm_ctx* c, const cc_call* k, const cc_op
     GM_TRY(gm_chk_optional(c, u->point_imp, tr ? "gradients->out_importance" : "gradients->inp_importance"));
     GM_TRY(gm_chk_optional(c, u->nb_imp, "gradients->neighbors_importance"));
     GM_TRY(gm_chk_optional(c, u->imp_sum, "gradients->inp_neighbors_importance_sum"));
+    GM_TRY(gm_chk_optional(c, u->inp_pos, "gradients->inp_positions"));
+    GM_TRY(gm_chk_optional(c, u->out_pos, "gradients->out_positions"));
+    GM_TRY(gm_chk_optional(c, u->extents, "gradients->extents"));
 
     gm_arena ar;
     gm_arena_init(&ar, c);
     geomops_status st = GEOMOPS_OK;
     const int dt = k->dtype, odt = o->out_dtype;
     const size_t fs = gm_fsize(dt);
-    cc_out d_filters, d_features, d_point, d_nb, d_sum;
+    cc_out d_filters, d_features, d_point, d_nb, d_sum, d_inp_pos, d_out_pos, d_ext;
     st = out_begin(&ar, &d_filters, u->filters, cc_filter_size(k), dt, odt);
     if (st == GEOMOPS_OK) st = out_begin(&ar, &d_features, u->features, k->Ni * k->Cin, dt, odt);
     if (st == GEOMOPS_OK) st = out_begin(&ar, &d_point, u->point_imp, point_rows, dt, odt);
     if (st == GEOMOPS_OK) st = out_begin(&ar, &d_nb, u->nb_imp, k->E, dt, odt);
     if (st == GEOMOPS_OK) st = out_begin(&ar, &d_sum, u->imp_sum, k->Ni, dt, odt);
+    if (st == GEOMOPS_OK) st = out_begin(&ar, &d_inp_pos, u->inp_pos, k->Ni * 3, dt, odt);
+    if (st == GEOMOPS_OK) st = out_begin(&ar, &d_out_pos, u->out_pos, k->No * 3, dt, odt);
+    if (st == GEOMOPS_OK) st = out_begin(&ar, &d_ext, u->extents, k->ext_rows * k->ext_cols, dt, odt);
     if (st != GEOMOPS_OK) return gm_arena_free(&ar, st);
 
     if (u->filters) st = cc_run(c, CC_FILTER, k, o, o->normalize, g, d_filters.target, NULL);
 
     const int want_imp = u->point_imp || u->nb_imp || u->imp_sum;
+    const int want_pos = u->inp_pos || u->out_pos || u->extents;
     const int want_weights = u->features && (tr || k->nb_imp || o->normalize);
     double* divisor = NULL;
     uint8_t* was_zero = NULL;
@@ -447,7 +475,7 @@ static geomops_status cc_backward(const gm_ctx* c, const cc_call* k, const cc_op
     }
     void* inv_index = NULL;
     int64_t *inv_splits = NULL, *perm = NULL;
-    if (st == GEOMOPS_OK && (u->features || want_imp)) {
+    if (st == GEOMOPS_OK && (u->features || want_imp || want_pos)) {
         inv_index = gm_arena_alloc(&ar, k->E, k->idx64 ? 8 : 4, "the inverted neighbor list", &st);
         if (st == GEOMOPS_OK)
             inv_splits =
@@ -522,24 +550,49 @@ static geomops_status cc_backward(const gm_ctx* c, const cc_call* k, const cc_op
             st = cc_run(c, CC_APPLY, &t, o, 0, NULL, d_features.target, NULL);
         }
     }
+    /* per entry, in one pass: the products the importance gradients need, d L / d(relative
+     * position) and d L / d(extent) */
+    double *products = NULL, *entry_pos = NULL, *entry_ext = NULL;
+    if (st == GEOMOPS_OK && want_imp)
+        products = (double*)gm_arena_alloc(&ar, k->E, sizeof(double), "the neighbor products", &st);
+    if (st == GEOMOPS_OK && want_pos)
+        entry_pos =
+            (double*)gm_arena_alloc(&ar, k->E * 3, sizeof(double), "the entry position gradients", &st);
+    if (st == GEOMOPS_OK && u->extents)
+        entry_ext = (double*)gm_arena_alloc(&ar, k->E * k->ext_cols, sizeof(double),
+                                            "the entry extent gradients", &st);
+    if (st == GEOMOPS_OK && (want_imp || want_pos))
+        st = entry_grads_run(c, k, o, g, products, entry_pos, entry_ext);
     if (st == GEOMOPS_OK && want_imp) {
-        double* products = (double*)gm_arena_alloc(&ar, k->E, sizeof(double), "the neighbor products", &st);
-        if (st == GEOMOPS_OK) st = cc_run(c, CC_PRODUCTS, k, o, o->normalize, g, products, NULL);
-        if (st == GEOMOPS_OK) {
-            gp.point_importance = point_imp;
-            gp.was_zero = was_zero;
-            gp.products = (const double*)gm_nz(c, products);
-            gp.d_point_importance = d_point.target;
-            gp.d_neighbors_importance = d_nb.user ? (void*)gm_nz(c, d_nb.target) : NULL;
-            gp.d_importance_sum = d_sum.target;
-            st = grad_run(c, 0, &gp);
-        }
+        gp.point_importance = point_imp;
+        gp.was_zero = was_zero;
+        gp.products = (const double*)gm_nz(c, products);
+        gp.d_point_importance = d_point.target;
+        gp.d_neighbors_importance = d_nb.user ? (void*)gm_nz(c, d_nb.target) : NULL;
+        gp.d_importance_sum = d_sum.target;
+        st = grad_run(c, 0, &gp);
+    }
+    if (st == GEOMOPS_OK && want_pos) {
+        gp.point_importance = NULL;
+        gp.products = NULL;
+        gp.d_point_importance = gp.d_neighbors_importance = gp.d_importance_sum = NULL;
+        gp.entry_position_grads = (const double*)gm_nz(c, entry_pos);
+        gp.entry_extent_grads = entry_ext ? (const double*)gm_nz(c, entry_ext) : NULL;
+        gp.extents_rows = k->ext_rows;
+        gp.extents_cols = (int)k->ext_cols;
+        gp.d_out_positions = d_out_pos.target;
+        gp.d_inp_positions = d_inp_pos.target;
+        gp.d_extents = d_ext.target;
+        st = position_run(c, &gp);
     }
     if (st == GEOMOPS_OK) st = out_finish(c, &d_filters, dt, odt);
     if (st == GEOMOPS_OK) st = out_finish(c, &d_features, dt, odt);
     if (st == GEOMOPS_OK) st = out_finish(c, &d_point, dt, odt);
     if (st == GEOMOPS_OK) st = out_finish(c, &d_nb, dt, odt);
     if (st == GEOMOPS_OK) st = out_finish(c, &d_sum, dt, odt);
+    if (st == GEOMOPS_OK) st = out_finish(c, &d_inp_pos, dt, odt);
+    if (st == GEOMOPS_OK) st = out_finish(c, &d_out_pos, dt, odt);
+    if (st == GEOMOPS_OK) st = out_finish(c, &d_ext, dt, odt);
     return gm_arena_free(&ar, st);
 }
 
@@ -556,9 +609,10 @@ GEOMOPS_API geomops_status geomops_continuous_conv_backward(const geomops_exec* 
     geomops_cconv_gradients g = GEOMOPS_CCONV_GRADIENTS_INIT;
     geomops_status st = cc_forward(&c, args, &k, 1);
     if (st == GEOMOPS_OK) st = cc_options(options, k.dtype, &o);
-    if (st == GEOMOPS_OK) st = GM_READ(&g, gradients, "gradients", geomops_cconv_gradients);
+    if (st == GEOMOPS_OK) st = GM_READ_V2(&g, gradients, "gradients", geomops_cconv_gradients, inp_positions);
     if (st == GEOMOPS_OK) {
-        cc_grads u = {g.filters, g.inp_features, g.inp_importance, g.neighbors_importance, NULL};
+        cc_grads u = {g.filters, g.inp_features,  g.inp_importance, g.neighbors_importance,
+                      NULL,      g.inp_positions, g.out_positions,  g.extents};
         st = cc_backward(&c, &k, &o, out_features_gradient, &u);
     }
     gm_end(&c);
@@ -576,10 +630,17 @@ GEOMOPS_API geomops_status geomops_continuous_conv_transpose_backward(
     geomops_cconv_transpose_gradients g = GEOMOPS_CCONV_TRANSPOSE_GRADIENTS_INIT;
     geomops_status st = cc_transpose(&c, args, &k, 1);
     if (st == GEOMOPS_OK) st = cc_options(options, k.dtype, &o);
-    if (st == GEOMOPS_OK) st = GM_READ(&g, gradients, "gradients", geomops_cconv_transpose_gradients);
+    if (st == GEOMOPS_OK)
+        st = GM_READ_V2(&g, gradients, "gradients", geomops_cconv_transpose_gradients, inp_positions);
     if (st == GEOMOPS_OK) {
-        cc_grads u = {g.filters, g.inp_features, g.out_importance, g.neighbors_importance,
-                      g.inp_neighbors_importance_sum};
+        cc_grads u = {g.filters,
+                      g.inp_features,
+                      g.out_importance,
+                      g.neighbors_importance,
+                      g.inp_neighbors_importance_sum,
+                      g.inp_positions,
+                      g.out_positions,
+                      g.extents};
         st = cc_backward(&c, &k, &o, out_features_gradient, &u);
     }
     gm_end(&c);

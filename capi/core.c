@@ -137,6 +137,23 @@ GEOMOPS_API void geomops_set_interrupt_handler(geomops_interrupt_handler handler
     gm_interrupt_set_handler(handler);
 }
 
+GEOMOPS_API geomops_status geomops_set_allocator(const geomops_allocator* allocator) {
+    gm_enter("geomops_set_allocator");
+    if (!allocator) {
+        gm_host_set_allocator(NULL);
+        return GEOMOPS_OK;
+    }
+    geomops_allocator a = GEOMOPS_ALLOCATOR_INIT;
+    GM_TRY(GM_READ(&a, allocator, "allocator", geomops_allocator));
+    if (!a.alloc || !a.free)
+        return gm_fail(GEOMOPS_ERROR_INVALID_ARGUMENT,
+                       "allocator->%s is NULL: set both alloc and free (or pass NULL to restore malloc)",
+                       a.alloc ? "free" : "alloc");
+    const gm_host_allocator h = {a.alloc, a.free, a.ctx};
+    gm_host_set_allocator(&h);
+    return GEOMOPS_OK;
+}
+
 GEOMOPS_API geomops_status geomops_release_cuda_cache(void) {
     gm_enter("geomops_release_cuda_cache");
 #if defined(GEOMOPS_CAPI_CUDA)
@@ -148,11 +165,12 @@ GEOMOPS_API geomops_status geomops_release_cuda_cache(void) {
 
 /* ---- versioned structs ------------------------------------------------------------------------ */
 
-geomops_status gm_read_struct(void* dst, size_t full, size_t oldest, const void* src, const char* name,
+geomops_status gm_read_struct(void* dst, const size_t* sizes, int n, const void* src, const char* name,
                               const char* type) {
     if (!src) return gm_fail(GEOMOPS_ERROR_INVALID_ARGUMENT, "%s is NULL", name);
     size_t size;
     memcpy(&size, src, sizeof size);
+    const size_t oldest = sizes[0], full = sizes[n - 1];
     if (size < oldest)
         return gm_fail(GEOMOPS_ERROR_STRUCT_SIZE,
                        "%s->size is %zu, smaller than any %s of a released geomops.h (%zu bytes): initialise "
@@ -163,6 +181,13 @@ geomops_status gm_read_struct(void* dst, size_t full, size_t oldest, const void*
                        "%s->size is %zu, larger than the %s this library knows (%zu bytes): the program was "
                        "built with a newer geomops.h than this library (version %s)",
                        name, size, type, full, GEOMOPS_VERSION_STRING);
+    int known = 0;
+    for (int i = 0; i < n; ++i) known |= size == sizes[i];
+    if (!known) /* between two releases: a field would be copied in part */
+        return gm_fail(GEOMOPS_ERROR_STRUCT_SIZE,
+                       "%s->size is %zu, not the size of a %s of any released geomops.h (%zu to %zu bytes): "
+                       "initialise it with its GEOMOPS_..._INIT macro",
+                       name, size, type, oldest, full);
     memcpy(dst, src, size);
     return GEOMOPS_OK;
 }
@@ -460,6 +485,15 @@ geomops_status gm_chk_finite(const gm_ctx* c, const void* a, int gm_dtype, int64
 
 /* ---- memory ----------------------------------------------------------------------------------- */
 
+void* gm_host_tmp(int64_t count, size_t elem, const char* what, geomops_status* st) {
+    void* p = gm_host_alloc(count, elem);
+    *st = GEOMOPS_OK;
+    if (!p)
+        *st = gm_fail(GEOMOPS_ERROR_OUT_OF_MEMORY, "could not allocate %.0f bytes of host memory for %s",
+                      gm_host_nomem_take(), what);
+    return p;
+}
+
 void* gm_alloc(const gm_ctx* c, size_t bytes, const char* what, geomops_status* st) {
     void* p = NULL;
     *st = GEOMOPS_OK;
@@ -472,9 +506,12 @@ void* gm_alloc(const gm_ctx* c, size_t bytes, const char* what, geomops_status* 
         }
         return p;
     }
-    p = malloc(bytes ? bytes : 1);
-    if (!p) *st = gm_fail(GEOMOPS_ERROR_OUT_OF_MEMORY, "could not allocate %zu bytes for %s", bytes, what);
-    return p;
+    if (bytes > INT64_MAX) {
+        *st = gm_fail(GEOMOPS_ERROR_OUT_OF_MEMORY, "could not allocate %zu bytes of host memory for %s",
+                      bytes, what);
+        return NULL;
+    }
+    return gm_host_tmp((int64_t)bytes, 1, what, st);
 }
 
 void gm_free(const gm_ctx* c, void* p, size_t bytes) {
@@ -484,7 +521,7 @@ void gm_free(const gm_ctx* c, void* p, size_t bytes) {
         return;
     }
     (void)bytes;
-    free(p);
+    gm_host_free(p);
 }
 
 geomops_status gm_to_host(const gm_ctx* c, void* dst, const void* src, size_t bytes) {

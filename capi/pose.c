@@ -65,7 +65,7 @@ static geomops_status chk_matrix(const double* m, const char* name) {
 }
 
 /* Element `i` of a table of versioned structs read with the stride of element 0. */
-static geomops_status read_element(void* dst, size_t full, size_t oldest, const void* table, int64_t i,
+static geomops_status read_element(void* dst, size_t full, const void* table, int64_t i,
                                    const char* table_name, const char* type) {
     size_t stride;
     memcpy(&stride, table, sizeof stride);
@@ -79,7 +79,7 @@ static geomops_status read_element(void* dst, size_t full, size_t oldest, const 
                        "%s->size is %zu but %s[0]->size is %zu: every element of a table "
                        "must have the same size",
                        name, size, table_name, stride);
-    return gm_read_struct(dst, full, oldest, elem, name, type);
+    return gm_read_struct(dst, &full, 1, elem, name, type);
 }
 
 /* ---- rendering -------------------------------------------------------------------------------- */
@@ -221,8 +221,7 @@ static geomops_status render_run(const gm_ctx* c, const geomops_render_args* a,
     GM_TRY(gm_chk_optional(c, b->barycentrics, "buffers->barycentrics"));
     for (int32_t k = 0; k < a->num_instances; ++k) {
         geomops_mesh_instance m = GEOMOPS_MESH_INSTANCE_INIT;
-        GM_TRY(read_element(&m, sizeof m, GM_OLDEST_SIZE(geomops_mesh_instance), a->instances, k, "instances",
-                            "geomops_mesh_instance"));
+        GM_TRY(read_element(&m, sizeof m, a->instances, k, "instances", "geomops_mesh_instance"));
         GM_TRY(instance_prepare(c, &m, k, &objs[k]));
     }
     gm_raster_params p;
@@ -275,11 +274,11 @@ GEOMOPS_API geomops_status geomops_render(const geomops_exec* exec, const geomop
         st = gm_fail(GEOMOPS_ERROR_INVALID_ARGUMENT, "args->instances is NULL (num_instances = %d)",
                      (int)a.num_instances);
     if (st == GEOMOPS_OK && a.num_instances > 0) {
-        objs = (gm_raster_object*)calloc((size_t)a.num_instances, sizeof *objs);
-        if (!objs) st = gm_fail(GEOMOPS_ERROR_OUT_OF_MEMORY, "could not allocate the object table");
+        objs = (gm_raster_object*)gm_host_tmp(a.num_instances, sizeof *objs, "the object table", &st);
+        if (objs) memset(objs, 0, (size_t)a.num_instances * sizeof *objs);
     }
     if (st == GEOMOPS_OK) st = render_run(&c, &a, &b, objs);
-    free(objs);
+    gm_host_free(objs);
     gm_end(&c);
     return st;
 }
@@ -470,17 +469,17 @@ typedef struct pose_tables {
 static geomops_status objects_prepare(int32_t n, const geomops_pose_object* objects, int compat,
                                       pose_tables* t) {
     const int32_t id_count = GEOMOPS_MAX_INSTANCE_INDEX + 1;
-    t->transforms = (double*)malloc(((size_t)n * 12 + 1) * sizeof(double));
-    t->ids = (int32_t*)malloc(((size_t)n + 1) * sizeof(int32_t));
-    t->id_to_slot = (int32_t*)malloc((size_t)id_count * sizeof(int32_t));
-    t->slot_start = (int32_t*)malloc(((size_t)n + 2) * sizeof(int32_t));
-    t->slot_objects = (int32_t*)malloc(((size_t)n + 1) * sizeof(int32_t));
-    if (!t->transforms || !t->ids || !t->id_to_slot || !t->slot_start || !t->slot_objects)
-        return gm_fail(GEOMOPS_ERROR_OUT_OF_MEMORY, "could not allocate the object tables");
+    geomops_status st = GEOMOPS_OK;
+    const char* what = "the object tables";
+    t->transforms = (double*)gm_host_tmp((int64_t)n * 12 + 1, sizeof(double), what, &st);
+    if (st == GEOMOPS_OK) t->ids = (int32_t*)gm_host_tmp((int64_t)n + 1, sizeof(int32_t), what, &st);
+    if (st == GEOMOPS_OK) t->id_to_slot = (int32_t*)gm_host_tmp(id_count, sizeof(int32_t), what, &st);
+    if (st == GEOMOPS_OK) t->slot_start = (int32_t*)gm_host_tmp((int64_t)n + 2, sizeof(int32_t), what, &st);
+    if (st == GEOMOPS_OK) t->slot_objects = (int32_t*)gm_host_tmp((int64_t)n + 1, sizeof(int32_t), what, &st);
+    if (st != GEOMOPS_OK) return st;
     for (int32_t k = 0; k < n; ++k) {
         geomops_pose_object o = GEOMOPS_POSE_OBJECT_INIT;
-        GM_TRY(read_element(&o, sizeof o, GM_OLDEST_SIZE(geomops_pose_object), objects, k, "objects",
-                            "geomops_pose_object"));
+        GM_TRY(read_element(&o, sizeof o, objects, k, "objects", "geomops_pose_object"));
         if (o.instance_index < 1 || o.instance_index > GEOMOPS_MAX_INSTANCE_INDEX)
             return gm_fail(
                 GEOMOPS_ERROR_INVALID_ARGUMENT,
@@ -504,11 +503,11 @@ static geomops_status objects_prepare(int32_t n, const geomops_pose_object* obje
 }
 
 static void tables_free(pose_tables* t) {
-    free(t->transforms);
-    free(t->ids);
-    free(t->id_to_slot);
-    free(t->slot_start);
-    free(t->slot_objects);
+    gm_host_free(t->transforms);
+    gm_host_free(t->ids);
+    gm_host_free(t->id_to_slot);
+    gm_host_free(t->slot_start);
+    gm_host_free(t->slot_objects);
 }
 
 /* A host table in context memory: itself on the CPU, a device copy on CUDA. */
@@ -544,8 +543,9 @@ static geomops_status backprop_run(const gm_ctx* c, gm_arena* ar, const geomops_
     GM_TRY(objects_prepare(n, objects, o->mode == GEOMOPS_POSE_MODE_COMPAT, t));
 
     geomops_status st = GEOMOPS_OK;
-    double* accum_host = (double*)malloc(((size_t)n * GM_PG_ACC_STRIDE + 1) * sizeof(double));
-    if (!accum_host) return gm_fail(GEOMOPS_ERROR_OUT_OF_MEMORY, "could not allocate the per-object sums");
+    double* accum_host =
+        (double*)gm_host_tmp((int64_t)n * GM_PG_ACC_STRIDE + 1, sizeof(double), "the per-object sums", &st);
+    if (!accum_host) return st;
     double* accum = c->cuda ? (double*)gm_arena_alloc(ar, (int64_t)n * GM_PG_ACC_STRIDE, sizeof(double),
                                                       "the per-object sums", &st)
                             : accum_host;
@@ -594,10 +594,10 @@ static geomops_status backprop_run(const gm_ctx* c, gm_arena* ar, const geomops_
     void* grads_host = NULL;
     int64_t* singular_host = NULL;
     if (st == GEOMOPS_OK) {
-        grads_host = malloc(((size_t)n * 6 + 1) * gm_fsize(gdt));
-        singular_host = (int64_t*)malloc(((size_t)n + 1) * sizeof(int64_t));
-        if (!grads_host || !singular_host)
-            st = gm_fail(GEOMOPS_ERROR_OUT_OF_MEMORY, "could not allocate the per-object results");
+        grads_host = gm_host_tmp((int64_t)n * 6 + 1, gm_fsize(gdt), "the per-object results", &st);
+        if (st == GEOMOPS_OK)
+            singular_host =
+                (int64_t*)gm_host_tmp((int64_t)n + 1, sizeof(int64_t), "the per-object results", &st);
     }
     if (st == GEOMOPS_OK) {
         for (int32_t k = 0; k < n; ++k) {
@@ -614,9 +614,9 @@ static geomops_status backprop_run(const gm_ctx* c, gm_arena* ar, const geomops_
         if (st == GEOMOPS_OK && out->singular_pixels)
             st = gm_from_host(c, out->singular_pixels, singular_host, (size_t)n * sizeof(int64_t));
     }
-    free(grads_host);
-    free(singular_host);
-    free(accum_host);
+    gm_host_free(grads_host);
+    gm_host_free(singular_host);
+    gm_host_free(accum_host);
     return st;
 }
 

@@ -144,11 +144,9 @@ static void handle_release(geomops_search* h) {
 }
 
 static geomops_search* handle_new(const gm_ctx* c, const search_common* s, geomops_status* st) {
-    geomops_search* h = (geomops_search*)calloc(1, sizeof *h);
-    if (!h) {
-        *st = gm_fail(GEOMOPS_ERROR_OUT_OF_MEMORY, "could not allocate the search handle");
-        return NULL;
-    }
+    geomops_search* h = (geomops_search*)gm_host_tmp(1, sizeof *h, "the search handle", st);
+    if (!h) return NULL;
+    memset(h, 0, sizeof *h);
     h->ctx = *c;
     h->ctx.prev_device = -1;
     h->distances = s->distances;
@@ -167,7 +165,7 @@ static geomops_status kernel_splits(geomops_search* h, search_common* s) {
 static geomops_status handle_finish(geomops_search* h, geomops_status st, geomops_search** out) {
     if (st != GEOMOPS_OK) {
         handle_release(h);
-        free(h);
+        gm_host_free(h);
         return st;
     }
     *out = h;
@@ -217,7 +215,7 @@ GEOMOPS_API geomops_status geomops_search_free(geomops_search* search) {
     gm_ctx c;
     geomops_status st = gm_begin_saved(&c, &search->ctx);
     handle_release(search);
-    free(search);
+    gm_host_free(search);
     if (st == GEOMOPS_OK) gm_end(&c);
     return st;
 }
@@ -233,7 +231,8 @@ typedef struct table_call {
     int64_t* sizes_prefix; /* host [batch + 1]: prefix sums of the table sizes */
 } table_call;
 
-/* search.py's build_spatial_hash_table checks and table sizes; t->sizes_prefix is malloc()ed. */
+/* search.py's build_spatial_hash_table checks and table sizes; t->sizes_prefix: free it with
+ * gm_host_free. */
 static geomops_status table_prepare(const gm_ctx* c, const geomops_hash_table_args* in, table_call* t) {
     geomops_hash_table_args a = GEOMOPS_HASH_TABLE_ARGS_INIT;
     GM_TRY(GM_READ(&a, in, "args", geomops_hash_table_args));
@@ -253,9 +252,9 @@ static geomops_status table_prepare(const gm_ctx* c, const geomops_hash_table_ar
     t->points = a.points;
     t->ps = a.points_row_splits;
     t->radius = a.radius;
-    int64_t* host = (int64_t*)malloc((size_t)(t->batch + 1) * sizeof(int64_t));
-    if (!host) return gm_fail(GEOMOPS_ERROR_OUT_OF_MEMORY, "could not allocate the table sizes");
     geomops_status st = GEOMOPS_OK;
+    int64_t* host = (int64_t*)gm_host_tmp(t->batch + 1, sizeof(int64_t), "the table sizes", &st);
+    if (!host) return st;
     if (t->ps) {
         st = gm_to_host(c, host, t->ps, (size_t)(t->batch + 1) * sizeof(int64_t));
     } else {
@@ -280,7 +279,7 @@ static geomops_status table_prepare(const gm_ctx* c, const geomops_hash_table_ar
                 INT32_MAX - 1);
     }
     if (st != GEOMOPS_OK) {
-        free(host);
+        gm_host_free(host);
         return st;
     }
     host[t->batch] = total;
@@ -300,7 +299,7 @@ GEOMOPS_API geomops_status geomops_spatial_hash_table_size(const geomops_exec* e
     geomops_status st = table_prepare(&c, args, &t);
     if (st == GEOMOPS_OK) {
         *num_cells = t.total;
-        free(t.sizes_prefix);
+        gm_host_free(t.sizes_prefix);
     }
     gm_end(&c);
     return st;
@@ -354,10 +353,8 @@ GEOMOPS_API geomops_status geomops_build_spatial_hash_table(const geomops_exec* 
         splits64 = (int64_t*)gm_arena_alloc(&ar, t.batch + 1, sizeof(int64_t), "the table splits", &st);
     if (st == GEOMOPS_OK)
         st = gm_from_host(&c, splits64, t.sizes_prefix, (size_t)(t.batch + 1) * sizeof(int64_t));
-    if (st == GEOMOPS_OK) {
-        splits32 = (int32_t*)malloc((size_t)(t.batch + 1) * sizeof(int32_t));
-        if (!splits32) st = gm_fail(GEOMOPS_ERROR_OUT_OF_MEMORY, "could not allocate the table splits");
-    }
+    if (st == GEOMOPS_OK)
+        splits32 = (int32_t*)gm_host_tmp(t.batch + 1, sizeof(int32_t), "the table splits", &st);
     if (st == GEOMOPS_OK) {
         gm_hash_table_params p;
         table_params(&c, &t, ps, splits64, (int32_t*)gm_nz(&c, hash_table_index), hash_table_cell_splits, &p);
@@ -369,8 +366,8 @@ GEOMOPS_API geomops_status geomops_build_spatial_hash_table(const geomops_exec* 
         for (int64_t b = 0; b <= t.batch; ++b) splits32[b] = (int32_t)t.sizes_prefix[b];
         st = gm_from_host(&c, hash_table_splits, splits32, (size_t)(t.batch + 1) * sizeof(int32_t));
     }
-    free(splits32);
-    free(t.sizes_prefix);
+    gm_host_free(splits32);
+    gm_host_free(t.sizes_prefix);
     st = gm_arena_free(&ar, st);
     gm_end(&c);
     return st;
@@ -433,9 +430,10 @@ static geomops_status chk_table(const gm_ctx* c, const geomops_fixed_radius_args
     gm_arena ar;
     gm_arena_init(&ar, c);
     geomops_status st = GEOMOPS_OK;
-    int32_t* host32 = (int32_t*)malloc((size_t)(s->batch + 1) * sizeof(int32_t));
-    int64_t* host64 = (int64_t*)malloc((size_t)(s->batch + 1) * sizeof(int64_t));
-    if (!host32 || !host64) st = gm_fail(GEOMOPS_ERROR_OUT_OF_MEMORY, "could not allocate the table splits");
+    int32_t* host32 = (int32_t*)gm_host_tmp(s->batch + 1, sizeof(int32_t), "the table splits", &st);
+    int64_t* host64 = NULL;
+    if (st == GEOMOPS_OK)
+        host64 = (int64_t*)gm_host_tmp(s->batch + 1, sizeof(int64_t), "the table splits", &st);
     if (st == GEOMOPS_OK)
         st = gm_to_host(c, host32, a->hash_table_splits, (size_t)(s->batch + 1) * sizeof(int32_t));
     int64_t* splits64 = NULL;
@@ -469,8 +467,8 @@ static geomops_status chk_table(const gm_ctx* c, const geomops_fixed_radius_args
             "the hash table is not the spatial hash table of these points for radius=%g: it was built for "
             "another radius, point set or row splits",
             a->radius);
-    free(host32);
-    free(host64);
+    gm_host_free(host32);
+    gm_host_free(host64);
     return gm_arena_free(&ar, st);
 }
 

@@ -172,7 +172,7 @@ static int spatial_order(const void* xyz, int dtype, int64_t n, int64_t* order, 
     }
 #undef GM_COORD
     const int status = gm_search_radix_sort(code, order, n, (1u << 30) - 1u, num_threads);
-    free(code);
+    gm_host_free(code);
     return status;
 }
 
@@ -292,7 +292,7 @@ int gm_invert_neighbors_cpu(const gm_invert_params* p) {
     /* rows visited in order, so each output row lists entries by original position */
     for (int64_t b = 0; b < gm_stop_blocks(p->num_rows, GM_STOP_ROWS); ++b) {
         if (gm_interrupt_poll()) {
-            free(cursor);
+            gm_host_free(cursor);
             return GM_ERR_INTERRUPTED;
         }
         for (int64_t r = b * GM_STOP_ROWS; r < gm_stop_block_end(b, p->num_rows, GM_STOP_ROWS); ++r) {
@@ -307,7 +307,7 @@ int gm_invert_neighbors_cpu(const gm_invert_params* p) {
             }
         }
     }
-    free(cursor);
+    gm_host_free(cursor);
     return GM_OK;
 }
 

@@ -76,8 +76,8 @@ static int GM_TFN(apply)(const cconv_ctx* c) {
         const int st =
             order ? spatial_order(p->out_positions, p->dtype, No, order, c->num_threads) : GM_ERR_NOMEM;
         if (st != GM_OK) {
-            free(order);
-            free(Fp);
+            gm_host_free(order);
+            gm_host_free(Fp);
             return st;
         }
     }
@@ -125,11 +125,11 @@ static int GM_TFN(apply)(const cconv_ctx* c) {
                 }
             }
         }
-        free(buf);
+        gm_host_free(buf);
         gm_prof_add(t_fill, t_gemm);
     }
-    free(order);
-    free(Fp);
+    gm_host_free(order);
+    gm_host_free(Fp);
     return gm_stop_status(&stop, status);
 }
 
@@ -173,7 +173,7 @@ static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
         order = (int64_t*)gm_host_alloc(No, sizeof(int64_t));
         const int st = order ? spatial_order(p->out_positions, p->dtype, No, order, nt) : GM_ERR_NOMEM;
         if (st != GM_OK) {
-            free(order);
+            gm_host_free(order);
             return st;
         }
     }
@@ -219,12 +219,12 @@ static int GM_TFN(backprop_filter)(const cconv_ctx* c) {
                 gm_pass_turn(&turn, b);
             }
         }
-        free(patches);
-        free(gs);
-        free(part);
+        gm_host_free(patches);
+        gm_host_free(gs);
+        gm_host_free(part);
         gm_prof_add(t_fill, t_gemm);
     }
-    free(order);
+    gm_host_free(order);
     return gm_stop_status(&stop, status);
 }
 
@@ -289,9 +289,9 @@ static int GM_TFN(neighbor_products)(const cconv_ctx* c) {
                 }
             }
         }
-        free(Gf);
+        gm_host_free(Gf);
     }
-    free(FT);
+    gm_host_free(FT);
     return gm_stop_status(&stop, status);
 }
 
@@ -363,7 +363,7 @@ static int GM_TFN(position_grads)(const gm_cconv_grad_params* p) {
         }
     }
     if (shared && !atomic_load(&stop)) GM_TFN(gm_cconv_bwd_extent_total)(p, partials, blocks);
-    free(partials);
+    gm_host_free(partials);
     return gm_stop_status(&stop, GM_OK);
 }
 

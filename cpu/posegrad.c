@@ -167,8 +167,8 @@ int gm_posegrad_image_gradients_cpu(const gm_pg_image_grad_params* p) {
                     p->grad_x[ch * hw + (ptrdiff_t)r * w + c] = vr[c] ? d[ch] : 0.0f;
             }
         }
-        free(ring);
-        free(uni);
+        gm_host_free(ring);
+        gm_host_free(uni);
     }
     return gm_stop_status(&stop, fail ? GM_ERR_NOMEM : GM_OK);
 }
@@ -297,10 +297,10 @@ int gm_posegrad_backprop_cpu(const gm_pg_backprop_params* p) {
     int64_t* nonfinite = (int64_t*)gm_host_alloc(nblocks, sizeof(int64_t));
     gm_pg_object* objs = (gm_pg_object*)gm_host_alloc(nobj, sizeof(gm_pg_object));
     if (!acc || !bad || !nonfinite || !objs) {
-        free(acc);
-        free(bad);
-        free(nonfinite);
-        free(objs);
+        gm_host_free(acc);
+        gm_host_free(bad);
+        gm_host_free(nonfinite);
+        gm_host_free(objs);
         return GM_ERR_NOMEM;
     }
     for (int o = 0; o < nobj; ++o)
@@ -325,13 +325,13 @@ int gm_posegrad_backprop_cpu(const gm_pg_backprop_params* p) {
             pg_backprop_block(p, objs, lut, r0, r1, vbuf, vbuf + (size_t)(rows + 2) * (size_t)w, block_acc,
                               bad + b, nonfinite + b);
         }
-        free(vbuf);
+        gm_host_free(vbuf);
     }
-    free(objs);
+    gm_host_free(objs);
     if (fail || atomic_load(&stop)) {
-        free(acc);
-        free(bad);
-        free(nonfinite);
+        gm_host_free(acc);
+        gm_host_free(bad);
+        gm_host_free(nonfinite);
         return gm_stop_status(&stop, GM_ERR_NOMEM);
     }
     const size_t nacc = (size_t)nobj * GM_PG_ACC_STRIDE;
@@ -346,8 +346,8 @@ int gm_posegrad_backprop_cpu(const gm_pg_backprop_params* p) {
     }
     *p->bad_id = worst == INT32_MAX ? 0 : worst;
     if (p->first_nonfinite) *p->first_nonfinite = first_nf;
-    free(acc);
-    free(bad);
-    free(nonfinite);
+    gm_host_free(acc);
+    gm_host_free(bad);
+    gm_host_free(nonfinite);
     return GM_OK;
 }

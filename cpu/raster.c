@@ -61,12 +61,13 @@ static atomic_int g_cache_busy;
 
 static gm_raster_workspace* ws_acquire(void) {
     if (atomic_exchange(&g_cache_busy, 1) == 0) return &g_cache;
-    return (gm_raster_workspace*)calloc(1, sizeof(gm_raster_workspace)); /* another call holds the cache */
+    return (gm_raster_workspace*)gm_host_calloc(
+        1, sizeof(gm_raster_workspace)); /* another call holds the cache */
 }
 
 static void ws_free_blocks(gm_raster_workspace* ws) {
     for (int i = 0; i < WS_NUM; ++i) {
-        free(ws->blk[i].ptr);
+        gm_host_free(ws->blk[i].ptr);
         ws->blk[i].ptr = NULL;
         ws->blk[i].size = 0;
     }
@@ -77,7 +78,7 @@ static void ws_release(gm_raster_workspace* ws) {
         atomic_store(&g_cache_busy, 0);
     } else if (ws) {
         ws_free_blocks(ws);
-        free(ws);
+        gm_host_free(ws);
     }
 }
 
@@ -92,7 +93,7 @@ void gm_raster_release_cache(void) {
 static void* ws_get(gm_raster_block* b, size_t need) {
     if (need == 0) need = 1;
     if (b->size < need) {
-        free(b->ptr);
+        gm_host_free(b->ptr);
         size_t cap = need + need / 4;
         b->ptr = gm_host_alloc((int64_t)cap, 1);
         b->size = b->ptr ? cap : 0;
@@ -104,11 +105,8 @@ static void* ws_get(gm_raster_block* b, size_t need) {
 static void* ws_grow(gm_raster_block* b, size_t need) {
     if (b->size >= need) return b->ptr;
     size_t cap = need + need / 2;
-    void* p = realloc(b->ptr, cap);
-    if (!p) {
-        gm_host_nomem((double)cap);
-        return NULL;
-    }
+    void* p = gm_host_realloc(b->ptr, (int64_t)cap, 1);
+    if (!p) return NULL;
     b->ptr = p;
     b->size = cap;
     return p;
@@ -457,14 +455,14 @@ static int raster_run(const gm_raster_params* p, gm_raster_workspace* ws, int nt
             atomic_fetch_add_explicit(&done_tasks[pass], 1, memory_order_release);
         }
     }
-    free(vblock);
+    gm_host_free(vblock);
     status = gm_stop_status(&stop, status);
 
 done:
-    free(vert_base);
-    free(face_base);
-    free(ray_x);
-    free(ray_y);
+    gm_host_free(vert_base);
+    gm_host_free(face_base);
+    gm_host_free(ray_x);
+    gm_host_free(ray_y);
     return status;
 }
 

@@ -32,9 +32,9 @@ int gm_search_radix_sort(uint64_t* keys, int64_t* vals, int64_t n, uint64_t max_
     int64_t* tv = (int64_t*)gm_host_alloc(n, sizeof(int64_t));
     int64_t* hist = (int64_t*)gm_host_alloc((int64_t)chunks * RADIX_SIZE, sizeof(int64_t));
     if (!tk || !tv || !hist) {
-        free(tk);
-        free(tv);
-        free(hist);
+        gm_host_free(tk);
+        gm_host_free(tv);
+        gm_host_free(hist);
         return GM_ERR_NOMEM;
     }
     uint64_t *src_k = keys, *dst_k = tk;
@@ -93,9 +93,9 @@ int gm_search_radix_sort(uint64_t* keys, int64_t* vals, int64_t n, uint64_t max_
         memcpy(keys, src_k, (size_t)n * sizeof(uint64_t));
         memcpy(vals, src_v, (size_t)n * sizeof(int64_t));
     }
-    free(tk);
-    free(tv);
-    free(hist);
+    gm_host_free(tk);
+    gm_host_free(tv);
+    gm_host_free(hist);
     return status;
 }
 

@@ -112,20 +112,20 @@ static int grid_runs(const gm_grid* g, int64_t b, int64_t cx, int64_t cy, int64_
 
 void gm_grid_free(gm_grid* g) {
     if (!g) return;
-    free(g->x);
-    free(g->y);
-    free(g->z);
-    free(g->idx);
-    free(g->pts_splits);
-    free(g->origin);
-    free(g->inv_cs);
-    free(g->dims);
-    free(g->item_cells);
-    free(g->ckey);
-    free(g->cstart);
-    free(g->dense_off);
-    free(g->dense);
-    free(g);
+    gm_host_free(g->x);
+    gm_host_free(g->y);
+    gm_host_free(g->z);
+    gm_host_free(g->idx);
+    gm_host_free(g->pts_splits);
+    gm_host_free(g->origin);
+    gm_host_free(g->inv_cs);
+    gm_host_free(g->dims);
+    gm_host_free(g->item_cells);
+    gm_host_free(g->ckey);
+    gm_host_free(g->cstart);
+    gm_host_free(g->dense_off);
+    gm_host_free(g->dense);
+    gm_host_free(g);
 }
 
 int64_t gm_grid_nbytes(const gm_grid* g) {
@@ -141,7 +141,7 @@ int64_t gm_grid_nbytes(const gm_grid* g) {
 int gm_grid_build_cpu(const gm_grid_params* p, gm_grid** out) {
     *out = NULL;
     if (p->num_points < 0 || p->batch_size < 1 || !(p->radius >= 0)) return GM_ERR_INVALID;
-    gm_grid* g = (gm_grid*)calloc(1, sizeof(gm_grid));
+    gm_grid* g = (gm_grid*)gm_host_calloc(1, sizeof(gm_grid));
     if (!g) return GM_ERR_NOMEM;
     int st;
     if (p->dtype == GM_FLOAT32)

@@ -21,7 +21,7 @@ static int GM_TFN(grid_build)(const gm_grid_params* p, gm_grid* g) {
     uint64_t* keys = (uint64_t*)gm_host_alloc(n, sizeof(uint64_t));
     if (!g->pts_splits || !g->origin || !g->inv_cs || !g->dims || !g->item_cells || !g->x || !g->y || !g->z ||
         !g->idx || !keys) {
-        free(keys);
+        gm_host_free(keys);
         return GM_ERR_NOMEM;
     }
     memcpy(g->pts_splits, p->points_row_splits, (size_t)(nb + 1) * sizeof(int64_t));
@@ -67,7 +67,7 @@ static int GM_TFN(grid_build)(const gm_grid_params* p, gm_grid* g) {
                                   gm_search_grid_key(dims[0] - 1, dims[1] - 1, dims[2] - 1, dims), nt);
     }
     if (st != GM_OK) {
-        free(keys);
+        gm_host_free(keys);
         return st;
     }
     /* unique cells */
@@ -81,7 +81,7 @@ static int GM_TFN(grid_build)(const gm_grid_params* p, gm_grid* g) {
     g->ckey = (uint64_t*)gm_host_alloc(ncells, sizeof(uint64_t));
     g->cstart = (int64_t*)gm_host_alloc(ncells + 1, sizeof(int64_t));
     if (!g->ckey || !g->cstart) {
-        free(keys);
+        gm_host_free(keys);
         return GM_ERR_NOMEM;
     }
     int64_t c = 0;
@@ -93,7 +93,7 @@ static int GM_TFN(grid_build)(const gm_grid_params* p, gm_grid* g) {
                 ++c;
             }
     g->cstart[ncells] = n;
-    free(keys);
+    gm_host_free(keys);
     /* dense cell tables for compact items */
     g->dense_off = (int64_t*)gm_host_alloc(nb, sizeof(int64_t));
     if (!g->dense_off) return GM_ERR_NOMEM;
@@ -216,14 +216,14 @@ typedef struct {
 
 static void GM_TFN(frs_destroy)(gm_search_plan* base) {
     GM_TFN(frs_plan)* pl = (GM_TFN(frs_plan)*)base;
-    free(pl->gkey);
-    free(pl->gpos);
-    free(pl->gitem);
-    free(pl->qord);
-    free(pl->cnt_s);
-    free(pl->start_s);
-    free(pl->qsrt);
-    free(pl);
+    gm_host_free(pl->gkey);
+    gm_host_free(pl->gpos);
+    gm_host_free(pl->gitem);
+    gm_host_free(pl->qord);
+    gm_host_free(pl->cnt_s);
+    gm_host_free(pl->start_s);
+    gm_host_free(pl->qsrt);
+    gm_host_free(pl);
 }
 
 /* End of group gi's sorted positions. */
@@ -273,8 +273,8 @@ static int GM_TFN(frs_fill)(gm_search_plan* base, void* index, void* distance) {
             int64_t need = 1;
             for (int r = 0; r < nr; ++r) need += runs[2 * r + 1] - runs[2 * r];
             if (need > cap) {
-                free(jbuf);
-                free(dbuf);
+                gm_host_free(jbuf);
+                gm_host_free(dbuf);
                 cap = need + need / 2;
                 jbuf = (int64_t*)gm_host_alloc(cap, sizeof(int64_t));
                 dbuf = (GM_T*)gm_host_alloc(cap, sizeof(GM_T));
@@ -297,8 +297,8 @@ static int GM_TFN(frs_fill)(gm_search_plan* base, void* index, void* distance) {
                 GM_TFN(write_row)(p, g, index, (GM_T*)distance, start, k, jbuf, dbuf);
             }
         }
-        free(jbuf);
-        free(dbuf);
+        gm_host_free(jbuf);
+        gm_host_free(dbuf);
     }
     return gm_stop_status(&stop, gm_search_failed(&err));
 }
@@ -312,7 +312,7 @@ static int GM_TFN(frs_count_phase)(const gm_fixed_radius_params* p, int64_t* rs,
     const int metric = p->metric, ignore = p->ignore_query_point;
     const GM_T thr = GM_TFN(gm_search_threshold)((GM_T)g->radius, metric);
     memset(rs, 0, (size_t)(nq + 1) * sizeof(int64_t));
-    GM_TFN(frs_plan)* pl = (GM_TFN(frs_plan)*)calloc(1, sizeof(GM_TFN(frs_plan)));
+    GM_TFN(frs_plan)* pl = (GM_TFN(frs_plan)*)gm_host_calloc(1, sizeof(GM_TFN(frs_plan)));
     if (!pl) return GM_ERR_NOMEM;
     pl->base.fill = GM_TFN(frs_fill);
     pl->base.destroy = GM_TFN(frs_destroy);
@@ -368,12 +368,13 @@ static int GM_TFN(frs_count_phase)(const gm_fixed_radius_params* p, int64_t* rs,
         else
             for (int64_t gi = 0; gi < ngroups; ++gi) pl->gkey[gi] = qkey[gpos[gi]];
     }
-    free(qkey);
+    gm_host_free(qkey);
     if (st == GM_OK && ngroups > 0) {
-        int64_t* np_ = (int64_t*)realloc(gpos, (size_t)ngroups * sizeof(int64_t));
-        int64_t* ni_ = (int64_t*)realloc(gitem, (size_t)ngroups * sizeof(int64_t));
+        int64_t* np_ = (int64_t*)gm_host_realloc(gpos, ngroups, sizeof(int64_t));
+        int64_t* ni_ = (int64_t*)gm_host_realloc(gitem, ngroups, sizeof(int64_t));
         if (np_) pl->gpos = np_;
         if (ni_) pl->gitem = ni_;
+        if (!np_ || !ni_) gm_host_nomem_take(); /* a failed shrink keeps the larger block: no error */
     }
     if (st != GM_OK) {
         GM_TFN(frs_destroy)(&pl->base);

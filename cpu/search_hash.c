@@ -35,8 +35,8 @@ int gm_build_spatial_hash_table_cpu(const gm_hash_table_params* p) {
     int32_t* bins = (int32_t*)gm_host_alloc(n, sizeof(int32_t));
     int32_t* fill = (int32_t*)gm_host_alloc(ncells + 1, sizeof(int32_t));
     if (!bins || !fill) {
-        free(bins);
-        free(fill);
+        gm_host_free(bins);
+        gm_host_free(fill);
         return GM_ERR_NOMEM;
     }
     st = compute_bins(p, bins);
@@ -49,8 +49,8 @@ int gm_build_spatial_hash_table_cpu(const gm_hash_table_params* p) {
         memcpy(fill, cs, (size_t)(ncells + 1) * sizeof(int32_t));
         for (int64_t i = 0; i < n; ++i) p->index[fill[bins[i]]++] = (int32_t)i;
     }
-    free(bins);
-    free(fill);
+    gm_host_free(bins);
+    gm_host_free(fill);
     return st;
 }
 
@@ -66,8 +66,8 @@ int gm_verify_spatial_hash_table_cpu(const gm_hash_table_params* p, int* valid) 
     int32_t* bins = (int32_t*)gm_host_alloc(n, sizeof(int32_t));
     unsigned char* seen = (unsigned char*)gm_host_calloc(n, 1);
     if (!bins || !seen) {
-        free(bins);
-        free(seen);
+        gm_host_free(bins);
+        gm_host_free(seen);
         return GM_ERR_NOMEM;
     }
     st = compute_bins(p, bins);
@@ -86,8 +86,8 @@ int gm_verify_spatial_hash_table_cpu(const gm_hash_table_params* p, int* valid) 
                 seen[i] = 1;
             }
     }
-    free(bins);
-    free(seen);
+    gm_host_free(bins);
+    gm_host_free(seen);
     *valid = ok;
     return st;
 }

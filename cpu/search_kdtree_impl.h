@@ -106,17 +106,17 @@ static void GM_TFN(kd_select)(GM_TFN(kd_pt) * a, int64_t n, int64_t k, int dim, 
 }
 
 static void GM_TFN(kd_free)(GM_TFN(kd_tree) * t) {
-    free(t->x);
-    free(t->y);
-    free(t->z);
-    free(t->idx);
-    free(t->depth);
-    free(t->node_off);
-    free(t->nstart);
-    free(t->nend);
-    free(t->ndim);
-    free(t->nlo);
-    free(t->nhi);
+    gm_host_free(t->x);
+    gm_host_free(t->y);
+    gm_host_free(t->z);
+    gm_host_free(t->idx);
+    gm_host_free(t->depth);
+    gm_host_free(t->node_off);
+    gm_host_free(t->nstart);
+    gm_host_free(t->nend);
+    gm_host_free(t->ndim);
+    gm_host_free(t->nlo);
+    gm_host_free(t->nhi);
 }
 
 static int GM_TFN(kd_build)(const gm_tree_search_params* p, GM_TFN(kd_tree) * t) {
@@ -148,7 +148,7 @@ static int GM_TFN(kd_build)(const gm_tree_search_params* p, GM_TFN(kd_tree) * t)
     GM_TFN(kd_pt)* a = (GM_TFN(kd_pt)*)gm_host_alloc(n, sizeof(GM_TFN(kd_pt)));
     if (!t->x || !t->y || !t->z || !t->idx || !t->nstart || !t->nend || !t->ndim || !t->nlo || !t->nhi ||
         !a) {
-        free(a);
+        gm_host_free(a);
         return GM_ERR_NOMEM;
     }
     gm_stop stop = 0;
@@ -196,7 +196,7 @@ static int GM_TFN(kd_build)(const gm_tree_search_params* p, GM_TFN(kd_tree) * t)
         }
     }
     if (atomic_load(&stop)) {
-        free(a);
+        gm_host_free(a);
         return GM_ERR_INTERRUPTED;
     }
 #pragma omp parallel for schedule(static) num_threads(nt) if (n > 16384)
@@ -206,7 +206,7 @@ static int GM_TFN(kd_build)(const gm_tree_search_params* p, GM_TFN(kd_tree) * t)
         t->z[i] = a[i].c[2];
         t->idx[i] = a[i].idx;
     }
-    free(a);
+    gm_host_free(a);
     return GM_OK;
 }
 
@@ -250,7 +250,7 @@ static int GM_TFN(kd_query_order)(const gm_tree_search_params* p, const GM_TFN(k
     int64_t* ord = (int64_t*)gm_host_alloc(nq, sizeof(int64_t));
     *out = ord;
     if (!keys || !ord) {
-        free(keys);
+        gm_host_free(keys);
         return GM_ERR_NOMEM;
     }
 #pragma omp parallel for schedule(static) num_threads(nt) if (nq > 16384)
@@ -271,7 +271,7 @@ static int GM_TFN(kd_query_order)(const gm_tree_search_params* p, const GM_TFN(k
         ord[q] = q;
     }
     const int st = gm_search_radix_sort(keys, ord, nq, (uint64_t)t->node_off[p->batch_size] + 1, nt);
-    free(keys);
+    gm_host_free(keys);
     if (st != GM_OK) return st;
     /* the coordinates in processing order: one gather loop instead of a cache miss per query */
     GM_T* qsrt = (GM_T*)gm_host_alloc(3 * nq, sizeof(GM_T));
@@ -488,21 +488,21 @@ typedef int64_t (*GM_TFN(kd_radius_chunk_fn))(const GM_TFN(kd_plan) * pl, int64_
 static void GM_TFN(kd_destroy)(gm_search_plan* base) {
     GM_TFN(kd_plan)* pl = (GM_TFN(kd_plan)*)base;
     GM_TFN(kd_free)(&pl->t);
-    free(pl->qord);
-    free(pl->qsrt);
-    free(pl->cnt_s);
-    free(pl->start_s);
-    free(pl->row_base);
-    free(pl->row_len);
-    free(pl->tmp_index);
-    free(pl->tmp_dist);
-    free(pl->tmp_cnt);
-    free(pl);
+    gm_host_free(pl->qord);
+    gm_host_free(pl->qsrt);
+    gm_host_free(pl->cnt_s);
+    gm_host_free(pl->start_s);
+    gm_host_free(pl->row_base);
+    gm_host_free(pl->row_len);
+    gm_host_free(pl->tmp_index);
+    gm_host_free(pl->tmp_dist);
+    gm_host_free(pl->tmp_cnt);
+    gm_host_free(pl);
 }
 
 /* A zeroed kd plan of these params with this fill, or NULL. */
 static void* GM_TFN(kd_plan_new)(const gm_tree_search_params* p, int (*fill)(gm_search_plan*, void*, void*)) {
-    GM_TFN(kd_plan)* pl = (GM_TFN(kd_plan)*)calloc(1, sizeof(GM_TFN(kd_plan)));
+    GM_TFN(kd_plan)* pl = (GM_TFN(kd_plan)*)gm_host_calloc(1, sizeof(GM_TFN(kd_plan)));
     if (!pl) return NULL;
     pl->base.fill = fill;
     pl->base.destroy = GM_TFN(kd_destroy);
@@ -533,8 +533,8 @@ static int GM_TFN(kd_knn_run)(const GM_TFN(kd_plan) * pl, void* index, GM_T* dis
             const int64_t qs = c * KD_CHUNK, qe = qs + KD_CHUNK < nq ? qs + KD_CHUNK : nq;
             chunk(pl, qs, qe, index, distance, cnt, hd, hi);
         }
-        free(hd);
-        free(hi);
+        gm_host_free(hd);
+        gm_host_free(hi);
     }
     return gm_stop_status(&stop, gm_search_failed(&err));
 }
@@ -611,8 +611,8 @@ static int GM_TFN(kd_knn_count)(const gm_tree_search_params* p, int64_t* rs, int
         }
         GM_TFN(kd_free)(&pl->t); /* the fill only compacts */
         memset(&pl->t, 0, sizeof(pl->t));
-        free(pl->qord);
-        free(pl->qsrt);
+        gm_host_free(pl->qord);
+        gm_host_free(pl->qsrt);
         pl->qord = NULL;
         pl->qsrt = NULL;
     }
@@ -650,14 +650,14 @@ static int GM_TFN(kd_radius_fill)(gm_search_plan* base, void* index, void* dista
                 if (qs < qe && need < 0) {
                     gm_search_fail(&err, GM_ERR_INVALID);
                 } else if (qs < qe) {
-                    free(jbuf);
-                    free(dbuf);
+                    gm_host_free(jbuf);
+                    gm_host_free(dbuf);
                     cap = need + need / 2 + 64;
                     jbuf = (int64_t*)gm_host_alloc(cap, sizeof(int64_t));
                     dbuf = (GM_T*)gm_host_alloc(cap, sizeof(GM_T));
                     if (!jbuf || !dbuf) {
-                        free(jbuf);
-                        free(dbuf);
+                        gm_host_free(jbuf);
+                        gm_host_free(dbuf);
                         jbuf = NULL;
                         dbuf = NULL;
                         cap = 0;
@@ -666,8 +666,8 @@ static int GM_TFN(kd_radius_fill)(gm_search_plan* base, void* index, void* dista
                 }
             }
         }
-        free(jbuf);
-        free(dbuf);
+        gm_host_free(jbuf);
+        gm_host_free(dbuf);
     }
     return gm_stop_status(&stop, gm_search_failed(&err));
 }

@@ -23,6 +23,7 @@
 #include "gemm.cuh"
 #include "geomops/cconv_cuda.h"
 #include "geomops/cconv_math.h"
+#include "geomops/host_alloc.h"
 #include "primitives.cuh"
 
 enum {
@@ -75,7 +76,7 @@ struct gm_cconv_plan {
     gm_cconv_plan() = default;
     gm_cconv_plan(const gm_cconv_plan&) = delete;
     gm_cconv_plan& operator=(const gm_cconv_plan&) = delete;
-    ~gm_cconv_plan() { free(first); }
+    ~gm_cconv_plan() { gm_host_free(first); }
     int64_t rows(int64_t c, int64_t num_rows) const {
         const int64_t r = num_rows - c * cols;
         return r < cols ? r : cols;
@@ -102,7 +103,7 @@ static int gm_cconv_make_plan(const int64_t* splits, int64_t num_rows, int64_t c
                               cudaStream_t s) {
     plan->cols = cols;
     plan->count = num_rows > 0 ? (num_rows + cols - 1) / cols : 0;
-    plan->first = (int64_t*)malloc((size_t)(plan->count + 1) * sizeof(int64_t));
+    plan->first = (int64_t*)gm_host_alloc(plan->count + 1, sizeof(int64_t));
     if (!plan->first) return GM_ERR_NOMEM;
     gm_dev_buffer<int64_t> dev;
     int st = dev.alloc((size_t)(plan->count + 1), s, "the chunk plan");

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "geomops/host_alloc.h"
 #include "geomops/raster.h"
 #include "geomops/raster_math.h"
 
@@ -206,7 +207,7 @@ int raster_run(const gm_raster_params* p, cudaStream_t s) {
     // the object table and the vertex / face bases, in one upload
     const size_t obj_bytes = sizeof(gm_raster_object) * (size_t)nobj;
     const size_t table_bytes = obj_bytes + 2 * sizeof(int64_t) * (size_t)(nobj + 1);
-    unsigned char* host = (unsigned char*)malloc(table_bytes);
+    unsigned char* host = (unsigned char*)gm_host_alloc((int64_t)table_bytes, 1);
     if (!host) return GM_ERR_NOMEM;
     int64_t* vert_base = (int64_t*)(host + obj_bytes);
     int64_t* face_base = vert_base + nobj + 1;
@@ -223,7 +224,7 @@ int raster_run(const gm_raster_params* p, cudaStream_t s) {
         const cudaError_t err = cudaMemcpyAsync(tables.ptr, host, table_bytes, cudaMemcpyHostToDevice, s);
         if (err != cudaSuccess) st = gm_cuda_fail(err, "cudaMemcpyAsync");
     }
-    free(host);  // pageable source: the copy has staged it when cudaMemcpyAsync returns
+    gm_host_free(host);  // pageable source: the copy has staged it when cudaMemcpyAsync returns
     if (st != GM_OK) return st;
     scene_tables sc;
     sc.objs = (const gm_raster_object*)tables.ptr;

@@ -12,7 +12,8 @@
  *   geomops_last_error() says why and names the bad argument. The queries geomops_version(),
  *   geomops_version_string(), geomops_has_cuda(), geomops_last_error() and
  *   geomops_status_string() return their value directly.
- * - Memory is the caller's: every output is a buffer the caller allocated; searches, whose
+ * - Memory is the caller's: every output is a buffer the caller allocated (temporaries come
+ *   from malloc or the allocator of geomops_set_allocator); searches, whose
  *   output size depends on the data, run in two phases (count, then fill). Arrays are dense and
  *   row-major (C order) with the shapes given below; counts are int64_t.
  * - Structs whose first field is `size_t size` are versioned: initialise them with their
@@ -24,7 +25,8 @@
  *   the tables of structs (mesh instances, pose objects) and the 16 doubles of a projection
  *   matrix, which are host memory.
  * - Thread safety: every function may be called from several threads at once (no global
- *   state besides the CPU rasterizer's scratch cache, which is safe for concurrent calls).
+ *   state besides the CPU rasterizer's scratch cache, which is safe for concurrent calls, and
+ *   the allocator of geomops_set_allocator, whose rule is given there).
  *   A search handle must not be used by two threads at the same time.
  * - The library never aborts, exits or writes to stdout/stderr. */
 #ifndef GEOMOPS_GEOMOPS_H
@@ -36,10 +38,11 @@
 /* ---- version ------------------------------------------------------------------------------ */
 
 #define GEOMOPS_VERSION_MAJOR  0
-#define GEOMOPS_VERSION_MINOR  1
+#define GEOMOPS_VERSION_MINOR  2
 #define GEOMOPS_VERSION_PATCH  0
-#define GEOMOPS_VERSION_STRING "0.1.0"
-/* One number per version, ordered like the versions: 0.1.0 -> 100, 1.2.3 -> 10203. */
+#define GEOMOPS_VERSION_STRING "0.2.0"
+/* One number per version, ordered like the versions: 0.2.0 -> 200, 1.2.3 -> 10203.
+ * 0.2: the position and extent gradients of the backward functions, geomops_set_allocator. */
 #define GEOMOPS_MAKE_VERSION(major, minor, patch) ((major) * 10000 + (minor) * 100 + (patch))
 #define GEOMOPS_VERSION                                                                                      \
     GEOMOPS_MAKE_VERSION(GEOMOPS_VERSION_MAJOR, GEOMOPS_VERSION_MINOR, GEOMOPS_VERSION_PATCH)
@@ -99,7 +102,7 @@ typedef struct geomops_exec {
 } geomops_exec;
 #define GEOMOPS_EXEC_INIT {sizeof(geomops_exec), GEOMOPS_DEVICE_CPU, 0, 0, NULL}
 
-/* GEOMOPS_VERSION of the library at run time, and its version text ("0.1.0"). */
+/* GEOMOPS_VERSION of the library at run time, and its version text ("0.2.0"). */
 GEOMOPS_API int geomops_version(void);
 GEOMOPS_API const char* geomops_version_string(void);
 /* 1 when the library was built with the CUDA backend, else 0. */
@@ -120,6 +123,32 @@ GEOMOPS_API geomops_status geomops_release_cuda_cache(void);
  * SIGINT handler set. NULL (the default) removes it: calls then run to the end. Process-wide. */
 typedef int (*geomops_interrupt_handler)(void);
 GEOMOPS_API void geomops_set_interrupt_handler(geomops_interrupt_handler handler);
+
+/* Host memory (since 0.2). Every host temporary the library allocates (the C API's own and
+ * the CPU kernels'; the rasterizer's scratch cache and search handles included) comes from the
+ * allocator set here, malloc / free by default. Device memory on CUDA does not (stream-ordered
+ * cudaMallocAsync and the library's cache of device blocks).
+ * - alloc(ctx, bytes, alignment): `bytes` bytes aligned to `alignment` (a power of two, at most
+ *   64; 16 in this version), or NULL: the call then frees what it holds and returns
+ *   GEOMOPS_ERROR_OUT_OF_MEMORY with the bytes in the message. It may be called from the
+ *   library's worker threads, concurrently.
+ * - free(ctx, p, bytes): gives back a block of alloc with the bytes alloc was asked for.
+ * Threads: geomops_set_allocator may be called at any time from any thread. Each allocation
+ * reads the allocator once, atomically, and every block goes back to the allocator that gave
+ * it, so an allocator (its functions and ctx) must stay usable until all its blocks are back:
+ * when every call that started before it was replaced has returned, every search handle created
+ * then is freed, and geomops_release_render_cache() has run (the rasterizer's cache is the only
+ * memory kept between calls). Simplest: set it once, before the first call.
+ * geomops_set_allocator(NULL) restores malloc / free; otherwise alloc and free must both be set
+ * (GEOMOPS_ALLOCATOR_INIT sets size, then fill in the functions and ctx). */
+typedef struct geomops_allocator {
+    size_t size;
+    void* (*alloc)(void* ctx, size_t bytes, size_t alignment);
+    void (*free)(void* ctx, void* p, size_t bytes);
+    void* ctx;
+} geomops_allocator;
+#define GEOMOPS_ALLOCATOR_INIT {sizeof(geomops_allocator), NULL, NULL, NULL}
+GEOMOPS_API geomops_status geomops_set_allocator(const geomops_allocator* allocator);
 
 /* ---- continuous convolution ------------------------------------------------------------------ *
  * Open3D-ML's continuous_conv family with the semantics of geomops.ops (docs/cconv.md): for
@@ -263,19 +292,25 @@ typedef struct geomops_cconv_transpose_args {
      NULL}
 
 /* Outputs of the one-call backward functions: each pointer is an output buffer in the output
- * dtype, or NULL (that gradient is not computed). An importance gradient may only be asked for
- * when that importance is given (Python returns None there). Python's gradients w.r.t.
- * inp_positions, out_positions and extents (wrt=...) are not in this version of the C API: a
- * later version of these structs adds them at the end (callers built against this version keep
- * working and get none). */
+ * dtype, or NULL (that gradient is not computed): Python's wrt=. An importance gradient may only
+ * be asked for when that importance is given (Python returns None there).
+ * Since 0.2 the structs end with the gradients w.r.t. inp_positions, out_positions and extents
+ * (docs/cconv.md, "Gradients w.r.t. positions and extents"). A program built against 0.1 passes
+ * the 0.1 size (without these three fields) and keeps working: it gets none of them. */
 typedef struct geomops_cconv_gradients {
     size_t size;
     void* filters;              /* [D, H, W, Cin, Cout] */
     void* inp_features;         /* [Ni, Cin] */
     void* inp_importance;       /* [Ni] */
     void* neighbors_importance; /* [E]; includes the derivative through the normaliser */
+    /* since 0.2 */
+    void* inp_positions; /* [Ni, 3] */
+    void* out_positions; /* [No, 3] */
+    void* extents;       /* [extents_rows, extents_cols]: the extents' shape as given (an isotropic
+                            extent gets the sum over the three axes) */
 } geomops_cconv_gradients;
-#define GEOMOPS_CCONV_GRADIENTS_INIT {sizeof(geomops_cconv_gradients), NULL, NULL, NULL, NULL}
+#define GEOMOPS_CCONV_GRADIENTS_INIT                                                                         \
+    {sizeof(geomops_cconv_gradients), NULL, NULL, NULL, NULL, NULL, NULL, NULL}
 
 typedef struct geomops_cconv_transpose_gradients {
     size_t size;
@@ -284,9 +319,13 @@ typedef struct geomops_cconv_transpose_gradients {
     void* out_importance;               /* [No] */
     void* neighbors_importance;         /* [E] */
     void* inp_neighbors_importance_sum; /* [Ni] (an independent input, as in Python) */
+    /* since 0.2 */
+    void* inp_positions; /* [Ni, 3] */
+    void* out_positions; /* [No, 3] */
+    void* extents;       /* [extents_rows, extents_cols] (per input point here) */
 } geomops_cconv_transpose_gradients;
 #define GEOMOPS_CCONV_TRANSPOSE_GRADIENTS_INIT                                                               \
-    {sizeof(geomops_cconv_transpose_gradients), NULL, NULL, NULL, NULL, NULL}
+    {sizeof(geomops_cconv_transpose_gradients), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
 
 /* out_features [No, Cout] = continuous_conv(args). options NULL: defaults. */
 GEOMOPS_API geomops_status geomops_continuous_conv(const geomops_exec* exec, const geomops_cconv_args* args,
@@ -308,9 +347,9 @@ GEOMOPS_API geomops_status geomops_continuous_conv_transpose_backprop_filter(
     const void* out_features_gradient, void* filters_gradient);
 /* All gradients of sum(out * out_features_gradient) in one call (Python's
  * continuous_conv_backward / continuous_conv_transpose_backward): the filter gradient, the
- * feature gradient (a transpose convolution over the inverted neighbor list) and the importance
- * gradients. Temporaries are allocated inside (docs/c_api.md); on CUDA the call waits for
- * exec->stream before it returns. */
+ * feature gradient (a transpose convolution over the inverted neighbor list), the importance
+ * gradients and (since 0.2) the position and extent gradients. Temporaries are allocated
+ * inside (docs/c_api.md); on CUDA the call waits for exec->stream before it returns. */
 GEOMOPS_API geomops_status geomops_continuous_conv_backward(const geomops_exec* exec,
                                                             const geomops_cconv_args* args,
                                                             const geomops_cconv_options* options,

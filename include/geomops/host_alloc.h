@@ -16,9 +16,34 @@ extern "C" {
 
 /* count elements of elem_size bytes (count <= 0 gives a minimal block), or NULL after
  * recording the request (gm_host_nomem) when count * elem_size overflows, exceeds the available
- * memory or malloc fails. gm_host_calloc zeroes it. Free with free(). */
+ * memory, or the allocator fails. gm_host_calloc zeroes it. Every block, whichever allocator
+ * gave it, is freed with gm_host_free (never free()) and goes back to the allocator that gave it.
+ * The blocks are aligned as malloc's (GM_HOST_ALIGN). */
 void* gm_host_alloc(int64_t count, size_t elem_size);
 void* gm_host_calloc(int64_t count, size_t elem_size);
+/* Frees a block of gm_host_alloc / gm_host_calloc / gm_host_realloc (NULL is fine). */
+void gm_host_free(void* p);
+/* A block of count * elem_size bytes with the contents of `p` (up to the smaller size), `p`
+ * freed; NULL (the request recorded) on failure, `p` then unchanged. p NULL: gm_host_alloc. */
+void* gm_host_realloc(void* p, int64_t count, size_t elem_size);
+
+/* The alignment of every block and the `alignment` an allocator hook is asked for. */
+#define GM_HOST_ALIGN ((size_t)16)
+
+/* A replacement for malloc / free behind every gm_host_* block (the C API's
+ * geomops_set_allocator; the Python modules never set one). alloc returns `bytes` bytes aligned
+ * to `alignment` (a power of two) or NULL; free gets the pointer and the bytes alloc was asked
+ * for; ctx is passed to both. */
+typedef struct gm_host_allocator {
+    void* (*alloc)(void* ctx, size_t bytes, size_t alignment);
+    void (*free)(void* ctx, void* p, size_t bytes);
+    void* ctx;
+} gm_host_allocator;
+
+/* Replaces the allocator of the blocks allocated from now on (NULL: malloc / free again); blocks
+ * allocated before go back to the allocator that gave them. Safe to call at any time from any
+ * thread: each allocation reads the allocator once, atomically. */
+void gm_host_set_allocator(const gm_host_allocator* allocator);
 
 /* Records a failed request of `bytes` (a double: it may exceed 2^64) and returns GM_ERR_NOMEM. */
 int gm_host_nomem(double bytes);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "geomops/host_alloc.h"
@@ -79,24 +80,92 @@ static double gm_available_bytes(void) {
     return avail < 0.0 ? -1.0 : avail + swap;
 }
 
-static void* gm_host_alloc_impl(int64_t count, size_t elem_size, int zero) {
+/* Every block starts with this header (GM_HOST_HEADER bytes, a multiple of GM_HOST_ALIGN, so the
+ * caller's part keeps malloc's alignment): how to give the block back. free NULL: malloc's. */
+typedef struct gm_host_header {
+    size_t bytes; /* the whole block, header included: what the allocator was asked for */
+    void (*free)(void* ctx, void* p, size_t bytes);
+    void* ctx;
+} gm_host_header;
+#define GM_HOST_HEADER ((size_t)32)
+
+/* The replacement allocator: alloc NULL is malloc. Written under the spin lock; gm_hooked says
+ * (without the lock) whether one is set, so that allocations without one never take the lock. */
+static gm_host_allocator gm_hook;
+static int gm_hooked;
+static char gm_hook_lock;
+
+static void gm_hook_lock_take(void) {
+    while (__atomic_test_and_set(&gm_hook_lock, __ATOMIC_ACQUIRE)) {}
+}
+
+static void gm_hook_lock_give(void) {
+    __atomic_clear(&gm_hook_lock, __ATOMIC_RELEASE);
+}
+
+GM_EXTERN_C void gm_host_set_allocator(const gm_host_allocator* allocator) {
+    gm_hook_lock_take();
+    if (allocator && allocator->alloc && allocator->free) {
+        gm_hook = *allocator;
+    } else {
+        gm_hook.alloc = NULL;
+        gm_hook.free = NULL;
+        gm_hook.ctx = NULL;
+    }
+    __atomic_store_n(&gm_hooked, gm_hook.alloc != NULL, __ATOMIC_RELEASE);
+    gm_hook_lock_give();
+}
+
+/* The allocator of the next allocation (a consistent copy); 0: malloc. */
+static int gm_hook_get(gm_host_allocator* out) {
+    if (!__atomic_load_n(&gm_hooked, __ATOMIC_ACQUIRE)) return 0;
+    gm_hook_lock_take();
+    *out = gm_hook;
+    gm_hook_lock_give();
+    return out->alloc != NULL;
+}
+
+/* count * elem_size bytes plus the header, or 0 after recording a request that overflows or
+ * exceeds the memory the system has available (checked for malloc's blocks only: a replacement
+ * allocator decides for itself). */
+static size_t gm_host_request(int64_t count, size_t elem_size, int hooked) {
     const size_t n = count > 0 ? (size_t)count : 1;
     if (elem_size == 0) elem_size = 1;
-    if (count > 0 && n > SIZE_MAX / elem_size) {
-        gm_host_nomem((double)count * (double)elem_size);
-        return NULL;
+    if (n > (SIZE_MAX - GM_HOST_HEADER) / elem_size) {
+        gm_host_nomem((double)n * (double)elem_size);
+        return 0;
     }
     const size_t bytes = n * elem_size;
-    if (bytes >= GM_HOST_CHECK_BYTES) {
+    if (!hooked && bytes >= GM_HOST_CHECK_BYTES) {
         const double avail = gm_available_bytes();
         if (avail >= 0.0 && (double)bytes > avail) {
             gm_host_nomem((double)bytes);
-            return NULL;
+            return 0;
         }
     }
-    void* p = zero ? calloc(n, elem_size) : malloc(bytes);
-    if (!p) gm_host_nomem((double)bytes);
-    return p;
+    return bytes + GM_HOST_HEADER;
+}
+
+static void* gm_host_alloc_impl(int64_t count, size_t elem_size, int zero) {
+    gm_host_allocator a;
+    const int hooked = gm_hook_get(&a);
+    const size_t total = gm_host_request(count, elem_size, hooked);
+    if (!total) return NULL;
+    gm_host_header* h;
+    if (hooked) {
+        h = (gm_host_header*)a.alloc(a.ctx, total, GM_HOST_ALIGN);
+        if (h && zero) memset(h, 0, total);
+    } else {
+        h = (gm_host_header*)(zero ? calloc(1, total) : malloc(total));
+    }
+    if (!h) {
+        gm_host_nomem((double)(total - GM_HOST_HEADER));
+        return NULL;
+    }
+    h->bytes = total;
+    h->free = hooked ? a.free : NULL;
+    h->ctx = hooked ? a.ctx : NULL;
+    return (char*)h + GM_HOST_HEADER;
 }
 
 GM_EXTERN_C void* gm_host_alloc(int64_t count, size_t elem_size) {
@@ -105,6 +174,38 @@ GM_EXTERN_C void* gm_host_alloc(int64_t count, size_t elem_size) {
 
 GM_EXTERN_C void* gm_host_calloc(int64_t count, size_t elem_size) {
     return gm_host_alloc_impl(count, elem_size, 1);
+}
+
+GM_EXTERN_C void gm_host_free(void* p) {
+    if (!p) return;
+    gm_host_header* h = (gm_host_header*)((char*)p - GM_HOST_HEADER);
+    if (h->free)
+        h->free(h->ctx, h, h->bytes);
+    else
+        free(h);
+}
+
+GM_EXTERN_C void* gm_host_realloc(void* p, int64_t count, size_t elem_size) {
+    if (!p) return gm_host_alloc(count, elem_size);
+    gm_host_header* h = (gm_host_header*)((char*)p - GM_HOST_HEADER);
+    gm_host_allocator a;
+    if (!h->free && !gm_hook_get(&a)) { /* malloc's block, and malloc's turn: in place when it can */
+        const size_t total = gm_host_request(count, elem_size, 0);
+        if (!total) return NULL;
+        gm_host_header* q = (gm_host_header*)realloc(h, total);
+        if (!q) {
+            gm_host_nomem((double)(total - GM_HOST_HEADER));
+            return NULL;
+        }
+        q->bytes = total;
+        return (char*)q + GM_HOST_HEADER;
+    }
+    void* q = gm_host_alloc(count, elem_size);
+    if (!q) return NULL;
+    const size_t old = h->bytes, now = ((gm_host_header*)((char*)q - GM_HOST_HEADER))->bytes;
+    memcpy(q, p, (old < now ? old : now) - GM_HOST_HEADER);
+    gm_host_free(p);
+    return q;
 }
 
 #undef GM_THREAD_LOCAL

@@ -22,7 +22,7 @@
  * Lifetimes: the plan copies the params struct but not what it points to: points, queries, row
  * splits, radii and the grid must stay alive and unchanged until the fill has returned. The
  * row_splits written by the count phase are not read again. A count phase that fails leaves
- * *plan NULL (nothing to free). Temporaries are malloc()ed and freed inside a phase or by
+ * *plan NULL (nothing to free). Temporaries are gm_host_alloc()ed and freed inside a phase or by
  * gm_search_plan_free; no launcher allocates a result array. */
 #ifndef GEOMOPS_SEARCH_H
 #define GEOMOPS_SEARCH_H

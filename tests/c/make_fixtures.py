@@ -31,6 +31,7 @@ CODES = {np.dtype(np.float32): 1, np.dtype(np.float64): 2, np.dtype(np.int32): 3
 MAPPINGS = {"ball_to_cube_radial": 0, "ball_to_cube_volume_preserving": 1, "identity": 2}
 INTERPS = {"linear": 0, "linear_border": 1, "nearest_neighbor": 2}
 METRICS = {"L1": 0, "L2": 1, "Linf": 2}
+POSITIONS = ("inp_positions", "out_positions", "extents")  # the wrt= names of the position gradients
 
 
 class Writer:
@@ -136,6 +137,7 @@ def cconv_cases(w):
         out = geomops.continuous_conv(*args, **opts)
         bpf = geomops.continuous_conv_backprop_filter(*args, g, **opts)
         bw = geomops.continuous_conv_backward(*args, g, **opts)
+        bwp = geomops.continuous_conv_backward(*args, g, wrt=POSITIONS, **opts)
         sizes = dict(dtype=CODES[np.dtype(dtype)], index_type=CODES[np.dtype(idx)], num_out=29, num_inp=37,
                      num_neighbors=len(p["neighbors_index"]), extents_rows=p["extents"].shape[0],
                      extents_cols=p["extents"].shape[1], in_channels=3, out_channels=5, filter_depth=2,
@@ -143,7 +145,8 @@ def cconv_cases(w):
         w.case(f"cconv_{name}", **p, **sizes, **option_params(opts), out_features_gradient=g,
                expected_out=out, expected_filters_gradient=bpf, grad_filters=bw.filters,
                grad_inp_features=bw.inp_features, grad_inp_importance=bw.inp_importance,
-               grad_neighbors_importance=bw.neighbors_importance)
+               grad_neighbors_importance=bw.neighbors_importance, grad_inp_positions=bwp.inp_positions,
+               grad_out_positions=bwp.out_positions, grad_extents=bwp.extents)
 
         t = transpose_problem(rng, p, 4, 2)
         gt = rng.standard_normal((37, 2)).astype(dtype)
@@ -152,12 +155,15 @@ def cconv_cases(w):
         tbpf = geomops.continuous_conv_transpose_backprop_filter(*[t[k] for k in TR if k != "inp_neighbors_index"],
                                                                  gt, **opts)
         tbw = geomops.continuous_conv_transpose_backward(*targs, gt, **opts)
+        tbwp = geomops.continuous_conv_transpose_backward(*targs, gt, wrt=POSITIONS, **opts)
         tsizes = dict(sizes, num_out=37, num_inp=29, in_channels=4, out_channels=2)
         w.case(f"cconvT_{name}", **t, **tsizes, **option_params(opts), out_features_gradient=gt,
                expected_out=tout, expected_filters_gradient=tbpf, grad_filters=tbw.filters,
                grad_inp_features=tbw.inp_features, grad_out_importance=tbw.out_importance,
                grad_neighbors_importance=tbw.neighbors_importance,
-               grad_inp_neighbors_importance_sum=tbw.inp_neighbors_importance_sum)
+               grad_inp_neighbors_importance_sum=tbw.inp_neighbors_importance_sum,
+               grad_inp_positions=tbwp.inp_positions, grad_out_positions=tbwp.out_positions,
+               grad_extents=tbwp.extents)
 
 
 def list_cases(w):

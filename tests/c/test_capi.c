@@ -8,7 +8,8 @@
  * bitwise on the CPU where the Python API is bitwise reproducible, within tolerances where the
  * arithmetic differs (apply_pose_delta's SVD; everything on the CUDA backend). Then several
  * threads call the library at once, and bad arguments must give an error status and a message
- * naming the argument (CI runs this program under AddressSanitizer and UBSan too).
+ * naming the argument (CI runs this program under AddressSanitizer and UBSan too), and a
+ * replacement allocator sees every host block come back (also when it fails).
  *
  * --cuda runs every call with exec = CUDA device 0. The arrays are host memory, so this is meant
  * for a library built with GEOMOPS_CUDA_EMULATE=ON (device memory = host memory); on a real GPU
@@ -17,6 +18,8 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -357,6 +360,56 @@ static void* out_like(fixture* f, const char* key, const void** expected, size_t
     return *expected ? fx_out(f, *bytes) : NULL;
 }
 
+/* The gradient structs of geomops.h 0.1 (before the position and extent gradients): a program
+ * built against 0.1 passes these, with their size. */
+typedef struct cconv_gradients_v01 {
+    size_t size;
+    void *filters, *inp_features, *inp_importance, *neighbors_importance;
+} cconv_gradients_v01;
+typedef struct cconv_transpose_gradients_v01 {
+    size_t size;
+    void *filters, *inp_features, *out_importance, *neighbors_importance, *inp_neighbors_importance_sum;
+} cconv_transpose_gradients_v01;
+
+/* Sentinel buffers behind an old-size struct: the fields a 0.2 struct has there must not be read. */
+enum { SENTINEL_BYTES = 64 };
+static void sentinels_fill(void* trailing[3], unsigned char (*buf)[SENTINEL_BYTES]) {
+    for (int i = 0; i < 3; ++i) {
+        memset(buf[i], 0xA5, SENTINEL_BYTES);
+        trailing[i] = buf[i];
+    }
+}
+
+static void sentinels_check(const char* what, unsigned char (*buf)[SENTINEL_BYTES]) {
+    int intact = 1;
+    for (int i = 0; i < 3; ++i)
+        for (int b = 0; b < SENTINEL_BYTES; ++b) intact &= buf[i][b] == 0xA5;
+    CHECK(intact, "%s: the library wrote behind an old-size struct", what);
+}
+
+/* The position and extent gradients of the fixture (all three asked for). */
+typedef struct pos_grads {
+    const void *e_inp, *e_out, *e_ext;
+    size_t b_inp, b_out, b_ext;
+} pos_grads;
+
+static void pos_expected(fixture* f, pos_grads* p, void** inp, void** out, void** ext) {
+    *inp = out_like(f, "grad_inp_positions", &p->e_inp, &p->b_inp);
+    *out = out_like(f, "grad_out_positions", &p->e_out, &p->b_out);
+    *ext = out_like(f, "grad_extents", &p->e_ext, &p->b_ext);
+}
+
+static void pos_compare(const char* what, int out_dtype, int compute, const pos_grads* p, const void* inp,
+                        const void* out, const void* ext) {
+    char name[160];
+    snprintf(name, sizeof name, "%s: inp_positions", what);
+    compare_conv(name, out_dtype, compute, inp, p->e_inp, p->b_inp);
+    snprintf(name, sizeof name, "%s: out_positions", what);
+    compare_conv(name, out_dtype, compute, out, p->e_out, p->b_out);
+    snprintf(name, sizeof name, "%s: extents", what);
+    compare_conv(name, out_dtype, compute, ext, p->e_ext, p->b_ext);
+}
+
 static void test_cconv_case(const char* name) {
     g_test = name;
     fixture f;
@@ -384,7 +437,10 @@ static void test_cconv_case(const char* name) {
     gr.inp_features = out_like(&f, "grad_inp_features", &e_x, &b_x);
     gr.inp_importance = out_like(&f, "grad_inp_importance", &e_ii, &b_ii);
     gr.neighbors_importance = out_like(&f, "grad_neighbors_importance", &e_ni, &b_ni);
+    pos_grads pg;
+    pos_expected(&f, &pg, &gr.inp_positions, &gr.out_positions, &gr.extents);
     OK(geomops_continuous_conv_backward(&ex, &a, &o, g, &gr));
+    pos_compare("backward", out_dtype, a.dtype, &pg, gr.inp_positions, gr.out_positions, gr.extents);
     compare_conv("backward: filters", out_dtype, a.dtype, gr.filters, e_f, b_f);
     compare_conv("backward: inp_features", out_dtype, a.dtype, gr.inp_features, e_x, b_x);
     if (e_ii) compare_conv("backward: inp_importance", out_dtype, a.dtype, gr.inp_importance, e_ii, b_ii);
@@ -404,6 +460,32 @@ static void test_cconv_case(const char* name) {
         compare("backward, neighbors_importance only", out_dtype, imp.neighbors_importance,
                 gr.neighbors_importance, b_ni, 0, 0);
     }
+    /* each position gradient alone: the same values */
+    for (int which = 0; which < 3; ++which) {
+        geomops_cconv_gradients one = GEOMOPS_CCONV_GRADIENTS_INIT;
+        const size_t bytes[3] = {pg.b_inp, pg.b_out, pg.b_ext};
+        void* buf = fx_out(&f, bytes[which]);
+        *(which == 0 ? &one.inp_positions : which == 1 ? &one.out_positions : &one.extents) = buf;
+        OK(geomops_continuous_conv_backward(&ex, &a, &o, g, &one));
+        const void* all[3] = {gr.inp_positions, gr.out_positions, gr.extents};
+        compare("backward, one position gradient", out_dtype, buf, all[which], bytes[which], 0, 0);
+    }
+    /* a program built against 0.1: the old struct size, no position gradients (the fields a 0.2
+     * struct has behind it are not read) */
+    struct {
+        cconv_gradients_v01 v;
+        void* trailing[3];
+    } old;
+    unsigned char sentinel[3][SENTINEL_BYTES];
+    CHECK(sizeof old.v == offsetof(geomops_cconv_gradients, inp_positions), "the 0.1 layout");
+    memset(&old, 0, sizeof old);
+    old.v.size = sizeof old.v;
+    old.v.inp_features = fx_out(&f, b_x);
+    sentinels_fill(old.trailing, sentinel);
+    OK(geomops_continuous_conv_backward(&ex, &a, &o, g, (const geomops_cconv_gradients*)(const void*)&old));
+    compare("backward through the 0.1 struct: inp_features", out_dtype, old.v.inp_features, gr.inp_features,
+            b_x, 0, 0);
+    sentinels_check("backward through the 0.1 struct", sentinel);
     fx_close(&f);
 }
 
@@ -469,7 +551,11 @@ static void test_cconv_transpose_case(const char* name) {
     gr.out_importance = out_like(&f, "grad_out_importance", &e_oi, &b_oi);
     gr.neighbors_importance = out_like(&f, "grad_neighbors_importance", &e_ni, &b_ni);
     gr.inp_neighbors_importance_sum = out_like(&f, "grad_inp_neighbors_importance_sum", &e_s, &b_s);
+    pos_grads pg;
+    pos_expected(&f, &pg, &gr.inp_positions, &gr.out_positions, &gr.extents);
     OK(geomops_continuous_conv_transpose_backward(&ex, &a, &o, g, &gr));
+    pos_compare("transpose backward", out_dtype, a.dtype, &pg, gr.inp_positions, gr.out_positions,
+                gr.extents);
     compare_conv("transpose backward: filters", out_dtype, a.dtype, gr.filters, e_f, b_f);
     compare_conv("transpose backward: inp_features", out_dtype, a.dtype, gr.inp_features, e_x, b_x);
     if (e_oi)
@@ -480,6 +566,34 @@ static void test_cconv_transpose_case(const char* name) {
     if (e_s)
         compare_conv("transpose backward: inp_neighbors_importance_sum", out_dtype, a.dtype,
                      gr.inp_neighbors_importance_sum, e_s, b_s);
+    /* the position gradients alone: the same values */
+    geomops_cconv_transpose_gradients pos = GEOMOPS_CCONV_TRANSPOSE_GRADIENTS_INIT;
+    pos.inp_positions = fx_out(&f, pg.b_inp);
+    pos.out_positions = fx_out(&f, pg.b_out);
+    pos.extents = fx_out(&f, pg.b_ext);
+    OK(geomops_continuous_conv_transpose_backward(&ex, &a, &o, g, &pos));
+    compare("transpose backward, positions only: inp_positions", out_dtype, pos.inp_positions,
+            gr.inp_positions, pg.b_inp, 0, 0);
+    compare("transpose backward, positions only: out_positions", out_dtype, pos.out_positions,
+            gr.out_positions, pg.b_out, 0, 0);
+    compare("transpose backward, positions only: extents", out_dtype, pos.extents, gr.extents, pg.b_ext, 0,
+            0);
+    /* the 0.1 struct size: no position gradients */
+    struct {
+        cconv_transpose_gradients_v01 v;
+        void* trailing[3];
+    } old;
+    unsigned char sentinel[3][SENTINEL_BYTES];
+    CHECK(sizeof old.v == offsetof(geomops_cconv_transpose_gradients, inp_positions), "the 0.1 layout");
+    memset(&old, 0, sizeof old);
+    old.v.size = sizeof old.v;
+    old.v.filters = fx_out(&f, b_f);
+    sentinels_fill(old.trailing, sentinel);
+    OK(geomops_continuous_conv_transpose_backward(
+        &ex, &a, &o, g, (const geomops_cconv_transpose_gradients*)(const void*)&old));
+    compare("transpose backward through the 0.1 struct: filters", out_dtype, old.v.filters, gr.filters, b_f,
+            0, 0);
+    sentinels_check("transpose backward through the 0.1 struct", sentinel);
     fx_close(&f);
 }
 
@@ -1110,6 +1224,20 @@ static void bad_cconv(void) {
     BAD(GEOMOPS_ERROR_STRUCT_SIZE, "gradients->size",
         geomops_continuous_conv_backward(&ex, &good, &o, g, &gr));
     BAD(INV, "gradients is NULL", geomops_continuous_conv_backward(&ex, &good, &o, g, NULL));
+    /* the position gradients: a size between 0.1's and 0.2's, a missing input or gradient */
+    geomops_cconv_gradients pg = GEOMOPS_CCONV_GRADIENTS_INIT;
+    pg.out_positions = fx_out(&f, (size_t)(good.num_out * 3) * 8);
+    pg.size = offsetof(geomops_cconv_gradients, inp_positions) + 4;
+    BAD(GEOMOPS_ERROR_STRUCT_SIZE, "not the size of a geomops_cconv_gradients of any released geomops.h",
+        geomops_continuous_conv_backward(&ex, &good, &o, g, &pg));
+    pg.size = sizeof pg;
+    BAD(INV, "out_features_gradient is NULL", geomops_continuous_conv_backward(&ex, &good, &o, NULL, &pg));
+    a = good, a.inp_positions = NULL;
+    BAD(INV, "args->inp_positions is NULL", geomops_continuous_conv_backward(&ex, &a, &o, g, &pg));
+    a = good, a.extents = NULL;
+    BAD(INV, "args->extents is NULL", geomops_continuous_conv_backward(&ex, &a, &o, g, &pg));
+    a = good, a.neighbors_index = idx;
+    BAD(INV, "neighbors_index contains -4", geomops_continuous_conv_backward(&ex, &a, &o, g, &pg));
     /* with no gradient asked for, a backward call does nothing and succeeds */
     geomops_cconv_gradients none = GEOMOPS_CCONV_GRADIENTS_INIT;
     OK(geomops_continuous_conv_backward(&ex, &good, &o, g, &none));
@@ -1134,6 +1262,20 @@ static void bad_cconv(void) {
     tb = t, tb.inp_neighbors_index = tidx;
     BAD(INV, "inp_neighbors_index contains 1000, outside [0, 37) (num_out)",
         geomops_continuous_conv_transpose(&ex, &tb, &o, tout));
+    const void* tg = fx_arr(&f, "out_features_gradient");
+    geomops_cconv_transpose_gradients tgr = GEOMOPS_CCONV_TRANSPOSE_GRADIENTS_INIT;
+    tgr.extents = fx_out(&f, (size_t)(t.extents_rows * t.extents_cols) * 8);
+    tgr.size = offsetof(geomops_cconv_transpose_gradients, inp_positions) + 8;
+    BAD(GEOMOPS_ERROR_STRUCT_SIZE, "not the size of a geomops_cconv_transpose_gradients",
+        geomops_continuous_conv_transpose_backward(&ex, &t, &o, tg, &tgr));
+    tgr.size = sizeof tgr + 8;
+    BAD(GEOMOPS_ERROR_STRUCT_SIZE, "larger than",
+        geomops_continuous_conv_transpose_backward(&ex, &t, &o, tg, &tgr));
+    tgr.size = sizeof tgr;
+    tb = t, tb.out_positions = NULL;
+    BAD(INV, "args->out_positions is NULL",
+        geomops_continuous_conv_transpose_backward(&ex, &tb, &o, tg, &tgr));
+    BAD(INV, "gradients is NULL", geomops_continuous_conv_transpose_backward(&ex, &t, &o, tg, NULL));
     fx_close(&f);
 }
 
@@ -1508,6 +1650,425 @@ static void test_bad_arguments(void) {
     bad_pose();
 }
 
+/* ---- the allocator hook ------------------------------------------------------------------------- */
+
+/* Counts what the library allocates (from any of its threads); fails every request from
+ * `fail_after` on (-1: never). */
+typedef struct counting_allocator {
+    atomic_long attempts, allocs, frees, misaligned;
+    atomic_llong live_bytes;
+    long fail_after;
+} counting_allocator;
+
+static void* counting_alloc(void* ctx, size_t bytes, size_t alignment) {
+    counting_allocator* c = (counting_allocator*)ctx;
+    const long n = atomic_fetch_add(&c->attempts, 1);
+    if (c->fail_after >= 0 && n >= c->fail_after) return NULL;
+    if (alignment == 0 || (alignment & (alignment - 1)) || alignment > 64)
+        atomic_fetch_add(&c->misaligned, 1);
+    void* p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!p) return NULL;
+    if ((uintptr_t)p % alignment) atomic_fetch_add(&c->misaligned, 1);
+    atomic_fetch_add(&c->allocs, 1);
+    atomic_fetch_add(&c->live_bytes, (long long)bytes);
+    return p;
+}
+
+static void counting_free(void* ctx, void* p, size_t bytes) {
+    counting_allocator* c = (counting_allocator*)ctx;
+    atomic_fetch_add(&c->frees, 1);
+    atomic_fetch_sub(&c->live_bytes, (long long)bytes);
+    free(p);
+}
+
+static void counting_use(counting_allocator* c, long fail_after) {
+    atomic_store(&c->attempts, 0);
+    atomic_store(&c->allocs, 0);
+    atomic_store(&c->frees, 0);
+    atomic_store(&c->misaligned, 0);
+    atomic_store(&c->live_bytes, 0);
+    c->fail_after = fail_after;
+    geomops_allocator a = GEOMOPS_ALLOCATOR_INIT;
+    a.alloc = counting_alloc;
+    a.free = counting_free;
+    a.ctx = c;
+    OK(geomops_set_allocator(&a));
+}
+
+/* Every block given back, with the bytes it was allocated with, and aligned as asked. */
+static void counting_balanced(const counting_allocator* c, const char* after) {
+    CHECK(atomic_load(&c->allocs) == atomic_load(&c->frees) && atomic_load(&c->live_bytes) == 0 &&
+              atomic_load(&c->misaligned) == 0,
+          "after %s: %ld blocks allocated, %ld freed, %lld bytes outstanding, %ld misaligned", after,
+          (long)atomic_load(&c->allocs), (long)atomic_load(&c->frees), (long long)atomic_load(&c->live_bytes),
+          (long)atomic_load(&c->misaligned));
+}
+
+/* The outputs of one kind of call, copied (compared between allocators). */
+enum { MAX_KEPT = 64 };
+typedef struct kept {
+    void* p[MAX_KEPT];
+    size_t bytes[MAX_KEPT];
+    int n;
+} kept;
+
+static void keep(kept* k, const void* p, size_t bytes) {
+    if (k->n == MAX_KEPT || !p) return;
+    k->p[k->n] = malloc(bytes ? bytes : 1);
+    memcpy(k->p[k->n], p, bytes);
+    k->bytes[k->n++] = bytes;
+}
+
+static void kept_free(kept* k) {
+    for (int i = 0; i < k->n; ++i) free(k->p[i]);
+    k->n = 0;
+}
+
+enum {
+    KIND_CONV,
+    KIND_BACKWARD,
+    KIND_TRANSPOSE_BACKWARD,
+    KIND_LISTS,
+    KIND_HASH_SEARCH,
+    KIND_RADIUS,
+    KIND_KNN,
+    KIND_RENDER,
+    KIND_IMAGE_GRADIENTS,
+    KIND_BACKPROP,
+    KIND_POSE_DELTA,
+    KIND_COUNT
+};
+static const char* const kind_names[KIND_COUNT] = {"a convolution",
+                                                   "a backward call",
+                                                   "a transpose backward call",
+                                                   "the list utilities",
+                                                   "a hash table and a fixed-radius search",
+                                                   "a radius search",
+                                                   "a kNN search",
+                                                   "a render",
+                                                   "image gradients",
+                                                   "a back-propagation",
+                                                   "apply_pose_delta"};
+
+/* The message of the last failed call of backward_all / search_table (a later call clears it). */
+static char g_saved_error[1024];
+
+/* The backward call of fixture cconv_b with every gradient (the position ones included). */
+static geomops_status backward_all(fixture* f, kept* k) {
+    const geomops_exec ex = exec_for_test();
+    geomops_cconv_args a = GEOMOPS_CCONV_ARGS_INIT;
+    geomops_cconv_options o = GEOMOPS_CCONV_OPTIONS_INIT;
+    cconv_forward_args(f, &a);
+    cconv_options(f, &o);
+    geomops_cconv_gradients gr = GEOMOPS_CCONV_GRADIENTS_INIT;
+    const void* e;
+    size_t b[7];
+    gr.filters = out_like(f, "grad_filters", &e, &b[0]);
+    gr.inp_features = out_like(f, "grad_inp_features", &e, &b[1]);
+    gr.inp_importance = out_like(f, "grad_inp_importance", &e, &b[2]);
+    gr.neighbors_importance = out_like(f, "grad_neighbors_importance", &e, &b[3]);
+    gr.inp_positions = out_like(f, "grad_inp_positions", &e, &b[4]);
+    gr.out_positions = out_like(f, "grad_out_positions", &e, &b[5]);
+    gr.extents = out_like(f, "grad_extents", &e, &b[6]);
+    const geomops_status st =
+        geomops_continuous_conv_backward(&ex, &a, &o, fx_arr(f, "out_features_gradient"), &gr);
+    snprintf(g_saved_error, sizeof g_saved_error, "%s", geomops_last_error());
+    if (k && st == GEOMOPS_OK) {
+        void* outs[7] = {gr.filters,       gr.inp_features,  gr.inp_importance, gr.neighbors_importance,
+                         gr.inp_positions, gr.out_positions, gr.extents};
+        for (int i = 0; i < 7; ++i) keep(k, outs[i], b[i]);
+    }
+    return st;
+}
+
+/* Phases 1 and 2 of the fixed-radius search of fixture frs_table_float32 (with its hash table). */
+static geomops_status search_table(fixture* f, kept* k) {
+    const geomops_exec ex = exec_for_test();
+    geomops_fixed_radius_args s = GEOMOPS_FIXED_RADIUS_ARGS_INIT;
+    SEARCH_COMMON(s, f);
+    s.radius = fx_num(f, "radius");
+    s.sort = (int)fx_int(f, "sort");
+    s.hash_table_index = (const int32_t*)fx_arr(f, "hash_table_index");
+    s.hash_table_cell_splits = (const int32_t*)fx_arr(f, "hash_table_cell_splits");
+    s.hash_table_splits = (const int32_t*)fx_arr(f, "hash_table_splits");
+    s.hash_table_num_cells = fx_int(f, "hash_table_num_cells");
+    int64_t* rs = (int64_t*)fx_out(f, (size_t)(s.num_queries + 1) * 8);
+    geomops_search* h = NULL;
+    geomops_status st = geomops_fixed_radius_search(&ex, &s, rs, &h);
+    int64_t total = 0;
+    if (st == GEOMOPS_OK) st = geomops_search_total(h, &total);
+    void* idx = fx_out(f, (size_t)total * 8);
+    void* dist = fx_out(f, (size_t)total * 4);
+    if (st == GEOMOPS_OK) st = geomops_search_fill(h, idx, dist);
+    snprintf(g_saved_error, sizeof g_saved_error, "%s", geomops_last_error());
+    geomops_search_free(h); /* also after a failed phase */
+    if (k && st == GEOMOPS_OK) {
+        keep(k, rs, (size_t)(s.num_queries + 1) * 8);
+        keep(k, idx, (size_t)total * 8);
+        keep(k, dist, (size_t)total * 4);
+    }
+    return st;
+}
+
+/* One call (or a few) of each kind, their outputs kept. */
+static void run_kind(int kind, kept* k) {
+    const geomops_exec ex = exec_for_test();
+    fixture f;
+    const void* e;
+    size_t b, b2, b3;
+    switch (kind) {
+        case KIND_CONV: {
+            if (!fx_open(&f, "cconv_b")) return;
+            geomops_cconv_args a = GEOMOPS_CCONV_ARGS_INIT;
+            geomops_cconv_options o = GEOMOPS_CCONV_OPTIONS_INIT;
+            cconv_forward_args(&f, &a);
+            cconv_options(&f, &o);
+            void* out = out_like(&f, "expected_out", &e, &b);
+            OK(geomops_continuous_conv(&ex, &a, &o, out));
+            keep(k, out, b);
+            break;
+        }
+        case KIND_BACKWARD:
+            if (!fx_open(&f, "cconv_b")) return;
+            OK(backward_all(&f, k));
+            break;
+        case KIND_TRANSPOSE_BACKWARD: {
+            if (!fx_open(&f, "cconvT_d")) return;
+            geomops_cconv_transpose_args a = GEOMOPS_CCONV_TRANSPOSE_ARGS_INIT;
+            geomops_cconv_options o = GEOMOPS_CCONV_OPTIONS_INIT;
+            cconv_transpose_args(&f, &a);
+            cconv_options(&f, &o);
+            geomops_cconv_transpose_gradients gr = GEOMOPS_CCONV_TRANSPOSE_GRADIENTS_INIT;
+            gr.inp_features = out_like(&f, "grad_inp_features", &e, &b);
+            gr.extents = out_like(&f, "grad_extents", &e, &b2);
+            gr.inp_positions = out_like(&f, "grad_inp_positions", &e, &b3);
+            OK(geomops_continuous_conv_transpose_backward(&ex, &a, &o, fx_arr(&f, "out_features_gradient"),
+                                                          &gr));
+            keep(k, gr.inp_features, b);
+            keep(k, gr.extents, b2);
+            keep(k, gr.inp_positions, b3);
+            break;
+        }
+        case KIND_LISTS: {
+            if (!fx_open(&f, "invert_int64")) return;
+            void* idx = out_like(&f, "expected_index", &e, &b);
+            int64_t* rs = (int64_t*)out_like(&f, "expected_row_splits", &e, &b2);
+            void* attr = out_like(&f, "expected_attributes", &e, &b3);
+            OK(geomops_invert_neighbors_list(
+                &ex, fx_int(&f, "num_points"), (int)fx_int(&f, "index_type"), fx_arr(&f, "index"),
+                fx_int(&f, "num_entries"), (const int64_t*)fx_arr(&f, "row_splits"), fx_int(&f, "num_rows"),
+                fx_arr(&f, "attributes"), fx_int(&f, "attribute_bytes"), idx, rs, attr));
+            keep(k, idx, b);
+            keep(k, rs, b2);
+            keep(k, attr, b3);
+            break;
+        }
+        case KIND_HASH_SEARCH: {
+            if (!fx_open(&f, "hash_float32")) return;
+            geomops_hash_table_args a = GEOMOPS_HASH_TABLE_ARGS_INIT;
+            a.dtype = (int)fx_int(&f, "dtype");
+            a.num_points = fx_int(&f, "num_points");
+            a.points = fx_arr(&f, "points");
+            a.batch_size = fx_int(&f, "batch_size");
+            a.points_row_splits = (const int64_t*)fx_arr(&f, "points_row_splits");
+            a.radius = fx_num(&f, "radius");
+            a.hash_table_size_factor = fx_num(&f, "hash_table_size_factor");
+            a.max_hash_table_size = fx_int(&f, "max_hash_table_size");
+            int64_t cells = 0;
+            OK(geomops_spatial_hash_table_size(&ex, &a, &cells));
+            int32_t* index = (int32_t*)out_like(&f, "expected_index", &e, &b);
+            int32_t* cell = (int32_t*)fx_out(&f, (size_t)(cells + 1) * 4);
+            int32_t* splits = (int32_t*)out_like(&f, "expected_splits", &e, &b3);
+            OK(geomops_build_spatial_hash_table(&ex, &a, index, cell, splits));
+            keep(k, index, b);
+            keep(k, cell, (size_t)(cells + 1) * 4);
+            keep(k, splits, b3);
+            fx_close(&f);
+            if (!fx_open(&f, "frs_table_float32")) return;
+            OK(search_table(&f, k));
+            break;
+        }
+        case KIND_RADIUS:
+        case KIND_KNN: {
+            if (!fx_open(&f, kind == KIND_RADIUS ? "rs_sorted_float32" : "knn_k5_float64")) return;
+            geomops_radius_search_args r = GEOMOPS_RADIUS_SEARCH_ARGS_INIT;
+            geomops_knn_search_args n = GEOMOPS_KNN_SEARCH_ARGS_INIT;
+            int64_t* rs = (int64_t*)fx_out(&f, (size_t)(fx_int(&f, "num_queries") + 1) * 8);
+            geomops_search* h = NULL;
+            if (kind == KIND_RADIUS) {
+                SEARCH_COMMON(r, &f);
+                r.radii = fx_arr(&f, "radii");
+                r.sort = (int)fx_int(&f, "sort");
+                OK(geomops_radius_search(&ex, &r, rs, &h));
+            } else {
+                SEARCH_COMMON(n, &f);
+                n.k = fx_int(&f, "k");
+                OK(geomops_knn_search(&ex, &n, rs, &h));
+            }
+            int64_t total = 0;
+            if (h) OK(geomops_search_total(h, &total));
+            void* idx = fx_out(&f, (size_t)total * 8);
+            void* dist = fx_out(&f, (size_t)total * 8);
+            if (h) OK(geomops_search_fill(h, idx, dist));
+            OK(geomops_search_free(h));
+            keep(k, rs, (size_t)(fx_int(&f, "num_queries") + 1) * 8);
+            keep(k, idx, (size_t)total * dtype_size((int)fx_int(&f, "index_type")));
+            keep(k, dist, (size_t)total * dtype_size((int)fx_int(&f, "dtype")));
+            break;
+        }
+        case KIND_RENDER: {
+            if (!fx_open(&f, "render")) return;
+            geomops_mesh_instance m[MAX_OBJECTS];
+            geomops_render_args ra = GEOMOPS_RENDER_ARGS_INIT;
+            render_args(&f, &ra);
+            ra.num_instances = scene_instances(&f, m);
+            ra.instances = m;
+            geomops_render_buffers rb = GEOMOPS_RENDER_BUFFERS_INIT;
+            size_t b4;
+            rb.rgb = (uint8_t*)out_like(&f, "expected_rgb", &e, &b);
+            rb.depth = (float*)out_like(&f, "expected_depth", &e, &b2);
+            rb.instance_index = (int16_t*)out_like(&f, "expected_instance_index", &e, &b3);
+            rb.object_coordinates = (float*)out_like(&f, "expected_object_coordinates", &e, &b4);
+            OK(geomops_render(&ex, &ra, &rb));
+            OK(geomops_release_render_cache()); /* the scratch memory kept between calls, given back */
+            keep(k, rb.rgb, b);
+            keep(k, rb.depth, b2);
+            keep(k, rb.instance_index, b3);
+            keep(k, rb.object_coordinates, b4);
+            break;
+        }
+        case KIND_IMAGE_GRADIENTS: {
+            if (!fx_open(&f, "imggrad_float")) return;
+            geomops_image im = GEOMOPS_IMAGE_INIT;
+            image_args(&f, &im, 0);
+            float* gx = (float*)out_like(&f, "expected_grad_x", &e, &b);
+            float* gy = (float*)out_like(&f, "expected_grad_y", &e, &b2);
+            uint8_t* valid = (uint8_t*)out_like(&f, "expected_valid", &e, &b3);
+            OK(geomops_compute_image_space_gradients(&ex, &im, NULL, gx, gy, valid));
+            keep(k, gx, b);
+            keep(k, gy, b2);
+            keep(k, valid, b3);
+            break;
+        }
+        case KIND_BACKPROP: {
+            if (!fx_open(&f, "backprop_exact")) return;
+            geomops_image im = GEOMOPS_IMAGE_INIT;
+            image_args(&f, &im, 1);
+            const int n = (int)fx_int(&f, "num_objects");
+            geomops_pose_object objs[MAX_OBJECTS];
+            for (int i = 0; i < n && i < MAX_OBJECTS; ++i) {
+                char key[64];
+                geomops_pose_object init = GEOMOPS_POSE_OBJECT_INIT;
+                objs[i] = init;
+                snprintf(key, sizeof key, "obj%d_instance_index", i);
+                objs[i].instance_index = (int32_t)fx_int(&f, key);
+                snprintf(key, sizeof key, "obj%d_transform", i);
+                memcpy(objs[i].object_to_camera, fx_arr(&f, key), 16 * sizeof(double));
+            }
+            geomops_pose_gradients out = GEOMOPS_POSE_GRADIENTS_INIT;
+            out.gradients = out_like(&f, "expected_gradients", &e, &b);
+            OK(geomops_backpropagate_gradient_to_poses(
+                &ex, &im, n, objs, (const double*)fx_arr(&f, "projection"), (int)fx_int(&f, "grad_type"),
+                fx_arr(&f, "grad"), NULL, &out));
+            keep(k, out.gradients, b);
+            break;
+        }
+        default: {
+            if (!fx_open(&f, "delta_f32_bcast")) return;
+            geomops_pose_delta_args a = GEOMOPS_POSE_DELTA_ARGS_INIT;
+            a.dtype = (int)fx_int(&f, "dtype");
+            a.batch = fx_int(&f, "batch");
+            a.pose = fx_arr(&f, "pose");
+            a.delta_type = (int)fx_int(&f, "delta_type");
+            a.delta_batch = fx_int(&f, "delta_batch");
+            a.delta = fx_arr(&f, "delta");
+            void* out = out_like(&f, "expected", &e, &b);
+            OK(geomops_apply_pose_delta(&ex, &a, out));
+            keep(k, out, b);
+            break;
+        }
+    }
+    fx_close(&f);
+}
+
+/* A counting allocator sees every host block come back after each kind of call, and the results
+ * are bitwise those of malloc. */
+static void test_allocator(void) {
+    g_test = "allocator";
+    counting_allocator c;
+    memset(&c, 0, sizeof c);
+    long total = 0;
+    for (int kind = 0; kind < KIND_COUNT; ++kind) {
+        kept with_malloc = {{0}, {0}, 0}, with_hook = {{0}, {0}, 0};
+        OK(geomops_set_allocator(NULL));
+        run_kind(kind, &with_malloc);
+        counting_use(&c, -1);
+        run_kind(kind, &with_hook);
+        OK(geomops_set_allocator(NULL));
+        counting_balanced(&c, kind_names[kind]);
+        total += atomic_load(&c.allocs);
+        if (!g_cuda && (kind == KIND_CONV || kind == KIND_BACKWARD || kind == KIND_HASH_SEARCH ||
+                        kind == KIND_RENDER || kind == KIND_BACKPROP))
+            CHECK(atomic_load(&c.allocs) > 0, "%s allocated nothing through the allocator", kind_names[kind]);
+        CHECK(with_malloc.n == with_hook.n && with_hook.n > 0, "%s: %d outputs with malloc, %d with the hook",
+              kind_names[kind], with_malloc.n, with_hook.n);
+        for (int i = 0; i < with_hook.n && i < with_malloc.n; ++i)
+            CHECK(with_malloc.bytes[i] == with_hook.bytes[i] &&
+                      !memcmp(with_malloc.p[i], with_hook.p[i], with_hook.bytes[i]),
+                  "%s: output %d differs between malloc and the allocator", kind_names[kind], i);
+        kept_free(&with_malloc);
+        kept_free(&with_hook);
+    }
+    CHECK(total > 0, "nothing went through the allocator");
+}
+
+/* An allocator that fails after n blocks, n = 0, 1, 2, ...: OUT_OF_MEMORY with the bytes in the
+ * message and every block given back, until n covers the call and it succeeds. */
+static void fail_loop(const char* what, const char* fixture_name, geomops_status (*call)(fixture*, kept*)) {
+    counting_allocator c;
+    memset(&c, 0, sizeof c);
+    int succeeded = 0;
+    long n = 0;
+    for (; n < 5000 && !succeeded; ++n) {
+        fixture f;
+        if (!fx_open(&f, fixture_name)) return;
+        counting_use(&c, n);
+        const geomops_status st = call(&f, NULL);
+        const char* msg = g_saved_error;
+        OK(geomops_set_allocator(NULL));
+        fx_close(&f);
+        char after[160];
+        snprintf(after, sizeof after, "%s failing after %ld blocks", what, n);
+        counting_balanced(&c, after);
+        if (st == GEOMOPS_OK) {
+            succeeded = 1;
+        } else {
+            CHECK(st == GEOMOPS_ERROR_OUT_OF_MEMORY && strstr(msg, "bytes"),
+                  "%s: %s '%s', expected out of memory naming the bytes", after, geomops_status_string(st),
+                  msg);
+            if (st != GEOMOPS_ERROR_OUT_OF_MEMORY) return;
+        }
+    }
+    CHECK(succeeded, "%s never succeeded (%ld allocations tried)", what, n);
+}
+
+static void test_allocator_failures(void) {
+    g_test = "allocator failures";
+    fail_loop("a backward call", "cconv_b", backward_all);
+    fail_loop("a fixed-radius search", "frs_table_float32", search_table);
+    /* bad allocators */
+    geomops_allocator a = GEOMOPS_ALLOCATOR_INIT;
+    a.free = counting_free;
+    BAD(INV, "allocator->alloc is NULL", geomops_set_allocator(&a));
+    a.alloc = counting_alloc;
+    a.free = NULL;
+    BAD(INV, "allocator->free is NULL", geomops_set_allocator(&a));
+    a.free = counting_free;
+    a.size = 8;
+    BAD(GEOMOPS_ERROR_STRUCT_SIZE, "allocator->size is 8", geomops_set_allocator(&a));
+    OK(geomops_set_allocator(NULL));
+}
+
 /* ---- main -------------------------------------------------------------------------------------- */
 
 int main(int argc, char** argv) {
@@ -1570,6 +2131,8 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 4; ++i) test_pose_delta(delta[i]);
     test_threads();
     test_bad_arguments();
+    test_allocator();
+    test_allocator_failures();
     g_test = "release";
     OK(geomops_release_cuda_cache()); /* device blocks kept for reuse (none on the CPU) */
     OK(geomops_release_render_cache());
