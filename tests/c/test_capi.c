@@ -1577,6 +1577,22 @@ static void bad_pose(void) {
     OK(geomops_backpropagate_gradient_to_poses(&ex, &im, n, objs, proj, GEOMOPS_FLOAT32, grad, NULL, &out));
     BAD(INV, "image->instance_index contains id 9, which no object in objects has",
         geomops_backpropagate_gradient_to_poses(&ex, &im, 1, objs, proj, GEOMOPS_FLOAT32, grad, NULL, &out));
+    { /* a NaN of dLoss/dImage at an object pixel is named (it would make that gradient NaN) */
+        const int64_t npx = (int64_t)im.height * im.width;
+        int64_t first = 0;
+        while (first < npx && im.instance_index[first] == 0) ++first;
+        CHECK(first < npx, "the pose fixture has no object pixel");
+        float* nan_grad = (float*)fx_out(&f, (size_t)npx * 3 * sizeof(float));
+        memcpy(nan_grad, grad, (size_t)npx * 3 * sizeof(float));
+        nan_grad[2 * npx + first] = NAN; /* channel 2 (CHW) */
+        char want[160];
+        snprintf(want, sizeof want,
+                 "grad (dLoss/dImage) is not finite (NaN or inf) at pixel (row %lld, col %lld)",
+                 (long long)(first / im.width), (long long)(first % im.width));
+        BAD(INV, want,
+            geomops_backpropagate_gradient_to_poses(&ex, &im, n, objs, proj, GEOMOPS_FLOAT32, nan_grad, NULL,
+                                                    &out));
+    }
     geomops_pose_object ob2[MAX_OBJECTS];
     memcpy(ob2, objs, sizeof objs);
     ob2[1].instance_index = 0;
