@@ -18,7 +18,7 @@ extern "C" {
  * recording the request (gm_host_nomem) when count * elem_size overflows, exceeds the available
  * memory, or the allocator fails. gm_host_calloc zeroes it. Every block, whichever allocator
  * gave it, is freed with gm_host_free (never free()) and goes back to the allocator that gave it.
- * The blocks are aligned as malloc's (GM_HOST_ALIGN). */
+ * Every block is aligned to a cache line (GM_HOST_ALIGN), whatever the allocator's alignment. */
 void* gm_host_alloc(int64_t count, size_t elem_size);
 void* gm_host_calloc(int64_t count, size_t elem_size);
 /* Frees a block of gm_host_alloc / gm_host_calloc / gm_host_realloc (NULL is fine). */
@@ -27,8 +27,10 @@ void gm_host_free(void* p);
  * freed; NULL (the request recorded) on failure, `p` then unchanged. p NULL: gm_host_alloc. */
 void* gm_host_realloc(void* p, int64_t count, size_t elem_size);
 
-/* The alignment of every block and the `alignment` an allocator hook is asked for. */
-#define GM_HOST_ALIGN ((size_t)16)
+/* The alignment of every block (a cache line: the SIMD kernels' rows start there). An allocator
+ * hook is asked for GM_HOST_HOOK_ALIGN; the block is aligned inside what it returns. */
+#define GM_HOST_ALIGN      ((size_t)64)
+#define GM_HOST_HOOK_ALIGN ((size_t)16)
 
 /* A replacement for malloc / free behind every gm_host_* block (the C API's
  * geomops_set_allocator; the Python modules never set one). alloc returns `bytes` bytes aligned

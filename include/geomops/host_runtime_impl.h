@@ -80,14 +80,28 @@ static double gm_available_bytes(void) {
     return avail < 0.0 ? -1.0 : avail + swap;
 }
 
-/* Every block starts with this header (GM_HOST_HEADER bytes, a multiple of GM_HOST_ALIGN, so the
- * caller's part keeps malloc's alignment): how to give the block back. free NULL: malloc's. */
+/* Every block is preceded by this header (GM_HOST_HEADER bytes, just below the caller's
+ * GM_HOST_ALIGN-aligned part, which lies inside what the allocator returned): how to give the
+ * block back. free NULL: malloc's. */
 typedef struct gm_host_header {
-    size_t bytes; /* the whole block, header included: what the allocator was asked for */
+    void* base;   /* what the allocator returned */
+    size_t bytes; /* what it was asked for: the caller's bytes plus GM_HOST_EXTRA */
     void (*free)(void* ctx, void* p, size_t bytes);
     void* ctx;
 } gm_host_header;
-#define GM_HOST_HEADER ((size_t)32)
+#define GM_HOST_HEADER sizeof(gm_host_header)
+#define GM_HOST_EXTRA  (GM_HOST_HEADER + GM_HOST_ALIGN - 1) /* room for the header and the alignment */
+
+/* The caller's part of a block the allocator returned at base: the first GM_HOST_ALIGN boundary
+ * with room for the header below it. */
+static char* gm_host_payload(void* base) {
+    const uintptr_t a = (uintptr_t)base + GM_HOST_HEADER;
+    return (char*)base + ((a + GM_HOST_ALIGN - 1) & ~(uintptr_t)(GM_HOST_ALIGN - 1)) - (uintptr_t)base;
+}
+
+static gm_host_header* gm_host_header_of(void* p) {
+    return (gm_host_header*)((char*)p - GM_HOST_HEADER);
+}
 
 /* The replacement allocator: alloc NULL is malloc. Written under the spin lock; gm_hooked says
  * (without the lock) whether one is set, so that allocations without one never take the lock. */
@@ -131,7 +145,7 @@ static int gm_hook_get(gm_host_allocator* out) {
 static size_t gm_host_request(int64_t count, size_t elem_size, int hooked) {
     const size_t n = count > 0 ? (size_t)count : 1;
     if (elem_size == 0) elem_size = 1;
-    if (n > (SIZE_MAX - GM_HOST_HEADER) / elem_size) {
+    if (n > (SIZE_MAX - GM_HOST_EXTRA) / elem_size) {
         gm_host_nomem((double)n * (double)elem_size);
         return 0;
     }
@@ -143,29 +157,32 @@ static size_t gm_host_request(int64_t count, size_t elem_size, int hooked) {
             return 0;
         }
     }
-    return bytes + GM_HOST_HEADER;
+    return bytes + GM_HOST_EXTRA;
 }
 
 static void* gm_host_alloc_impl(int64_t count, size_t elem_size, int zero) {
-    gm_host_allocator a;
+    gm_host_allocator a = {NULL, NULL, NULL};
     const int hooked = gm_hook_get(&a);
     const size_t total = gm_host_request(count, elem_size, hooked);
     if (!total) return NULL;
-    gm_host_header* h;
+    void* base;
     if (hooked) {
-        h = (gm_host_header*)a.alloc(a.ctx, total, GM_HOST_ALIGN);
-        if (h && zero) memset(h, 0, total);
+        base = a.alloc(a.ctx, total, GM_HOST_HOOK_ALIGN);
+        if (base && zero) memset(base, 0, total);
     } else {
-        h = (gm_host_header*)(zero ? calloc(1, total) : malloc(total));
+        base = zero ? calloc(1, total) : malloc(total);
     }
-    if (!h) {
-        gm_host_nomem((double)(total - GM_HOST_HEADER));
+    if (!base) {
+        gm_host_nomem((double)(total - GM_HOST_EXTRA));
         return NULL;
     }
+    char* p = gm_host_payload(base);
+    gm_host_header* h = gm_host_header_of(p);
+    h->base = base;
     h->bytes = total;
     h->free = hooked ? a.free : NULL;
     h->ctx = hooked ? a.ctx : NULL;
-    return (char*)h + GM_HOST_HEADER;
+    return p;
 }
 
 GM_EXTERN_C void* gm_host_alloc(int64_t count, size_t elem_size) {
@@ -178,32 +195,45 @@ GM_EXTERN_C void* gm_host_calloc(int64_t count, size_t elem_size) {
 
 GM_EXTERN_C void gm_host_free(void* p) {
     if (!p) return;
-    gm_host_header* h = (gm_host_header*)((char*)p - GM_HOST_HEADER);
+    const gm_host_header* h = gm_host_header_of(p);
     if (h->free)
-        h->free(h->ctx, h, h->bytes);
+        h->free(h->ctx, h->base, h->bytes);
     else
-        free(h);
+        free(h->base);
 }
 
 GM_EXTERN_C void* gm_host_realloc(void* p, int64_t count, size_t elem_size) {
     if (!p) return gm_host_alloc(count, elem_size);
-    gm_host_header* h = (gm_host_header*)((char*)p - GM_HOST_HEADER);
-    gm_host_allocator a;
-    if (!h->free && !gm_hook_get(&a)) { /* malloc's block, and malloc's turn: in place when it can */
+    const gm_host_header old = *gm_host_header_of(p);
+    const size_t old_offset = (size_t)((char*)p - (char*)old.base);
+    gm_host_allocator a = {NULL, NULL, NULL};
+    if (!old.free && !gm_hook_get(&a)) { /* malloc's block, and malloc's turn: in place when it can */
         const size_t total = gm_host_request(count, elem_size, 0);
         if (!total) return NULL;
-        gm_host_header* q = (gm_host_header*)realloc(h, total);
-        if (!q) {
-            gm_host_nomem((double)(total - GM_HOST_HEADER));
+        void* base = realloc(old.base, total);
+        if (!base) {
+            gm_host_nomem((double)(total - GM_HOST_EXTRA));
             return NULL;
         }
-        q->bytes = total;
-        return (char*)q + GM_HOST_HEADER;
+        char* q = gm_host_payload(base);
+        /* the contents: what both blocks hold, and still inside the new block where it was */
+        size_t keep = old.bytes - old_offset;
+        if (keep > total - (size_t)(q - (char*)base)) keep = total - (size_t)(q - (char*)base);
+        if (keep > total - old_offset) keep = total - old_offset;
+        /* a moved block may sit differently against the alignment: shift the contents */
+        if ((size_t)(q - (char*)base) != old_offset) memmove(q, (char*)base + old_offset, keep);
+        gm_host_header* h = gm_host_header_of(q);
+        h->base = base;
+        h->bytes = total;
+        h->free = NULL;
+        h->ctx = NULL;
+        return q;
     }
     void* q = gm_host_alloc(count, elem_size);
     if (!q) return NULL;
-    const size_t old = h->bytes, now = ((gm_host_header*)((char*)q - GM_HOST_HEADER))->bytes;
-    memcpy(q, p, (old < now ? old : now) - GM_HOST_HEADER);
+    const gm_host_header* h = gm_host_header_of(q);
+    const size_t old_size = old.bytes - old_offset, new_size = h->bytes - (size_t)((char*)q - (char*)h->base);
+    memcpy(q, p, old_size < new_size ? old_size : new_size);
     gm_host_free(p);
     return q;
 }
