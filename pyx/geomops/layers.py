@@ -15,6 +15,12 @@ calling thread*, and :meth:`ContinuousConv.forward` returns the call's context e
 instead (``out, ctx = layer.forward(...)``; ``layer.backward(g, ctx)``), for when one thread
 interleaves calls. Pickling keeps the configuration and the parameters, never a call's arrays;
 :meth:`save` / :meth:`load` write and read the parameters with :func:`numpy.savez`.
+
+The search layers also take device arrays (``geomops.to_device``, CuPy, ...): their ops run on
+the device and return DeviceArrays, and ``backward()`` returns DeviceArrays (computed on the
+host). The convolution layers, whose parameters, activation and window function are NumPy,
+refuse device arrays with a TypeError naming the argument (``geomops.torch.layers`` runs on CUDA
+tensors).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import _validate as V
 from ._cconv_args import COORDINATE_MAPPINGS, INTERPOLATIONS
+from . import _device
 from ._device import AnyArray
 from .cconv import (CoordinateMapping, Interpolation, continuous_conv, continuous_conv_backward,
                     continuous_conv_transpose, continuous_conv_transpose_backward, invert_neighbors_list,
@@ -447,6 +454,18 @@ class _ConvLayer(_Layer[_FloatArray]):
 
     # -- inputs --------------------------------------------------------------------------------
 
+    def _host_only(self, **arrays: object) -> None:
+        """Refuse device arrays up front (TypeError naming the argument): the layer's parameters,
+        dense center, bias, activation and window function are NumPy arrays and functions."""
+        for name, x in arrays.items():
+            if _device.is_device_array(x):
+                layer = type(self).__name__
+                op = "continuous_conv" if layer == "ContinuousConv" else "continuous_conv_transpose"
+                raise TypeError(f"{name} is a device array ({type(x).__name__}): geomops.layers.{layer} runs on "
+                                f"NumPy arrays; pass a host copy (DeviceArray.get()), or on the GPU use "
+                                f"geomops.torch.layers.{layer} with CUDA tensors or the op geomops.{op} with "
+                                "device arrays")
+
     def _inputs(self, inp_features: ArrayLike, inp_positions: ArrayLike, out_positions: ArrayLike, extents: ArrayLike,
                 per: Literal["input", "output"]) -> tuple[_FloatArray, _FloatArray, _FloatArray, _FloatArray]:
         """Validated features, positions and extents (a scalar or one per ``per`` point)."""
@@ -547,6 +566,7 @@ class _ConvLayer(_Layer[_FloatArray]):
 
     def _grad_in(self, out_features_gradient: ArrayLike, ctx: LayerContext) -> _FloatArray:
         """The gradient w.r.t. the pre-activation output (the activation's derivative applied)."""
+        self._host_only(out_features_gradient=out_features_gradient)
         g = cast("_FloatArray", V.float_array(out_features_gradient, "out_features_gradient", ndim=2,
                                               dtype=self.dtype, dtype_of="the layer"))
         if g.shape != ctx.out.shape:
@@ -659,6 +679,10 @@ class ContinuousConv(_ConvLayer):
         -------
         (out_features [No, filters], LayerContext)
         """
+        self._host_only(inp_features=inp_features, inp_positions=inp_positions, out_positions=out_positions,
+                        extents=extents, inp_importance=inp_importance, user_neighbors_index=user_neighbors_index,
+                        user_neighbors_row_splits=user_neighbors_row_splits,
+                        user_neighbors_importance=user_neighbors_importance)
         feats, xi, xo, ext = self._inputs(inp_features, inp_positions, out_positions, extents, "output")
         self._check_dense(xi, xo)
         u = None
@@ -791,6 +815,10 @@ class ContinuousConvTranspose(_ConvLayer):
         -------
         (out_features [No, filters], LayerContext)
         """
+        self._host_only(inp_features=inp_features, inp_positions=inp_positions, out_positions=out_positions,
+                        extents=extents, out_importance=out_importance, user_neighbors_index=user_neighbors_index,
+                        user_neighbors_row_splits=user_neighbors_row_splits,
+                        user_neighbors_importance=user_neighbors_importance)
         feats, xi, xo, ext = self._inputs(inp_features, inp_positions, out_positions, extents, "input")
         self._check_dense(xi, xo)
         u = None
@@ -890,10 +918,22 @@ class ContinuousConvTranspose(_ConvLayer):
 
 class NeighborSearchGradients(NamedTuple):
     """Gradients of ``sum(neighbors_distance * grad)`` returned by a search layer's ``backward``
-    (the neighbor set is piecewise constant; only the distances have a derivative)."""
-    points: _FloatArray
-    queries: _FloatArray
-    radii: Optional[_FloatArray] = None
+    (the neighbor set is piecewise constant; only the distances have a derivative). DeviceArrays
+    when the call searched device arrays, else NumPy arrays."""
+    points: AnyArray
+    queries: AnyArray
+    radii: Optional[AnyArray] = None
+
+
+def _host(a: object) -> NDArray[Any]:
+    """A NumPy array of ``a``: a copy of a device array, ``np.asarray`` of anything else."""
+    return _device.as_device_array(a).get() if _device.is_device_array(a) else np.asarray(a)
+
+
+def _kept(a: ArrayLike) -> AnyArray:
+    """What a search layer keeps of an input for its backward: a device array as a DeviceArray
+    view (the backward copies it), anything else as a NumPy array."""
+    return _device.as_device_array(a) if _device.is_device_array(a) else np.asarray(a)
 
 
 class _SearchLayer(_Layer[NeighborSearchResult]):
@@ -913,8 +953,8 @@ class _SearchLayer(_Layer[NeighborSearchResult]):
                     return_distances=self.return_distances, num_threads=self.num_threads)
 
     def _result(self, result: NeighborSearchResult, points: ArrayLike, queries: ArrayLike,
-                radii: Optional[NDArray[Any]] = None) -> tuple[NeighborSearchResult, LayerContext]:
-        ctx = LayerContext(self, points=np.asarray(points), queries=np.asarray(queries), result=result, radii=radii)
+                radii: Optional[AnyArray] = None) -> tuple[NeighborSearchResult, LayerContext]:
+        ctx = LayerContext(self, points=_kept(points), queries=_kept(queries), result=result, radii=radii)
         return result, ctx
 
     @_ieee
@@ -927,30 +967,38 @@ class _SearchLayer(_Layer[NeighborSearchResult]):
         NeighborSearchGradients
             ``(points [Np, 3], queries [Nq, 3], radii [Nq] or None)``; ``radii`` only for a
             :class:`RadiusSearch` with ``normalize_distances``. L2 distances are squared; the
-            derivative of L1 (Linf) at a zero coordinate difference (a tie) is one-sided.
+            derivative of L1 (Linf) at a zero coordinate difference (a tie) is one-sided. For a
+            call on device arrays the gradients are computed on the host (from copies of the
+            call's arrays) and returned as DeviceArrays on the call's device.
         """
         ctx = self._context(context)
         if not self.return_distances:
             raise RuntimeError("backward() gives the gradients of the distances: construct the layer with "
                                "return_distances=True")
         res = ctx.result
-        dist = res.neighbors_distance
         g = V.float_array(grad_distance, "grad_distance", ndim=1)
-        if g.shape != dist.shape:
+        if g.shape != res.neighbors_distance.shape:
             raise V.mismatch("grad_distance", 0, g.shape[0], "entries",
-                             f"the call's neighbors_distance has {dist.shape[0]}: one gradient per neighbor")
-        g = np.asarray(g, np.float64)
-        rows = _entry_rows(res.neighbors_row_splits)
-        pts, qs = ctx.points, ctx.queries
+                             f"the call's neighbors_distance has {res.neighbors_distance.shape[0]}: one gradient "
+                             "per neighbor")
+        dist = _host(res.neighbors_distance)
+        g = np.asarray(_host(g), np.float64)
+        rows = _entry_rows(_host(res.neighbors_row_splits))
+        pts, qs = _host(ctx.points), _host(ctx.queries)
         d_radii = None
-        if ctx.radii is not None:  # normalised distances: u = dist / scale(r)
-            r = np.broadcast_to(np.asarray(ctx.radii, np.float64), (qs.shape[0],))[rows]  # a scalar: every query
+        if ctx.radii is not None:  # normalised distances: u = dist / scale(r), r in the distances' dtype
+            radii = np.asarray(_host(ctx.radii), dist.dtype)
+            r = np.broadcast_to(np.asarray(radii, np.float64), (qs.shape[0],))[rows]  # a scalar: every query
             scale = _radius_scale(self.metric, r)
             d_radii = np.bincount(rows, weights=-g * dist * _d_scale_d_radius(self.metric, r) / scale,
                                   minlength=qs.shape[0]).astype(pts.dtype)
             g = g / scale
-        d_q, d_p = _distance_grads(self.metric, qs, pts, res.neighbors_index, None, g, rows=rows)
-        return self._store_grads(NeighborSearchGradients(d_p.astype(pts.dtype), d_q.astype(pts.dtype), d_radii))
+        d_q, d_p = _distance_grads(self.metric, qs, pts, _host(res.neighbors_index), None, g, rows=rows)
+        grads = (d_p.astype(pts.dtype), d_q.astype(pts.dtype), d_radii)
+        on = res.neighbors_distance
+        if isinstance(on, _device.DeviceArray):  # a call on device arrays: results where its results are
+            grads = tuple(None if x is None else _device.from_host(on._module, x, on.device_id) for x in grads)
+        return self._store_grads(NeighborSearchGradients(*grads))
 
 
 class FixedRadiusSearch(_SearchLayer):
@@ -1012,8 +1060,12 @@ class RadiusSearch(_SearchLayer):
         See :func:`geomops.radius_search`."""
         result = radius_search(points, queries, radii, points_row_splits, queries_row_splits,
                                normalize_distances=self.normalize_distances, **self._common())
-        # in the points' dtype, as the search used them (a float64 scalar for float32 points is rounded)
-        radii_kept = np.asarray(radii, dtype=result.neighbors_distance.dtype) if self.normalize_distances else None
+        # in the points' dtype, as the search used them (a float64 scalar for float32 points is rounded;
+        # device radii are converted when the backward copies them)
+        radii_kept = None
+        if self.normalize_distances:
+            radii_kept = _kept(radii) if _device.is_device_array(radii) else np.asarray(
+                radii, result.neighbors_distance.dtype)
         return self._result(result, points, queries, radii_kept)
 
 
