@@ -37,6 +37,7 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 from . import _validate as V
 from ._cconv_args import COORDINATE_MAPPINGS, INTERPOLATIONS
 from . import _device
+from . import _layer_args
 from ._device import AnyArray
 from .cconv import (CoordinateMapping, Interpolation, continuous_conv, continuous_conv_backward,
                     continuous_conv_transpose, continuous_conv_transpose_backward, invert_neighbors_list,
@@ -146,10 +147,7 @@ def _float_param(x: object, name: str, dtype: np.dtype[Any], *, length: Optional
     a = V.as_array(x, name)
     if a.dtype == np.bool_ or not V._convertible(a.dtype):
         raise TypeError(f"{name} must be real (float or int), got dtype {a.dtype}")
-    if a.ndim > 1 or (a.ndim == 1 and a.shape[0] != length):
-        if length is None:
-            raise ValueError(f"{name} must be a scalar, got shape {a.shape}")
-        raise ValueError(f"{name} must be a scalar or have shape [{length}] (one per {per}), got shape {a.shape}")
+    _layer_args.scalar_or_vector(a.shape, name, length, per)
     with np.errstate(over="ignore"):  # out of dtype's range: reported below as not finite
         out = np.asarray(a, dtype=dtype, order="C")  # keeps a 0-d array 0-d
     if not np.all(np.isfinite(out)):
@@ -415,8 +413,7 @@ class _ConvLayer(_Layer[_FloatArray]):
         V.check_bool(normalize, "normalize")
         V.check_option(coordinate_mapping, "coordinate_mapping", COORDINATE_MAPPINGS)
         V.check_option(interpolation, "interpolation", INTERPOLATIONS)
-        if not isinstance(radius_search_metric, str) or radius_search_metric not in METRICS:
-            raise ValueError(f"radius_search_metric must be one of {METRICS} but got {radius_search_metric!r}")
+        _layer_args.radius_search_metric(radius_search_metric)
         if window_function is not None and not callable(window_function):
             raise TypeError("window_function must be callable or None")
         if window_function_derivative is not None and not callable(window_function_derivative):
@@ -471,15 +468,10 @@ class _ConvLayer(_Layer[_FloatArray]):
         """Validated features, positions and extents (a scalar or one per ``per`` point)."""
         dt, layer = self.dtype, "the layer"
         feats = cast("_FloatArray", V.float_array(inp_features, "inp_features", ndim=2, dtype=dt, dtype_of=layer))
-        if feats.shape[1] != self.in_channels:
-            raise V.mismatch("inp_features", 1, feats.shape[1], "channels",
-                             f"the layer has in_channels={self.in_channels} (kernel.shape[3] == {self.in_channels})")
+        _layer_args.feature_channels(feats.shape, self.in_channels)
         xi = cast("_FloatArray", V.float_array(inp_positions, "inp_positions", shape=(None, 3), dtype=dt,
                                                dtype_of=layer))
-        if xi.shape[0] != feats.shape[0]:
-            raise V.mismatch("inp_positions", 0, xi.shape[0], "points",
-                             f"inp_features has {feats.shape[0]} rows (inp_features.shape[0]): one position per "
-                             "feature row")
+        _layer_args.position_rows(xi.shape, feats.shape)
         xo = cast("_FloatArray", V.float_array(out_positions, "out_positions", shape=(None, 3), dtype=dt,
                                                dtype_of=layer))
         for name, x in (("inp_positions", xi), ("out_positions", xo)):

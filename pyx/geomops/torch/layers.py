@@ -21,6 +21,7 @@ from typing import Optional, TypedDict, Union
 
 import torch
 
+from .. import _layer_args
 from ..cconv import CoordinateMapping, Interpolation
 from ..search import Metric
 from . import ops, return_types
@@ -81,9 +82,7 @@ class _ConvBase(torch.nn.Module):
             raise TypeError(f"activation must be None or a callable, got {type(activation).__name__}")
         if window_function is not None and not callable(window_function):
             raise TypeError(f"window_function must be None or a callable, got {type(window_function).__name__}")
-        if radius_search_metric not in ("L1", "L2", "Linf"):
-            raise ValueError(f"radius_search_metric must be one of ('L1', 'L2', 'Linf') but got "
-                             f"{radius_search_metric!r}")
+        _layer_args.radius_search_metric(radius_search_metric)
         self.in_channels = in_channels
         self.filters = filters
         self.kernel_size = _kernel_size(kernel_size)
@@ -161,16 +160,14 @@ class _ConvBase(torch.nn.Module):
         """Shape errors in the layer's words (the ops would name their own arguments): features
         against ``in_channels`` and the positions, extents against the points they belong to."""
         f, xi, xo = inp_features, inp_positions, out_positions
-        if f.ndim == 2 and f.shape[1] != self.in_channels:
-            raise ValueError(f"inp_features has {f.shape[1]} channels (shape[1]) but the layer has "
-                             f"in_channels={self.in_channels} (kernel.shape[3] == {self.in_channels})")
-        if f.ndim == 2 and xi.ndim == 2 and xi.shape[0] != f.shape[0]:
-            raise ValueError(f"inp_positions has {xi.shape[0]} points (shape[0]) but inp_features has {f.shape[0]} "
-                             "rows (inp_features.shape[0]): one position per feature row")
+        if f.ndim == 2:
+            _layer_args.feature_channels(f.shape, self.in_channels)
+            if xi.ndim == 2:
+                _layer_args.position_rows(xi.shape, f.shape)
         owner, pts = ("out_positions", xo) if per == "output" else ("inp_positions", xi)
-        if extents.ndim > 1 or (extents.ndim == 1 and pts.ndim == 2 and extents.shape[0] != pts.shape[0]):
-            raise ValueError(f"extents must be a scalar or have shape [{pts.shape[0]}] (one per {per} point: "
-                             f"{owner} has {pts.shape[0]}), got shape {tuple(extents.shape)}")
+        if extents.ndim > 1 or (extents.ndim == 1 and pts.ndim == 2):
+            _layer_args.scalar_or_vector(tuple(extents.shape), "extents", pts.shape[0],
+                                         f"{per} point: {owner} has {pts.shape[0]}")
 
     @staticmethod
     def _rank2(extents: torch.Tensor) -> torch.Tensor:
