@@ -16,6 +16,7 @@ model loads. :class:`ContinuousConvTranspose` is new (Open3D has none). Fixed on
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Optional, TypedDict, Union
 
@@ -24,6 +25,7 @@ import torch
 from .. import _layer_args
 from ..cconv import CoordinateMapping, Interpolation
 from ..search import Metric
+from . import _convert as C
 from . import ops, return_types
 
 TensorFunction = Callable[[torch.Tensor], torch.Tensor]
@@ -134,7 +136,7 @@ class _ConvBase(torch.nn.Module):
             radius = 0.5 * extents
             nns = self.fixed_radius_search(points, queries=queries, radius=radius, hash_table=hash_table)
             u = nns.neighbors_distance / _radius_scale(metric, radius) if self.window_function is not None else None
-        else:  # one per query (_check_shapes refused other ranks)
+        else:  # one per query (_inputs refused other ranks)
             nns = self.radius_search(points, queries=queries, radii=0.5 * extents)
             u = nns.neighbors_distance  # already normalised
         importance = self.window_function(u) if self.window_function is not None and u is not None else None
@@ -149,25 +151,33 @@ class _ConvBase(torch.nn.Module):
             out = self.activation(out)
         return out
 
-    @staticmethod
-    def _extents(extents: Union[float, torch.Tensor], like: torch.Tensor) -> torch.Tensor:
-        if not isinstance(extents, torch.Tensor):
-            extents = torch.tensor(extents, dtype=like.dtype, device=like.device)
-        return extents
-
-    def _check_shapes(self, inp_features: torch.Tensor, inp_positions: torch.Tensor, out_positions: torch.Tensor,
-                      extents: torch.Tensor, per: str) -> None:
-        """Shape errors in the layer's words (the ops would name their own arguments): features
-        against ``in_channels`` and the positions, extents against the points they belong to."""
-        f, xi, xo = inp_features, inp_positions, out_positions
+    def _inputs(self, inp_features: object, inp_positions: object, out_positions: object,
+                extents: Union[float, torch.Tensor], per: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                        torch.Tensor]:
+        """The features, positions and extents (a number becomes a tensor like the input
+        positions) with their shapes checked in the layer's words (the ops would name their own
+        arguments): features against ``in_channels`` and the positions, extents against the
+        points they belong to."""
+        f = C.tensor_argument(inp_features, "inp_features")
+        xi = C.tensor_argument(inp_positions, "inp_positions")
+        xo = C.tensor_argument(out_positions, "out_positions")
         if f.ndim == 2:
             _layer_args.feature_channels(f.shape, self.in_channels)
-            if xi.ndim == 2:
-                _layer_args.position_rows(xi.shape, f.shape)
+        for name, x in (("inp_positions", xi), ("out_positions", xo)):
+            if x.ndim != 2 or x.shape[1] != 3:  # geomops' message; the layer reads the point counts
+                raise ValueError(f"{name} must have shape [N, 3], got shape {tuple(x.shape)} and dtype "
+                                 f"{str(x.dtype).removeprefix('torch.')}")
+        if not isinstance(extents, torch.Tensor):
+            if isinstance(extents, bool) or not isinstance(extents, numbers.Real):
+                raise TypeError(f"extents must be a real number or a torch.Tensor, got {type(extents).__name__}")
+            extents = torch.tensor(extents, dtype=xi.dtype, device=xi.device)
+        if f.ndim == 2:
+            _layer_args.position_rows(xi.shape, f.shape)
         owner, pts = ("out_positions", xo) if per == "output" else ("inp_positions", xi)
-        if extents.ndim > 1 or (extents.ndim == 1 and pts.ndim == 2):
+        if extents.ndim:
             _layer_args.scalar_or_vector(tuple(extents.shape), "extents", pts.shape[0],
                                          f"{per} point: {owner} has {pts.shape[0]}")
+        return f, xi, xo, extents
 
     @staticmethod
     def _rank2(extents: torch.Tensor) -> torch.Tensor:
@@ -216,8 +226,8 @@ class ContinuousConv(_ConvBase):
                 user_neighbors_index: Optional[torch.Tensor] = None,
                 user_neighbors_row_splits: Optional[torch.Tensor] = None,
                 user_neighbors_importance: Optional[torch.Tensor] = None) -> torch.Tensor:
-        extents = self._extents(extents, inp_positions)
-        self._check_shapes(inp_features, inp_positions, out_positions, extents, "output")
+        inp_features, inp_positions, out_positions, extents = self._inputs(inp_features, inp_positions,
+                                                                           out_positions, extents, "output")
         if user_neighbors_index is not None and user_neighbors_row_splits is not None:
             index, row_splits, importance = user_neighbors_index, user_neighbors_row_splits, user_neighbors_importance
         else:
@@ -264,8 +274,8 @@ class ContinuousConvTranspose(_ConvBase):
                 user_neighbors_index: Optional[torch.Tensor] = None,
                 user_neighbors_row_splits: Optional[torch.Tensor] = None,
                 user_neighbors_importance: Optional[torch.Tensor] = None) -> torch.Tensor:
-        extents = self._extents(extents, inp_positions)
-        self._check_shapes(inp_features, inp_positions, out_positions, extents, "input")
+        inp_features, inp_positions, out_positions, extents = self._inputs(inp_features, inp_positions,
+                                                                           out_positions, extents, "input")
         if user_neighbors_index is not None and user_neighbors_row_splits is not None:
             index, row_splits, importance = user_neighbors_index, user_neighbors_row_splits, user_neighbors_importance
             if importance is not None and importance.ndim == 1 and importance.shape[0] == 0:
