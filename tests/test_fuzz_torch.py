@@ -278,7 +278,7 @@ def test_fuzz_torch_searches(kind, data):
 LAYERS = {"ContinuousConv": (gt.layers.ContinuousConv, np_layers.ContinuousConv, "out_positions"),
           "ContinuousConvTranspose": (gt.layers.ContinuousConvTranspose, np_layers.ContinuousConvTranspose,
                                       "inp_positions")}
-LAYER_ROLES = dict(inp_features="float", inp_positions="position", out_positions="position", extents="float")
+LAYER_ROLES = dict(inp_features="float", inp_positions="position", out_positions="position")
 
 
 @pytest.mark.parametrize("layer_name", list(LAYERS))
@@ -293,7 +293,7 @@ def test_fuzz_torch_layers(layer_name, data):
     xi, xo = rng.random((ni, 3)).astype(dtype), rng.random((no, 3)).astype(dtype)
     n_ext = no if per == "out_positions" else ni
     extents = (rng.uniform(0.4, 0.8, n_ext).astype(dtype) if n_ext and data.draw(st.booleans(), "per point")
-               else np.asarray(0.6, dtype))
+               else 0.6)
     feats = rng.standard_normal((ni, cin)).astype(dtype)
     window = data.draw(st.booleans(), "window")
     tlayer = torch_type(cin, cout, 2, window_function=(lambda u: (1 - u).clamp(min=0)) if window else None)
@@ -304,7 +304,7 @@ def test_fuzz_torch_layers(layer_name, data):
     nlayer.bias[...] = tlayer.bias.detach().numpy()
     args = dict(inp_features=feats, inp_positions=xi, out_positions=xo, extents=extents)
     flav = {n: _flavour(data.draw, n, a) for n, a in args.items()}
-    status, out = outcome(lambda: tlayer(*(f.tensor for f in flav.values())))
+    status, out = outcome(lambda: tlayer(*(f.tensor if isinstance(f, Flavoured) else f for f in flav.values())))
     assert status == "ok", f"a valid call failed: {out!r}"
     want, ctx = nlayer.forward(*args.values())
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
@@ -313,7 +313,8 @@ def test_fuzz_torch_layers(layer_name, data):
         g = rng.uniform(-1, 1, out.shape).astype(dtype)
         out.backward(torch.from_numpy(g))
         names = ["inp_features"] + ([] if window else [n for n in ("inp_positions", "out_positions", "extents")
-                                                        if flav[n].leaf.requires_grad])
+                                                        if isinstance(flav[n], Flavoured)
+                                                        and flav[n].leaf.requires_grad])
         grads = nlayer.backward(g, ctx, wrt=["kernel", "bias"] + names)
         np.testing.assert_allclose(tlayer.kernel.grad.numpy(), grads.kernel, **tol)
         np.testing.assert_allclose(tlayer.bias.grad.numpy(), grads.bias, **tol)
@@ -323,7 +324,8 @@ def test_fuzz_torch_layers(layer_name, data):
                 np.testing.assert_allclose(got, np.reshape(getattr(grads, n), got.shape), **tol)
 
     name = data.draw(st.sampled_from(sorted(args)), "argument")
-    kind, what, new = data.draw(mutations(args[name], LAYER_ROLES[name]), "mutation")
+    role = "scalar" if isinstance(args[name], float) else LAYER_ROLES.get(name, "float")
+    kind, what, new = data.draw(mutations(args[name], role), "mutation")
     what = f"{layer_name}: {name} {what}"
     note(what)
     margs = dict(args, **{name: new})

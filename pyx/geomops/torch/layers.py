@@ -17,6 +17,7 @@ model loads. :class:`ContinuousConvTranspose` is new (Open3D has none). Fixed on
 from __future__ import annotations
 
 import numbers
+import re
 from collections.abc import Callable, Sequence
 from typing import Optional, TypedDict, Union
 
@@ -127,17 +128,29 @@ class _ConvBase(torch.nn.Module):
                     normalize=self.normalize, interpolation=self.interpolation, allow_tf32=self.allow_tf32)
 
     def _search(self, points: torch.Tensor, queries: torch.Tensor, extents: torch.Tensor,
-                hash_table: Optional[return_types.build_spatial_hash_table]
+                hash_table: Optional[return_types.build_spatial_hash_table], names: tuple[str, str]
                 ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """Neighbors of each query within extents/2 and, with a window function, their importance
-        (differentiable w.r.t. the positions and extents)."""
+        (differentiable w.r.t. the positions and extents). ``names``: the layer's arguments that
+        are the points and the queries (the search's errors name them)."""
         metric = self.radius_search_metric
+        radius = 0.5 * extents
+        try:
+            if extents.ndim == 0:
+                nns: Union[return_types.fixed_radius_search, return_types.radius_search] = \
+                    self.fixed_radius_search(points, queries=queries, radius=radius, hash_table=hash_table)
+            else:  # one per query (_inputs refused other ranks)
+                nns = self.radius_search(points, queries=queries, radii=radius)
+        except (TypeError, ValueError) as exc:  # in the layer's words: which argument it came from
+            which = re.match(r"(points|queries|radius|radii) ", str(exc))
+            if which is None:
+                raise
+            arg = {"points": f"{names[0]} (the search's points)", "queries": f"{names[1]} (the search's queries)"
+                   }.get(which.group(1), "extents (the search radius is extents / 2)")
+            raise type(exc)(f"{arg}: {exc}") from None
         if extents.ndim == 0:
-            radius = 0.5 * extents
-            nns = self.fixed_radius_search(points, queries=queries, radius=radius, hash_table=hash_table)
             u = nns.neighbors_distance / _radius_scale(metric, radius) if self.window_function is not None else None
-        else:  # one per query (_inputs refused other ranks)
-            nns = self.radius_search(points, queries=queries, radii=0.5 * extents)
+        else:
             u = nns.neighbors_distance  # already normalised
         importance = self.window_function(u) if self.window_function is not None and u is not None else None
         return nns.neighbors_index, nns.neighbors_row_splits, importance
@@ -170,7 +183,9 @@ class _ConvBase(torch.nn.Module):
         if not isinstance(extents, torch.Tensor):
             if isinstance(extents, bool) or not isinstance(extents, numbers.Real):
                 raise TypeError(f"extents must be a real number or a torch.Tensor, got {type(extents).__name__}")
-            extents = torch.tensor(extents, dtype=xi.dtype, device=xi.device)
+            # the positions' float dtype (a position of another dtype is reported by the op, naming it)
+            dtype = xi.dtype if xi.is_floating_point() else torch.get_default_dtype()
+            extents = torch.tensor(extents, dtype=dtype, device=xi.device)
         if f.ndim == 2:
             _layer_args.position_rows(xi.shape, f.shape)
         owner, pts = ("out_positions", xo) if per == "output" else ("inp_positions", xi)
@@ -232,7 +247,8 @@ class ContinuousConv(_ConvBase):
             index, row_splits, importance = user_neighbors_index, user_neighbors_row_splits, user_neighbors_importance
         else:
             index, row_splits, importance = self._search(inp_positions, out_positions, extents,
-                                                         fixed_radius_search_hash_table)
+                                                         fixed_radius_search_hash_table,
+                                                         ("inp_positions", "out_positions"))
         self._avg_neighbors = index.shape[0] / max(out_positions.shape[0], 1)
         out = ops.continuous_conv(self.kernel, out_positions, self._rank2(extents), self.offset, inp_positions,
                                   inp_features, inp_importance, index, importance, row_splits, **self._options())
@@ -282,7 +298,8 @@ class ContinuousConvTranspose(_ConvBase):
                 importance = None
         else:
             index, row_splits, importance = self._search(out_positions, inp_positions, extents,
-                                                         fixed_radius_search_hash_table)
+                                                         fixed_radius_search_hash_table,
+                                                         ("out_positions", "inp_positions"))
         self._avg_neighbors = index.shape[0] / max(inp_positions.shape[0], 1)
         empty = torch.empty(0, dtype=inp_features.dtype, device=inp_features.device)
         inv = ops.invert_neighbors_list(out_positions.shape[0], index, row_splits,
