@@ -529,6 +529,81 @@ def _wrt_doc(names: Sequence[str]) -> str:
         of absent importances."""
 
 
+# The feature gradient of each op is the other op over the inverted lists, with the filters'
+# channels swapped and each entry's weight (importance over normaliser) folded into its importance.
+_FeatureCall = Callable[["Backend", ConvCall, Options, AnyArray, Optional[AnyArray], _Inverted], ConvCall]
+
+
+def _transpose_of_forward(be: Backend, call: ConvCall, opt: Options, g: AnyArray, divisor: Optional[AnyArray],
+                          inverted: _Inverted) -> ConvCall:
+    """d inp_features of the forward op: a transpose conv over the inverted lists, with each
+    entry's weight a_n / psi_i as its importance so no normalisation is redone."""
+    nt = opt.num_threads
+    weights = None
+    if call.neighbors_importance is not None or opt.normalize:
+        weights = _inverted_weights(be, call, divisor, inverted, nt)
+    return ConvCall(True, call.dtype, _swap_channels(be, call.filters, nt), out_positions=call.inp_positions,
+                    inp_positions=call.out_positions, extents=call.extents, offset=call.offset, inp_features=g,
+                    out_importance=call.inp_importance, neighbors_index=inverted[0], neighbors_importance=weights,
+                    neighbors_row_splits=inverted[1], inp_neighbors_row_splits=call.neighbors_row_splits)
+
+
+def _forward_of_transpose(be: Backend, call: ConvCall, opt: Options, g: AnyArray, divisor: Optional[AnyArray],
+                          inverted: _Inverted) -> ConvCall:
+    """d inp_features of the transpose op: a forward conv over the inverted lists, with each
+    entry's weight c_n = imp_n / phi_j (gm_cconv_entry_weight) as its importance."""
+    nt = opt.num_threads
+    return ConvCall(False, call.dtype, _swap_channels(be, call.filters, nt), out_positions=call.inp_positions,
+                    inp_positions=call.out_positions, extents=call.extents, offset=call.offset, inp_features=g,
+                    inp_importance=call.out_importance, neighbors_index=inverted[0],
+                    neighbors_importance=_inverted_weights(be, call, divisor, inverted, nt),
+                    neighbors_row_splits=inverted[1])
+
+
+def _backward(be: Backend, call: ConvCall, opt: Options, g: AnyArray, want: frozenset[str],
+              importances: Mapping[str, Optional[AnyArray]], feature_call: _FeatureCall, tf32: bool
+              ) -> tuple[Optional[AnyArray], ...]:
+    """The ``want``ed gradients of either op (``call.transpose``), cast to the output dtype, in
+    the order of its gradients tuple: filters, inp_features, ``importances`` (the op's, by
+    name, in its order; the point importance first), inp_positions, out_positions, extents."""
+    nt = opt.num_threads
+    want_imp = [a is not None and n in want for n, a in importances.items()]
+    want_pos = want.intersection(POSITION_GRADIENTS)
+    d_filters = _backprop_filter(be, call, opt, g, allow_tf32=tf32) if "filters" in want else None
+    divisor = was_zero = None
+    if opt.normalize and ("inp_features" in want or any(want_imp)):
+        divisor, was_zero = _normalizers(be, call, opt)
+    inverted = None
+    if "inp_features" in want or any(want_imp) or want_pos:
+        inverted = _invert(be, call.inp_positions.shape[0], call.neighbors_index, call.neighbors_row_splits)
+
+    d_features = None
+    if "inp_features" in want:
+        assert inverted is not None
+        d_features = _apply(be, feature_call(be, call, opt, g, divisor, inverted), opt, normalize=False,
+                            allow_tf32=tf32)
+
+    d_imp: list[Optional[AnyArray]] = [None] * len(importances)
+    d_inp_pos = d_out_pos = d_ext = None
+    if any(want_imp) or want_pos:
+        assert inverted is not None
+        # per entry: d <out_i, g_i> / d (entry weight) before scaling (for the gm_cconv_bwd_*
+        # importance formulas) and d L / d (relative position, extent)
+        dots, entry_pos, entry_ext = _entry_grads(be, call, opt, g, any(want_imp), bool(want_pos),
+                                                  "extents" in want, allow_tf32=tf32)
+        if any(want_imp):
+            arrays = list(importances.values())
+            d_imp = [be.empty(a.shape, call.dtype) if w and a is not None else None
+                     for a, w in zip(arrays, want_imp)]
+            outputs = d_imp + [None] * (3 - len(d_imp))  # the forward op has no importance sum
+            be.kernels.cconv_importance_grads(int(call.transpose), call.neighbors_index, call.neighbors_row_splits,
+                                              call.neighbors_importance, arrays[0], divisor, was_zero, *inverted,
+                                              dots, *outputs, nt)
+        if want_pos:
+            d_inp_pos, d_out_pos, d_ext = _position_grads(be, call, want, inverted, entry_pos, entry_ext, nt)
+    return tuple(_cast(be, x, opt) for x in (d_filters, d_features, *d_imp, d_inp_pos, d_out_pos, d_ext))
+
+
 @_doc(args=_FORWARD_ARGS_DOC, options=_OPTIONS_DOC, wrt=_wrt_doc(FORWARD_GRADIENTS))
 def continuous_conv_backward(filters: ArrayInput, out_positions: ArrayInput, extents: ArrayInput, offset: ArrayInput,
                              inp_positions: ArrayInput, inp_features: ArrayInput, inp_importance: Optional[ArrayInput],
@@ -579,55 +654,9 @@ def continuous_conv_backward(filters: ArrayInput, out_positions: ArrayInput, ext
                                extra={"out_features_gradient": out_features_gradient})
         g = be.from_host(gradient(out_features_gradient, call))
         call = call.to_backend(be)
-        nt = opt.num_threads
-        want_imp = (call.inp_importance is not None and "inp_importance" in want,
-                    call.neighbors_importance is not None and "neighbors_importance" in want)
-        want_pos = want.intersection(POSITION_GRADIENTS)
-        d_filters = _backprop_filter(be, call, opt, g, allow_tf32=tf32) if "filters" in want else None
-        divisor = was_zero = None
-        if opt.normalize and ("inp_features" in want or any(want_imp)):
-            divisor, was_zero = _normalizers(be, call, opt)
-        inverted = None
-        if "inp_features" in want or any(want_imp) or want_pos:
-            inverted = _invert(be, call.inp_positions.shape[0], call.neighbors_index, call.neighbors_row_splits)
-
-        d_features = None
-        if "inp_features" in want:
-            assert inverted is not None
-            # d inp_features: transpose conv (filters Cin<->Cout) over the inverted lists, with each
-            # entry's weight a_n / psi_i folded into its importance so no normalisation is redone.
-            weights = None
-            if call.neighbors_importance is not None or opt.normalize:
-                weights = _inverted_weights(be, call, divisor, inverted, nt)
-            tcall = ConvCall(True, call.dtype, _swap_channels(be, call.filters, nt),
-                             out_positions=call.inp_positions, inp_positions=call.out_positions,
-                             extents=call.extents, offset=call.offset, inp_features=g,
-                             out_importance=call.inp_importance, neighbors_index=inverted[0],
-                             neighbors_importance=weights, neighbors_row_splits=inverted[1],
-                             inp_neighbors_row_splits=call.neighbors_row_splits)
-            d_features = _apply(be, tcall, opt, normalize=False, allow_tf32=tf32)
-
-        d_inp_imp = d_nb_imp = d_inp_pos = d_out_pos = d_ext = None
-        if any(want_imp) or want_pos:
-            assert inverted is not None
-            # per entry: d <out_i, g_i> / d (entry weight) before scaling (for the gm_cconv_bwd_*
-            # importance formulas) and d L / d (relative position, extent)
-            dots, entry_pos, entry_ext = _entry_grads(be, call, opt, g, any(want_imp), bool(want_pos),
-                                                      "extents" in want, allow_tf32=tf32)
-            if any(want_imp):
-                if want_imp[0]:
-                    assert call.inp_importance is not None
-                    d_inp_imp = be.empty(call.inp_importance.shape, call.dtype)
-                if want_imp[1]:
-                    assert call.neighbors_importance is not None
-                    d_nb_imp = be.empty(call.neighbors_importance.shape, call.dtype)
-                be.kernels.cconv_importance_grads(0, call.neighbors_index, call.neighbors_row_splits,
-                                                  call.neighbors_importance, call.inp_importance, divisor,
-                                                  was_zero, *inverted, dots, d_inp_imp, d_nb_imp, None, nt)
-            if want_pos:
-                d_inp_pos, d_out_pos, d_ext = _position_grads(be, call, want, inverted, entry_pos, entry_ext, nt)
-        return c.result(ContinuousConvGradients(*(_cast(be, x, opt) for x in (
-            d_filters, d_features, d_inp_imp, d_nb_imp, d_inp_pos, d_out_pos, d_ext))))
+        importances = {"inp_importance": call.inp_importance, "neighbors_importance": call.neighbors_importance}
+        return c.result(ContinuousConvGradients(*_backward(be, call, opt, g, want, importances, _transpose_of_forward,
+                                                           tf32)))
 
 
 @_doc(args=_TRANSPOSE_ARGS_DOC, options=_OPTIONS_DOC, wrt=_wrt_doc(TRANSPOSE_GRADIENTS))
@@ -684,54 +713,10 @@ def continuous_conv_transpose_backward(filters: ArrayInput, out_positions: Array
                                  neighbors_row_splits, extra={"out_features_gradient": out_features_gradient})
         g = be.from_host(gradient(out_features_gradient, call))
         call = call.to_backend(be)
-        nt = opt.num_threads
-        given = call.neighbors_importance is not None
-        want_imp = (call.out_importance is not None and "out_importance" in want,
-                    given and "neighbors_importance" in want, given and "inp_neighbors_importance_sum" in want)
-        want_pos = want.intersection(POSITION_GRADIENTS)
-        d_filters = _backprop_filter(be, call, opt, g, allow_tf32=tf32) if "filters" in want else None
-        divisor = was_zero = None
-        if opt.normalize and ("inp_features" in want or any(want_imp)):
-            divisor, was_zero = _normalizers(be, call, opt)
-        inverted = None
-        if "inp_features" in want or any(want_imp) or want_pos:
-            inverted = _invert(be, call.inp_positions.shape[0], call.neighbors_index, call.neighbors_row_splits)
-
-        d_features = None
-        if "inp_features" in want:
-            assert inverted is not None
-            # d inp_features: forward conv (filters Cin<->Cout) over the inverted lists, with each entry's
-            # weight c_n = imp_n / phi_j of the transpose (gm_cconv_entry_weight) as its importance
-            fcall = ConvCall(False, call.dtype, _swap_channels(be, call.filters, nt),
-                             out_positions=call.inp_positions, inp_positions=call.out_positions,
-                             extents=call.extents, offset=call.offset, inp_features=g,
-                             inp_importance=call.out_importance, neighbors_index=inverted[0],
-                             neighbors_importance=_inverted_weights(be, call, divisor, inverted, nt),
-                             neighbors_row_splits=inverted[1])
-            d_features = _apply(be, fcall, opt, normalize=False, allow_tf32=tf32)
-
-        d_out_imp = d_nb_imp = d_sum = d_inp_pos = d_out_pos = d_ext = None
-        if any(want_imp) or want_pos:
-            assert inverted is not None
-            dots, entry_pos, entry_ext = _entry_grads(be, call, opt, g, any(want_imp), bool(want_pos),
-                                                      "extents" in want, allow_tf32=tf32)
-            if any(want_imp):
-                if want_imp[0]:
-                    assert call.out_importance is not None
-                    d_out_imp = be.empty(call.out_importance.shape, call.dtype)
-                if want_imp[1]:
-                    assert call.neighbors_importance is not None
-                    d_nb_imp = be.empty(call.neighbors_importance.shape, call.dtype)
-                if want_imp[2]:
-                    assert call.inp_neighbors_importance_sum is not None
-                    d_sum = be.empty(call.inp_neighbors_importance_sum.shape, call.dtype)
-                be.kernels.cconv_importance_grads(1, call.neighbors_index, call.neighbors_row_splits,
-                                                  call.neighbors_importance, call.out_importance, divisor,
-                                                  was_zero, *inverted, dots, d_out_imp, d_nb_imp, d_sum, nt)
-            if want_pos:
-                d_inp_pos, d_out_pos, d_ext = _position_grads(be, call, want, inverted, entry_pos, entry_ext, nt)
-        return c.result(ContinuousConvTransposeGradients(*(_cast(be, x, opt) for x in (
-            d_filters, d_features, d_out_imp, d_nb_imp, d_sum, d_inp_pos, d_out_pos, d_ext))))
+        importances = {"out_importance": call.out_importance, "neighbors_importance": call.neighbors_importance,
+                       "inp_neighbors_importance_sum": call.inp_neighbors_importance_sum}
+        return c.result(ContinuousConvTransposeGradients(*_backward(be, call, opt, g, want, importances,
+                                                                    _forward_of_transpose, tf32)))
 
 
 # ---- list utilities --------------------------------------------------------------------------

@@ -15,6 +15,12 @@ calling thread*, and :meth:`ContinuousConv.forward` returns the call's context e
 instead (``out, ctx = layer.forward(...)``; ``layer.backward(g, ctx)``), for when one thread
 interleaves calls. Pickling keeps the configuration and the parameters, never a call's arrays;
 :meth:`save` / :meth:`load` write and read the parameters with :func:`numpy.savez`.
+
+The search layers also take device arrays (``geomops.to_device``, CuPy, ...): their ops run on
+the device and return DeviceArrays, and ``backward()`` returns DeviceArrays (computed on the
+host). The convolution layers, whose parameters, activation and window function are NumPy,
+refuse device arrays with a TypeError naming the argument (``geomops.torch.layers`` runs on CUDA
+tensors).
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import _validate as V
 from ._cconv_args import COORDINATE_MAPPINGS, INTERPOLATIONS
+from . import _device
+from . import _layer_args
 from ._device import AnyArray
 from .cconv import (CoordinateMapping, Interpolation, continuous_conv, continuous_conv_backward,
                     continuous_conv_transpose, continuous_conv_transpose_backward, invert_neighbors_list,
@@ -139,10 +147,7 @@ def _float_param(x: object, name: str, dtype: np.dtype[Any], *, length: Optional
     a = V.as_array(x, name)
     if a.dtype == np.bool_ or not V._convertible(a.dtype):
         raise TypeError(f"{name} must be real (float or int), got dtype {a.dtype}")
-    if a.ndim > 1 or (a.ndim == 1 and a.shape[0] != length):
-        if length is None:
-            raise ValueError(f"{name} must be a scalar, got shape {a.shape}")
-        raise ValueError(f"{name} must be a scalar or have shape [{length}] (one per {per}), got shape {a.shape}")
+    _layer_args.scalar_or_vector(a.shape, name, length, per)
     with np.errstate(over="ignore"):  # out of dtype's range: reported below as not finite
         out = np.asarray(a, dtype=dtype, order="C")  # keeps a 0-d array 0-d
     if not np.all(np.isfinite(out)):
@@ -408,8 +413,7 @@ class _ConvLayer(_Layer[_FloatArray]):
         V.check_bool(normalize, "normalize")
         V.check_option(coordinate_mapping, "coordinate_mapping", COORDINATE_MAPPINGS)
         V.check_option(interpolation, "interpolation", INTERPOLATIONS)
-        if not isinstance(radius_search_metric, str) or radius_search_metric not in METRICS:
-            raise ValueError(f"radius_search_metric must be one of {METRICS} but got {radius_search_metric!r}")
+        _layer_args.radius_search_metric(radius_search_metric)
         if window_function is not None and not callable(window_function):
             raise TypeError("window_function must be callable or None")
         if window_function_derivative is not None and not callable(window_function_derivative):
@@ -447,20 +451,27 @@ class _ConvLayer(_Layer[_FloatArray]):
 
     # -- inputs --------------------------------------------------------------------------------
 
+    def _host_only(self, **arrays: object) -> None:
+        """Refuse device arrays up front (TypeError naming the argument): the layer's parameters,
+        dense center, bias, activation and window function are NumPy arrays and functions."""
+        for name, x in arrays.items():
+            if _device.is_device_array(x):
+                layer = type(self).__name__
+                op = "continuous_conv" if layer == "ContinuousConv" else "continuous_conv_transpose"
+                raise TypeError(f"{name} is a device array ({type(x).__name__}): geomops.layers.{layer} runs on "
+                                f"NumPy arrays; pass a host copy (DeviceArray.get()), or on the GPU use "
+                                f"geomops.torch.layers.{layer} with CUDA tensors or the op geomops.{op} with "
+                                "device arrays")
+
     def _inputs(self, inp_features: ArrayLike, inp_positions: ArrayLike, out_positions: ArrayLike, extents: ArrayLike,
                 per: Literal["input", "output"]) -> tuple[_FloatArray, _FloatArray, _FloatArray, _FloatArray]:
         """Validated features, positions and extents (a scalar or one per ``per`` point)."""
         dt, layer = self.dtype, "the layer"
         feats = cast("_FloatArray", V.float_array(inp_features, "inp_features", ndim=2, dtype=dt, dtype_of=layer))
-        if feats.shape[1] != self.in_channels:
-            raise V.mismatch("inp_features", 1, feats.shape[1], "channels",
-                             f"the layer has in_channels={self.in_channels} (kernel.shape[3] == {self.in_channels})")
+        _layer_args.feature_channels(feats.shape, self.in_channels)
         xi = cast("_FloatArray", V.float_array(inp_positions, "inp_positions", shape=(None, 3), dtype=dt,
                                                dtype_of=layer))
-        if xi.shape[0] != feats.shape[0]:
-            raise V.mismatch("inp_positions", 0, xi.shape[0], "points",
-                             f"inp_features has {feats.shape[0]} rows (inp_features.shape[0]): one position per "
-                             "feature row")
+        _layer_args.position_rows(xi.shape, feats.shape)
         xo = cast("_FloatArray", V.float_array(out_positions, "out_positions", shape=(None, 3), dtype=dt,
                                                dtype_of=layer))
         for name, x in (("inp_positions", xi), ("out_positions", xo)):
@@ -547,6 +558,7 @@ class _ConvLayer(_Layer[_FloatArray]):
 
     def _grad_in(self, out_features_gradient: ArrayLike, ctx: LayerContext) -> _FloatArray:
         """The gradient w.r.t. the pre-activation output (the activation's derivative applied)."""
+        self._host_only(out_features_gradient=out_features_gradient)
         g = cast("_FloatArray", V.float_array(out_features_gradient, "out_features_gradient", ndim=2,
                                               dtype=self.dtype, dtype_of="the layer"))
         if g.shape != ctx.out.shape:
@@ -659,6 +671,10 @@ class ContinuousConv(_ConvLayer):
         -------
         (out_features [No, filters], LayerContext)
         """
+        self._host_only(inp_features=inp_features, inp_positions=inp_positions, out_positions=out_positions,
+                        extents=extents, inp_importance=inp_importance, user_neighbors_index=user_neighbors_index,
+                        user_neighbors_row_splits=user_neighbors_row_splits,
+                        user_neighbors_importance=user_neighbors_importance)
         feats, xi, xo, ext = self._inputs(inp_features, inp_positions, out_positions, extents, "output")
         self._check_dense(xi, xo)
         u = None
@@ -791,6 +807,10 @@ class ContinuousConvTranspose(_ConvLayer):
         -------
         (out_features [No, filters], LayerContext)
         """
+        self._host_only(inp_features=inp_features, inp_positions=inp_positions, out_positions=out_positions,
+                        extents=extents, out_importance=out_importance, user_neighbors_index=user_neighbors_index,
+                        user_neighbors_row_splits=user_neighbors_row_splits,
+                        user_neighbors_importance=user_neighbors_importance)
         feats, xi, xo, ext = self._inputs(inp_features, inp_positions, out_positions, extents, "input")
         self._check_dense(xi, xo)
         u = None
@@ -890,10 +910,22 @@ class ContinuousConvTranspose(_ConvLayer):
 
 class NeighborSearchGradients(NamedTuple):
     """Gradients of ``sum(neighbors_distance * grad)`` returned by a search layer's ``backward``
-    (the neighbor set is piecewise constant; only the distances have a derivative)."""
-    points: _FloatArray
-    queries: _FloatArray
-    radii: Optional[_FloatArray] = None
+    (the neighbor set is piecewise constant; only the distances have a derivative). DeviceArrays
+    when the call searched device arrays, else NumPy arrays."""
+    points: AnyArray
+    queries: AnyArray
+    radii: Optional[AnyArray] = None
+
+
+def _host(a: object) -> NDArray[Any]:
+    """A NumPy array of ``a``: a copy of a device array, ``np.asarray`` of anything else."""
+    return _device.as_device_array(a).get() if _device.is_device_array(a) else np.asarray(a)
+
+
+def _kept(a: ArrayLike) -> AnyArray:
+    """What a search layer keeps of an input for its backward: a device array as a DeviceArray
+    view (the backward copies it), anything else as a NumPy array."""
+    return _device.as_device_array(a) if _device.is_device_array(a) else np.asarray(a)
 
 
 class _SearchLayer(_Layer[NeighborSearchResult]):
@@ -913,8 +945,8 @@ class _SearchLayer(_Layer[NeighborSearchResult]):
                     return_distances=self.return_distances, num_threads=self.num_threads)
 
     def _result(self, result: NeighborSearchResult, points: ArrayLike, queries: ArrayLike,
-                radii: Optional[NDArray[Any]] = None) -> tuple[NeighborSearchResult, LayerContext]:
-        ctx = LayerContext(self, points=np.asarray(points), queries=np.asarray(queries), result=result, radii=radii)
+                radii: Optional[AnyArray] = None) -> tuple[NeighborSearchResult, LayerContext]:
+        ctx = LayerContext(self, points=_kept(points), queries=_kept(queries), result=result, radii=radii)
         return result, ctx
 
     @_ieee
@@ -927,30 +959,38 @@ class _SearchLayer(_Layer[NeighborSearchResult]):
         NeighborSearchGradients
             ``(points [Np, 3], queries [Nq, 3], radii [Nq] or None)``; ``radii`` only for a
             :class:`RadiusSearch` with ``normalize_distances``. L2 distances are squared; the
-            derivative of L1 (Linf) at a zero coordinate difference (a tie) is one-sided.
+            derivative of L1 (Linf) at a zero coordinate difference (a tie) is one-sided. For a
+            call on device arrays the gradients are computed on the host (from copies of the
+            call's arrays) and returned as DeviceArrays on the call's device.
         """
         ctx = self._context(context)
         if not self.return_distances:
             raise RuntimeError("backward() gives the gradients of the distances: construct the layer with "
                                "return_distances=True")
         res = ctx.result
-        dist = res.neighbors_distance
         g = V.float_array(grad_distance, "grad_distance", ndim=1)
-        if g.shape != dist.shape:
+        if g.shape != res.neighbors_distance.shape:
             raise V.mismatch("grad_distance", 0, g.shape[0], "entries",
-                             f"the call's neighbors_distance has {dist.shape[0]}: one gradient per neighbor")
-        g = np.asarray(g, np.float64)
-        rows = _entry_rows(res.neighbors_row_splits)
-        pts, qs = ctx.points, ctx.queries
+                             f"the call's neighbors_distance has {res.neighbors_distance.shape[0]}: one gradient "
+                             "per neighbor")
+        dist = _host(res.neighbors_distance)
+        g = np.asarray(_host(g), np.float64)
+        rows = _entry_rows(_host(res.neighbors_row_splits))
+        pts, qs = _host(ctx.points), _host(ctx.queries)
         d_radii = None
-        if ctx.radii is not None:  # normalised distances: u = dist / scale(r)
-            r = np.broadcast_to(np.asarray(ctx.radii, np.float64), (qs.shape[0],))[rows]  # a scalar: every query
+        if ctx.radii is not None:  # normalised distances: u = dist / scale(r), r in the distances' dtype
+            radii = np.asarray(_host(ctx.radii), dist.dtype)
+            r = np.broadcast_to(np.asarray(radii, np.float64), (qs.shape[0],))[rows]  # a scalar: every query
             scale = _radius_scale(self.metric, r)
             d_radii = np.bincount(rows, weights=-g * dist * _d_scale_d_radius(self.metric, r) / scale,
                                   minlength=qs.shape[0]).astype(pts.dtype)
             g = g / scale
-        d_q, d_p = _distance_grads(self.metric, qs, pts, res.neighbors_index, None, g, rows=rows)
-        return self._store_grads(NeighborSearchGradients(d_p.astype(pts.dtype), d_q.astype(pts.dtype), d_radii))
+        d_q, d_p = _distance_grads(self.metric, qs, pts, _host(res.neighbors_index), None, g, rows=rows)
+        grads = (d_p.astype(pts.dtype), d_q.astype(pts.dtype), d_radii)
+        on = res.neighbors_distance
+        if isinstance(on, _device.DeviceArray):  # a call on device arrays: results where its results are
+            grads = tuple(None if x is None else _device.from_host(on._module, x, on.device_id) for x in grads)
+        return self._store_grads(NeighborSearchGradients(*grads))
 
 
 class FixedRadiusSearch(_SearchLayer):
@@ -1012,8 +1052,12 @@ class RadiusSearch(_SearchLayer):
         See :func:`geomops.radius_search`."""
         result = radius_search(points, queries, radii, points_row_splits, queries_row_splits,
                                normalize_distances=self.normalize_distances, **self._common())
-        # in the points' dtype, as the search used them (a float64 scalar for float32 points is rounded)
-        radii_kept = np.asarray(radii, dtype=result.neighbors_distance.dtype) if self.normalize_distances else None
+        # in the points' dtype, as the search used them (a float64 scalar for float32 points is rounded;
+        # device radii are converted when the backward copies them)
+        radii_kept = None
+        if self.normalize_distances:
+            radii_kept = _kept(radii) if _device.is_device_array(radii) else np.asarray(
+                radii, result.neighbors_distance.dtype)
         return self._result(result, points, queries, radii_kept)
 
 

@@ -78,6 +78,13 @@ def index_dtype(value: IndexDType) -> np.dtype[Any]:
     return dt
 
 
+def tensor_argument(x: object, name: str) -> torch.Tensor:
+    """``x``, an argument that must be a tensor (TypeError naming ``name`` otherwise)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
 @overload
 def scalar(x: torch.Tensor, name: str) -> Union[int, float, bool]: ...
 @overload

@@ -16,13 +16,17 @@ model loads. :class:`ContinuousConvTranspose` is new (Open3D has none). Fixed on
 
 from __future__ import annotations
 
+import numbers
+import re
 from collections.abc import Callable, Sequence
 from typing import Optional, TypedDict, Union
 
 import torch
 
+from .. import _layer_args
 from ..cconv import CoordinateMapping, Interpolation
 from ..search import Metric
+from . import _convert as C
 from . import ops, return_types
 
 TensorFunction = Callable[[torch.Tensor], torch.Tensor]
@@ -81,9 +85,7 @@ class _ConvBase(torch.nn.Module):
             raise TypeError(f"activation must be None or a callable, got {type(activation).__name__}")
         if window_function is not None and not callable(window_function):
             raise TypeError(f"window_function must be None or a callable, got {type(window_function).__name__}")
-        if radius_search_metric not in ("L1", "L2", "Linf"):
-            raise ValueError(f"radius_search_metric must be one of ('L1', 'L2', 'Linf') but got "
-                             f"{radius_search_metric!r}")
+        _layer_args.radius_search_metric(radius_search_metric)
         self.in_channels = in_channels
         self.filters = filters
         self.kernel_size = _kernel_size(kernel_size)
@@ -126,17 +128,29 @@ class _ConvBase(torch.nn.Module):
                     normalize=self.normalize, interpolation=self.interpolation, allow_tf32=self.allow_tf32)
 
     def _search(self, points: torch.Tensor, queries: torch.Tensor, extents: torch.Tensor,
-                hash_table: Optional[return_types.build_spatial_hash_table]
+                hash_table: Optional[return_types.build_spatial_hash_table], names: tuple[str, str]
                 ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """Neighbors of each query within extents/2 and, with a window function, their importance
-        (differentiable w.r.t. the positions and extents)."""
+        (differentiable w.r.t. the positions and extents). ``names``: the layer's arguments that
+        are the points and the queries (the search's errors name them)."""
         metric = self.radius_search_metric
+        radius = 0.5 * extents
+        try:
+            if extents.ndim == 0:
+                nns: Union[return_types.fixed_radius_search, return_types.radius_search] = \
+                    self.fixed_radius_search(points, queries=queries, radius=radius, hash_table=hash_table)
+            else:  # one per query (_inputs refused other ranks)
+                nns = self.radius_search(points, queries=queries, radii=radius)
+        except (TypeError, ValueError) as exc:  # in the layer's words: which argument it came from
+            which = re.match(r"(points|queries|radius|radii) ", str(exc))
+            if which is None:
+                raise
+            arg = {"points": f"{names[0]} (the search's points)", "queries": f"{names[1]} (the search's queries)"
+                   }.get(which.group(1), "extents (the search radius is extents / 2)")
+            raise type(exc)(f"{arg}: {exc}") from None
         if extents.ndim == 0:
-            radius = 0.5 * extents
-            nns = self.fixed_radius_search(points, queries=queries, radius=radius, hash_table=hash_table)
             u = nns.neighbors_distance / _radius_scale(metric, radius) if self.window_function is not None else None
-        else:  # one per query (_check_shapes refused other ranks)
-            nns = self.radius_search(points, queries=queries, radii=0.5 * extents)
+        else:
             u = nns.neighbors_distance  # already normalised
         importance = self.window_function(u) if self.window_function is not None and u is not None else None
         return nns.neighbors_index, nns.neighbors_row_splits, importance
@@ -150,27 +164,35 @@ class _ConvBase(torch.nn.Module):
             out = self.activation(out)
         return out
 
-    @staticmethod
-    def _extents(extents: Union[float, torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    def _inputs(self, inp_features: object, inp_positions: object, out_positions: object,
+                extents: Union[float, torch.Tensor], per: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                        torch.Tensor]:
+        """The features, positions and extents (a number becomes a tensor like the input
+        positions) with their shapes checked in the layer's words (the ops would name their own
+        arguments): features against ``in_channels`` and the positions, extents against the
+        points they belong to."""
+        f = C.tensor_argument(inp_features, "inp_features")
+        xi = C.tensor_argument(inp_positions, "inp_positions")
+        xo = C.tensor_argument(out_positions, "out_positions")
+        if f.ndim == 2:
+            _layer_args.feature_channels(f.shape, self.in_channels)
+        for name, x in (("inp_positions", xi), ("out_positions", xo)):
+            if x.ndim != 2 or x.shape[1] != 3:  # geomops' message; the layer reads the point counts
+                raise ValueError(f"{name} must have shape [N, 3], got shape {tuple(x.shape)} and dtype "
+                                 f"{str(x.dtype).removeprefix('torch.')}")
         if not isinstance(extents, torch.Tensor):
-            extents = torch.tensor(extents, dtype=like.dtype, device=like.device)
-        return extents
-
-    def _check_shapes(self, inp_features: torch.Tensor, inp_positions: torch.Tensor, out_positions: torch.Tensor,
-                      extents: torch.Tensor, per: str) -> None:
-        """Shape errors in the layer's words (the ops would name their own arguments): features
-        against ``in_channels`` and the positions, extents against the points they belong to."""
-        f, xi, xo = inp_features, inp_positions, out_positions
-        if f.ndim == 2 and f.shape[1] != self.in_channels:
-            raise ValueError(f"inp_features has {f.shape[1]} channels (shape[1]) but the layer has "
-                             f"in_channels={self.in_channels} (kernel.shape[3] == {self.in_channels})")
-        if f.ndim == 2 and xi.ndim == 2 and xi.shape[0] != f.shape[0]:
-            raise ValueError(f"inp_positions has {xi.shape[0]} points (shape[0]) but inp_features has {f.shape[0]} "
-                             "rows (inp_features.shape[0]): one position per feature row")
+            if isinstance(extents, bool) or not isinstance(extents, numbers.Real):
+                raise TypeError(f"extents must be a real number or a torch.Tensor, got {type(extents).__name__}")
+            # the positions' float dtype (a position of another dtype is reported by the op, naming it)
+            dtype = xi.dtype if xi.is_floating_point() else torch.get_default_dtype()
+            extents = torch.tensor(extents, dtype=dtype, device=xi.device)
+        if f.ndim == 2:
+            _layer_args.position_rows(xi.shape, f.shape)
         owner, pts = ("out_positions", xo) if per == "output" else ("inp_positions", xi)
-        if extents.ndim > 1 or (extents.ndim == 1 and pts.ndim == 2 and extents.shape[0] != pts.shape[0]):
-            raise ValueError(f"extents must be a scalar or have shape [{pts.shape[0]}] (one per {per} point: "
-                             f"{owner} has {pts.shape[0]}), got shape {tuple(extents.shape)}")
+        if extents.ndim:
+            _layer_args.scalar_or_vector(tuple(extents.shape), "extents", pts.shape[0],
+                                         f"{per} point: {owner} has {pts.shape[0]}")
+        return f, xi, xo, extents
 
     @staticmethod
     def _rank2(extents: torch.Tensor) -> torch.Tensor:
@@ -219,13 +241,14 @@ class ContinuousConv(_ConvBase):
                 user_neighbors_index: Optional[torch.Tensor] = None,
                 user_neighbors_row_splits: Optional[torch.Tensor] = None,
                 user_neighbors_importance: Optional[torch.Tensor] = None) -> torch.Tensor:
-        extents = self._extents(extents, inp_positions)
-        self._check_shapes(inp_features, inp_positions, out_positions, extents, "output")
+        inp_features, inp_positions, out_positions, extents = self._inputs(inp_features, inp_positions,
+                                                                           out_positions, extents, "output")
         if user_neighbors_index is not None and user_neighbors_row_splits is not None:
             index, row_splits, importance = user_neighbors_index, user_neighbors_row_splits, user_neighbors_importance
         else:
             index, row_splits, importance = self._search(inp_positions, out_positions, extents,
-                                                         fixed_radius_search_hash_table)
+                                                         fixed_radius_search_hash_table,
+                                                         ("inp_positions", "out_positions"))
         self._avg_neighbors = index.shape[0] / max(out_positions.shape[0], 1)
         out = ops.continuous_conv(self.kernel, out_positions, self._rank2(extents), self.offset, inp_positions,
                                   inp_features, inp_importance, index, importance, row_splits, **self._options())
@@ -267,15 +290,16 @@ class ContinuousConvTranspose(_ConvBase):
                 user_neighbors_index: Optional[torch.Tensor] = None,
                 user_neighbors_row_splits: Optional[torch.Tensor] = None,
                 user_neighbors_importance: Optional[torch.Tensor] = None) -> torch.Tensor:
-        extents = self._extents(extents, inp_positions)
-        self._check_shapes(inp_features, inp_positions, out_positions, extents, "input")
+        inp_features, inp_positions, out_positions, extents = self._inputs(inp_features, inp_positions,
+                                                                           out_positions, extents, "input")
         if user_neighbors_index is not None and user_neighbors_row_splits is not None:
             index, row_splits, importance = user_neighbors_index, user_neighbors_row_splits, user_neighbors_importance
             if importance is not None and importance.ndim == 1 and importance.shape[0] == 0:
                 importance = None
         else:
             index, row_splits, importance = self._search(out_positions, inp_positions, extents,
-                                                         fixed_radius_search_hash_table)
+                                                         fixed_radius_search_hash_table,
+                                                         ("out_positions", "inp_positions"))
         self._avg_neighbors = index.shape[0] / max(inp_positions.shape[0], 1)
         empty = torch.empty(0, dtype=inp_features.dtype, device=inp_features.device)
         inv = ops.invert_neighbors_list(out_positions.shape[0], index, row_splits,

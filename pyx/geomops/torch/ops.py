@@ -239,8 +239,8 @@ class _ReduceSubarraysSum(torch.autograd.Function):
     def forward(ctx: Any, values: torch.Tensor, row_splits: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(row_splits if isinstance(row_splits, torch.Tensor) else None)
         ctx.row_splits = None if isinstance(row_splits, torch.Tensor) else row_splits
-        ctx.num_values = values.shape[0]
         out = _cconv.reduce_subarrays_sum(C.array(values), C.array(row_splits), stream=C.stream(values, row_splits))
+        ctx.num_values = len(values)  # after the op checked that values is 1-d
         return C.tensor(out)
 
     @staticmethod
@@ -273,9 +273,12 @@ def invert_neighbors_list(num_points: int, inp_neighbors_index: torch.Tensor, in
     invert_neighbors_list
         Named tuple ``(neighbors_index, neighbors_row_splits, neighbors_attributes)``.
     """
-    index = inp_neighbors_index
+    index = C.tensor_argument(inp_neighbors_index, "inp_neighbors_index")
+    attrs = C.tensor_argument(inp_neighbors_attributes, "inp_neighbors_attributes")
+    if index.ndim != 1:  # geomops' message, before the permutation below needs the length
+        raise ValueError(f"inp_neighbors_index must have 1 dimension, got shape {tuple(index.shape)} and dtype "
+                         f"{C.array(index).dtype}")
     n = index.shape[0]
-    attrs = inp_neighbors_attributes
     has_attrs = not (attrs.ndim == 1 and attrs.shape[0] == 0)
     if has_attrs and (attrs.ndim < 1 or attrs.shape[0] != n):
         raise ValueError(f"inp_neighbors_attributes must have shape [{n}, ...] (one row per entry of "
