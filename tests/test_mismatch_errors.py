@@ -88,6 +88,18 @@ def test_the_issue_example_names_filters():
     assert msg == "inp_features has 4 channels (shape[1]) but filters expects 3 (filters.shape[3], Cin)"
 
 
+@pytest.mark.parametrize("extents", [1e300, [[-1e300]], [1e39, 1.0, 1.0]])
+def test_python_extents_beyond_float32_are_named(extents, device):
+    """A Python number or list takes the call's dtype; one that float32 cannot hold is an error
+    naming it (not a RuntimeWarning and an inf)."""
+    kw = _fwd(**{k: (v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v)
+                 for k, v in _fwd().items()})
+    kw["extents"] = extents
+    with np.errstate(all="raise"):
+        msg = _raises(lambda: gm.continuous_conv(*kw.values(), device=device))
+    assert msg == "extents has values beyond the range of float32, the dtype of the call's float inputs"
+
+
 def test_out_features_gradient_mismatch_names_the_output(device):
     kw = _fwd()
     msg = _raises(lambda: gm.continuous_conv_backward(*kw.values(), np.zeros((NO, COUT + 1)), device=device))

@@ -146,7 +146,11 @@ def adapt(x: object, name: str, dtype: DTypeLike) -> object:
     if x is None or isinstance(x, np.ndarray) or _device.is_device_array(x):
         return x
     try:
-        return np.asarray(x, dtype=dtype)
+        with np.errstate(over="raise"):  # a finite number beyond float32 would become inf
+            return np.asarray(x, dtype=dtype)
+    except FloatingPointError:
+        raise ValueError(f"{name} has values beyond the range of {np.dtype(dtype)}, the dtype of the call's "
+                         "float inputs") from None
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a numeric array-like: {exc}") from None
 
