@@ -270,9 +270,9 @@ def test_fuzz_torch_searches(kind, data):
     if name == "radius" and got[0] == "error":  # the torch face builds the table from the radius first
         assert_names(got[1], "radius")
         return
-    if name == "radius" and _one_number(new):
+    if name in ("radius", "k") and _one_number(new):
         # a one-element tensor is a number to the torch face (as to Open3D's); NumPy wants a scalar
-        margs = dict(margs, radius=new.reshape(()).item())
+        margs = dict(margs, **{name: new.reshape(()).item()})
     _assert_error_or_equal(name, mkind, what, got, margs, numpy_call)
 
 

@@ -145,9 +145,12 @@ class _ConvBase(torch.nn.Module):
             which = re.match(r"(points|queries|radius|radii) ", str(exc))
             if which is None:
                 raise
-            arg = {"points": f"{names[0]} (the search's points)", "queries": f"{names[1]} (the search's queries)"
-                   }.get(which.group(1), "extents (the search radius is extents / 2)")
-            raise type(exc)(f"{arg}: {exc}") from None
+            roles = {"points": f"{names[0]} (the search's points)", "queries": f"{names[1]} (the search's queries)"}
+            arg = roles.get(which.group(1), "extents (the search radius is extents / 2)")
+            # the other point set, where the message compares the two, by its layer name too
+            body = re.sub(r"\b(points|queries)\b", lambda m: m.group(0) if m.group(0) == which.group(1) or
+                          m.start() == 0 else roles[m.group(0)], str(exc))
+            raise type(exc)(f"{arg}: {body}") from None
         if extents.ndim == 0:
             u = nns.neighbors_distance / _radius_scale(metric, radius) if self.window_function is not None else None
         else:
@@ -184,7 +187,7 @@ class _ConvBase(torch.nn.Module):
             if isinstance(extents, bool) or not isinstance(extents, numbers.Real):
                 raise TypeError(f"extents must be a real number or a torch.Tensor, got {type(extents).__name__}")
             # the positions' float dtype (a position of another dtype is reported by the op, naming it)
-            dtype = xi.dtype if xi.is_floating_point() else torch.get_default_dtype()
+            dtype = xi.dtype if xi.dtype in (torch.float32, torch.float64) else torch.get_default_dtype()
             extents = torch.tensor(extents, dtype=dtype, device=xi.device)
         if f.ndim == 2:
             _layer_args.position_rows(xi.shape, f.shape)
