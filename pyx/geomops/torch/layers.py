@@ -186,8 +186,9 @@ class _ConvBase(torch.nn.Module):
         if not isinstance(extents, torch.Tensor):
             if isinstance(extents, bool) or not isinstance(extents, numbers.Real):
                 raise TypeError(f"extents must be a real number or a torch.Tensor, got {type(extents).__name__}")
-            # the positions' float dtype (a position of another dtype is reported by the op, naming it)
-            dtype = xi.dtype if xi.dtype in (torch.float32, torch.float64) else torch.get_default_dtype()
+            # the positions' float dtype, else the layer's (positions of another dtype are then
+            # reported by the op, naming them)
+            dtype = xi.dtype if xi.dtype in (torch.float32, torch.float64) else self.kernel.dtype
             extents = torch.tensor(extents, dtype=dtype, device=xi.device)
         if f.ndim == 2:
             _layer_args.position_rows(xi.shape, f.shape)
