@@ -582,12 +582,22 @@ static geomops_status backprop_run(const gm_ctx* c, gm_arena* ar, const geomops_
             GEOMOPS_ERROR_INVALID_ARGUMENT,
             "image->instance_index contains id %d, which no object in objects has; 0 is the background",
             (int)bad);
-    if (st == GEOMOPS_OK && nonfinite >= 0)
-        st =
-            gm_fail(GEOMOPS_ERROR_INVALID_ARGUMENT,
-                    "grad (dLoss/dImage) is not finite (NaN or inf) at pixel (row %lld, col %lld), an object "
-                    "pixel (image->instance_index != 0); it must be finite where the objects are",
-                    (long long)(nonfinite / w), (long long)(nonfinite % w));
+    if (st == GEOMOPS_OK && nonfinite >= 0) { /* an object pixel, or one the dilation reads */
+        int16_t id = 0;
+        if (c->cuda)
+            st = gm_to_host(c, &id, p.img.instance + nonfinite, sizeof id);
+        else
+            id = p.img.instance[nonfinite];
+        if (st == GEOMOPS_OK)
+            st =
+                gm_fail(GEOMOPS_ERROR_INVALID_ARGUMENT,
+                        "grad (dLoss/dImage) is not finite (NaN or inf) at pixel (row %lld, col %lld), %s",
+                        (long long)(nonfinite / w), (long long)(nonfinite % w),
+                        id ? "an object pixel (image->instance_index != 0); it must be finite where the "
+                             "objects are"
+                           : "next to an object: the 1-pixel dilation of the object masks reads it there; it "
+                             "must be finite there");
+    }
     if (st == GEOMOPS_OK && c->cuda)
         st = gm_to_host(c, accum_host, accum, (size_t)n * GM_PG_ACC_STRIDE * sizeof(double));
     /* gradients = accum[:, 0:6] in grad's dtype, singular pixel counts = accum[:, 6] */

@@ -175,10 +175,14 @@ int gm_posegrad_image_gradients_cpu(const gm_pg_image_grad_params* p) {
 
 /* One block of rows [r0, r1): valid rows into vbuf, then every pixel's contributions.
  * ubuf: scratch for the uniform flags of rows r0-1 .. r1, then one busy flag per row.
- * bad: the block's smallest unknown id; nonfinite: its first object pixel with a non-finite g. */
-static void pg_backprop_block(const gm_pg_backprop_params* p, const gm_pg_object* objs, const float* lut,
+ * bad: the block's smallest unknown id; nonfinite: the first pixel where g is read and not finite. */
+static void pg_backprop_block(const gm_pg_backprop_params* params, const gm_pg_object* objs, const float* lut,
                               int r0, int r1, uint8_t* vbuf, uint8_t* ubuf, double* acc, int32_t* bad,
                               int64_t* nonfinite) {
+    /* a local copy: the uint8 stores below (masks, flags) may alias *params, which would force a
+     * reload of every field at every pixel */
+    const gm_pg_backprop_params local = *params;
+    const gm_pg_backprop_params* p = &local;
     const gm_pg_image* im = &p->img;
     const int h = im->height, w = im->width;
     const float wx = gm_pg_weight(w), wy = gm_pg_weight(h);
@@ -204,7 +208,6 @@ static void pg_backprop_block(const gm_pg_backprop_params* p, const gm_pg_object
     }
     int32_t worst = INT32_MAX;
     int64_t first_nf = -1; /* pixels are visited in increasing order: the first found is the smallest */
-    const int check_g = p->first_nonfinite != NULL;
     for (int r = r0; r < r1; ++r) {
         /* nothing to do unless this row or a neighbour row has object pixels */
         if (!busy[r - v0] && !(r > v0 && busy[r - 1 - v0]) && !(r + 1 < v1 && busy[r + 1 - v0])) continue;
@@ -216,15 +219,6 @@ static void pg_backprop_block(const gm_pg_backprop_params* p, const gm_pg_object
             if (id0 != 0 && (id0 < 0 || p->id_to_slot[id0] < 0)) {
                 if (id0 < worst) worst = id0;
                 continue;
-            }
-            double g[3];
-            int have_g = 0;
-            if (id0 != 0 && check_g) { /* every object pixel, read or not (cpu semantics skip borders) */
-                g[0] = gm_pg_grad_at(p, pix, 0);
-                g[1] = gm_pg_grad_at(p, pix, 1);
-                g[2] = gm_pg_grad_at(p, pix, 2);
-                have_g = 1;
-                if (first_nf < 0 && !gm_pg_all_finite3(g)) first_nf = pix;
             }
             int16_t ids[9];
             ptrdiff_t src[9];
@@ -242,12 +236,12 @@ static void pg_backprop_block(const gm_pg_backprop_params* p, const gm_pg_object
             if (vbuf[(ptrdiff_t)(r - v0) * w + c]) {
                 float gx[3], gy[3];
                 pg_pixel_grads(im, lut, wx, wy, r, c, gx, gy);
-                if (!have_g) {
-                    g[0] = gm_pg_grad_at(p, pix, 0);
-                    g[1] = gm_pg_grad_at(p, pix, 1);
-                    g[2] = gm_pg_grad_at(p, pix, 2);
-                }
+                const double g[3] = {gm_pg_grad_at(p, pix, 0), gm_pg_grad_at(p, pix, 1),
+                                     gm_pg_grad_at(p, pix, 2)};
                 gm_pg_project_grad(g, gx, gy, &sx, &sy);
+                /* a non-finite g makes sx or sy non-finite; only then is g itself looked at (a huge
+                 * finite float64 g may overflow them too) */
+                if (first_nf < 0 && !gm_pg_finite2(sx, sy) && !gm_pg_all_finite3(g)) first_nf = pix;
             }
             for (int k = 0; k < n; ++k) {
                 const int id = ids[k];

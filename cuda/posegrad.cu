@@ -5,13 +5,13 @@
 // Image gradients: one thread per pixel (valid mask, both central differences).
 // Back-propagation, deterministic without float atomics:
 //   1. one thread per pixel: the valid mask, whether a neighbour belongs to another object
-//      (the dilation needs one), unknown instance ids and the first object pixel where
-//      dLoss/dImage is not finite (integer atomicMin);
+//      (the dilation needs one), and unknown instance ids (integer atomicMin);
 //   2. one thread per (segment, object), a segment being a run of consecutive pixels in
 //      row-major order (a power of two, at least 32, fixed by the image size and the object
 //      count): the object's terms over the segment's pixels, summed in that order in
 //      float64 registers, written to the segment's partial row (and, when asked, the per-pixel
-//      contributions and masks of that object, every pixel written);
+//      contributions and masks of that object, every pixel written), and the first pixel
+//      where dLoss/dImage is read and not finite (integer atomicMin);
 //   3. the partial rows summed in segment order by a fixed tree of sequential sums.
 // Bitwise identical from run to run; the sums equal the CPU's up to the order of additions.
 #include "gm_cuda.cuh"
@@ -86,19 +86,14 @@ __global__ void k_init_bad(int32_t* bad, unsigned long long* nonfinite) {
     }
 }
 
-__global__ void k_pixel_info(gm_pg_backprop_params p, uint8_t* valid, uint8_t* info, int32_t* bad,
-                             unsigned long long* nonfinite) {
-    const gm_pg_image& im = p.img;
+__global__ void k_pixel_info(gm_pg_image im, const int32_t* id_to_slot, uint8_t* valid, uint8_t* info,
+                             int32_t* bad) {
     const int h = im.height, w = im.width;
     GM_FOR_EACH(i, (int64_t)h * w) {
         const int r = (int)(i / w), c = (int)(i % w);
         const int id0 = im.instance[i];
-        const int unknown = id0 != 0 && (id0 < 0 || p.id_to_slot[id0] < 0);
+        const int unknown = id0 != 0 && (id0 < 0 || id_to_slot[id0] < 0);
         if (unknown) atomicMin(bad, (int32_t)id0);
-        if (id0 != 0 && !unknown) {
-            const double g[3] = {gm_pg_grad_at(&p, i, 0), gm_pg_grad_at(&p, i, 1), gm_pg_grad_at(&p, i, 2)};
-            if (!gm_pg_all_finite3(g)) atomicMin(nonfinite, (unsigned long long)i);
-        }
         valid[i] = (uint8_t)gm_pg_valid(0, im.instance, im.depth, h, w, r, c, im.semantics);
         info[i] = (uint8_t)((unknown ? INFO_UNKNOWN_ID : 0) |
                             (gm_pg_has_other(im.instance, h, w, r, c) ? INFO_OTHER : 0));
@@ -108,7 +103,7 @@ __global__ void k_pixel_info(gm_pg_backprop_params p, uint8_t* valid, uint8_t* i
 // Thread (segment, object): the object's sums over the segment's pixels, in pixel order.
 __global__ void k_segments(gm_pg_backprop_params p, const gm_pg_object* objs, const int32_t* obj_id,
                            const uint8_t* valid, const uint8_t* info, int64_t seg_len, int64_t nseg,
-                           double* partial) {
+                           double* partial, unsigned long long* nonfinite) {
     const gm_pg_image& im = p.img;
     const int h = im.height, w = im.width, n = p.num_objects;
     const int64_t hw = (int64_t)h * w;
@@ -136,6 +131,8 @@ __global__ void k_segments(gm_pg_backprop_params p, const gm_pg_object* objs, co
                     const double g[3] = {gm_pg_grad_at(&p, pix, 0), gm_pg_grad_at(&p, pix, 1),
                                          gm_pg_grad_at(&p, pix, 2)};
                     gm_pg_project_grad(g, gx, gy, &sx, &sy);
+                    if (!gm_pg_finite2(sx, sy) && !gm_pg_all_finite3(g))  // as the CPU loop
+                        atomicMin(nonfinite, (unsigned long long)pix);
                 }
                 const float* x = p.coords + 3 * src;
                 double d;
@@ -212,7 +209,7 @@ int backprop_run(const gm_pg_backprop_params* p, cudaStream_t s) {
     GM_PG_ALLOC(first_nf, 1, s, "the finiteness check");
     int32_t* bad = ints.ptr;
     GM_PG_LAUNCH(k_init_bad, 1, s, bad, first_nf.ptr);
-    GM_PG_LAUNCH(k_pixel_info, hw, s, *p, masks.ptr, masks.ptr + hw, bad, first_nf.ptr);
+    GM_PG_LAUNCH(k_pixel_info, hw, s, *im, p->id_to_slot, masks.ptr, masks.ptr + hw, bad);
 
     if (n > 0) {
         int32_t* obj_id = ints.ptr + 1;
@@ -233,7 +230,7 @@ int backprop_run(const gm_pg_backprop_params* p, cudaStream_t s) {
         gm_dev_buffer<double> partial;
         GM_PG_ALLOC(partial, nseg * n * GM_PG_ACC_STRIDE, s, "the pose-gradient partial sums");
         GM_PG_LAUNCH(k_segments, nseg * n, s, *p, objs.ptr, obj_id, masks.ptr, masks.ptr + hw, seg_len, nseg,
-                     partial.ptr);
+                     partial.ptr, first_nf.ptr);
         // rows: segments; columns: (object, slot), so each accum entry sums its segments in order
         const int st = reduce_partials(partial.ptr, nseg, (int64_t)n * GM_PG_ACC_STRIDE, p->accum, s);
         if (st != GM_OK) return st;

@@ -244,29 +244,38 @@ def first_nonfinite(be, d, sem, threads=1):
 @pytest.mark.parametrize("layout", ["CHW", "HWC"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("sem", ["cuda", "cpu"])
-def test_first_nonfinite_object_pixel(cuda_be, layout, dtype, sem):
-    """The smallest object pixel (instance != 0) with a NaN/inf in any channel of g, found by the
-    backprop kernel itself: background pixels never count, border pixels do under both helper
-    semantics, and the answer does not depend on the thread count or the backend."""
+def test_first_nonfinite_read_pixel(cuda_be, layout, dtype, sem):
+    """The smallest pixel where the backprop kernel reads g (a valid pixel of an object's dilated
+    mask, object or ring) and finds a NaN/inf in any channel; pixels it does not read never count.
+    The answer does not depend on the thread count or the backend. Huge finite float64 values
+    (their projection overflows) are not reported."""
     sc = pc.scene("many", 61, 47)
     rr = pc.render_with(_backend.cpu(), sc)
     d = pc.backprop_inputs(sc, rr, layout=layout, grad_dtype=dtype)
-    inst = d["inst"].ravel()
-    obj, bg = np.flatnonzero(inst != 0), np.flatnonzero(inst == 0)
-    assert obj.size > 10 and bg.size > 10
     h, w = d["inst"].shape
-    edge = obj[(obj < w) | (obj >= (h - 1) * w) | (obj % w == 0) | (obj % w == w - 1)]
+    _, valid = image_gradients(_backend.cpu(), rr, 0, SEMANTICS[sem])[1:]
+    _, _, _, masks = backprop(_backend.cpu(), d, 0, SEMANTICS[sem], contributions=False)
+    read = (valid.ravel() != 0) & masks.reshape(len(masks), -1).any(axis=0)
+    inst = d["inst"].ravel()
+    objects, ring, unread = (np.flatnonzero(read & (inst != 0)), np.flatnonzero(read & (inst == 0)),
+                             np.flatnonzero(~read))
+    assert objects.size > 10 and ring.size > 10 and unread.size > 10
     rng = np.random.default_rng(3)
     g0 = d["g"].copy()
-    picks = [[], list(rng.choice(obj, 3, replace=False)), [obj[-1]], [obj[0]]] + ([[edge[0]]] if edge.size else [])
+
+    def at(p, ch):
+        return ch * h * w + p if layout == "CHW" else 3 * p + ch
+
+    picks = [[], list(rng.choice(objects, 3, replace=False)), [objects[-1]], list(rng.choice(ring, 2)),
+             [ring[0], objects[0]]]
     for pixels in picks:
         for value in (np.nan, np.inf, -np.inf):
             g = g0.copy()
-            g.reshape(-1)[[(int(ch) * h * w + p if layout == "CHW" else 3 * p + int(ch))
-                           for p in bg[:5] for ch in range(3)]] = value  # never read as object pixels
+            if dtype == np.float64:
+                g.reshape(-1)[at(objects[1], 0)] = 1e307  # finite: its projection may overflow
+            g.reshape(-1)[[at(p, ch) for p in unread[:7] for ch in range(3)]] = value  # never read
             for p in pixels:
-                ch = int(rng.integers(3))
-                g.reshape(-1)[ch * h * w + p if layout == "CHW" else 3 * p + ch] = value
+                g.reshape(-1)[at(p, int(rng.integers(3)))] = value
             d["g"] = g
             want = int(min(pixels)) if pixels else -1
             for threads in (1, 2, 3):

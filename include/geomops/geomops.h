@@ -732,9 +732,10 @@ typedef struct geomops_pose_gradients {
 /* dLoss/dImage -> dLoss/d(pose delta), one 6-vector per object. grad: (3, H, W) (layout CHW)
  * or (H, W, 3) (HWC), grad_type FLOAT32 or FLOAT64, for the image rgb[..., :3] / 255.
  * projection: the 4x4 row-major projection matrix (host; geomops_projection_matrix). Every
- * nonzero id of image->instance_index must belong to an object, and grad must be finite at every
- * object pixel (else INVALID_ARGUMENT naming the id or the first such pixel, reported after the
- * kernel ran; a NaN or inf there would make that object's gradient NaN). */
+ * nonzero id of image->instance_index must belong to an object, and grad must be finite where it
+ * is read: the valid pixels of the objects' masks grown by one pixel (else INVALID_ARGUMENT naming
+ * the id or the first such pixel, reported after the kernel ran; a NaN or inf there would make
+ * that object's gradient NaN). */
 GEOMOPS_API geomops_status geomops_backpropagate_gradient_to_poses(
     const geomops_exec* exec, const geomops_image* image, int32_t num_objects,
     const geomops_pose_object* objects, const double* projection, int grad_type, const void* grad,

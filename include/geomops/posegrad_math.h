@@ -281,6 +281,11 @@ GM_HD int gm_pg_all_finite3(const double* g) {
     return (g[0] - g[0]) + (g[1] - g[1]) + (g[2] - g[2]) == 0.0;
 }
 
+/* 1 when a and b are both finite (as gm_pg_all_finite3). */
+GM_HD int gm_pg_finite2(double a, double b) {
+    return (a - a) + (b - b) == 0.0;
+}
+
 /* sx = sum_c g[c] gx[c] and sy = sum_c g[c] gy[c]: the image gradient seen by the loss at one
  * pixel, in float64 (the inputs of gm_pg_contribution). */
 GM_HD void gm_pg_project_grad(const double* g, const float* gx, const float* gy, double* sx, double* sy) {

@@ -73,8 +73,9 @@ typedef struct gm_pg_backprop_params {
     float* contributions;        /* out (N,6,H,W) per-pixel terms, or NULL; must be zero on entry */
     uint8_t* masks;              /* out (N,H,W) dilated masks 0/1, or NULL; must be zero on entry */
     int32_t* bad_id;             /* out: smallest instance id of the buffer that no object has, or 0 */
-    int64_t* first_nonfinite;    /* out: smallest pixel index of an object pixel (a known nonzero id)
-                                    where g is NaN or inf in any channel, or -1; NULL: not checked */
+    int64_t* first_nonfinite;    /* out: smallest pixel index where the kernel reads g (a valid pixel
+                                    of some object's dilated mask) and finds NaN or inf in a
+                                    channel, or -1; NULL: not reported */
 } gm_pg_backprop_params;
 
 #endif /* GEOMOPS_POSEGRAD_TYPES_H */

@@ -261,57 +261,40 @@ def _grad_input(grad: object, layout: str, h: int, w: int) -> tuple[AnyArray, in
     return (g, h * w, 1) if layout == "CHW" else (g, 1, 3)
 
 
-def _plane_views(g: DeviceArray, layout: str, h: int, w: int) -> list[DeviceArray]:
-    """The float32 views the masked finiteness kernel reads, each with one row per pixel: the
-    three (H*W,) channel planes of a CHW ``g``, or ``g`` as (H*W, 3) rows for HWC."""
-    if layout == "HWC":
-        return [g.reshape(h * w, 3)]
-    step = h * w * g.dtype.itemsize
-    return [DeviceArray(g, g.ptr + k * step, (h * w,), g.dtype, g.device_id, g._module, g._stream) for k in range(3)]
-
-
-def _first_nonfinite(g: AnyArray, layout: str, mask: AnyArray) -> int:
-    """The first pixel (row-major index) where ``g`` (grad, NumPy or DeviceArray, CHW or HWC)
-    holds a NaN or an infinity and the int16 (H, W) ``mask`` is nonzero; -1 when there is none.
-    For a DeviceArray the check runs on its device (a reduction, then the masked count kernel
-    only when something is not finite)."""
+def _first_nonfinite(coords: AnyArray, mask: AnyArray) -> int:
+    """The first pixel (row-major index) where ``coords`` ((H, W, 3) object coordinates, NumPy or
+    DeviceArray, float32) holds a NaN or an infinity and the int16 (H, W) ``mask`` is nonzero; -1
+    when there is none. For a DeviceArray the check runs on its device (a reduction, then the
+    masked count kernel only when something is not finite)."""
     h, w = mask.shape
-    if not isinstance(g, DeviceArray):
-        flat = g.reshape(-1)
+    if not isinstance(coords, DeviceArray):
         with np.errstate(over="ignore", invalid="ignore"):
             # one pass; NaN and inf survive the sum (an overflowing sum only costs the exact check).
             # Not np.dot: OpenBLAS's threads keep spinning after it, on the cores the kernel needs.
-            if np.isfinite(flat.sum()):
+            if np.isfinite(coords.reshape(-1).sum()):
                 return -1
-        bad = ~np.isfinite(g).all(axis=0 if layout == "CHW" else 2) & (mask != 0)
-        hits = np.flatnonzero(bad)
+        hits = np.flatnonzero(~np.isfinite(coords).all(axis=2) & (mask != 0))
         return int(hits[0]) if hits.size else -1
-    s = _device.stats(g.reshape(-1))
-    if s.nonfinite == 0:
+    if _device.stats(coords.reshape(-1)).nonfinite == 0:
         return -1
-    if g.dtype != np.float32:
-        if max(abs(s.min), abs(s.max)) > float(np.finfo(np.float32).max):
-            # finite values beyond float32's range would turn into inf in the float32 check
-            return _first_nonfinite(g.get(), layout, mask.get() if isinstance(mask, DeviceArray) else mask)
-        g = g.astype(np.float32)
-    assert isinstance(mask, DeviceArray)  # every caller passes the mask on the grad's device
-    firsts = [_d_run(v._module.array_masked_nonfinite, v, mask.reshape(h * w))[1]
-              for v in _plane_views(g, layout, h, w)]
-    firsts = [f for f in firsts if f >= 0]
-    return min(firsts) if firsts else -1
+    assert isinstance(mask, DeviceArray)  # the caller passes the mask on the coordinates' device
+    return int(_d_run(coords._module.array_masked_nonfinite, coords.reshape(h * w, 3), mask.reshape(h * w))[1])
 
 
 def _pixel(first: int, w: int) -> str:
     return f"pixel (row {first // w}, col {first % w})"
 
 
-def _raise_nonfinite_grad(first: int, w: int) -> None:
-    """dLoss/dImage must be finite at the object pixels (instance_index != 0): a NaN or inf there
-    makes the object's whole gradient NaN. The backprop kernel finds the first such pixel. (The
-    background pixels next to an object that the dilation reads are checked by
-    :func:`_explain_nonfinite` once a result is not finite.)"""
-    raise ValueError(f"grad (dLoss/dImage) is not finite (NaN or inf) at {_pixel(first, w)}, an object pixel "
-                     "(render_result.instance_index != 0); it must be finite where the objects are")
+def _raise_nonfinite_grad(first: int, w: int, object_pixel: bool) -> None:
+    """dLoss/dImage must be finite where the back-propagation reads it (the valid pixels of the
+    objects' dilated masks): a NaN or inf there makes that object's gradient NaN. The kernel
+    reports the first such pixel; ``object_pixel``: whether an object covers it (else the
+    dilation of a neighbouring object's mask reads it)."""
+    if object_pixel:
+        raise ValueError(f"grad (dLoss/dImage) is not finite (NaN or inf) at {_pixel(first, w)}, an object "
+                         "pixel (render_result.instance_index != 0); it must be finite where the objects are")
+    raise ValueError(f"grad (dLoss/dImage) is not finite (NaN or inf) at {_pixel(first, w)}, next to an object: "
+                     "the 1-pixel dilation of the object masks reads it there; it must be finite there")
 
 
 def _mask_pass(be: Backend, rgb: AnyArray, depth: AnyArray, inst: AnyArray, coords: AnyArray, sem: int,
@@ -332,23 +315,15 @@ def _mask_pass(be: Backend, rgb: AnyArray, depth: AnyArray, inst: AnyArray, coor
     return masks, bad
 
 
-def _explain_nonfinite(be: Backend, rgb: AnyArray, depth: AnyArray, inst: AnyArray, coords: AnyArray, g: AnyArray,
-                       layout: str, sem: int, ids: NDArray[np.int64], nt: int) -> None:
-    """Called when a pose gradient came out NaN or inf: raise a ValueError naming the input that
-    made it so -- ``object_coordinates`` not finite at an object pixel, or ``grad`` not finite at
-    a background pixel that the dilation of an object's mask reads. Returns when neither holds
-    (the geometry itself is singular there: the caller's warning says so)."""
-    h, w = inst.shape
-    first = _first_nonfinite(coords, "HWC", inst)
+def _explain_nonfinite(coords: AnyArray, inst: AnyArray) -> None:
+    """Called when a pose gradient came out NaN or inf although ``grad`` was finite where it was
+    read: raise a ValueError when ``object_coordinates`` is not finite at an object pixel. Returns
+    when it is (the geometry itself is singular there: the caller's warning says so)."""
+    first = _first_nonfinite(coords, inst)
     if first >= 0:
-        raise ValueError(f"render_result.object_coordinates is not finite (NaN or inf) at {_pixel(first, w)}, an "
-                         "object pixel (render_result.instance_index != 0); the gradients read it there")
-    masks, _ = _mask_pass(be, rgb, depth, inst, coords, sem, ids, nt)
-    read = np.any(_to_host(be, masks).view(np.bool_), axis=0).astype(np.int16)
-    first = _first_nonfinite(g, layout, be.from_host(read) if be.is_cuda else read)
-    if first >= 0:
-        raise ValueError(f"grad (dLoss/dImage) is not finite (NaN or inf) at {_pixel(first, w)}, next to an object: "
-                         "the 1-pixel dilation of the object masks reads it there; it must be finite there")
+        raise ValueError(f"render_result.object_coordinates is not finite (NaN or inf) at "
+                         f"{_pixel(first, inst.shape[1])}, an object pixel (render_result.instance_index != 0); "
+                         "the gradients read it there")
 
 
 def _resolve_options(mode: str, helper_semantics: str, border: Optional[str]) -> tuple[int, int]:
@@ -576,7 +551,7 @@ def backpropagate_gradient_to_poses(scene: Any, render_result: Any, grad: ArrayI
             contributions = be.empty((n, 6, h, w), np.float32) if be.is_cuda else np.zeros((n, 6, h, w), np.float32)
         tr, pj, id_to_slot, slot_start, slot_objects = tables
         up = be.from_host
-        # the kernel also finds the first object pixel where grad is not finite (no extra pass)
+        # the kernel also finds the first pixel where it reads a grad that is not finite (no extra pass)
         bad, nonfinite = be.kernels.posegrad_backprop(up(rgb), bord, sem, up(inst), up(depth), up(coords), up(g),
                                                       cstride, pstride, tr, pj, 2 if mode == "compat" else 3,
                                                       id_to_slot, slot_start, slot_objects, accum, contributions,
@@ -587,10 +562,10 @@ def backpropagate_gradient_to_poses(scene: Any, render_result: Any, grad: ArrayI
                              f"has (object ids: {known[:20]}{' ...' if len(known) > 20 else ''}); 0 is the "
                              "background")
         if nonfinite >= 0:
-            _raise_nonfinite_grad(nonfinite, w)
+            _raise_nonfinite_grad(nonfinite, w, bool(be.to_host(inst).reshape(-1)[nonfinite] != 0))
         accum_host = _to_host(be, accum)  # (N, ACC_STRIDE): read for the warning anyway
         if not np.isfinite(accum_host[:, ACC_GRAD:ACC_GRAD + 6]).all():
-            _explain_nonfinite(be, up(rgb), up(depth), up(inst), up(coords), up(g), layout, sem, ids, nt)
+            _explain_nonfinite(up(coords), up(inst))
         _warn_singular(accum_host, mode)
 
         with np.errstate(over="ignore"):  # float64 sums beyond float32's range round to inf, as IEEE says
