@@ -562,7 +562,7 @@ def backpropagate_gradient_to_poses(scene: Any, render_result: Any, grad: ArrayI
                              f"has (object ids: {known[:20]}{' ...' if len(known) > 20 else ''}); 0 is the "
                              "background")
         if nonfinite >= 0:
-            _raise_nonfinite_grad(nonfinite, w, bool(be.to_host(inst).reshape(-1)[nonfinite] != 0))
+            _raise_nonfinite_grad(nonfinite, w, bool(_to_host(be, inst).reshape(-1)[nonfinite] != 0))
         accum_host = _to_host(be, accum)  # (N, ACC_STRIDE): read for the warning anyway
         if not np.isfinite(accum_host[:, ACC_GRAD:ACC_GRAD + 6]).all():
             _explain_nonfinite(up(coords), up(inst))
