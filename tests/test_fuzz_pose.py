@@ -7,6 +7,8 @@ the buffer invariants of the rasterizer (background pixels cleared, ids, depth w
 range, barycentrics) and, on the emulated CUDA backend, the CPU rasterizer's ids bit for bit.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, note
@@ -331,7 +333,9 @@ def test_fuzz_backpropagate_gradient_to_poses(device, data):
             objs[k].instance_index = new
         mscene = ref.Scene(scene.camera, objs, scene.camera_pose)
     note(f"{name} {what}")
-    with use_backend(device) as dev:
+    with use_backend(device) as dev, warnings.catch_warnings():
+        # a mutated pose or buffer may put pixels behind the camera: the documented warning, not a failure
+        warnings.filterwarnings("ignore", message=".*map to camera Z <= 0", category=RuntimeWarning)
         status, got = outcome(lambda: backpropagate_gradient_to_poses(mscene, mbuf, mgrad, **mopts, device=dev))
     if status == "error":
         assert kind not in EQUIVALENT, f"{name} {what} was rejected: {got!r}"
