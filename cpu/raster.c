@@ -61,8 +61,8 @@ static atomic_int g_cache_busy;
 
 static gm_raster_workspace* ws_acquire(void) {
     if (atomic_exchange(&g_cache_busy, 1) == 0) return &g_cache;
-    return (gm_raster_workspace*)gm_host_calloc(
-        1, sizeof(gm_raster_workspace)); /* another call holds the cache */
+    /* another call holds the cache */
+    return (gm_raster_workspace*)gm_host_calloc(1, sizeof(gm_raster_workspace));
 }
 
 static void ws_free_blocks(gm_raster_workspace* ws) {

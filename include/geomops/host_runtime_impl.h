@@ -103,6 +103,11 @@ static gm_host_header* gm_host_header_of(void* p) {
     return (gm_host_header*)((char*)p - GM_HOST_HEADER);
 }
 
+/* The bytes of the caller's part at p of the block h describes: from p to the block's end. */
+static size_t gm_host_payload_bytes(const gm_host_header* h, const void* p) {
+    return h->bytes - (size_t)((const char*)p - (const char*)h->base);
+}
+
 /* The replacement allocator: alloc NULL is malloc. Written under the spin lock; gm_hooked says
  * (without the lock) whether one is set, so that allocations without one never take the lock. */
 static gm_host_allocator gm_hook;
@@ -139,7 +144,7 @@ static int gm_hook_get(gm_host_allocator* out) {
     return out->alloc != NULL;
 }
 
-/* count * elem_size bytes plus the header, or 0 after recording a request that overflows or
+/* count * elem_size bytes plus GM_HOST_EXTRA, or 0 after recording a request that overflows or
  * exceeds the memory the system has available (checked for malloc's blocks only: a replacement
  * allocator decides for itself). */
 static size_t gm_host_request(int64_t count, size_t elem_size, int hooked) {
@@ -205,7 +210,7 @@ GM_EXTERN_C void gm_host_free(void* p) {
 GM_EXTERN_C void* gm_host_realloc(void* p, int64_t count, size_t elem_size) {
     if (!p) return gm_host_alloc(count, elem_size);
     const gm_host_header old = *gm_host_header_of(p);
-    const size_t old_offset = (size_t)((char*)p - (char*)old.base);
+    const size_t old_offset = (size_t)((char*)p - (char*)old.base), old_size = gm_host_payload_bytes(&old, p);
     gm_host_allocator a = {NULL, NULL, NULL};
     if (!old.free && !gm_hook_get(&a)) { /* malloc's block, and malloc's turn: in place when it can */
         const size_t total = gm_host_request(count, elem_size, 0);
@@ -216,23 +221,22 @@ GM_EXTERN_C void* gm_host_realloc(void* p, int64_t count, size_t elem_size) {
             return NULL;
         }
         char* q = gm_host_payload(base);
-        /* the contents: what both blocks hold, and still inside the new block where it was */
-        size_t keep = old.bytes - old_offset;
-        if (keep > total - (size_t)(q - (char*)base)) keep = total - (size_t)(q - (char*)base);
-        if (keep > total - old_offset) keep = total - old_offset;
-        /* a moved block may sit differently against the alignment: shift the contents */
-        if ((size_t)(q - (char*)base) != old_offset) memmove(q, (char*)base + old_offset, keep);
         gm_host_header* h = gm_host_header_of(q);
-        h->base = base;
-        h->bytes = total;
-        h->free = NULL;
-        h->ctx = NULL;
+        const gm_host_header now = {base, total, NULL, NULL};
+        /* a moved block may sit differently against the alignment: shift the contents (what both
+         * blocks hold, and still inside the new block where it was) */
+        if ((size_t)(q - (char*)base) != old_offset) {
+            size_t keep =
+                old_size < gm_host_payload_bytes(&now, q) ? old_size : gm_host_payload_bytes(&now, q);
+            if (keep > total - old_offset) keep = total - old_offset;
+            memmove(q, (char*)base + old_offset, keep);
+        }
+        *h = now;
         return q;
     }
     void* q = gm_host_alloc(count, elem_size);
     if (!q) return NULL;
-    const gm_host_header* h = gm_host_header_of(q);
-    const size_t old_size = old.bytes - old_offset, new_size = h->bytes - (size_t)((char*)q - (char*)h->base);
+    const size_t new_size = gm_host_payload_bytes(gm_host_header_of(q), q);
     memcpy(q, p, old_size < new_size ? old_size : new_size);
     gm_host_free(p);
     return q;

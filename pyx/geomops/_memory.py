@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
-from typing import Any, Optional, SupportsIndex, SupportsInt
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Optional, SupportsIndex, SupportsInt, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -76,19 +76,26 @@ def array_nbytes(shape: Sequence[SupportsIndex], dtype: npt.DTypeLike) -> int:
     return n
 
 
-def check_host(nbytes: SupportsInt, what: str, *, together: Optional[SupportsInt] = None) -> None:
+def check_host(nbytes: SupportsInt, what: Union[str, Callable[[], str]], *,
+               together: Optional[SupportsInt] = None) -> None:
     """Raise MemoryError when ``nbytes`` of host memory for ``what`` cannot be allocated
-    (``together``: the bytes including the call's other outputs, compared with what is available)."""
+    (``together``: the bytes including the call's other outputs, compared with what is available).
+    ``what`` may be a function giving the text, called only for the message."""
     nbytes = int(nbytes)
     if nbytes > MAX_BYTES:
-        raise MemoryError(f"geomops: {what} would need {nbytes_text(nbytes)}, more than any allocation can hold")
+        raise MemoryError(f"geomops: {_text(what)} would need {nbytes_text(nbytes)}, more than any allocation "
+                          "can hold")
     total = nbytes if together is None else int(together)
     if total >= CHECK_BYTES:
         avail = available_bytes()
         if avail is not None and total > avail:
             also = "" if total == nbytes else f" ({nbytes_text(total)} with the call's other outputs)"
-            raise MemoryError(f"geomops: {what} would need {nbytes_text(nbytes)} of host memory{also}, more "
-                              f"than the {nbytes_text(avail)} available")
+            raise MemoryError(f"geomops: {_text(what)} would need {nbytes_text(nbytes)} of host memory{also}, "
+                              f"more than the {nbytes_text(avail)} available")
+
+
+def _text(what: Union[str, Callable[[], str]]) -> str:
+    return what if isinstance(what, str) else what()
 
 
 def check_device(nbytes: SupportsInt, what: str) -> None:
@@ -107,10 +114,9 @@ def host_reserve(shape: Sequence[SupportsIndex], dtype: npt.DTypeLike, what: str
     together: Optional[int] = None
     if getattr(_call, "depth", 0):
         together = _call.total + nbytes
-    if nbytes > MAX_BYTES or (nbytes if together is None else together) >= CHECK_BYTES:
-        # (check_host returns at once for anything smaller: skip formatting its message)
-        check_host(nbytes, f"{what} of shape {tuple(int(s) for s in shape)} and dtype {np.dtype(dtype)}",
-                   together=together)
+    # the message is formatted only when it is raised (this runs for every output array)
+    check_host(nbytes, lambda: f"{what} of shape {tuple(int(s) for s in shape)} and dtype {np.dtype(dtype)}",
+               together=together)
     if together is not None:
         _call.total = together
 

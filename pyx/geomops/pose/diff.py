@@ -223,7 +223,7 @@ def _transforms(scene: Any, objs: Sequence[Any], honour_camera_pose: bool) -> ND
     if honour_camera_pose:
         cp = getattr(scene, "camera_pose", None)
         cp = np.eye(4) if cp is None else _matrix4(cp, "scene.camera_pose")
-        poses = np.asarray(_object_to_camera(cp, poses)).reshape(-1, 4, 4)
+        poses = _object_to_camera(cp, poses)
     else:
         poses = poses.astype(np.float32).astype(np.float64)
     out = np.empty((len(objs), 12), dtype=np.float64)

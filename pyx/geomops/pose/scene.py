@@ -122,9 +122,9 @@ def _normal_matrix(T: NDArray[np.float64], name: str) -> tuple[float, ...]:
 
 
 def _object_to_camera(camera_pose: NDArray[np.float64],
-                      poses: Iterable[NDArray[np.float64]]) -> list[NDArray[np.float64]]:
+                      poses: Iterable[NDArray[np.float64]]) -> NDArray[np.float64]:
     """The object-to-camera transforms ``inv(camera_pose) @ pose`` of ``poses`` ((4, 4) float64
-    each), as a list of (4, 4) float64 arrays: the one formula behind
+    each, or one (N, 4, 4) array), as one (N, 4, 4) float64 array: the one formula behind
     :meth:`Scene.object_to_camera`, :func:`geomops.pose.render` and the exact-mode pose gradients.
 
     The inverse is the affine cofactor formula and the products are einsum: no LAPACK/BLAS, whose
@@ -135,10 +135,9 @@ def _object_to_camera(camera_pose: NDArray[np.float64],
         raise ValueError(f"scene.camera_pose must be affine (last row [0, 0, 0, 1]), got {camera_pose[3]}")
     world_to_cam = _inv_affine(camera_pose, "scene.camera_pose")
     stacked = np.asarray(poses if isinstance(poses, np.ndarray) else list(poses), dtype=np.float64)
-    if stacked.size == 0:
-        return []
     # one batched einsum: each product sums j = 0..3 in order, bitwise the per-pose einsum's
-    return list(np.einsum("ij,njk->nik", world_to_cam, stacked.reshape(-1, 4, 4)))
+    out: NDArray[np.float64] = np.einsum("ij,njk->nik", world_to_cam, stacked.reshape(-1, 4, 4))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -801,7 +800,8 @@ class Scene:
         Raises ValueError when ``camera_pose`` is not affine or not invertible."""
         if not isinstance(obj, SceneObject):
             obj = self._objects[operator.index(obj)]
-        return _object_to_camera(self._camera_pose, [obj.pose])[0]
+        transform: NDArray[np.float64] = _object_to_camera(self._camera_pose, [obj.pose])[0]
+        return transform
 
     def __repr__(self) -> str:
         return f"Scene({self._camera!r}, {len(self._objects)} objects)"

@@ -148,8 +148,8 @@ class _ConvBase(torch.nn.Module):
             roles = {"points": f"{names[0]} (the search's points)", "queries": f"{names[1]} (the search's queries)"}
             arg = roles.get(which.group(1), "extents (the search radius is extents / 2)")
             # the other point set, where the message compares the two, by its layer name too
-            body = re.sub(r"\b(points|queries)\b", lambda m: m.group(0) if m.group(0) == which.group(1) or
-                          m.start() == 0 else roles[m.group(0)], str(exc))
+            body = re.sub(r"\b(points|queries)\b",
+                          lambda m: m.group(0) if m.group(0) == which.group(1) else roles[m.group(0)], str(exc))
             raise type(exc)(f"{arg}: {body}") from None
         if extents.ndim == 0:
             u = nns.neighbors_distance / _radius_scale(metric, radius) if self.window_function is not None else None
